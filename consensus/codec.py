@@ -1,0 +1,129 @@
+"""Typed objects <-> canonical values, for frozen dataclasses.
+
+A consensus object is a frozen, slotted dataclass that inherits :class:`Codec`. It encodes as
+the array of its fields in declaration order; a field whose type is a union of codec classes
+encodes as ``[TAG, *fields]``. Decoding checks every field's type strictly (no bool for int,
+exact array lengths, fixed byte lengths declared with :data:`Bytes32` and friends) and then runs
+the class's own ``__post_init__`` checks, so an object that exists is well formed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
+
+from consensus.encoding import decode, encode, hash_of
+from consensus.errors import DecodeError
+
+T = TypeVar("T", bound="Codec")
+
+#: Byte-string length constraints, attached to NewTypes through this registry.
+FIXED_LENGTHS: dict[Any, int] = {}
+
+
+def fixed_bytes(name: str, length: int) -> Any:
+    """A ``NewType`` of bytes that the codec checks to be exactly ``length`` long."""
+    new = typing.NewType(name, bytes)
+    FIXED_LENGTHS[new] = length
+    return new
+
+
+class Codec:
+    """Mixin giving a frozen dataclass a canonical encoding and hash."""
+
+    __slots__ = ()
+    TAG: ClassVar[int] = 0
+
+    def to_value(self) -> list[Any]:
+        """The canonical value: ``[TAG, *fields]`` for tagged classes, else ``[*fields]``."""
+        fields = [_to_value(getattr(self, f.name)) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+        return [self.TAG, *fields] if self.TAG else fields
+
+    def encode(self) -> bytes:
+        return encode(self.to_value())
+
+    def hash(self) -> bytes:
+        return hash_of(self.to_value())
+
+    @classmethod
+    def from_value(cls: type[T], value: Any) -> T:
+        fields = _field_types(cls)
+        if cls.TAG:
+            if not isinstance(value, list) or not value or type(value[0]) is not int or value[0] != cls.TAG:
+                raise DecodeError("unknown-tag", f"{cls.__name__} needs tag {cls.TAG}")
+            value = value[1:]
+        if not isinstance(value, list) or len(value) != len(fields):
+            raise DecodeError("bad-shape", f"{cls.__name__} needs an array of {len(fields)}")
+        kwargs = {name: _from_value(tp, item, f"{cls.__name__}.{name}") for (name, tp), item in zip(fields, value)}
+        try:
+            return cls(**kwargs)
+        except DecodeError:
+            raise
+        except (TypeError, ValueError) as exc:
+            reason = getattr(exc, "reason", "bad-field")
+            raise DecodeError(reason, f"{cls.__name__}: {exc}") from None
+
+    @classmethod
+    def decode(cls: type[T], data: bytes, max_size: int | None = None) -> T:
+        value = decode(data) if max_size is None else decode(data, max_size)
+        return cls.from_value(value)
+
+
+@functools.cache
+def _field_types(cls: type) -> tuple[tuple[str, Any], ...]:
+    hints = typing.get_type_hints(cls, include_extras=False, localns={"FIXED_LENGTHS": FIXED_LENGTHS})
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+
+
+def _to_value(obj: Any) -> Any:
+    if isinstance(obj, Codec):
+        return obj.to_value()
+    if isinstance(obj, tuple):
+        return [_to_value(o) for o in obj]
+    return obj
+
+
+def _is_union(tp: Any) -> bool:
+    return get_origin(tp) in (Union, types.UnionType)
+
+
+def _from_value(tp: Any, value: Any, where: str) -> Any:
+    if tp in FIXED_LENGTHS:
+        if not isinstance(value, bytes) or len(value) != FIXED_LENGTHS[tp]:
+            raise DecodeError("bad-field", f"{where}: needs {FIXED_LENGTHS[tp]} bytes")
+        return value
+    while hasattr(tp, "__supertype__"):
+        tp = tp.__supertype__
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DecodeError("bad-field", f"{where}: needs an integer")
+        return value
+    if tp in (bytes, str, bool):
+        if type(value) is not tp:
+            raise DecodeError("bad-field", f"{where}: needs {tp.__name__}")
+        return value
+    if _is_union(tp):
+        args = get_args(tp)
+        if type(None) in args:
+            if value is None:
+                return None
+            rest = [a for a in args if a is not type(None)]
+            return _from_value(rest[0] if len(rest) == 1 else Union[tuple(rest)], value, where)
+        if not isinstance(value, list) or not value or isinstance(value[0], bool) or not isinstance(value[0], int):
+            raise DecodeError("bad-field", f"{where}: needs a tagged object")
+        by_tag = {a.TAG: a for a in args}
+        kind = by_tag.get(value[0])
+        if kind is None:
+            raise DecodeError("unknown-tag", f"{where}: tag {value[0]}")
+        return kind.from_value(value)
+    if get_origin(tp) is tuple:
+        (item_tp, _ellipsis) = get_args(tp)
+        if not isinstance(value, list):
+            raise DecodeError("bad-field", f"{where}: needs an array")
+        return tuple(_from_value(item_tp, v, where) for v in value)
+    if isinstance(tp, type) and issubclass(tp, Codec):
+        return tp.from_value(value)
+    raise TypeError(f"codec cannot handle {tp!r} at {where}")  # a programming error, not input

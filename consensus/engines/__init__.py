@@ -1,0 +1,41 @@
+"""Consensus engines: the pluggable part of the rules.
+
+An engine says what makes a block's seal valid, how much a block weighs in fork choice, and
+what work a miner must do next. The genesis file names the engine; :func:`get_engine` returns
+it. The node never hard-wires one: ``pow`` (classic hashing, the benchmarks' baseline) and
+``ponas`` (proof of neural-architecture search) both plug in here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from consensus.errors import InvalidParams
+from consensus.params import ChainParams
+from consensus.state import ChainView
+from consensus.types import Block, Header
+
+
+class Engine(Protocol):
+    name: str
+
+    def validate_seal(self, block: Block, parent: Header, chain: ChainView) -> None:
+        """Raise :class:`~consensus.errors.InvalidBlock` if the block's proof of work is bad."""
+
+    def block_work(self, header: Header) -> int:
+        """The block's weight in fork choice; a branch weighs the sum of its blocks."""
+
+    def next_work(self, parent: Header, chain: ChainView) -> dict[str, Any]:
+        """What a miner must do to extend ``parent`` (e.g. ``{"bits": ...}``)."""
+
+
+def get_engine(params: ChainParams) -> Engine:
+    if params.engine == "pow":
+        from consensus.engines.pow import PowEngine
+
+        return PowEngine(params)
+    if params.engine == "ponas":
+        from consensus.engines.ponas import PonasEngine  # type: ignore[attr-defined]
+
+        return PonasEngine(params)  # type: ignore[no-any-return]
+    raise InvalidParams("bad-engine", f"no engine named {params.engine!r}")

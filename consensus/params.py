@@ -1,0 +1,238 @@
+"""Chain parameters and the genesis file.
+
+Chain parameters are consensus: every node of a chain must hold the same ones, so the genesis
+header commits to their hash (in ``extra``) and the genesis hash identifies the chain. They
+are kept apart from a node's runtime configuration (ports, datadir, peers). The genesis file
+is JSON for people to read; its canonical encoding is what is hashed.
+
+Presets:
+* ``regtest`` - seconds per round, tiny budgets: for tests.
+* ``devnet``  - about one block a minute on a CPU: for the demo and local networks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from consensus.codec import Codec
+from consensus.crypto import format_address, parse_address
+from consensus.errors import ConsensusError, InvalidParams
+from consensus.types import COIN, MAX_AMOUNT, Address20, Hash32, PubKey32, Payout, ZERO_HASH
+
+GENESIS_FORMAT = 1
+ENGINES = ("pow", "ponas")
+
+
+@dataclass(frozen=True, slots=True)
+class PowParams(Codec):
+    """The classic hash engine: ``hash(header) <= target(bits)``."""
+
+    limit_bits: int  # the easiest target allowed
+    initial_bits: int
+    target_spacing: int  # seconds per block
+    retarget_interval: int  # blocks between retargets
+    no_retarget: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PonasParams(Codec):
+    """The deep-learning engine's round and verification settings (section 4 of the design)."""
+
+    beacon_pubkey: PubKey32
+    beacon_anchor: Hash32  # key_0 of the beacon's hash chain: key_h = H(key_(h+1))
+    commit_window: int  # seconds from a round's open to its close
+    reveal_window: int  # seconds from the close to the round's end
+    closer_timeout: int  # seconds past the deadline before the beacon takes over
+    max_commitments_per_key: int
+    max_weights_bytes: int
+    score_tolerance: int  # in test samples
+    test_set_size: int
+    recipe: str  # name of the pinned training recipe
+    data_split_hash: Hash32  # the public train / validation / held-out split
+
+
+@dataclass(frozen=True, slots=True)
+class ChainParams(Codec):
+    chain_id: str
+    engine: str
+    genesis_time: int
+    prefunds: tuple[Payout, ...]
+    initial_subsidy: int
+    halving_interval: int
+    max_block_txs: int
+    max_block_bytes: int
+    max_future_secs: int
+    pow: PowParams
+    ponas: PonasParams
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise InvalidParams("bad-engine", f"engine must be one of {ENGINES}")
+        if not self.chain_id or len(self.chain_id) > 64:
+            raise InvalidParams("bad-chain-id", "chain_id is 1 to 64 characters")
+        if not 0 <= self.initial_subsidy <= MAX_AMOUNT or self.halving_interval < 1:
+            raise InvalidParams("bad-subsidy", "subsidy or halving interval out of range")
+        if sum(p.amount for p in self.prefunds) > MAX_AMOUNT:
+            raise InvalidParams("bad-prefund", "prefunds overflow")
+        addresses = [p.address for p in self.prefunds]
+        if addresses != sorted(set(addresses)):
+            raise InvalidParams("bad-prefund", "prefunds must be in address order, each address once")
+        if self.max_block_txs < 1 or self.max_block_bytes < 1024:
+            raise InvalidParams("bad-limits", "block limits too small")
+
+    def subsidy(self, height: int) -> int:
+        """Block subsidy at ``height``: halves every ``halving_interval`` blocks, like Bitcoin."""
+        halvings = height // self.halving_interval
+        return 0 if halvings >= 63 else self.initial_subsidy >> halvings
+
+    @property
+    def params_hash(self) -> bytes:
+        return self.hash()
+
+    # --- JSON -------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        def conv(obj: Any) -> Any:
+            if isinstance(obj, bytes):
+                return obj.hex()
+            if isinstance(obj, dict):
+                return {k: conv(v) for k, v in obj.items()}
+            if isinstance(obj, (list, tuple)):
+                return [conv(v) for v in obj]
+            return obj
+
+        data = conv(asdict(self))
+        data["prefunds"] = {format_address(p.address): p.amount for p in self.prefunds}
+        return {"format": GENESIS_FORMAT, **data}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ChainParams:
+        """Parse a genesis document; every problem is an :class:`InvalidParams` with a reason."""
+        if not isinstance(data, dict):
+            raise InvalidParams("bad-genesis", "the genesis file holds a JSON object")
+        data = dict(data)
+        if data.pop("format", None) != GENESIS_FORMAT:
+            raise InvalidParams("bad-genesis", f"unknown genesis format (want {GENESIS_FORMAT})")
+        try:
+            prefunds = data.get("prefunds", {})
+            if not isinstance(prefunds, dict):
+                raise InvalidParams("bad-prefund", "prefunds maps addresses to amounts")
+            parsed = [Payout(parse_address(a), _int(v, "prefund")) for a, v in prefunds.items()]
+            data["prefunds"] = tuple(sorted(parsed, key=lambda p: p.address))
+            data["pow"] = _sub(PowParams, data.get("pow"))
+            data["ponas"] = _sub(PonasParams, data.get("ponas"))
+            return _build(cls, data)
+        except InvalidParams:
+            raise
+        except ConsensusError as exc:
+            raise InvalidParams(exc.reason, exc.detail) from None
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidParams("bad-genesis", f"{name} must be an integer")
+    return value
+
+
+def _sub(kind: type, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise InvalidParams("bad-genesis", f"missing section for {kind.__name__}")
+    data = dict(data)
+    for f in fields(kind):
+        if f.type in ("PubKey32", "Hash32") and isinstance(data.get(f.name), str):
+            try:
+                data[f.name] = bytes.fromhex(data[f.name])
+            except ValueError:
+                raise InvalidParams("bad-genesis", f"{f.name} must be hex") from None
+    return _build(kind, data)
+
+
+def _build(kind: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(kind)}
+    missing, unknown = names - data.keys(), data.keys() - names
+    if missing or unknown:
+        raise InvalidParams("bad-genesis", f"{kind.__name__}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    value = [data[f.name] for f in fields(kind)]
+    value = [v.to_value() if isinstance(v, Codec) else ([x.to_value() for x in v] if isinstance(v, tuple) else v) for v in value]
+    try:
+        return kind.from_value(value)
+    except ConsensusError as exc:
+        raise InvalidParams(exc.reason if exc.reason != "bad-field" else "bad-genesis", exc.detail) from None
+
+
+def load_params(path: str) -> ChainParams:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise InvalidParams("no-genesis", f"no genesis file at {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidParams("bad-genesis", f"{path} is not JSON: {exc}") from None
+    return ChainParams.from_json(data)
+
+
+def save_params(params: ChainParams, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(params.to_json(), fh, indent=2, sort_keys=False)
+        fh.write("\n")
+
+
+# --- presets ----------------------------------------------------------------------------------
+
+REGTEST_POW = PowParams(
+    limit_bits=0x207FFFFF, initial_bits=0x207FFFFF, target_spacing=1, retarget_interval=10, no_retarget=True
+)
+DEVNET_POW = PowParams(
+    limit_bits=0x207FFFFF, initial_bits=0x1F0FFFFF, target_spacing=60, retarget_interval=20, no_retarget=False
+)
+
+
+def _ponas(preset: str, beacon_pubkey: bytes, beacon_anchor: bytes, split_hash: bytes) -> PonasParams:
+    if preset == "regtest":
+        return PonasParams(beacon_pubkey, beacon_anchor, 8, 4, 20, 4, 1 << 20, 3, 200, "regtest", split_hash)
+    return PonasParams(beacon_pubkey, beacon_anchor, 45, 15, 60, 8, 4 << 20, 3, 300, "devnet", split_hash)
+
+
+PRESETS = ("regtest", "devnet")
+
+
+def preset_params(
+    preset: str,
+    *,
+    engine: str = "ponas",
+    chain_id: str | None = None,
+    prefunds: dict[bytes, int] | None = None,
+    beacon_pubkey: bytes = bytes(32),
+    beacon_anchor: bytes = ZERO_HASH,
+    data_split_hash: bytes = ZERO_HASH,
+    genesis_time: int | None = None,
+) -> ChainParams:
+    """Parameters for a preset; ``genesis_time`` defaults to now (a parameter, for tests)."""
+    if preset not in PRESETS:
+        raise InvalidParams("bad-preset", f"preset must be one of {PRESETS}")
+    return ChainParams(
+        chain_id=chain_id or f"ponas-{preset}",
+        engine=engine,
+        genesis_time=int(time.time()) if genesis_time is None else genesis_time,
+        prefunds=tuple(Payout(a, v) for a, v in sorted((prefunds or {}).items())),
+        initial_subsidy=50 * COIN,
+        halving_interval=150 if preset == "regtest" else 210_000,
+        max_block_txs=4_000,
+        max_block_bytes=2_000_000,
+        max_future_secs=7200 if preset == "devnet" else 600,
+        pow=REGTEST_POW if preset == "regtest" else DEVNET_POW,
+        ponas=_ponas(preset, beacon_pubkey, beacon_anchor, data_split_hash),
+    )
+
+
+def with_engine(params: ChainParams, engine: str) -> ChainParams:
+    return replace(params, engine=engine)
+
+
+__all__ = [
+    "ChainParams", "PowParams", "PonasParams", "preset_params", "load_params", "save_params",
+    "with_engine", "PRESETS",
+]

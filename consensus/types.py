@@ -1,0 +1,235 @@
+"""The chain's data types: frozen, slotted dataclasses with one canonical encoding each.
+
+Amounts are integers in base units (1 coin = 10**8 units); scores are integers. Nothing here
+holds a float. Constructors check shapes and ranges, so a decoded object is well formed; the
+rules that need context (state, parent, params) live in :mod:`consensus.state`,
+:mod:`consensus.block` and the engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NewType, Optional, Union
+
+from consensus.codec import Codec, fixed_bytes
+from consensus.crypto import PrivateKey, signing_digest, verify
+from consensus.merkle import merkle_root
+
+Hash32 = fixed_bytes("Hash32", 32)
+Address20 = fixed_bytes("Address20", 20)
+PubKey32 = fixed_bytes("PubKey32", 32)
+Sig64 = fixed_bytes("Sig64", 64)
+Height = NewType("Height", int)
+Amount = NewType("Amount", int)
+
+ZERO_HASH = bytes(32)
+ZERO_SIG = bytes(64)
+COIN = 10**8
+#: Amounts, balances and fees stay within a signed 64-bit integer.
+MAX_AMOUNT = 2**63 - 1
+MAX_TEXT = 256
+MAX_EXTRA = 32
+
+
+def _nonneg(name: str, value: int, upper: int = MAX_AMOUNT) -> None:
+    if not 0 <= value <= upper:
+        raise ValueError(f"{name} out of range: {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Payout(Codec):
+    """One output of a coinbase: ``amount`` units to ``address``."""
+
+    address: Address20
+    amount: Amount
+
+    def __post_init__(self) -> None:
+        _nonneg("amount", self.amount)
+
+
+@dataclass(frozen=True, slots=True)
+class Coinbase(Codec):
+    """The block reward (subsidy plus fees), split among ``payouts``: this is where a pool pays
+    its members. ``height`` makes every coinbase unique."""
+
+    TAG = 2
+    height: Height
+    payouts: tuple[Payout, ...]
+
+    def __post_init__(self) -> None:
+        _nonneg("height", self.height)
+
+    @property
+    def total(self) -> int:
+        return sum(p.amount for p in self.payouts)
+
+    def payouts_root(self) -> bytes:
+        return merkle_root([p.hash() for p in self.payouts])
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer(Codec):
+    """Move ``amount`` from the key ``sender`` to ``recipient``, paying ``fee`` to the miner.
+
+    ``nonce`` is the sender's account nonce (the number of transfers it sent before). The
+    signature covers the chain id, so the transfer is void on any other chain.
+    """
+
+    TAG = 1
+    sender: PubKey32
+    recipient: Address20
+    amount: Amount
+    fee: Amount
+    nonce: int
+    signature: Sig64
+
+    def __post_init__(self) -> None:
+        _nonneg("amount", self.amount)
+        _nonneg("fee", self.fee)
+        _nonneg("nonce", self.nonce)
+
+    def unsigned(self) -> list[object]:
+        return [self.sender, self.recipient, self.amount, self.fee, self.nonce]
+
+    def digest(self, chain_id: str) -> bytes:
+        return signing_digest("ponas/transfer", chain_id, self.unsigned())
+
+    def has_valid_signature(self, chain_id: str) -> bool:
+        return verify(self.sender, self.digest(chain_id), self.signature)
+
+    @classmethod
+    def create(
+        cls, key: PrivateKey, recipient: bytes, amount: int, fee: int, nonce: int, chain_id: str
+    ) -> Transfer:
+        draft = cls(key.public_key, recipient, amount, fee, nonce, ZERO_SIG)
+        return cls(key.public_key, recipient, amount, fee, nonce, key.sign(draft.digest(chain_id)))
+
+
+#: Every transaction kind a block body may carry (task posting joins later).
+Transaction = Union[Transfer]
+
+
+@dataclass(frozen=True, slots=True)
+class Header(Codec):
+    """A block header. One flat layout for every engine; an engine reads the fields it needs.
+
+    ``pow`` uses ``bits`` and ``nonce``; ``ponas`` uses ``round_close``, ``task_id``,
+    ``genotype``, ``weights_hash``, ``seed`` and ``score``. Unused fields are zero or empty.
+    """
+
+    version: int
+    height: Height
+    parent: Hash32
+    timestamp: int
+    engine: str
+    txs_root: Hash32
+    state_root: Hash32
+    payouts_root: Hash32
+    round_close: Hash32
+    task_id: Hash32
+    genotype: str
+    weights_hash: Hash32
+    seed: int
+    score: int
+    bits: int
+    nonce: int
+    extra: bytes
+
+    def __post_init__(self) -> None:
+        _nonneg("height", self.height)
+        _nonneg("timestamp", self.timestamp, 2**40)
+        _nonneg("seed", self.seed, 2**64 - 1)
+        _nonneg("score", self.score, 2**64 - 1)
+        _nonneg("bits", self.bits, 2**32 - 1)
+        _nonneg("nonce", self.nonce, 2**64 - 1)
+        if len(self.engine) > MAX_TEXT or len(self.genotype) > MAX_TEXT:
+            raise ValueError("text field too long")
+        if len(self.extra) > MAX_EXTRA:
+            raise ValueError("extra too long")
+
+
+@dataclass(frozen=True, slots=True)
+class Commitment(Codec):
+    """A miner's signed promise of a sealed header, made before the round's test key exists.
+
+    It binds everything a candidate block will declare except the score.
+    """
+
+    height: Height
+    parent: Hash32
+    task_id: Hash32
+    txs_root: Hash32
+    payouts_root: Hash32
+    genotype: str
+    weights_hash: Hash32
+    seed: int
+    miner: PubKey32
+    signature: Sig64
+
+    def unsigned(self) -> list[object]:
+        return [
+            self.height, self.parent, self.task_id, self.txs_root, self.payouts_root,
+            self.genotype, self.weights_hash, self.seed, self.miner,
+        ]
+
+    def digest(self, chain_id: str) -> bytes:
+        return signing_digest("ponas/commitment", chain_id, self.unsigned())
+
+
+@dataclass(frozen=True, slots=True)
+class CommitmentProof(Codec):
+    """A commitment with its Merkle proof of membership in a round close."""
+
+    commitment: Commitment
+    index: int
+    siblings: tuple[Hash32, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoundClose(Codec):
+    """The closer's signed end of the commit phase of round ``height``.
+
+    It accepts ``parent`` as the round's parent (making it final), reveals the round's
+    ``test_key`` and fixes the set of commitments received in time by their Merkle root.
+    """
+
+    height: Height
+    task_id: Hash32
+    parent: Hash32
+    test_key: Hash32
+    commitments_root: Hash32
+    commitments_count: int
+    attempt: int
+    closer: PubKey32
+    signature: Sig64
+
+    def unsigned(self) -> list[object]:
+        return [
+            self.height, self.task_id, self.parent, self.test_key, self.commitments_root,
+            self.commitments_count, self.attempt, self.closer,
+        ]
+
+    def digest(self, chain_id: str) -> bytes:
+        return signing_digest("ponas/round-close", chain_id, self.unsigned())
+
+
+@dataclass(frozen=True, slots=True)
+class Block(Codec):
+    """Header plus body. Model weights travel and are stored apart, addressed by
+    ``header.weights_hash``."""
+
+    header: Header
+    coinbase: Coinbase
+    txs: tuple[Transaction, ...]
+    proof: Optional[CommitmentProof]
+
+    @property
+    def block_hash(self) -> bytes:
+        """The block's identity: the hash of its header."""
+        return self.header.hash()
+
+    def tx_hashes(self) -> list[bytes]:
+        return [self.coinbase.hash()] + [tx.hash() for tx in self.txs]
+
+    def compute_txs_root(self) -> bytes:
+        return merkle_root(self.tx_hashes())

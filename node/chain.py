@@ -1,0 +1,364 @@
+"""The chain: block import, fork choice and reorgs over a key-value store.
+
+Importing a block writes the block, its index entry, the account changes, its undo data, the
+transaction index and the new tip in one synced batch, so a crash leaves either the old chain
+or the new one. A reorg to a heavier branch is computed wholly in memory first (disconnect to
+the fork point with undo data, connect and fully validate each block of the new branch) and
+then written as one batch; :class:`ImportResult` names the old and new canonical hashes.
+
+The block index (headers) and the tip's accounts are held in memory, loaded at open.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Callable, Iterator
+
+from consensus.chain import genesis_block, validate_block
+from consensus.encoding import decode, encode
+from consensus.engines import Engine, get_engine
+from consensus.errors import ConsensusError, DecodeError, InvalidBlock
+from consensus.params import ChainParams
+from consensus.state import Account, state_root, validate_body, validate_header
+from consensus.types import Block, Header
+from node.storage import KV, Batch, StorageError
+from node.storage import schema as S
+
+log = logging.getLogger("ponas.chain")
+
+
+class Status(IntEnum):
+    HEADER = 0  # header known and valid in context; no body yet
+    DATA = 1  # body stored, header, seal and body shape valid
+    VALID = 2  # fully validated (connected at least once)
+    FAILED = 3  # invalid, or descends from an invalid block
+
+
+@dataclass(slots=True)
+class Entry:
+    header: Header
+    work: int
+    status: Status
+
+    def encode(self) -> bytes:
+        return encode([int(self.status), self.work.to_bytes(32, "big"), self.header.to_value()])
+
+    @classmethod
+    def decode(cls, data: bytes) -> Entry:
+        status, work, header = decode(data)
+        return cls(Header.from_value(header), int.from_bytes(work, "big"), Status(status))
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What importing a block did. ``connected`` and ``disconnected`` list hashes in order."""
+
+    block_hash: bytes
+    status: str  # "connected", "reorg", "side", "duplicate"
+    old_tip: bytes
+    new_tip: bytes
+    connected: tuple[bytes, ...] = ()
+    disconnected: tuple[bytes, ...] = ()
+
+
+@dataclass
+class _Undo:
+    entries: list[tuple[bytes, Account | None]] = field(default_factory=list)
+
+    def encode(self) -> bytes:
+        return encode([[a, None if v is None else [v.balance, v.nonce]] for a, v in self.entries])
+
+    @classmethod
+    def decode(cls, data: bytes) -> _Undo:
+        return cls([(a, None if v is None else Account(*v)) for a, v in decode(data)])
+
+
+class Chain:
+    """A chain of one genesis over a store. Not thread-safe; the node calls it from one task."""
+
+    def __init__(
+        self,
+        kv: KV,
+        params: ChainParams,
+        engine: Engine | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.kv = kv
+        self.params = params
+        self.engine = engine or get_engine(params)
+        self.clock = clock
+        self.genesis = genesis_block(params)
+        self.genesis_hash = self.genesis.header.hash()
+        self.index: dict[bytes, Entry] = {}
+        self.by_height: list[bytes] = []
+        self.accounts: dict[bytes, Account] = {}
+        self._open()
+
+    # --- opening ---------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        meta = self.kv.get(S.META)
+        if meta is None:
+            self._init_genesis()
+        else:
+            schema, chain_id, genesis = decode(meta)
+            if schema != S.SCHEMA_VERSION:
+                raise StorageError("wrong-schema", f"database schema {schema}, need {S.SCHEMA_VERSION}")
+            if genesis != self.genesis_hash or chain_id != self.params.chain_id:
+                raise StorageError("wrong-chain", f"database holds chain {chain_id} ({genesis.hex()[:16]})")
+        for key, value in self.kv.iterate(S.INDEX):
+            self.index[key[1:]] = Entry.decode(value)
+        for key, value in self.kv.iterate(S.HEIGHT):
+            height = int.from_bytes(key[1:], "big")
+            if height != len(self.by_height):
+                raise StorageError("db-corrupt", f"canonical height {height} missing its predecessor")
+            self.by_height.append(value)
+        for key, value in self.kv.iterate(S.ACCOUNT):
+            self.accounts[key[1:]] = Account(*decode(value))
+        tip = self.kv.get(S.TIP)
+        if tip is None or not self.by_height or self.by_height[-1] != tip:
+            raise StorageError("db-corrupt", "tip and canonical index disagree; restart with --reindex")
+
+    def _init_genesis(self) -> None:
+        block = self.genesis
+        h = self.genesis_hash
+        accounts = {p.address: Account(p.amount, 0) for p in self.params.prefunds}
+        batch = Batch()
+        batch.put(S.META, encode([S.SCHEMA_VERSION, self.params.chain_id, h]))
+        batch.put(S.index_key(h), Entry(block.header, 0, Status.VALID).encode())
+        batch.put(S.block_key(h), block.encode())
+        batch.put(S.height_key(0), h)
+        batch.put(S.TIP, h)
+        for address, account in accounts.items():
+            batch.put(S.account_key(address), encode([account.balance, account.nonce]))
+        self.kv.write(batch, sync=True)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @property
+    def tip(self) -> Header:
+        return self.index[self.by_height[-1]].header
+
+    @property
+    def tip_hash(self) -> bytes:
+        return self.by_height[-1]
+
+    @property
+    def height(self) -> int:
+        return len(self.by_height) - 1
+
+    @property
+    def tip_work(self) -> int:
+        return self.index[self.tip_hash].work
+
+    def get_header(self, block_hash: bytes) -> Header | None:
+        entry = self.index.get(block_hash)
+        return entry.header if entry else None
+
+    def get_block(self, block_hash: bytes) -> Block | None:
+        data = self.kv.get(S.block_key(block_hash))
+        return Block.decode(data) if data is not None else None
+
+    def hash_at(self, height: int) -> bytes | None:
+        return self.by_height[height] if 0 <= height < len(self.by_height) else None
+
+    def is_canonical(self, block_hash: bytes) -> bool:
+        entry = self.index.get(block_hash)
+        return entry is not None and self.hash_at(entry.header.height) == block_hash
+
+    def ancestor(self, header: Header, height: int) -> Header:
+        """The ancestor of ``header`` at ``height`` on ``header``'s own branch."""
+        if height > header.height or height < 0:
+            raise ValueError(f"no ancestor at height {height}")
+        while header.height > height:
+            h = header.hash()
+            if self.is_canonical(h):
+                return self.index[self.by_height[height]].header
+            header = self.index[header.parent].header
+        return header
+
+    def account(self, address: bytes) -> Account:
+        return self.accounts.get(address, Account(0, 0))
+
+    def find_tx(self, tx_hash: bytes) -> tuple[bytes, int] | None:
+        data = self.kv.get(S.tx_key(tx_hash))
+        if data is None:
+            return None
+        block_hash, position = decode(data)
+        return block_hash, position
+
+    def iter_canonical(self, start: int = 0) -> Iterator[Block]:
+        for h in self.by_height[start:]:
+            block = self.get_block(h)
+            assert block is not None
+            yield block
+
+    def state_root(self) -> bytes:
+        return state_root(self.accounts)
+
+    # --- importing -------------------------------------------------------------------------
+
+    def import_block(self, block: Block, verified: set[bytes] | None = None) -> ImportResult:
+        """Validate and store ``block``; connect it, store it on a side branch, or reorg.
+
+        Raises :class:`InvalidBlock` (``unknown-parent``, ``duplicate-invalid``, any rule's
+        reason). Nothing is written for an invalid block except its ``FAILED`` mark.
+        """
+        header = block.header
+        h = header.hash()
+        old_tip = self.tip_hash
+        known = self.index.get(h)
+        if known is not None and known.status >= Status.DATA:
+            if known.status == Status.FAILED:
+                raise InvalidBlock("duplicate-invalid", "block was already found invalid")
+            return ImportResult(h, "duplicate", old_tip, old_tip)
+        parent = self.index.get(header.parent)
+        if parent is None:
+            raise InvalidBlock("unknown-parent", f"parent {header.parent.hex()[:16]} is not known")
+        if parent.status == Status.FAILED:
+            self._mark_failed(h, header, parent.work)
+            raise InvalidBlock("bad-prevblk", "parent is invalid")
+        now = int(self.clock())
+        try:
+            validate_header(header, parent.header, self.params, now)
+            self.engine.validate_seal(block, parent.header, self)
+            validate_body(block, self.params)
+        except InvalidBlock as exc:
+            if exc.reason != "time-too-new":  # may become valid later; do not mark
+                self._mark_failed(h, header, parent.work)
+            raise
+        work = parent.work + self.engine.block_work(header)
+        if header.parent == old_tip:
+            try:
+                changes = validate_block_state(self, block, self.accounts, verified)
+            except InvalidBlock:
+                self._mark_failed(h, header, work)
+                raise
+            batch = Batch()
+            self._connect(batch, block, h, self.accounts, changes)
+            batch.put(S.index_key(h), Entry(header, work, Status.VALID).encode())
+            batch.put(S.block_key(h), block.encode())
+            batch.put(S.TIP, h)
+            self.kv.write(batch, sync=True)
+            self.accounts.update(changes)
+            self.by_height.append(h)
+            self.index[h] = Entry(header, work, Status.VALID)
+            return ImportResult(h, "connected", old_tip, h, connected=(h,))
+        if work > self.tip_work:
+            return self._reorg(block, h, work, verified)
+        batch = Batch()
+        batch.put(S.index_key(h), Entry(header, work, Status.DATA).encode())
+        batch.put(S.block_key(h), block.encode())
+        self.kv.write(batch, sync=True)
+        self.index[h] = Entry(header, work, Status.DATA)
+        log.info("side block stored", extra={"height": header.height, "hash": h.hex()[:16]})
+        return ImportResult(h, "side", old_tip, old_tip)
+
+    def _mark_failed(self, h: bytes, header: Header, work: int) -> None:
+        entry = Entry(header, work, Status.FAILED)
+        batch = Batch()
+        batch.put(S.index_key(h), entry.encode())
+        self.kv.write(batch, sync=False)
+        self.index[h] = entry
+
+    def _connect(
+        self,
+        batch: Batch,
+        block: Block,
+        h: bytes,
+        before: dict[bytes, Account],
+        changes: dict[bytes, Account],
+    ) -> None:
+        """Add to ``batch`` what connecting ``block`` on the state ``before`` writes."""
+        undo = _Undo([(a, before.get(a)) for a in sorted(changes)])
+        batch.put(S.undo_key(h), undo.encode())
+        for address, account in changes.items():
+            batch.put(S.account_key(address), encode([account.balance, account.nonce]))
+        batch.put(S.height_key(block.header.height), h)
+        for position, tx_hash in enumerate(block.tx_hashes()):
+            batch.put(S.tx_key(tx_hash), encode([h, position]))
+
+    def _reorg(self, block: Block, h: bytes, work: int, verified: set[bytes] | None) -> ImportResult:
+        old_tip = self.tip_hash
+        # The new branch, from the fork point (exclusive) up to the new block.
+        branch: list[bytes] = [h]
+        cursor = block.header.parent
+        while not self.is_canonical(cursor):
+            branch.append(cursor)
+            cursor = self.index[cursor].header.parent
+        branch.reverse()
+        fork_height = self.index[cursor].header.height
+        disconnect = list(reversed(self.by_height[fork_height + 1 :]))
+        accounts = dict(self.accounts)
+        batch = Batch()
+        for dh in disconnect:
+            undo_data = self.kv.get(S.undo_key(dh))
+            if undo_data is None:
+                raise StorageError("db-corrupt", f"no undo data for {dh.hex()[:16]}")
+            for address, previous in _Undo.decode(undo_data).entries:
+                if previous is None:
+                    accounts.pop(address, None)
+                    batch.delete(S.account_key(address))
+                else:
+                    accounts[address] = previous
+                    batch.put(S.account_key(address), encode([previous.balance, previous.nonce]))
+            old_block = self.get_block(dh)
+            assert old_block is not None
+            for tx_hash in old_block.tx_hashes():
+                batch.delete(S.tx_key(tx_hash))
+            batch.delete(S.height_key(self.index[dh].header.height))
+            batch.delete(S.undo_key(dh))
+        entries: dict[bytes, Entry] = {}
+        for bh in branch:
+            b = block if bh == h else self.get_block(bh)
+            assert b is not None
+            bwork = work if bh == h else self.index[bh].work
+            try:
+                changes = validate_block_state(self, b, accounts, verified)
+            except InvalidBlock as exc:
+                # The heavier branch is invalid: keep the old chain, mark the culprit and
+                # the new block (which descends from it) as failed.
+                self._mark_failed(bh, b.header, bwork)
+                if bh != h:
+                    self._mark_failed(h, block.header, work)
+                log.warning("reorg aborted", extra={"reason": exc.reason, "hash": bh.hex()[:16]})
+                raise
+            self._connect(batch, b, bh, accounts, changes)
+            accounts.update(changes)
+            entries[bh] = Entry(b.header, bwork, Status.VALID)
+            batch.put(S.index_key(bh), entries[bh].encode())
+        batch.put(S.block_key(h), block.encode())
+        batch.put(S.TIP, h)
+        self.kv.write(batch, sync=True)
+        self.accounts = accounts
+        del self.by_height[fork_height + 1 :]
+        self.by_height.extend(branch)
+        self.index.update(entries)
+        log.info(
+            "reorg",
+            extra={"fork_height": fork_height, "disconnected": len(disconnect), "connected": len(branch)},
+        )
+        return ImportResult(h, "reorg", old_tip, h, connected=tuple(branch), disconnected=tuple(disconnect))
+
+
+def validate_block_state(
+    chain: Chain, block: Block, accounts: dict[bytes, Account], verified: set[bytes] | None
+) -> dict[bytes, Account]:
+    """Full validation of ``block`` on its parent, whose state is ``accounts``."""
+    parent = chain.index[block.header.parent].header
+    return validate_block(
+        block, parent, accounts, chain.params, chain.engine, chain, int(chain.clock()), verified
+    )
+
+
+def safe_decode_block(data: bytes, max_size: int) -> Block:
+    """Decode an untrusted block; every failure is a :class:`DecodeError`."""
+    try:
+        return Block.decode(data, max_size)
+    except ConsensusError:
+        raise
+    except Exception as exc:  # pragma: no cover - the codec maps every known failure
+        raise DecodeError("malformed", str(exc)) from None

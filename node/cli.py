@@ -1,0 +1,217 @@
+"""The ``ponas`` command line: one console script whose subcommands each package registers.
+
+Packages register through the ``ponas.commands`` entry-point group (see setup.cfg), each with
+a ``register(subparsers)`` function, so this entry point imports no upper layer by name.
+Commands are thin: parse, call the function that does the work, print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from importlib.metadata import entry_points
+from typing import Callable, Sequence
+
+from consensus.amounts import format_amount, parse_amount
+from consensus.crypto import PrivateKey, format_address, parse_address
+from consensus.errors import ConsensusError
+from consensus.params import PRESETS, load_params, preset_params, save_params
+from consensus.types import Transfer
+from node import logs
+from node.keyfile import load_key, save_key, write_json_atomic
+from node.storage import StorageError
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ponas", description="PoNAS chain: a blockchain mined by neural-architecture search.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for ep in sorted(entry_points(group="ponas.commands"), key=lambda e: e.name):
+        register: Callable[[argparse._SubParsersAction], None] = ep.load()  # type: ignore[type-arg]
+        register(sub)
+    args = parser.parse_args(argv)
+    logs.setup(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except (ConsensusError, StorageError) as exc:
+        print(f"error: {exc.reason}: {exc.detail}" if exc.detail else f"error: {exc.reason}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- ponas genesis ------------------------------------------------------------------------------
+
+
+def register_genesis(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("genesis", help="write a genesis file (chain parameters)")
+    gsub = p.add_subparsers(dest="genesis_command", metavar="ACTION")
+    gsub.required = True
+    new = gsub.add_parser("new", help="a genesis file from a preset")
+    new.add_argument("--preset", choices=PRESETS, default="regtest")
+    new.add_argument("--engine", choices=("ponas", "pow"), default="ponas")
+    new.add_argument("--out", required=True, help="genesis file to write")
+    new.add_argument("--chain-id", help="default: ponas-PRESET")
+    new.add_argument("--prefund", action="append", default=[], metavar="ADDR=COINS", help="fund an address (repeatable)")
+    new.add_argument("--demo-keys", metavar="DIR", help="also create and prefund demo account keys in DIR")
+    new.add_argument("--demo-count", type=int, default=2, help="how many demo keys (default 2)")
+    new.add_argument("--demo-coins", default="1000", help="coins for each demo key (default 1000)")
+    new.add_argument("--beacon-out", metavar="FILE", help="write the beacon closer's key here (default: beside --out)")
+    new.add_argument("--time", type=int, help="genesis timestamp (default: now)")
+    new.set_defaults(func=cmd_genesis_new)
+
+
+def cmd_genesis_new(args: argparse.Namespace) -> int:
+    if os.path.exists(args.out):
+        raise ConsensusError("file-exists", f"{args.out} exists; remove it or choose another --out")
+    prefunds: dict[bytes, int] = {}
+    for item in args.prefund:
+        addr, sep, coins = item.partition("=")
+        if not sep:
+            raise ConsensusError("bad-prefund", f"{item!r}: use ADDR=COINS")
+        prefunds[parse_address(addr)] = parse_amount(coins)
+    demo: list[tuple[str, PrivateKey]] = []
+    if args.demo_keys:
+        os.makedirs(args.demo_keys, exist_ok=True)
+        for i in range(args.demo_count):
+            key = PrivateKey.generate()
+            path = os.path.join(args.demo_keys, f"demo{i}.key")
+            save_key(key, path)
+            prefunds[key.address] = parse_amount(args.demo_coins)
+            demo.append((path, key))
+    beacon = PrivateKey.generate()
+    beacon_path = args.beacon_out or os.path.join(os.path.dirname(os.path.abspath(args.out)), "beacon.key")
+    # The beacon's round keys form a hash chain from a secret seed; genesis holds the anchor.
+    from consensus.beacon import BeaconChain
+
+    chain = BeaconChain.create(length=100_000)
+    params = preset_params(
+        args.preset,
+        engine=args.engine,
+        chain_id=args.chain_id,
+        prefunds=prefunds,
+        beacon_pubkey=beacon.public_key,
+        beacon_anchor=chain.anchor,
+        genesis_time=args.time,
+    )
+    save_key(beacon, beacon_path, beacon_seed=chain.seed.hex(), beacon_length=chain.length)
+    save_params(params, args.out)
+    from consensus.chain import genesis_block
+
+    print(f"wrote {args.out}: chain {params.chain_id}, engine {params.engine}, genesis {genesis_block(params).header.hash().hex()}")
+    print(f"beacon closer key: {beacon_path}")
+    for path, key in demo:
+        print(f"demo key {path}: {format_address(key.address)} ({args.demo_coins} coins)")
+    return 0
+
+
+# --- ponas chain --------------------------------------------------------------------------------
+
+
+def register_chain(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("chain", help="work on a local datadir without a network")
+    csub = p.add_subparsers(dest="chain_command", metavar="ACTION")
+    csub.required = True
+    gen = csub.add_parser("generate", help="mine pow blocks into a datadir (pow chains)")
+    _datadir_args(gen)
+    gen.add_argument("--blocks", type=int, default=1)
+    gen.add_argument("--address", required=True, help="who receives the block rewards")
+    gen.add_argument("--send-from", metavar="KEYFILE", help="also send coins from this key in the first block")
+    gen.add_argument("--send-to", metavar="ADDR")
+    gen.add_argument("--amount", default="1", help="coins to send (default 1)")
+    gen.add_argument("--fee", default="0.0001", help="fee in coins (default 0.0001)")
+    gen.set_defaults(func=cmd_chain_generate)
+    show = csub.add_parser("show", help="print the canonical chain")
+    _datadir_args(show)
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--accounts", action="store_true", help="also list the accounts")
+    show.set_defaults(func=cmd_chain_show)
+
+
+def _datadir_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--datadir", required=True)
+    p.add_argument("--genesis", required=True)
+
+
+def cmd_chain_generate(args: argparse.Namespace) -> int:
+    from node.generate import generate, open_chain
+
+    params = load_params(args.genesis)
+    address = parse_address(args.address)
+    if args.blocks < 1:
+        raise ConsensusError("bad-count", "--blocks must be at least 1")
+    with open_chain(args.datadir, params) as chain:
+        txs = []
+        if args.send_from:
+            if not args.send_to:
+                raise ConsensusError("bad-args", "--send-from needs --send-to")
+            key = load_key(args.send_from)
+            nonce = chain.account(key.address).nonce
+            tx = Transfer.create(
+                key, parse_address(args.send_to), parse_amount(args.amount), parse_amount(args.fee, allow_zero=True),
+                nonce, params.chain_id,
+            )
+            txs.append(tx)
+
+        def progress(result, block):  # type: ignore[no-untyped-def]
+            print(
+                f"mined block {block.header.height} {result.block_hash.hex()[:16]} "
+                f"txs={len(block.txs)} nonce={block.header.nonce}",
+                flush=True,
+            )
+
+        generate(chain, args.blocks, address, txs, progress)
+    return 0
+
+
+def cmd_chain_show(args: argparse.Namespace) -> int:
+    from node.generate import open_chain
+
+    params = load_params(args.genesis)
+    with open_chain(args.datadir, params) as chain:
+        rows = []
+        for block in chain.iter_canonical():
+            h = block.header
+            rows.append(
+                {
+                    "height": h.height,
+                    "hash": h.hash().hex(),
+                    "time": h.timestamp,
+                    "txs": len(block.txs),
+                    "payouts": [[format_address(p.address), format_amount(p.amount)] for p in block.coinbase.payouts],
+                }
+            )
+        accounts = {
+            format_address(a): {"balance": format_amount(acc.balance), "nonce": acc.nonce}
+            for a, acc in sorted(chain.accounts.items())
+        }
+        if args.json:
+            out = {"chain_id": params.chain_id, "height": chain.height, "tip": chain.tip_hash.hex(),
+                   "state_root": chain.state_root().hex(), "blocks": rows}
+            if args.accounts:
+                out["accounts"] = accounts
+            print(json.dumps(out, indent=2))
+            return 0
+        print(
+            f"chain {params.chain_id}  engine {params.engine}  genesis {chain.genesis_hash.hex()[:16]}  "
+            f"height {chain.height}  tip {chain.tip_hash.hex()[:16]}"
+        )
+        print(f"{'height':>6}  {'hash':16}  {'txs':>3}  payouts")
+        for r in rows:
+            pays = ", ".join(f"{a[:12]}… {v}" for a, v in r["payouts"]) or "-"
+            print(f"{r['height']:>6}  {r['hash'][:16]}  {r['txs']:>3}  {pays}")
+        if args.accounts:
+            print(f"\n{'account':42}  {'balance':>16}  nonce")
+            for addr, acc in accounts.items():
+                print(f"{addr:42}  {acc['balance']:>16}  {acc['nonce']}")
+        print(f"state root {chain.state_root().hex()}")
+    return 0
+
+
+__all__ = ["main", "register_genesis", "register_chain", "write_json_atomic"]

@@ -1,0 +1,50 @@
+"""Plain key files for node-side keys (closer and beacon keys, devnet demo accounts).
+
+A key file is JSON ``{"type": "ed25519", "seed": HEX, "address": "pn1..."}`` written
+atomically with permissions 0600. People's coins belong in the wallet's encrypted keystore.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from consensus.crypto import PrivateKey, format_address
+from consensus.errors import ConsensusError
+
+
+def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_key(key: PrivateKey, path: str, **extra: Any) -> None:
+    if os.path.exists(path):
+        raise ConsensusError("file-exists", f"{path} exists; refusing to overwrite a key")
+    data = {"type": "ed25519", "seed": key.seed.hex(), "address": format_address(key.address), **extra}
+    write_json_atomic(path, data, mode=0o600)
+
+
+def load_key(path: str) -> PrivateKey:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise ConsensusError("no-key-file", f"no key file at {path}") from None
+    except (OSError, ValueError) as exc:
+        raise ConsensusError("bad-key-file", f"{path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("type") != "ed25519" or not isinstance(data.get("seed"), str):
+        raise ConsensusError("bad-key-file", f"{path} is not a PoNAS key file")
+    return PrivateKey.from_hex(data["seed"])
