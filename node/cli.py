@@ -55,7 +55,7 @@ def register_genesis(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     gsub.required = True
     new = gsub.add_parser("new", help="a genesis file from a preset")
     new.add_argument("--preset", choices=PRESETS, default="regtest")
-    new.add_argument("--engine", choices=("ponas", "pow"), default="ponas")
+    new.add_argument("--engine", choices=("ponas", "pow"), default="pow")
     new.add_argument("--out", required=True, help="genesis file to write")
     new.add_argument("--chain-id", help="default: ponas-PRESET")
     new.add_argument("--prefund", action="append", default=[], metavar="ADDR=COINS", help="fund an address (repeatable)")

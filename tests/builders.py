@@ -1,0 +1,74 @@
+"""Shared builders for tests: keys, parameters, transfers, blocks and chains.
+
+A test controls time: chains built here use a :class:`Clock` that only moves when told to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from consensus.chain import block_template, genesis_block
+from consensus.crypto import PrivateKey
+from consensus.engines.pow import solve
+from consensus.params import ChainParams, preset_params
+from consensus.state import Account
+from consensus.types import COIN, Block, Header, Payout, Transfer
+
+GENESIS_TIME = 1_700_000_000
+
+
+@dataclass
+class Clock:
+    now: float = GENESIS_TIME + 1_000_000
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def keys(n: int, seed: int = 1) -> list[PrivateKey]:
+    """Deterministic keys, so failures reproduce."""
+    return [PrivateKey(bytes([seed]) + i.to_bytes(4, "big") + bytes(27)) for i in range(n)]
+
+
+def make_params(
+    funded: Sequence[PrivateKey] = (), coins: int = 1000, engine: str = "pow", chain_id: str = "ponas-test"
+) -> ChainParams:
+    return preset_params(
+        "regtest",
+        engine=engine,
+        chain_id=chain_id,
+        prefunds={k.address: coins * COIN for k in funded},
+        genesis_time=GENESIS_TIME,
+    )
+
+
+def transfer(params: ChainParams, key: PrivateKey, to: bytes, amount: int, nonce: int, fee: int = 1000) -> Transfer:
+    return Transfer.create(key, to, amount, fee, nonce, params.chain_id)
+
+
+def pow_block(
+    params: ChainParams,
+    parent: Header,
+    accounts: dict[bytes, Account],
+    miner: bytes,
+    txs: Sequence[Transfer] = (),
+    timestamp: int | None = None,
+    extra: bytes = b"",
+) -> Block:
+    """A valid sealed pow block on ``parent`` (regtest difficulty never retargets)."""
+    ts = parent.timestamp + 10 if timestamp is None else timestamp
+    block = block_template(
+        parent, accounts, params, timestamp=ts, payouts=[Payout(miner, 0)], txs=txs,
+        bits=params.pow.initial_bits, extra=extra,
+    )
+    return replace(block, header=solve(block.header))
+
+
+def reseal(block: Block, **header_fields: object) -> Block:
+    """``block`` with header fields changed and the proof of work redone."""
+    header = replace(block.header, **header_fields)  # type: ignore[arg-type]
+    return replace(block, header=solve(header))
+
+
+__all__ = ["Clock", "keys", "make_params", "transfer", "pow_block", "reseal", "genesis_block", "GENESIS_TIME"]

@@ -1,0 +1,113 @@
+"""The ``ponas`` command line for the chain core: a genesis file from a preset, pow blocks
+mined into a LevelDB datadir, the chain printed; and bad input (addresses, amounts, genesis
+files, datadirs) answered with a reason and a non-zero exit, nothing overwritten."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consensus.params import ChainParams, load_params
+from node.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def net(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    g = str(tmp_path / "genesis.json")
+    code, out, _ = run(capsys, "genesis", "new", "--preset", "regtest", "--engine", "pow", "--out", g, "--demo-keys", str(tmp_path / "keys"))
+    assert code == 0, out
+    a0 = json.loads((tmp_path / "keys" / "demo0.key").read_text())["address"]
+    a1 = json.loads((tmp_path / "keys" / "demo1.key").read_text())["address"]
+    return {"genesis": g, "datadir": str(tmp_path / "node"), "a0": a0, "a1": a1, "k0": str(tmp_path / "keys" / "demo0.key")}
+
+
+def test_genesis_generate_show(net: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys, "chain", "generate", "--datadir", net["datadir"], "--genesis", net["genesis"], "--blocks", "3",
+        "--address", net["a1"], "--send-from", net["k0"], "--send-to", net["a1"], "--amount", "2.5",
+    )
+    assert code == 0, err
+    assert out.count("mined block") == 3
+    code, out, err = run(capsys, "chain", "show", "--datadir", net["datadir"], "--genesis", net["genesis"], "--json", "--accounts")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["height"] == 3 and len(shown["blocks"]) == 4
+    assert shown["accounts"][net["a0"]] == {"balance": "997.4999", "nonce": 1}
+    assert shown["accounts"][net["a1"]]["balance"] == "1152.5001"
+
+
+def test_genesis_file_round_trips(net: dict[str, str]) -> None:
+    params = load_params(net["genesis"])
+    assert isinstance(params, ChainParams) and params.engine == "pow" and len(params.prefunds) == 2
+    assert ChainParams.from_json(json.loads(json.dumps(params.to_json()))) == params
+
+
+@pytest.mark.parametrize(
+    ("argv_tail", "reason"),
+    [
+        (["--address", "pn1notanaddress"], "bad-address"),
+        (["--address", "A1", "--send-from", "K0", "--send-to", "A1", "--amount", "-1"], "bad-amount"),
+        (["--address", "A1", "--send-from", "K0", "--send-to", "A1", "--amount", "0.000000001"], "too-precise"),
+        (["--address", "A1", "--send-from", "K0", "--send-to", "A1", "--amount", "5000"], "insufficient-funds"),
+        (["--address", "A1", "--blocks", "0"], "bad-count"),
+    ],
+)
+def test_generate_bad_input(net: dict[str, str], capsys: pytest.CaptureFixture[str], argv_tail: list[str], reason: str) -> None:
+    tail = [net["a1"] if a == "A1" else net["k0"] if a == "K0" else a for a in argv_tail]
+    code, _, err = run(capsys, "chain", "generate", "--datadir", net["datadir"], "--genesis", net["genesis"], *tail)
+    assert code != 0
+    assert f"error: {reason}" in err
+
+
+def test_mistyped_address_is_a_checksum_error(net: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    a = net["a1"]
+    typo = a[:10] + ("q" if a[10] != "q" else "p") + a[11:]
+    code, _, err = run(capsys, "chain", "generate", "--datadir", net["datadir"], "--genesis", net["genesis"], "--address", typo)
+    assert code == 1 and "error: bad-checksum" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [("not json", "bad-genesis"), ("[]", "bad-genesis"), ('{"format": 1}', "bad-genesis"), ('{"format": 7}', "bad-genesis")],
+)
+def test_bad_genesis_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, reason: str) -> None:
+    g = tmp_path / "g.json"
+    g.write_text(content)
+    code, _, err = run(capsys, "chain", "show", "--datadir", str(tmp_path / "d"), "--genesis", str(g))
+    assert code == 1 and f"error: {reason}" in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_genesis_with_bad_field_types(net: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads(Path(net["genesis"]).read_text())
+    data["initial_subsidy"] = 1.5
+    g = tmp_path / "float.json"
+    g.write_text(json.dumps(data))
+    code, _, err = run(capsys, "chain", "show", "--datadir", str(tmp_path / "d"), "--genesis", str(g))
+    assert code == 1 and "error: bad-genesis" in err
+
+
+def test_genesis_new_refuses_to_overwrite(net: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    before = Path(net["genesis"]).read_bytes()
+    code, _, err = run(capsys, "genesis", "new", "--out", net["genesis"])
+    assert code == 1 and "error: file-exists" in err
+    assert Path(net["genesis"]).read_bytes() == before
+
+
+def test_console_script_runs(tmp_path: Path) -> None:
+    ponas = Path(sys.executable).parent / "ponas"
+    proc = subprocess.run([str(ponas), "genesis", "new", "--out", str(tmp_path / "g.json")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "engine pow" in proc.stdout
+    proc = subprocess.run([str(ponas), "chain"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "ACTION" in proc.stderr
