@@ -8,7 +8,7 @@ parent's accounts and the state root last.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from consensus.engines import Engine
 from consensus.merkle import merkle_root

@@ -3,7 +3,7 @@
 A consensus object is a frozen, slotted dataclass that inherits :class:`Codec`. It encodes as
 the array of its fields in declaration order; a field whose type is a union of codec classes
 encodes as ``[TAG, *fields]``. Decoding checks every field's type strictly (no bool for int,
-exact array lengths, fixed byte lengths declared with :data:`Bytes32` and friends) and then runs
+exact array lengths, fixed byte lengths declared with ``Annotated[bytes, Length(n)]``) and then runs
 the class's own ``__post_init__`` checks, so an object that exists is well formed.
 """
 
@@ -13,22 +13,19 @@ import dataclasses
 import functools
 import types
 import typing
-from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from consensus.encoding import decode, encode, hash_of
 from consensus.errors import DecodeError
 
 T = TypeVar("T", bound="Codec")
 
-#: Byte-string length constraints, attached to NewTypes through this registry.
-FIXED_LENGTHS: dict[Any, int] = {}
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Length:
+    """``Annotated[bytes, Length(32)]``: the codec checks the byte string is this long."""
 
-def fixed_bytes(name: str, length: int) -> Any:
-    """A ``NewType`` of bytes that the codec checks to be exactly ``length`` long."""
-    new = typing.NewType(name, bytes)
-    FIXED_LENGTHS[new] = length
-    return new
+    n: int
 
 
 class Codec:
@@ -57,7 +54,7 @@ class Codec:
             value = value[1:]
         if not isinstance(value, list) or len(value) != len(fields):
             raise DecodeError("bad-shape", f"{cls.__name__} needs an array of {len(fields)}")
-        kwargs = {name: _from_value(tp, item, f"{cls.__name__}.{name}") for (name, tp), item in zip(fields, value)}
+        kwargs = {name: _from_value(tp, item, f"{cls.__name__}.{name}") for (name, tp), item in zip(fields, value, strict=True)}
         try:
             return cls(**kwargs)
         except DecodeError:
@@ -73,8 +70,8 @@ class Codec:
 
 
 @functools.cache
-def _field_types(cls: type) -> tuple[tuple[str, Any], ...]:
-    hints = typing.get_type_hints(cls, include_extras=False, localns={"FIXED_LENGTHS": FIXED_LENGTHS})
+def _field_types(cls: Any) -> tuple[tuple[str, Any], ...]:
+    hints = typing.get_type_hints(cls, include_extras=True)
     return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
 
 
@@ -91,10 +88,12 @@ def _is_union(tp: Any) -> bool:
 
 
 def _from_value(tp: Any, value: Any, where: str) -> Any:
-    if tp in FIXED_LENGTHS:
-        if not isinstance(value, bytes) or len(value) != FIXED_LENGTHS[tp]:
-            raise DecodeError("bad-field", f"{where}: needs {FIXED_LENGTHS[tp]} bytes")
-        return value
+    if get_origin(tp) is Annotated:
+        base, *meta = get_args(tp)
+        lengths = [m.n for m in meta if isinstance(m, Length)]
+        if lengths and (not isinstance(value, bytes) or len(value) != lengths[0]):
+            raise DecodeError("bad-field", f"{where}: needs {lengths[0]} bytes")
+        tp = base
     while hasattr(tp, "__supertype__"):
         tp = tp.__supertype__
     if tp is int:
@@ -111,7 +110,7 @@ def _from_value(tp: Any, value: Any, where: str) -> Any:
             if value is None:
                 return None
             rest = [a for a in args if a is not type(None)]
-            return _from_value(rest[0] if len(rest) == 1 else Union[tuple(rest)], value, where)
+            return _from_value(rest[0] if len(rest) == 1 else Union[tuple(rest)], value, where)  # noqa: UP007
         if not isinstance(value, list) or not value or isinstance(value[0], bool) or not isinstance(value[0], int):
             raise DecodeError("bad-field", f"{where}: needs a tagged object")
         by_tag = {a.TAG: a for a in args}

@@ -10,13 +10,13 @@ input, floats, maps and extension types are all rejected with :class:`DecodeErro
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Union
+from typing import Any
 
 import msgpack
 
 from consensus.errors import DecodeError
 
-Value = Union[int, bytes, str, bool, None, list, tuple]
+Value = int | bytes | str | bool | None | list | tuple  # type: ignore[type-arg]
 
 #: Upper bound for one decoded object; the wire and storage impose tighter ones.
 MAX_ENCODED_BYTES = 64 * 1024 * 1024

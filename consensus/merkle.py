@@ -8,7 +8,7 @@ a root (the duplication flaw of Bitcoin's tree, CVE-2012-2459, does not arise).
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 EMPTY_ROOT = hashlib.sha256(b"ponas/empty-merkle").digest()
 

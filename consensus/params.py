@@ -20,7 +20,7 @@ from typing import Any
 from consensus.codec import Codec
 from consensus.crypto import format_address, parse_address
 from consensus.errors import ConsensusError, InvalidParams
-from consensus.types import COIN, MAX_AMOUNT, Address20, Hash32, PubKey32, Payout, ZERO_HASH
+from consensus.types import COIN, MAX_AMOUNT, ZERO_HASH, Hash32, Payout, PubKey32
 
 GENESIS_FORMAT = 1
 ENGINES = ("pow", "ponas")
@@ -137,7 +137,7 @@ def _int(value: Any, name: str) -> int:
     return value
 
 
-def _sub(kind: type, data: Any) -> Any:
+def _sub(kind: Any, data: Any) -> Any:
     if not isinstance(data, dict):
         raise InvalidParams("bad-genesis", f"missing section for {kind.__name__}")
     data = dict(data)
@@ -150,7 +150,7 @@ def _sub(kind: type, data: Any) -> Any:
     return _build(kind, data)
 
 
-def _build(kind: type, data: dict[str, Any]) -> Any:
+def _build(kind: Any, data: dict[str, Any]) -> Any:
     names = {f.name for f in fields(kind)}
     missing, unknown = names - data.keys(), data.keys() - names
     if missing or unknown:

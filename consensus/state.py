@@ -12,8 +12,9 @@ the engine, and gets back the accounts the block changed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Protocol
+from typing import Protocol
 
 from consensus.codec import Codec
 from consensus.crypto import address_of, verify_many
@@ -88,7 +89,7 @@ def check_signatures(txs: Iterable[Transfer], chain_id: str, verified: set[bytes
     """
     todo = [tx for tx in txs if verified is None or tx.hash() not in verified]
     results = verify_many([(tx.sender, tx.digest(chain_id), tx.signature) for tx in todo])
-    for tx, ok in zip(todo, results):
+    for tx, ok in zip(todo, results, strict=True):
         if not ok:
             raise InvalidTransaction("bad-signature", f"transfer {tx.hash().hex()[:16]}")
 

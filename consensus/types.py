@@ -9,18 +9,20 @@ rules that need context (state, parent, params) live in :mod:`consensus.state`,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NewType, Optional, Union
+from typing import Annotated
 
-from consensus.codec import Codec, fixed_bytes
+from consensus.codec import Codec, Length
 from consensus.crypto import PrivateKey, signing_digest, verify
 from consensus.merkle import merkle_root
 
-Hash32 = fixed_bytes("Hash32", 32)
-Address20 = fixed_bytes("Address20", 20)
-PubKey32 = fixed_bytes("PubKey32", 32)
-Sig64 = fixed_bytes("Sig64", 64)
-Height = NewType("Height", int)
-Amount = NewType("Amount", int)
+Hash32 = Annotated[bytes, Length(32)]
+Address20 = Annotated[bytes, Length(20)]
+PubKey32 = Annotated[bytes, Length(32)]
+Sig64 = Annotated[bytes, Length(64)]
+#: Heights and amounts are plain integers (aliases for readers); the codec and the
+#: constructors check their ranges.
+Height = int
+Amount = int
 
 ZERO_HASH = bytes(32)
 ZERO_SIG = bytes(64)
@@ -106,7 +108,7 @@ class Transfer(Codec):
 
 
 #: Every transaction kind a block body may carry (task posting joins later).
-Transaction = Union[Transfer]
+Transaction = Transfer  # a union once task posting joins
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +223,7 @@ class Block(Codec):
     header: Header
     coinbase: Coinbase
     txs: tuple[Transaction, ...]
-    proof: Optional[CommitmentProof]
+    proof: CommitmentProof | None
 
     @property
     def block_hash(self) -> bytes:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Callable, Iterator
 
 from consensus.chain import genesis_block, validate_block
 from consensus.encoding import decode, encode

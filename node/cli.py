@@ -11,8 +11,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
-from typing import Callable, Sequence
+from typing import Any
 
 from consensus.amounts import format_amount, parse_amount
 from consensus.crypto import PrivateKey, format_address, parse_address
@@ -175,7 +176,7 @@ def cmd_chain_show(args: argparse.Namespace) -> int:
 
     params = load_params(args.genesis)
     with open_chain(args.datadir, params) as chain:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for block in chain.iter_canonical():
             h = block.header
             rows.append(
@@ -192,7 +193,7 @@ def cmd_chain_show(args: argparse.Namespace) -> int:
             for a, acc in sorted(chain.accounts.items())
         }
         if args.json:
-            out = {"chain_id": params.chain_id, "height": chain.height, "tip": chain.tip_hash.hex(),
+            out: dict[str, Any] = {"chain_id": params.chain_id, "height": chain.height, "tip": chain.tip_hash.hex(),
                    "state_root": chain.state_root().hex(), "blocks": rows}
             if args.accounts:
                 out["accounts"] = accounts

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Callable, Iterator, Sequence
 
 from consensus.chain import block_template
 from consensus.engines.pow import solve

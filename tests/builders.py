@@ -5,8 +5,8 @@ A test controls time: chains built here use a :class:`Clock` that only moves whe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 from consensus.chain import block_template, genesis_block
 from consensus.crypto import PrivateKey

@@ -12,8 +12,9 @@ import errno
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import plyvel
 

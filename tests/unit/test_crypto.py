@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consensus.amounts import BadAmount, format_amount
-from consensus.amounts import parse_amount
+from consensus.amounts import BadAmount, format_amount, parse_amount
 from consensus.crypto import (
     BadAddress,
     PrivateKey,
