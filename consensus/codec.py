@@ -47,7 +47,7 @@ class Codec:
 
     @classmethod
     def from_value(cls: type[T], value: Any) -> T:
-        fields = _field_types(cls)
+        fields = _field_types(cls)  # type: ignore[arg-type]
         if cls.TAG:
             if not isinstance(value, list) or not value or type(value[0]) is not int or value[0] != cls.TAG:
                 raise DecodeError("unknown-tag", f"{cls.__name__} needs tag {cls.TAG}")
