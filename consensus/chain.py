@@ -62,14 +62,17 @@ def validate_block(
     now: int,
     verified: set[bytes] | None = None,
 ) -> dict[bytes, Account]:
-    """Check ``block`` on top of ``parent`` whose state is ``accounts``.
+    """Check ``block`` on top of ``parent`` whose state is ``accounts``: header, seal, body,
+    transactions and state root, and the engine's expensive work check last.
 
     Returns the changed accounts; raises :class:`~consensus.errors.InvalidBlock` with a reason.
     """
     validate_header(block.header, parent, params, now)
     engine.validate_seal(block, parent, chain)
     validate_body(block, params)
-    return apply_body(accounts, block, params, verified)
+    changes = apply_body(accounts, block, params, verified)
+    engine.validate_work(block, parent, chain)
+    return changes
 
 
 def block_template(

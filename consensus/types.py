@@ -154,7 +154,9 @@ class Header(Codec):
 class Commitment(Codec):
     """A miner's signed promise of a sealed header, made before the round's test key exists.
 
-    It binds everything a candidate block will declare except the score.
+    It binds everything a candidate block will declare except the score. ``seq`` numbers a
+    key's commitments in a round (0, 1, ...): a key may use at most
+    ``max_commitments_per_key`` of them, and the closer admits one commitment per seq.
     """
 
     height: Height
@@ -165,13 +167,14 @@ class Commitment(Codec):
     genotype: str
     weights_hash: Hash32
     seed: int
+    seq: int
     miner: PubKey32
     signature: Sig64
 
     def unsigned(self) -> list[object]:
         return [
             self.height, self.parent, self.task_id, self.txs_root, self.payouts_root,
-            self.genotype, self.weights_hash, self.seed, self.miner,
+            self.genotype, self.weights_hash, self.seed, self.seq, self.miner,
         ]
 
     def digest(self, chain_id: str) -> bytes:

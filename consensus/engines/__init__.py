@@ -20,7 +20,13 @@ class Engine(Protocol):
     name: str
 
     def validate_seal(self, block: Block, parent: Header, chain: ChainView) -> None:
-        """Raise :class:`~consensus.errors.InvalidBlock` if the block's proof of work is bad."""
+        """The cheap checks of the block's proof (signatures, targets, proofs of membership).
+
+        Raise :class:`~consensus.errors.InvalidBlock` if it is bad."""
+
+    def validate_work(self, block: Block, parent: Header, chain: ChainView) -> None:
+        """The expensive check of the proof (for ``ponas``: evaluating the model), run last,
+        after the body and the state transition passed."""
 
     def block_work(self, header: Header) -> int:
         """The block's weight in fork choice; a branch weighs the sum of its blocks."""

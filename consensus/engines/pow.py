@@ -74,6 +74,9 @@ class PowEngine:
         if block.proof is not None or header.genotype or header.score:
             raise InvalidBlock("bad-seal", "a pow block carries no deep-learning seal")
 
+    def validate_work(self, block: Block, parent: Header, chain: ChainView) -> None:
+        """Nothing left to check: the hash was the whole proof."""
+
     def block_work(self, header: Header) -> int:
         return work_of(header.bits)
 
