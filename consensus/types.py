@@ -182,20 +182,13 @@ class Commitment(Codec):
 
 
 @dataclass(frozen=True, slots=True)
-class CommitmentProof(Codec):
-    """A commitment with its Merkle proof of membership in a round close."""
-
-    commitment: Commitment
-    index: int
-    siblings: tuple[Hash32, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class RoundClose(Codec):
     """The closer's signed end of the commit phase of round ``height``.
 
     It accepts ``parent`` as the round's parent (making it final), reveals the round's
     ``test_key`` and fixes the set of commitments received in time by their Merkle root.
+    ``key_index`` is the test key's place in the beacon's hash chain (it grows by one for
+    every close, retries included), so the key can be checked against the previous one.
     """
 
     height: Height
@@ -204,18 +197,29 @@ class RoundClose(Codec):
     test_key: Hash32
     commitments_root: Hash32
     commitments_count: int
-    attempt: int
+    key_index: int
     closer: PubKey32
     signature: Sig64
 
     def unsigned(self) -> list[object]:
         return [
             self.height, self.task_id, self.parent, self.test_key, self.commitments_root,
-            self.commitments_count, self.attempt, self.closer,
+            self.commitments_count, self.key_index, self.closer,
         ]
 
     def digest(self, chain_id: str) -> bytes:
         return signing_digest("ponas/round-close", chain_id, self.unsigned())
+
+
+@dataclass(frozen=True, slots=True)
+class RoundSeal(Codec):
+    """What makes a ``ponas`` block: the round's close, the miner's commitment, and the
+    commitment's Merkle proof of membership in the close (at ``index``)."""
+
+    close: RoundClose
+    commitment: Commitment
+    index: int
+    siblings: tuple[Hash32, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +230,7 @@ class Block(Codec):
     header: Header
     coinbase: Coinbase
     txs: tuple[Transaction, ...]
-    proof: CommitmentProof | None
+    proof: RoundSeal | None
 
     @property
     def block_hash(self) -> bytes:

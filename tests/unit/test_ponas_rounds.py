@@ -1,0 +1,173 @@
+"""Round rules without the model: commitments are signed and bounded per key, the closer's
+collection admits only timely commitments of its round, closes are checked against the
+beacon's hash chain and the expected signer, a candidate must carry a commitment the close
+includes and declare exactly what it committed, and the selection rule orders candidates by
+score, then commitment order, then block hash."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from consensus.beacon import BeaconChain
+from consensus.engines.ponas.rounds import (
+    BUILTIN_TASK,
+    CommitmentSet,
+    Timeline,
+    check_candidate,
+    check_close,
+    commitment_for,
+    fork_weight,
+    make_close,
+    retry_close_needed,
+    round_seal,
+    select_winner,
+)
+from consensus.errors import InvalidBlock, InvalidRound
+from consensus.params import preset_params
+from consensus.types import Block, Coinbase, Header
+from tests.builders import keys
+
+K = keys(6)
+BEACON_KEY = K[5]
+CHAIN = BeaconChain.create(length=50, seed=b"\x42" * 32)
+PARAMS = preset_params("regtest", beacon_pubkey=BEACON_KEY.public_key, beacon_anchor=CHAIN.anchor, genesis_time=0)
+PP = PARAMS.ponas
+CID = PARAMS.chain_id
+PARENT = b"\x11" * 32
+NB = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+
+
+def header(miner: int, score: int = 0, genotype: str = NB, seed: int = 0) -> Header:
+    return Header(
+        version=1, height=1, parent=PARENT, timestamp=100, engine="ponas", txs_root=bytes([miner]) * 32,
+        state_root=bytes(32), payouts_root=bytes(32), round_close=bytes(32), task_id=BUILTIN_TASK,
+        genotype=genotype, weights_hash=bytes([miner + 1]) * 32, seed=seed, score=score, bits=0, nonce=0, extra=b"",
+    )
+
+
+def round_with(miners: list[int]) -> tuple[list, object]:  # type: ignore[type-arg]
+    commitments = [commitment_for(header(m), K[m], CID) for m in miners]
+    close = make_close(
+        BEACON_KEY, CID, height=1, task_id=BUILTIN_TASK, parent=PARENT, test_key=CHAIN.key(1), key_index=1,
+        commitments=commitments,
+    )
+    return commitments, close
+
+
+def candidate(commitments: list, close, i: int, score: int = 5, **changes: object) -> Block:  # type: ignore[no-untyped-def,type-arg]
+    h = replace(header(i), round_close=close.hash(), score=score, **changes)  # type: ignore[arg-type]
+    return Block(h, Coinbase(1, ()), (), round_seal(close, commitments, i))
+
+
+def test_valid_candidate_passes_and_returns_its_commitment() -> None:
+    commitments, close = round_with([0, 1, 2])
+    check_close(close, CID, PP, prev_key=CHAIN.anchor, prev_key_index=0)
+    for i in range(3):
+        assert check_candidate(candidate(commitments, close, i), CID, PP) == commitments[i]
+
+
+def test_candidate_table() -> None:
+    commitments, close = round_with([0, 1, 2])
+    outsider = commitment_for(header(3), K[3], CID)
+    cases = {
+        "commitment-not-in-close": Block(
+            replace(header(3), round_close=close.hash()), Coinbase(1, ()), (), replace(round_seal(close, [outsider], 0), close=close)
+        ),
+        "header-mismatch": candidate(commitments, close, 1, genotype="|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"),
+        "bad-round-close": replace(candidate(commitments, close, 0), header=replace(header(0), round_close=b"\x01" * 32)),
+        "no-commitment": replace(candidate(commitments, close, 0), proof=None),
+    }
+    seed_changed = candidate(commitments, close, 2, seed=99)
+    cases["header-mismatch "] = seed_changed
+    wrong_index = candidate(commitments, close, 1)
+    cases["commitment-not-in-close "] = replace(wrong_index, proof=replace(wrong_index.proof, index=2))  # type: ignore[arg-type]
+    for reason, block in cases.items():
+        with pytest.raises(InvalidBlock) as err:
+            check_candidate(block, CID, PP)
+        assert err.value.reason == reason.strip(), reason
+
+
+def test_more_commitments_than_allowed() -> None:
+    too_far = commitment_for(header(0), K[0], CID, seq=PP.max_commitments_per_key)
+    close = make_close(BEACON_KEY, CID, height=1, task_id=BUILTIN_TASK, parent=PARENT, test_key=CHAIN.key(1), key_index=1, commitments=[too_far])
+    block = Block(replace(header(0), round_close=close.hash()), Coinbase(1, ()), (), round_seal(close, [too_far], 0))
+    with pytest.raises(InvalidBlock) as err:
+        check_candidate(block, CID, PP)
+    assert err.value.reason == "too-many-commitments"
+
+
+def test_commitment_set_rules() -> None:
+    s = CommitmentSet(1, PARENT, BUILTIN_TASK, deadline=10.0, chain_id=CID, params=PP)
+    for seq in range(PP.max_commitments_per_key):
+        assert s.add(commitment_for(header(0, seed=seq), K[0], CID, seq=seq), now=1.0)
+    c0 = s.items[0]
+    assert s.add(c0, now=2.0) is False  # the same commitment twice is ignored
+    expect = {
+        "too-many-commitments": (commitment_for(header(0, seed=77), K[0], CID, seq=PP.max_commitments_per_key), 1.0),
+        "duplicate-seq": (commitment_for(header(0, seed=78), K[0], CID, seq=0), 1.0),
+        "commit-too-late": (commitment_for(header(1), K[1], CID), 10.5),
+        "commit-wrong-round": (replace(commitment_for(header(1), K[1], CID), height=2), 1.0),
+        "bad-commitment-sig": (replace(commitment_for(header(1), K[1], CID), miner=K[2].public_key), 1.0),
+    }
+    for reason, (c, now) in expect.items():
+        with pytest.raises(InvalidRound) as err:
+            s.add(c, now)
+        assert err.value.reason == reason
+    assert s.add(commitment_for(header(1), K[1], CID), now=9.9)
+    assert len(s.items) == PP.max_commitments_per_key + 1
+
+
+def test_close_checks() -> None:
+    commitments, close = round_with([0])
+    check_close(close, CID, PP, prev_key=CHAIN.anchor, prev_key_index=0)
+    # a retry takes the next key; the check walks back over the skipped one
+    retry = make_close(BEACON_KEY, CID, height=1, task_id=BUILTIN_TASK, parent=PARENT, test_key=CHAIN.key(2), key_index=2, commitments=commitments)
+    check_close(retry, CID, PP, prev_key=CHAIN.anchor, prev_key_index=0)
+    check_close(retry, CID, PP, prev_key=CHAIN.key(1), prev_key_index=1)
+    bad = {
+        "bad-test-key": make_close(BEACON_KEY, CID, height=1, task_id=BUILTIN_TASK, parent=PARENT, test_key=b"\x09" * 32, key_index=1, commitments=commitments),
+        "wrong-closer": make_close(K[0], CID, height=1, task_id=BUILTIN_TASK, parent=PARENT, test_key=CHAIN.key(1), key_index=1, commitments=commitments),
+        "bad-close-sig": replace(close, commitments_count=5),
+    }
+    for reason, c in bad.items():
+        with pytest.raises(InvalidRound) as err:
+            check_close(c, CID, PP, prev_key=CHAIN.anchor, prev_key_index=0)
+        assert err.value.reason == reason
+    with pytest.raises(InvalidRound) as err:  # a key from the past is refused
+        check_close(close, CID, PP, prev_key=CHAIN.key(1), prev_key_index=1)
+    assert err.value.reason == "bad-test-key"
+
+
+def test_requester_closes_a_posted_task() -> None:
+    task = b"\x07" * 32
+    c = make_close(K[4], CID, height=1, task_id=task, parent=PARENT, test_key=b"\x01" * 32, key_index=1, commitments=[])
+    check_close(c, CID, PP, prev_key=CHAIN.anchor, prev_key_index=0, requester=K[4].public_key)
+    with pytest.raises(InvalidRound):
+        check_close(c, CID, PP, prev_key=CHAIN.anchor, prev_key_index=0, requester=K[3].public_key)
+
+
+def test_selection_rule() -> None:
+    commitments, close = round_with([0, 1, 2])
+    a = candidate(commitments, close, 0, score=50)
+    b = candidate(commitments, close, 1, score=70)
+    c = candidate(commitments, close, 2, score=70)
+    assert select_winner([a, b, c]) is b  # best score, then the earlier commitment
+    assert select_winner([c, a]) is c
+    assert select_winner([]) is None
+    # fork weight agrees with the selection rule among siblings, and length beats any score
+    assert fork_weight(b.header, 1) > fork_weight(c.header, 2) > fork_weight(a.header, 0)
+    assert 2 * fork_weight(replace(a.header, score=0), 9) > fork_weight(b.header, 0) + fork_weight(a.header, 0) - (1 << 64)
+
+
+def test_timeline_and_liveness() -> None:
+    t = Timeline(opened=1000.0, params=PP)
+    assert t.phase(1000.0, closed=False) == "commit"
+    assert t.phase(t.commit_deadline + 1, closed=False) == "closing"
+    assert t.phase(t.commit_deadline + 1, closed=True) == "reveal"
+    assert t.phase(t.reveal_end, closed=True) == "select"
+    assert t.beacon_takeover == t.commit_deadline + PP.closer_timeout
+    assert retry_close_needed(closed_at=t.commit_deadline, params=PP, now=t.reveal_end, valid_candidates=0)
+    assert not retry_close_needed(closed_at=t.commit_deadline, params=PP, now=t.reveal_end, valid_candidates=1)
+    assert not retry_close_needed(closed_at=t.commit_deadline, params=PP, now=t.reveal_end - 1, valid_candidates=0)
