@@ -70,6 +70,20 @@ def validate_block(
     validate_header(block.header, parent, params, now)
     engine.validate_seal(block, parent, chain)
     validate_body(block, params)
+    return connect_block(block, parent, accounts, params, engine, chain, verified)
+
+
+def connect_block(
+    block: Block,
+    parent: Header,
+    accounts: Mapping[bytes, Account],
+    params: ChainParams,
+    engine: Engine,
+    chain: ChainView,
+    verified: set[bytes] | None = None,
+) -> dict[bytes, Account]:
+    """The second half of :func:`validate_block`, for a block whose header, seal and body
+    already passed: the transactions and state root, then the engine's work check."""
     changes = apply_body(accounts, block, params, verified)
     engine.validate_work(block, parent, chain)
     return changes

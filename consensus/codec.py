@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import types
 import typing
 from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
-from consensus.encoding import decode, encode, hash_of
+from consensus.encoding import decode, encode_checked
 from consensus.errors import DecodeError
 
 T = TypeVar("T", bound="Codec")
@@ -36,14 +37,14 @@ class Codec:
 
     def to_value(self) -> list[Any]:
         """The canonical value: ``[TAG, *fields]`` for tagged classes, else ``[*fields]``."""
-        fields = [_to_value(getattr(self, f.name)) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+        fields = [_to_value(getattr(self, name)) for name in _field_names(type(self))]  # type: ignore[arg-type]
         return [self.TAG, *fields] if self.TAG else fields
 
     def encode(self) -> bytes:
-        return encode(self.to_value())
+        return encode_checked(self.to_value())
 
     def hash(self) -> bytes:
-        return hash_of(self.to_value())
+        return hashlib.sha256(encode_checked(self.to_value())).digest()
 
     @classmethod
     def from_value(cls: type[T], value: Any) -> T:
@@ -67,6 +68,11 @@ class Codec:
     def decode(cls: type[T], data: bytes, max_size: int | None = None) -> T:
         value = decode(data) if max_size is None else decode(data, max_size)
         return cls.from_value(value)
+
+
+@functools.cache
+def _field_names(cls: Any) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 @functools.cache

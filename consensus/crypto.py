@@ -58,7 +58,7 @@ def verify(public_key: bytes, digest: bytes, signature: bytes) -> bool:
         return False
 
 
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def verify_many(items: Sequence[tuple[bytes, bytes, bytes]], threads: int = 2) -> list[bool]:
@@ -66,15 +66,15 @@ def verify_many(items: Sequence[tuple[bytes, bytes, bytes]], threads: int = 2) -
 
     libsodium runs without the GIL, so two threads use both cores of a small machine.
     """
-    global _pool
     if threads <= 1 or len(items) < 64:
         return [verify(*item) for item in items]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sigcheck")
+    pool = _pools.get(threads)
+    if pool is None:
+        pool = _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sigcheck")
     step = (len(items) + threads - 1) // threads
     chunks = [items[i : i + step] for i in range(0, len(items), step)]
     results: list[bool] = []
-    for part in _pool.map(lambda chunk: [verify(*it) for it in chunk], chunks):
+    for part in pool.map(lambda chunk: [verify(*it) for it in chunk], chunks):
         results.extend(part)
     return results
 

@@ -45,7 +45,17 @@ def _check(value: Any, depth: int) -> None:
 def encode(value: Value) -> bytes:
     """Encode ``value`` canonically. Raises :class:`DecodeError` for values outside the model."""
     _check(value, 0)
-    return msgpack.packb(value, use_bin_type=True, strict_types=False)  # type: ignore[no-any-return]
+    return _packb(value)
+
+
+def encode_checked(value: Value) -> bytes:
+    """Encode a value already known to be in the model (built by the typed codec, whose
+    constructors checked every field): skips the type walk of :func:`encode`."""
+    return _packb(value)
+
+
+def _packb(value: Value) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def _reject_ext(code: int, data: bytes) -> Any:

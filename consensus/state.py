@@ -81,14 +81,16 @@ def check_transfer_shape(tx: Transfer) -> None:
         raise InvalidTransaction("self-transfer", "sender and recipient are the same account")
 
 
-def check_signatures(txs: Iterable[Transfer], chain_id: str, verified: set[bytes] | None = None) -> None:
+def check_signatures(
+    txs: Iterable[Transfer], chain_id: str, verified: set[bytes] | None = None, threads: int = 2
+) -> None:
     """Raise ``bad-signature`` if any transfer is not signed by its sender for ``chain_id``.
 
     ``verified`` holds hashes of transfers already checked (a signature cache, as in Bitcoin
     Core's mempool); they are skipped.
     """
     todo = [tx for tx in txs if verified is None or tx.hash() not in verified]
-    results = verify_many([(tx.sender, tx.digest(chain_id), tx.signature) for tx in todo])
+    results = verify_many([(tx.sender, tx.digest(chain_id), tx.signature) for tx in todo], threads)
     for tx, ok in zip(todo, results, strict=True):
         if not ok:
             raise InvalidTransaction("bad-signature", f"transfer {tx.hash().hex()[:16]}")
@@ -149,12 +151,16 @@ def validate_header(header: Header, parent: Header, params: ChainParams, now: in
         raise InvalidBlock("time-too-new", "timestamp too far in the future")
 
 
-def validate_body(block: Block, params: ChainParams) -> None:
-    """Body rules that need no state: sizes, duplicates and the roots in the header."""
+def validate_body(block: Block, params: ChainParams, size: int | None = None) -> list[bytes]:
+    """Body rules that need no state: sizes, duplicates and the roots in the header.
+
+    ``size`` is the block's encoded length if the caller has it. Returns the transaction
+    hashes (coinbase first), which the caller may reuse.
+    """
     header = block.header
     if len(block.txs) > params.max_block_txs:
         raise InvalidBlock("bad-blk-length", f"{len(block.txs)} transactions")
-    if len(block.encode()) > params.max_block_bytes:
+    if (len(block.encode()) if size is None else size) > params.max_block_bytes:
         raise InvalidBlock("bad-blk-size", "block too large")
     if block.coinbase.height != header.height:
         raise InvalidBlock("bad-cb-height", "coinbase height differs from the header's")
@@ -170,6 +176,7 @@ def validate_body(block: Block, params: ChainParams) -> None:
             check_transfer_shape(tx)
         except InvalidTransaction as exc:
             raise InvalidBlock(exc.reason, exc.detail) from None
+    return hashes
 
 
 def apply_body(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from consensus.chain import genesis_block, validate_block
+from consensus.chain import connect_block, genesis_block
 from consensus.encoding import decode, encode
 from consensus.engines import Engine, get_engine
 from consensus.errors import ConsensusError, DecodeError, InvalidBlock
@@ -222,10 +222,11 @@ class Chain:
             self._mark_failed(h, header, parent.work)
             raise InvalidBlock("bad-prevblk", "parent is invalid")
         now = int(self.clock())
+        data = block.encode()
         try:
             validate_header(header, parent.header, self.params, now)
             self.engine.validate_seal(block, parent.header, self)
-            validate_body(block, self.params)
+            hashes = validate_body(block, self.params, len(data))
         except InvalidBlock as exc:
             if exc.reason != "time-too-new":  # may become valid later; do not mark
                 self._mark_failed(h, header, parent.work)
@@ -233,14 +234,14 @@ class Chain:
         work = parent.work + self.engine.block_work(header)
         if header.parent == old_tip:
             try:
-                changes = validate_block_state(self, block, self.accounts, verified)
+                changes = self._connect_state(block, self.accounts, verified)
             except InvalidBlock:
                 self._mark_failed(h, header, work)
                 raise
             batch = Batch()
-            self._connect(batch, block, h, self.accounts, changes)
+            self._connect(batch, block, h, self.accounts, changes, hashes)
             batch.put(S.index_key(h), Entry(header, work, Status.VALID).encode())
-            batch.put(S.block_key(h), block.encode())
+            batch.put(S.block_key(h), data)
             batch.put(S.TIP, h)
             self.kv.write(batch, sync=True)
             self.accounts.update(changes)
@@ -248,10 +249,10 @@ class Chain:
             self.index[h] = Entry(header, work, Status.VALID)
             return ImportResult(h, "connected", old_tip, h, connected=(h,))
         if work > self.tip_work:
-            return self._reorg(block, h, work, verified)
+            return self._reorg(block, h, work, data, verified)
         batch = Batch()
         batch.put(S.index_key(h), Entry(header, work, Status.DATA).encode())
-        batch.put(S.block_key(h), block.encode())
+        batch.put(S.block_key(h), data)
         self.kv.write(batch, sync=True)
         self.index[h] = Entry(header, work, Status.DATA)
         log.info("side block stored", extra={"height": header.height, "hash": h.hex()[:16]})
@@ -271,6 +272,7 @@ class Chain:
         h: bytes,
         before: dict[bytes, Account],
         changes: dict[bytes, Account],
+        tx_hashes: list[bytes],
     ) -> None:
         """Add to ``batch`` what connecting ``block`` on the state ``before`` writes."""
         undo = _Undo([(a, before.get(a)) for a in sorted(changes)])
@@ -278,10 +280,18 @@ class Chain:
         for address, account in changes.items():
             batch.put(S.account_key(address), encode([account.balance, account.nonce]))
         batch.put(S.height_key(block.header.height), h)
-        for position, tx_hash in enumerate(block.tx_hashes()):
+        for position, tx_hash in enumerate(tx_hashes):
             batch.put(S.tx_key(tx_hash), encode([h, position]))
 
-    def _reorg(self, block: Block, h: bytes, work: int, verified: set[bytes] | None) -> ImportResult:
+    def _connect_state(
+        self, block: Block, accounts: dict[bytes, Account], verified: set[bytes] | None
+    ) -> dict[bytes, Account]:
+        """Transactions, state root and the engine's work check of a block whose header, seal
+        and body already passed on arrival."""
+        parent = self.index[block.header.parent].header
+        return connect_block(block, parent, accounts, self.params, self.engine, self, verified)
+
+    def _reorg(self, block: Block, h: bytes, work: int, data: bytes, verified: set[bytes] | None) -> ImportResult:
         old_tip = self.tip_hash
         # The new branch, from the fork point (exclusive) up to the new block.
         branch: list[bytes] = [h]
@@ -317,7 +327,7 @@ class Chain:
             assert b is not None
             bwork = work if bh == h else self.index[bh].work
             try:
-                changes = validate_block_state(self, b, accounts, verified)
+                changes = self._connect_state(b, accounts, verified)
             except InvalidBlock as exc:
                 # The heavier branch is invalid: keep the old chain, mark the culprit and
                 # the new block (which descends from it) as failed.
@@ -326,11 +336,11 @@ class Chain:
                     self._mark_failed(h, block.header, work)
                 log.warning("reorg aborted", extra={"reason": exc.reason, "hash": bh.hex()[:16]})
                 raise
-            self._connect(batch, b, bh, accounts, changes)
+            self._connect(batch, b, bh, accounts, changes, b.tx_hashes())
             accounts.update(changes)
             entries[bh] = Entry(b.header, bwork, Status.VALID)
             batch.put(S.index_key(bh), entries[bh].encode())
-        batch.put(S.block_key(h), block.encode())
+        batch.put(S.block_key(h), data)
         batch.put(S.TIP, h)
         self.kv.write(batch, sync=True)
         self.accounts = accounts
@@ -342,16 +352,6 @@ class Chain:
             extra={"fork_height": fork_height, "disconnected": len(disconnect), "connected": len(branch)},
         )
         return ImportResult(h, "reorg", old_tip, h, connected=tuple(branch), disconnected=tuple(disconnect))
-
-
-def validate_block_state(
-    chain: Chain, block: Block, accounts: dict[bytes, Account], verified: set[bytes] | None
-) -> dict[bytes, Account]:
-    """Full validation of ``block`` on its parent, whose state is ``accounts``."""
-    parent = chain.index[block.header.parent].header
-    return validate_block(
-        block, parent, accounts, chain.params, chain.engine, chain, int(chain.clock()), verified
-    )
 
 
 def safe_decode_block(data: bytes, max_size: int) -> Block:
