@@ -50,8 +50,18 @@ class PonasParams(Codec):
     max_weights_bytes: int
     score_tolerance: int  # in test samples
     test_set_size: int
-    recipe: str  # name of the pinned training recipe
+    space: str  # the built-in task's search space ("nb201")
+    recipe: str  # name of the built-in task's pinned training recipe
+    policy: str  # "retrain": the best candidate is retrained to catch test-set leakage; or "evaluate"
     data_split_hash: Hash32  # the public train / validation / held-out split
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("retrain", "evaluate"):
+            raise InvalidParams("bad-policy", "policy is retrain or evaluate")
+        if self.commit_window < 1 or self.reveal_window < 1 or self.closer_timeout < 1:
+            raise InvalidParams("bad-window", "round windows are positive seconds")
+        if self.max_commitments_per_key < 1 or self.test_set_size < 1 or self.score_tolerance < 0:
+            raise InvalidParams("bad-limits", "commitment bound, test set size or tolerance out of range")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +202,16 @@ DEVNET_POW = PowParams(
 
 def _ponas(preset: str, beacon_pubkey: bytes, beacon_anchor: bytes, split_hash: bytes) -> PonasParams:
     if preset == "regtest":
-        return PonasParams(beacon_pubkey, beacon_anchor, 8, 4, 20, 4, 1 << 20, 3, 200, "regtest", split_hash)
-    return PonasParams(beacon_pubkey, beacon_anchor, 45, 15, 60, 8, 4 << 20, 3, 300, "devnet", split_hash)
+        return PonasParams(
+            beacon_pubkey, beacon_anchor, commit_window=8, reveal_window=4, closer_timeout=20,
+            max_commitments_per_key=4, max_weights_bytes=1 << 20, score_tolerance=3, test_set_size=200,
+            space="nb201", recipe="regtest", policy="retrain", data_split_hash=split_hash,
+        )
+    return PonasParams(
+        beacon_pubkey, beacon_anchor, commit_window=45, reveal_window=15, closer_timeout=60,
+        max_commitments_per_key=8, max_weights_bytes=4 << 20, score_tolerance=3, test_set_size=300,
+        space="nb201", recipe="devnet", policy="retrain", data_split_hash=split_hash,
+    )
 
 
 PRESETS = ("regtest", "devnet")
@@ -207,12 +225,18 @@ def preset_params(
     prefunds: dict[bytes, int] | None = None,
     beacon_pubkey: bytes = bytes(32),
     beacon_anchor: bytes = ZERO_HASH,
-    data_split_hash: bytes = ZERO_HASH,
+    data_split_hash: bytes | None = None,
     genesis_time: int | None = None,
 ) -> ChainParams:
-    """Parameters for a preset; ``genesis_time`` defaults to now (a parameter, for tests)."""
+    """Parameters for a preset; ``genesis_time`` defaults to now (a parameter, for tests).
+
+    ``data_split_hash`` defaults to the hash of this installation's digits split."""
     if preset not in PRESETS:
         raise InvalidParams("bad-preset", f"preset must be one of {PRESETS}")
+    if data_split_hash is None:
+        from consensus.engines.ponas.data import split_hash
+
+        data_split_hash = split_hash()
     return ChainParams(
         chain_id=chain_id or f"ponas-{preset}",
         engine=engine,

@@ -128,11 +128,16 @@ def apply_coinbase(state: Overlay, coinbase: Coinbase, allowed: int) -> None:
 
 
 class ChainView(Protocol):
-    """What the rules may read of the chain around a block (headers of its own branch)."""
+    """What the rules may read of the chain around a block: headers and blocks of its own
+    branch, and content-addressed model weights."""
 
     def get_header(self, block_hash: bytes) -> Header | None: ...
 
+    def get_block(self, block_hash: bytes) -> Block | None: ...
+
     def ancestor(self, header: Header, height: int) -> Header: ...
+
+    def get_weights(self, weights_hash: bytes) -> bytes | None: ...
 
 
 def validate_header(header: Header, parent: Header, params: ChainParams, now: int) -> None:

@@ -11,6 +11,7 @@ The block index (headers) and the tip's accounts are held in memory, loaded at o
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -95,6 +96,7 @@ class Chain:
         self.index: dict[bytes, Entry] = {}
         self.by_height: list[bytes] = []
         self.accounts: dict[bytes, Account] = {}
+        self._pending_weights: dict[bytes, bytes] = {}
         self._open()
 
     # --- opening ---------------------------------------------------------------------------
@@ -162,6 +164,11 @@ class Chain:
         data = self.kv.get(S.block_key(block_hash))
         return Block.decode(data) if data is not None else None
 
+    def get_weights(self, weights_hash: bytes) -> bytes | None:
+        """Model weights by hash: those of the block being imported, or stored ones."""
+        found = self._pending_weights.get(weights_hash)
+        return found if found is not None else self.kv.get(S.weights_key(weights_hash))
+
     def hash_at(self, height: int) -> bytes | None:
         return self.by_height[height] if 0 <= height < len(self.by_height) else None
 
@@ -201,12 +208,33 @@ class Chain:
 
     # --- importing -------------------------------------------------------------------------
 
-    def import_block(self, block: Block, verified: set[bytes] | None = None) -> ImportResult:
-        """Validate and store ``block``; connect it, store it on a side branch, or reorg.
+    def import_block(
+        self, block: Block, weights: bytes | None = None, verified: set[bytes] | None = None
+    ) -> ImportResult:
+        """Validate and store ``block`` (with its model ``weights``, for ``ponas`` blocks);
+        connect it, store it on a side branch, or reorg.
 
         Raises :class:`InvalidBlock` (``unknown-parent``, ``duplicate-invalid``, any rule's
-        reason). Nothing is written for an invalid block except its ``FAILED`` mark.
+        reason). Nothing is written for an invalid block except its ``FAILED`` mark; weights
+        are stored, content-addressed, in the same batch as their block.
         """
+        if weights is None:
+            return self._import(block, verified)
+        whash = hashlib.sha256(weights).digest()
+        if whash != block.header.weights_hash:
+            raise InvalidBlock("bad-weights-hash", "the weights sent are not the block's")
+        self._pending_weights[whash] = weights
+        try:
+            return self._import(block, verified)
+        finally:
+            self._pending_weights.clear()
+
+    def _put_weights(self, batch: Batch, block: Block) -> None:
+        weights = self._pending_weights.get(block.header.weights_hash)
+        if weights is not None:
+            batch.put(S.weights_key(block.header.weights_hash), weights)
+
+    def _import(self, block: Block, verified: set[bytes] | None) -> ImportResult:
         header = block.header
         h = header.hash()
         old_tip = self.tip_hash
@@ -231,7 +259,7 @@ class Chain:
             if exc.reason != "time-too-new":  # may become valid later; do not mark
                 self._mark_failed(h, header, parent.work)
             raise
-        work = parent.work + self.engine.block_work(header)
+        work = parent.work + self.engine.block_work(block)
         if header.parent == old_tip:
             try:
                 changes = self._connect_state(block, self.accounts, verified)
@@ -242,6 +270,7 @@ class Chain:
             self._connect(batch, block, h, self.accounts, changes, hashes)
             batch.put(S.index_key(h), Entry(header, work, Status.VALID).encode())
             batch.put(S.block_key(h), data)
+            self._put_weights(batch, block)
             batch.put(S.TIP, h)
             self.kv.write(batch, sync=True)
             self.accounts.update(changes)
@@ -253,6 +282,7 @@ class Chain:
         batch = Batch()
         batch.put(S.index_key(h), Entry(header, work, Status.DATA).encode())
         batch.put(S.block_key(h), data)
+        self._put_weights(batch, block)
         self.kv.write(batch, sync=True)
         self.index[h] = Entry(header, work, Status.DATA)
         log.info("side block stored", extra={"height": header.height, "hash": h.hex()[:16]})
@@ -341,6 +371,7 @@ class Chain:
             entries[bh] = Entry(b.header, bwork, Status.VALID)
             batch.put(S.index_key(bh), entries[bh].encode())
         batch.put(S.block_key(h), data)
+        self._put_weights(batch, block)
         batch.put(S.TIP, h)
         self.kv.write(batch, sync=True)
         self.accounts = accounts

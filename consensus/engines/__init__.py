@@ -28,7 +28,7 @@ class Engine(Protocol):
         """The expensive check of the proof (for ``ponas``: evaluating the model), run last,
         after the body and the state transition passed."""
 
-    def block_work(self, header: Header) -> int:
+    def block_work(self, block: Block) -> int:
         """The block's weight in fork choice; a branch weighs the sum of its blocks."""
 
     def next_work(self, parent: Header, chain: ChainView) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def get_engine(params: ChainParams) -> Engine:
 
         return PowEngine(params)
     if params.engine == "ponas":
-        from consensus.engines.ponas import PonasEngine  # type: ignore[attr-defined]
+        from consensus.engines.ponas.engine import PonasEngine
 
-        return PonasEngine(params)  # type: ignore[no-any-return]
+        return PonasEngine(params)
     raise InvalidParams("bad-engine", f"no engine named {params.engine!r}")

@@ -77,8 +77,8 @@ class PowEngine:
     def validate_work(self, block: Block, parent: Header, chain: ChainView) -> None:
         """Nothing left to check: the hash was the whole proof."""
 
-    def block_work(self, header: Header) -> int:
-        return work_of(header.bits)
+    def block_work(self, block: Block) -> int:
+        return work_of(block.header.bits)
 
     def next_work(self, parent: Header, chain: ChainView) -> dict[str, Any]:
         return {"engine": self.name, "bits": self.expected_bits(parent, chain)}

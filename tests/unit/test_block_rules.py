@@ -137,4 +137,4 @@ def test_invalid_block_rejected_with_reason(reason: str, make: Callable[[], Bloc
 
 def test_pow_solve_meets_target() -> None:
     h = solve(replace(good().header, nonce=0))
-    assert ENGINE.block_work(h) > 0
+    assert ENGINE.block_work(replace(good(), header=h)) > 0

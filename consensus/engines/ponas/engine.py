@@ -1,0 +1,98 @@
+"""The ``ponas`` consensus engine: blocks won by neural-architecture search.
+
+* seal (cheap): the close in the block is signed by the round's closer and its test key is
+  the beacon's next key after the parent's close; the block's commitment is in the close and
+  signed; the header declares exactly what was committed; the genotype parses.
+* work (expensive, last, after the state transition): the model checks of
+  :mod:`.verify` on the round's test set, with retraining under the ``retrain`` policy.
+* fork choice: :func:`.rounds.fork_weight`, so that among blocks of one round the best
+  score wins, then the earlier commitment; a longer chain outweighs any score.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consensus.engines.ponas.rounds import BUILTIN_TASK, check_candidate, check_close, fork_weight
+from consensus.errors import InvalidBlock, InvalidParams, InvalidRound
+from consensus.params import ChainParams
+from consensus.state import ChainView
+from consensus.types import Block, Header
+
+
+class PonasEngine:
+    name = "ponas"
+
+    def __init__(self, params: ChainParams, *, retrain: bool = True) -> None:
+        """``retrain=False`` skips the retrain check (an operator's choice for fast replays of
+        blocks it already verified, like Bitcoin Core's assumevalid); it is on by default."""
+        from consensus.engines.ponas.data import split_hash
+        from consensus.engines.ponas.verify import Verifier
+
+        if params.ponas.data_split_hash != split_hash():
+            raise InvalidParams(
+                "bad-data-split",
+                "this installation's digits split differs from the genesis file's (another scikit-learn data file?)",
+            )
+        self.params = params
+        self.pp = params.ponas
+        self.retrain = retrain
+        self.verifier = Verifier(self.pp)
+        self.last_verdict: object | None = None
+
+    def previous_key(self, parent: Header, chain: ChainView) -> tuple[bytes, int]:
+        """The test key (and its index) of the close that made ``parent``; the beacon's
+        anchor for the genesis block."""
+        if parent.height == 0:
+            return self.pp.beacon_anchor, 0
+        block = chain.get_block(parent.hash())
+        if block is None or block.proof is None:
+            raise InvalidBlock("unknown-parent", "the parent's round seal is not available")
+        return block.proof.close.test_key, block.proof.close.key_index
+
+    def validate_seal(self, block: Block, parent: Header, chain: ChainView) -> None:
+        header = block.header
+        if header.bits or header.nonce:
+            raise InvalidBlock("bad-seal", "a ponas block carries no hash proof of work")
+        if block.proof is None:
+            raise InvalidBlock("no-commitment", "a ponas block carries its round seal")
+        prev_key, prev_index = self.previous_key(parent, chain)
+        try:
+            check_close(block.proof.close, self.params.chain_id, self.pp, prev_key=prev_key, prev_key_index=prev_index)
+        except InvalidRound as exc:
+            raise InvalidBlock(exc.reason, exc.detail) from None
+        check_candidate(block, self.params.chain_id, self.pp)
+        if header.task_id != BUILTIN_TASK:
+            raise InvalidBlock("unknown-task", "only the built-in task exists yet")
+        from consensus.engines.ponas.space import GenotypeError
+
+        try:
+            self.verifier.space.decode(header.genotype)
+        except GenotypeError as exc:
+            raise InvalidBlock("bad-genotype", exc.detail) from None
+        if header.score > self.pp.test_set_size:
+            raise InvalidBlock("bad-score", f"score {header.score} above the test set's {self.pp.test_set_size}")
+
+    def validate_work(self, block: Block, parent: Header, chain: ChainView) -> None:
+        header = block.header
+        assert block.proof is not None  # validate_seal ran first
+        weights = chain.get_weights(header.weights_hash)
+        if weights is None:
+            raise InvalidBlock("missing-weights", "the block's model weights are not available")
+        self.last_verdict = self.verifier.verify(
+            weights, header.genotype, header.weights_hash, header.seed, header.score,
+            block.proof.close.test_key, self.retrain,
+        )
+
+    def block_work(self, block: Block) -> int:
+        return fork_weight(block.header, block.proof.index if block.proof else (1 << 32) - 1)
+
+    def next_work(self, parent: Header, chain: ChainView) -> dict[str, Any]:
+        return {
+            "engine": self.name,
+            "task_id": BUILTIN_TASK.hex(),
+            "space": self.pp.space,
+            "recipe": self.pp.recipe,
+            "commit_window": self.pp.commit_window,
+            "reveal_window": self.pp.reveal_window,
+        }

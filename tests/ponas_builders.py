@@ -1,0 +1,84 @@
+"""Builders for rounds of the ``ponas`` engine with real training (regtest recipe)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from consensus.beacon import BeaconChain
+from consensus.chain import block_template
+from consensus.crypto import PrivateKey
+from consensus.engines.ponas.rounds import BUILTIN_TASK, CommitmentSet, commitment_for, make_close, round_seal
+from consensus.params import ChainParams, preset_params
+from consensus.state import Account
+from consensus.types import COIN, Block, Header, Payout, RoundClose
+from tests.builders import GENESIS_TIME, keys
+
+BEACON = keys(1, seed=99)[0]
+BEACON_CHAIN = BeaconChain.create(length=64, seed=b"\x5a" * 32)
+
+GENOTYPES = [
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_1x1~2|",
+    "|avg_pool_3x3~0|+|none~0|avg_pool_3x3~1|+|none~0|none~1|avg_pool_3x3~2|",
+]
+
+
+def ponas_params(funded: Sequence[PrivateKey] = (), **ponas_changes: object) -> ChainParams:
+    params = preset_params(
+        "regtest", engine="ponas", chain_id="ponas-test", prefunds={k.address: 1000 * COIN for k in funded},
+        beacon_pubkey=BEACON.public_key, beacon_anchor=BEACON_CHAIN.anchor, genesis_time=GENESIS_TIME,
+    )
+    return replace(params, ponas=replace(params.ponas, **ponas_changes)) if ponas_changes else params
+
+
+@dataclass
+class Entry:
+    """One miner's candidate in the making."""
+
+    key: PrivateKey
+    block: Block  # unsealed: no close, no score yet
+    weights: bytes
+
+
+def trained_entry(
+    params: ChainParams, parent: Header, accounts: dict[bytes, Account], key: PrivateKey, genotype: str, seed: int,
+    train_data: object = None,
+) -> Entry:
+    from consensus.engines.ponas.recipe import PRESETS
+    from consensus.engines.ponas.train import train
+
+    _model, weights = train(params.ponas.space, genotype, PRESETS[params.ponas.recipe], seed, train_data)  # type: ignore[arg-type]
+    import hashlib
+
+    block = block_template(
+        parent, accounts, params, timestamp=parent.timestamp + 20, payouts=[Payout(key.address, 0)],
+        task_id=BUILTIN_TASK, genotype=genotype, weights_hash=hashlib.sha256(weights).digest(), seed=seed,
+    )
+    return Entry(key, block, weights)
+
+
+def close_round(params: ChainParams, parent: Header, entries: Sequence[Entry], key_index: int = 1) -> tuple[RoundClose, list]:  # type: ignore[type-arg]
+    collected = CommitmentSet(parent.height + 1, parent.hash(), BUILTIN_TASK, deadline=1e18, chain_id=params.chain_id, params=params.ponas)
+    for e in entries:
+        collected.add(commitment_for(e.block.header, e.key, params.chain_id), now=0)
+    close = make_close(
+        BEACON, params.chain_id, height=parent.height + 1, task_id=BUILTIN_TASK, parent=parent.hash(),
+        test_key=BEACON_CHAIN.key(key_index), key_index=key_index, commitments=collected.items,
+    )
+    return close, collected.items
+
+
+def reveal(entry: Entry, close: RoundClose, commitments: list, score: int) -> Block:  # type: ignore[type-arg]
+    index = next(i for i, c in enumerate(commitments) if c.miner == entry.key.public_key and c.genotype == entry.block.header.genotype)
+    header = replace(entry.block.header, round_close=close.hash(), score=score)
+    return replace(entry.block, header=header, proof=round_seal(close, commitments, index))
+
+
+def honest_score(params: ChainParams, entry: Entry, close: RoundClose) -> int:
+    from consensus.engines.ponas.verify import Verifier
+
+    return Verifier(params.ponas).evaluate(entry.weights, entry.block.header.genotype, entry.block.header.weights_hash, close.test_key)
+
+
+__all__ = ["BEACON", "BEACON_CHAIN", "GENOTYPES", "ponas_params", "trained_entry", "close_round", "reveal", "honest_score", "keys"]
