@@ -21,7 +21,7 @@ from consensus.errors import ConsensusError
 from consensus.params import PRESETS, load_params, preset_params, save_params
 from consensus.types import Transfer
 from node import logs
-from node.keyfile import load_key, save_key, write_json_atomic
+from node.keyfile import load_beacon, load_key, save_key, write_json_atomic
 from node.storage import StorageError
 
 EXIT_USAGE = 2
@@ -56,7 +56,7 @@ def register_genesis(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     gsub.required = True
     new = gsub.add_parser("new", help="a genesis file from a preset")
     new.add_argument("--preset", choices=PRESETS, default="regtest")
-    new.add_argument("--engine", choices=("ponas", "pow"), default="pow")
+    new.add_argument("--engine", choices=("ponas", "pow"), default="ponas")
     new.add_argument("--out", required=True, help="genesis file to write")
     new.add_argument("--chain-id", help="default: ponas-PRESET")
     new.add_argument("--prefund", action="append", default=[], metavar="ADDR=COINS", help="fund an address (repeatable)")
@@ -119,10 +119,19 @@ def register_chain(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p = sub.add_parser("chain", help="work on a local datadir without a network")
     csub = p.add_subparsers(dest="chain_command", metavar="ACTION")
     csub.required = True
-    gen = csub.add_parser("generate", help="mine pow blocks into a datadir (pow chains)")
+    gen = csub.add_parser(
+        "generate",
+        help="mine blocks into a datadir without a network",
+        description="pow chains: grind nonces. ponas chains: play whole rounds with local miners "
+        "(one per --address) that train real models, and the beacon's key from --beacon-key.",
+    )
     _datadir_args(gen)
-    gen.add_argument("--blocks", type=int, default=1)
-    gen.add_argument("--address", required=True, help="who receives the block rewards")
+    gen.add_argument("--blocks", type=int, default=1, help="blocks (pow) or rounds (ponas) to mine")
+    gen.add_argument("--address", required=True, action="append", help="who receives the block rewards; "
+                     "on a ponas chain each address is one local miner (repeatable)")
+    gen.add_argument("--beacon-key", metavar="FILE", help="ponas: the beacon closer's key file")
+    gen.add_argument("--trainings", type=int, default=2, help="ponas: trainings per miner per round (default 2)")
+    gen.add_argument("--seed", type=int, help="ponas: seed of the miners' random search (default: random)")
     gen.add_argument("--send-from", metavar="KEYFILE", help="also send coins from this key in the first block")
     gen.add_argument("--send-to", metavar="ADDR")
     gen.add_argument("--amount", default="1", help="coins to send (default 1)")
@@ -144,9 +153,15 @@ def cmd_chain_generate(args: argparse.Namespace) -> int:
     from node.generate import generate, open_chain
 
     params = load_params(args.genesis)
-    address = parse_address(args.address)
+    addresses = [parse_address(a) for a in args.address]
     if args.blocks < 1:
         raise ConsensusError("bad-count", "--blocks must be at least 1")
+    if params.engine == "ponas":
+        if not args.beacon_key:
+            raise ConsensusError("bad-args", "a ponas chain needs --beacon-key to close its rounds")
+        if args.trainings < 1:
+            raise ConsensusError("bad-count", "--trainings must be at least 1")
+        load_beacon(args.beacon_key)  # fail on a bad key file before the datadir is touched
     with open_chain(args.datadir, params) as chain:
         txs = []
         if args.send_from:
@@ -167,8 +182,52 @@ def cmd_chain_generate(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-        generate(chain, args.blocks, address, txs, progress)
+        if params.engine == "ponas":
+            _generate_ponas(chain, args, addresses, txs)
+        else:
+            generate(chain, args.blocks, addresses[0], txs, progress)
     return 0
+
+
+def _generate_ponas(chain: Any, args: argparse.Namespace, addresses: Sequence[bytes], txs: list[Transfer]) -> None:
+    import random
+
+    from node.generate import generate_ponas_round
+
+    beacon_key, beacon_chain = load_beacon(args.beacon_key)
+    seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
+    rng = random.Random(seed)
+    print(f"random search seed {seed}; {len(addresses)} miners, {args.trainings} trainings each per round", flush=True)
+    status = _StatusLine()
+    for i in range(args.blocks):
+        result = generate_ponas_round(chain, beacon_key, beacon_chain, addresses, args.trainings, rng, txs if i == 0 else (), status)
+        status.clear()
+        print(f"round {result.height}: {result.seconds:5.1f}s  candidates (score on {chain.params.ponas.test_set_size} test digits):")
+        for c in sorted(result.candidates, key=lambda c: -c.score):
+            mark = "*" if c is result.winner else " "
+            print(f"  {mark} {format_address(c.miner)[:14]}…  score {c.score:>4}  validation {c.validation:>4}  {c.genotype}")
+        print(f"  winner {result.winner.block_hash.hex()[:16]} at height {chain.height}", flush=True)
+
+
+class _StatusLine:
+    """A progress line on stderr: redrawn in place on a terminal, one line each otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.width = 0
+
+    def __call__(self, text: str) -> None:
+        if self.tty:
+            sys.stderr.write("\r" + text[:120].ljust(self.width))
+            self.width = min(len(text), 120)
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.tty and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            self.width = 0
 
 
 def cmd_chain_show(args: argparse.Namespace) -> int:
@@ -184,6 +243,8 @@ def cmd_chain_show(args: argparse.Namespace) -> int:
                     "height": h.height,
                     "hash": h.hash().hex(),
                     "time": h.timestamp,
+                    "genotype": h.genotype,
+                    "score": h.score,
                     "txs": len(block.txs),
                     "payouts": [[format_address(p.address), format_amount(p.amount)] for p in block.coinbase.payouts],
                 }
@@ -203,10 +264,13 @@ def cmd_chain_show(args: argparse.Namespace) -> int:
             f"chain {params.chain_id}  engine {params.engine}  genesis {chain.genesis_hash.hex()[:16]}  "
             f"height {chain.height}  tip {chain.tip_hash.hex()[:16]}"
         )
-        print(f"{'height':>6}  {'hash':16}  {'txs':>3}  payouts")
+        nas = params.engine == "ponas"
+        print(f"{'height':>6}  {'hash':16}  {'txs':>3}  " + ("score  " if nas else "") + "payouts" + ("  architecture" if nas else ""))
         for r in rows:
             pays = ", ".join(f"{a[:12]}… {v}" for a, v in r["payouts"]) or "-"
-            print(f"{r['height']:>6}  {r['hash'][:16]}  {r['txs']:>3}  {pays}")
+            extra = f"{r['score']:>5}  " if nas else ""
+            arch = f"  {r['genotype']}" if nas and r["genotype"] else ""
+            print(f"{r['height']:>6}  {r['hash'][:16]}  {r['txs']:>3}  {extra}{pays}{arch}")
         if args.accounts:
             print(f"\n{'account':42}  {'balance':>16}  nonce")
             for addr, acc in accounts.items():

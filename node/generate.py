@@ -1,14 +1,21 @@
 """Local block production on a datadir, without a network (like Bitcoin's
-``generatetoaddress`` on regtest): used by ``ponas chain generate``, the demo and tests."""
+``generatetoaddress`` on regtest): used by ``ponas chain generate``, the demo and tests.
+
+For ``pow`` chains it grinds nonces; for ``ponas`` chains it plays whole rounds with local
+miners and the beacon's key (:func:`generate_ponas_round`)."""
 
 from __future__ import annotations
 
+import hashlib
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from consensus.beacon import BeaconChain
 from consensus.chain import block_template
+from consensus.crypto import PrivateKey
 from consensus.engines.pow import solve
 from consensus.errors import ConsensusError
 from consensus.params import ChainParams
@@ -57,3 +64,95 @@ def generate(
         if progress:
             progress(result, block)
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    miner: bytes  # payout address
+    genotype: str
+    seed: int
+    validation: int  # the miner's own validation score (out of the validation split)
+    score: int  # correct predictions on the round's test set
+    block_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    height: int
+    candidates: tuple[Candidate, ...]
+    winner: Candidate
+    seconds: float
+
+
+def generate_ponas_round(
+    chain: Chain,
+    beacon_key: PrivateKey,
+    beacon_chain: BeaconChain,
+    addresses: Sequence[bytes],
+    trainings: int,
+    rng: random.Random,
+    txs: Sequence[Transfer] = (),
+    progress: Callable[[str], None] | None = None,
+) -> RoundResult:
+    """One whole round of the ``ponas`` protocol on a local chain, without a network.
+
+    Each address is a local miner: it trains ``trainings`` random architectures with the
+    task's pinned recipe, commits to its best on validation, the beacon closes the round with
+    its next key, every miner reveals its score on the round's test set, and every candidate
+    is imported; fork choice keeps the best. ``txs`` go into every candidate.
+    """
+    from consensus.engines.ponas.engine import PonasEngine
+    from consensus.engines.ponas.rounds import BUILTIN_TASK, CommitmentSet, commitment_for, make_close, round_seal
+    from consensus.engines.ponas.train import train, validation_score
+
+    started = time.monotonic()
+    engine = chain.engine
+    if not isinstance(engine, PonasEngine):
+        raise ConsensusError("wrong-engine", f"this chain uses the {chain.params.engine} engine")
+    if beacon_key.public_key != chain.params.ponas.beacon_pubkey:
+        raise ConsensusError("wrong-beacon", "this beacon key is not the genesis file's beacon")
+    verifier = engine.verifier
+    parent = chain.tip
+    prev_key, prev_index = engine.previous_key(parent, chain)
+    ts = max(int(chain.clock()), parent.timestamp + 1)
+    drafts = []
+    for n, address in enumerate(addresses):
+        best: tuple[int, str, int, bytes] | None = None
+        for t in range(trainings):
+            genotype = verifier.space.sample(rng)
+            seed = rng.getrandbits(32)
+            if progress:
+                progress(f"round {parent.height + 1}: miner {n + 1}/{len(addresses)} trains {t + 1}/{trainings} {genotype}")
+            model, weights = train(verifier.space.name, genotype, verifier.recipe, seed)
+            val = validation_score(model)
+            if best is None or val > best[0]:
+                best = (val, genotype, seed, weights)
+        assert best is not None
+        val, genotype, seed, weights = best
+        block = block_template(
+            parent, chain.accounts, chain.params, timestamp=ts, payouts=[Payout(address, 0)], txs=txs,
+            task_id=BUILTIN_TASK, genotype=genotype, weights_hash=hashlib.sha256(weights).digest(), seed=seed,
+        )
+        drafts.append((PrivateKey(hashlib.sha256(b"local-miner" + address).digest()), address, val, block, weights))
+    collected = CommitmentSet(
+        parent.height + 1, parent.hash(), BUILTIN_TASK, deadline=float("inf"), chain_id=chain.params.chain_id,
+        params=chain.params.ponas,
+    )
+    for key, _a, _v, block, _w in drafts:
+        collected.add(commitment_for(block.header, key, chain.params.chain_id), now=0)
+    key_index = prev_index + 1
+    close = make_close(
+        beacon_key, chain.params.chain_id, height=parent.height + 1, task_id=BUILTIN_TASK, parent=parent.hash(),
+        test_key=beacon_chain.key(key_index), key_index=key_index, commitments=collected.items,
+    )
+    if progress:
+        progress(f"round {parent.height + 1}: closed with {len(collected.items)} commitments; verifying")
+    results = []
+    for i, (_key, address, val, block, weights) in enumerate(drafts):
+        score = verifier.evaluate(weights, block.header.genotype, block.header.weights_hash, close.test_key)
+        header = replace(block.header, round_close=close.hash(), score=score)
+        sealed = replace(block, header=header, proof=round_seal(close, collected.items, i))
+        chain.import_block(sealed, weights)
+        results.append(Candidate(address, header.genotype, header.seed, val, score, header.hash()))
+    winner = next(c for c in results if c.block_hash == chain.tip_hash)
+    return RoundResult(parent.height + 1, tuple(results), winner, time.monotonic() - started)

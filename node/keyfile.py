@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any
 
+from consensus.beacon import BeaconChain
 from consensus.crypto import PrivateKey, format_address
 from consensus.errors import ConsensusError
 
@@ -48,3 +49,17 @@ def load_key(path: str) -> PrivateKey:
     if not isinstance(data, dict) or data.get("type") != "ed25519" or not isinstance(data.get("seed"), str):
         raise ConsensusError("bad-key-file", f"{path} is not a PoNAS key file")
     return PrivateKey.from_hex(data["seed"])
+
+
+def load_beacon(path: str) -> tuple[PrivateKey, BeaconChain]:
+    """The beacon closer's signing key and its hash chain of round keys."""
+    key = load_key(path)
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    seed, length = data.get("beacon_seed"), data.get("beacon_length")
+    if not isinstance(seed, str) or not isinstance(length, int):
+        raise ConsensusError("bad-key-file", f"{path} is not a beacon key (no beacon_seed)")
+    try:
+        return key, BeaconChain(bytes.fromhex(seed), length)
+    except ValueError:
+        raise ConsensusError("bad-key-file", f"{path}: beacon_seed is not hex") from None

@@ -108,6 +108,33 @@ def test_console_script_runs(tmp_path: Path) -> None:
     ponas = Path(sys.executable).parent / "ponas"
     proc = subprocess.run([str(ponas), "genesis", "new", "--out", str(tmp_path / "g.json")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "engine pow" in proc.stdout
+    assert "engine ponas" in proc.stdout
     proc = subprocess.run([str(ponas), "chain"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "ACTION" in proc.stderr
+
+
+def test_ponas_rounds_mined_locally(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    g = str(tmp_path / "g.json")
+    assert run(capsys, "genesis", "new", "--out", g, "--demo-keys", str(tmp_path / "keys"))[0] == 0
+    a = [json.loads((tmp_path / "keys" / f"demo{i}.key").read_text())["address"] for i in range(2)]
+    d = str(tmp_path / "node")
+    base = ["chain", "generate", "--datadir", d, "--genesis", g]
+    code, _, err = run(capsys, *base, "--address", a[0])
+    assert code == 1 and "error: bad-args" in err  # no beacon key
+    other = tmp_path / "other"
+    other.mkdir()
+    assert run(capsys, "genesis", "new", "--out", str(other / "g.json"))[0] == 0
+    code, _, err = run(capsys, *base, "--address", a[0], "--beacon-key", str(other / "beacon.key"))
+    assert code == 1 and "error: wrong-beacon" in err
+    code, out, err = run(
+        capsys, *base, "--address", a[0], "--address", a[1], "--beacon-key", str(tmp_path / "beacon.key"),
+        "--trainings", "1", "--seed", "7", "--blocks", "2",
+    )
+    assert code == 0, err
+    assert "round 1:" in out and "round 2:" in out and out.count("winner") == 2
+    code, out, _ = run(capsys, "chain", "show", "--datadir", d, "--genesis", g, "--json")
+    shown = json.loads(out)
+    assert shown["height"] == 2
+    for block in shown["blocks"][1:]:
+        assert block["genotype"].startswith("|") and 0 < block["score"] <= 200
+        assert block["payouts"][0][0] in a
