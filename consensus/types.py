@@ -189,6 +189,8 @@ class RoundClose(Codec):
     ``test_key`` and fixes the set of commitments received in time by their Merkle root.
     ``key_index`` is the test key's place in the beacon's hash chain (it grows by one for
     every close, retries included), so the key can be checked against the previous one.
+    ``timestamp`` (seconds) anchors the timeline: the reveal window ends ``reveal_window``
+    seconds after it, and the next round opens then.
     """
 
     height: Height
@@ -198,13 +200,14 @@ class RoundClose(Codec):
     commitments_root: Hash32
     commitments_count: int
     key_index: int
+    timestamp: int
     closer: PubKey32
     signature: Sig64
 
     def unsigned(self) -> list[object]:
         return [
             self.height, self.task_id, self.parent, self.test_key, self.commitments_root,
-            self.commitments_count, self.key_index, self.closer,
+            self.commitments_count, self.key_index, self.timestamp, self.closer,
         ]
 
     def digest(self, chain_id: str) -> bytes:

@@ -141,10 +141,11 @@ def make_close(
     test_key: bytes,
     key_index: int,
     commitments: Sequence[Commitment],
+    timestamp: int = 0,
 ) -> RoundClose:
     draft = RoundClose(
         height, task_id, parent, test_key, commitments_root(commitments), len(commitments), key_index,
-        closer.public_key, ZERO_SIG,
+        timestamp, closer.public_key, ZERO_SIG,
     )
     return replace(draft, signature=closer.sign(draft.digest(chain_id)))
 
