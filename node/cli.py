@@ -112,6 +112,59 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- ponas node -------------------------------------------------------------------------------
+
+
+def register_node(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("node", help="run a full node")
+    nsub = p.add_subparsers(dest="node_command", metavar="ACTION")
+    nsub.required = True
+    run = nsub.add_parser("run", help="run a full node: P2P, rounds, REST API and explorer")
+    run.add_argument("--datadir", required=True)
+    run.add_argument("--genesis", required=True)
+    run.add_argument("--p2p-port", type=int, default=0, help="P2P port (0: any free port)")
+    run.add_argument("--api-port", type=int, default=0, help="API and explorer port (0: any free port)")
+    run.add_argument("--p2p-host", default="127.0.0.1")
+    run.add_argument("--api-host", default="127.0.0.1", help="bind the API here (default 127.0.0.1)")
+    run.add_argument("--peer", action="append", default=[], metavar="HOST:PORT", help="a peer to connect to (repeatable)")
+    run.add_argument("--closer-key", metavar="FILE", help="close rounds with this key (the beacon's key file)")
+    run.add_argument("--log-file", help="write logs here instead of stderr")
+    run.set_defaults(func=cmd_node_run)
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConsensusError("bad-peer", f"{text!r}: use HOST:PORT")
+    return host, int(port)
+
+
+def cmd_node_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from node.service import NodeConfig, run_node
+
+    params = load_params(args.genesis)
+    peers = [_hostport(p) for p in args.peer]
+    if args.log_file:
+        logs.setup(max(args.verbose, 1), logfile=args.log_file)
+    config = NodeConfig(
+        datadir=args.datadir, p2p_host=args.p2p_host, p2p_port=args.p2p_port, api_host=args.api_host,
+        api_port=args.api_port, peers=peers, closer_key=args.closer_key,
+    )
+
+    async def main_async() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_node(config, params, stop, announce=print)
+
+    asyncio.run(main_async())
+    return 0
+
+
 # --- ponas chain --------------------------------------------------------------------------------
 
 

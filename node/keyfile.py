@@ -15,13 +15,13 @@ from consensus.crypto import PrivateKey, format_address
 from consensus.errors import ConsensusError
 
 
-def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
+def write_text_atomic(path: str, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` through a synced temporary file and a rename."""
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -29,6 +29,10 @@ def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n", mode)
 
 
 def save_key(key: PrivateKey, path: str, **extra: Any) -> None:

@@ -125,7 +125,7 @@ REGTEST = Recipe(
 """Tests: about 0.3 s per training on one core; validation accuracy ~70-85%, far above chance."""
 
 DEVNET = Recipe(
-    epochs=30,
+    epochs=20,
     batch_size=64,
     optimiser="sgd",
     lr_ppm=100_000,
