@@ -22,6 +22,7 @@ from consensus.errors import InvalidTransaction
 from consensus.state import Account, check_transfer_shape
 from consensus.types import Transfer
 
+
 @dataclass(slots=True)
 class _Entry:
     tx: Transfer

@@ -626,10 +626,16 @@ class Miner:
             try:
                 await self._follow(stop)
             finally:
+                # Let a training in its worker thread stop at its next epoch and end before we
+                # return: torch's deterministic mode and thread count are process-wide settings
+                # that a training left running would still hold.
                 self._abort.set()
-                trainer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await trainer
+                try:
+                    await asyncio.wait_for(asyncio.shield(trainer), 60)
+                except (TimeoutError, asyncio.CancelledError):
+                    trainer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await trainer
         log.info("miner-stop", extra=vars(self.stats))
         return self.stats
 

@@ -3,8 +3,8 @@
 Training is a pure function of (space, genotype, recipe, declared seed, training data) on CPU:
 
 - it runs inside :func:`deterministic_cpu`: one intra-op thread and
-  ``torch.use_deterministic_algorithms(True)``, both restored on exit (this is process-global
-  torch state: do not train concurrently from several Python threads);
+  ``torch.use_deterministic_algorithms(True)``, restored when the last concurrent training
+  in the process ends (the settings are process-global);
 - one ``torch.Generator`` seeded with :func:`derive_seed` (sha256 of the recipe seed and the
   declared seed) initialises the weights (:func:`.model.initialize`) and then draws the
   per-epoch shuffles (``torch.randperm``); torch's global RNG is never read;
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -55,19 +56,39 @@ ProgressCallback = Callable[[int, int, float], None]
 _EVAL_BATCH = 1024
 
 
+_settings_lock = threading.Lock()
+_settings_depth = 0
+_settings_saved: tuple[int, bool, bool] = (1, False, False)
+
+
 @contextlib.contextmanager
 def deterministic_cpu(threads: int = 1) -> Iterator[None]:
-    """Run the body with ``threads`` intra-op threads and deterministic algorithms; restore after."""
-    prev_threads = torch.get_num_threads()
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    """Run the body with ``threads`` intra-op threads and deterministic algorithms; restore after.
+
+    The settings are process-wide, so the context is counted: when several threads train at
+    once (a node verifying while a miner in the same process trains), the first to enter saves
+    the previous settings and the last to leave restores them.
+    """
+    global _settings_depth, _settings_saved
+    with _settings_lock:
+        if _settings_depth == 0:
+            _settings_saved = (
+                torch.get_num_threads(),
+                torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(),
+            )
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(True)
+        _settings_depth += 1
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
-        torch.set_num_threads(prev_threads)
+        with _settings_lock:
+            _settings_depth -= 1
+            if _settings_depth == 0:
+                prev_threads, prev_det, prev_warn = _settings_saved
+                torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+                torch.set_num_threads(prev_threads)
 
 
 def derive_seed(recipe_seed: int, seed: int) -> int:

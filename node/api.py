@@ -1,0 +1,351 @@
+"""The node's REST API (aiohttp), its OpenAPI document and /metrics. See docs/api.md.
+
+Bad input is answered with a 4xx and ``{"error": {"reason", "detail"}}``, never a 500; writes
+need the bearer token from the datadir's cookie file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from consensus.amounts import format_amount
+from consensus.crypto import BadAddress, address_of, format_address, parse_address
+from consensus.errors import ConsensusError
+from consensus.types import Block, Commitment, Header, Payout, Transfer
+
+if TYPE_CHECKING:
+    from node.service import Node
+
+log = logging.getLogger("ponas.api")
+MAX_BODY = 16 * 1024 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.detail = status, reason, detail
+
+
+def error_response(status: int, reason: str, detail: str = "") -> web.Response:
+    return web.json_response({"error": {"reason": reason, "detail": detail}}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.reason, exc.detail)
+    except ConsensusError as exc:  # invalid input: decode errors and every rule's reason
+        return error_response(400, exc.reason, exc.detail)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            reason = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(exc.status, "http-error")
+            return error_response(exc.status, reason, exc.reason)
+        raise
+    except Exception:  # a bug: log it, answer 500 without internals
+        log.exception("api handler failed", extra={"path": request.path})
+        return error_response(500, "internal-error", "see the node's log")
+
+
+def _hex(value: Any, name: str, length: int | None = None) -> bytes:
+    if not isinstance(value, str):
+        raise ApiError(400, "bad-field", f"{name} must be a hex string")
+    try:
+        data = bytes.fromhex(value)
+    except ValueError:
+        raise ApiError(400, "bad-field", f"{name} is not hex") from None
+    if length is not None and len(data) != length:
+        raise ApiError(400, "bad-field", f"{name} must be {length} bytes")
+    return data
+
+
+def _int(value: Any, name: str, low: int = 0, high: int = 2**63 - 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ApiError(400, "bad-field", f"{name} must be an integer in [{low}, {high}]")
+    return value
+
+
+def _address(value: Any, name: str = "address") -> bytes:
+    try:
+        return parse_address(value)
+    except BadAddress as exc:
+        raise ApiError(400, exc.reason, exc.detail) from None
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        raw = await request.read()
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "bad-json", "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad-json", "the body must be a JSON object")
+    return data
+
+
+def header_json(h: Header) -> dict[str, Any]:
+    return {
+        "version": h.version, "height": h.height, "parent": h.parent.hex(), "timestamp": h.timestamp,
+        "engine": h.engine, "txs_root": h.txs_root.hex(), "state_root": h.state_root.hex(),
+        "payouts_root": h.payouts_root.hex(), "round_close": h.round_close.hex(), "task_id": h.task_id.hex(),
+        "genotype": h.genotype, "weights_hash": h.weights_hash.hex(), "seed": h.seed, "score": h.score,
+        "bits": h.bits, "nonce": h.nonce, "extra": h.extra.hex(),
+    }
+
+
+def tx_json(tx: Transfer) -> dict[str, Any]:
+    return {
+        "hash": tx.hash().hex(), "from": format_address(address_of(tx.sender)), "to": format_address(tx.recipient),
+        "amount": tx.amount, "fee": tx.fee, "nonce": tx.nonce, "amount_coins": format_amount(tx.amount),
+    }
+
+
+def block_json(block: Block, brief: bool = False) -> dict[str, Any]:
+    h = block.header
+    out: dict[str, Any] = {
+        "height": h.height, "hash": h.hash().hex(), "timestamp": h.timestamp, "genotype": h.genotype,
+        "score": h.score, "txs": len(block.txs),
+        "payouts": [{"address": format_address(p.address), "amount": p.amount} for p in block.coinbase.payouts],
+        "miner": format_address(address_of(block.proof.commitment.miner)) if block.proof else None,
+    }
+    if brief:
+        return out
+    out["header"] = header_json(h)
+    out["transactions"] = [tx_json(t) for t in block.txs]
+    out["encoded"] = block.encode().hex()
+    if block.proof is not None:
+        close = block.proof.close
+        out["round"] = {"close": close.hash().hex(), "key_index": close.key_index, "commitments": close.commitments_count,
+                        "commitment_index": block.proof.index, "test_key": close.test_key.hex()}
+    return out
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.height = Gauge("ponas_height", "height of the canonical tip", registry=self.registry)
+        self.peers = Gauge("ponas_peers", "connected peers", registry=self.registry)
+        self.mempool = Gauge("ponas_mempool_transactions", "transfers in the mempool", registry=self.registry)
+        self.round_commitments = Gauge("ponas_round_commitments", "commitments seen this round", registry=self.registry)
+        self.requests = Counter("ponas_api_requests", "API requests", ["method", "status"], registry=self.registry)
+        self.blocks = Counter("ponas_blocks_imported", "blocks imported", ["status"], registry=self.registry)
+        self.rejects = Counter("ponas_rejects", "rejected inputs by reason", ["source", "reason"], registry=self.registry)
+
+
+def make_app(node: Node) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    api = Api(node)
+    r = app.router
+    r.add_get("/api/v1/status", api.status)
+    r.add_get("/api/v1/round", api.round)
+    r.add_get("/api/v1/round/commitments", api.round_commitments)
+    r.add_get("/api/v1/blocks", api.blocks)
+    r.add_get("/api/v1/blocks/{ref}", api.block)
+    r.add_get("/api/v1/blocks/{ref}/weights", api.weights)
+    r.add_get("/api/v1/tx/{hash}", api.tx)
+    r.add_get("/api/v1/accounts/{address}", api.account)
+    r.add_get("/api/v1/mempool", api.mempool)
+    r.add_get("/api/v1/peers", api.peers)
+    r.add_post("/api/v1/transactions", api.auth(api.post_tx))
+    r.add_post("/api/v1/template", api.auth(api.post_template))
+    r.add_post("/api/v1/commitments", api.auth(api.post_commitment))
+    r.add_post("/api/v1/candidates", api.auth(api.post_candidate))
+    r.add_get("/api/v1/openapi.json", api.openapi)
+    r.add_get("/metrics", api.metrics)
+    from node import explorer
+
+    r.add_get("/", explorer.page)
+    return app
+
+
+class Api:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def auth(self, handler: Handler) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            given = request.headers.get("Authorization", "")
+            want = f"Bearer {self.node.token}"
+            if not given:
+                raise ApiError(401, "unauthorized", "send Authorization: Bearer TOKEN (the datadir's .cookie)")
+            if not hmac.compare_digest(given.encode(), want.encode()):
+                raise ApiError(403, "bad-token", "the token does not match the node's cookie")
+            return await handler(request)
+
+        return wrapped
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.node.status())
+
+    async def round(self, request: web.Request) -> web.Response:
+        rounds = self.node.rounds
+        if rounds is None:
+            raise ApiError(404, "no-rounds", "this chain's engine has no rounds")
+        return web.json_response(rounds.info(self.node.clock()))
+
+    async def round_commitments(self, request: web.Request) -> web.Response:
+        rounds = self.node.rounds
+        if rounds is None:
+            raise ApiError(404, "no-rounds", "this chain's engine has no rounds")
+        r = rounds.round
+        items = r.ordered if r.close is not None else r.commitments.items
+        return web.json_response({"height": r.height, "closed": r.close is not None,
+                                  "commitments": [c.encode().hex() for c in items]})
+
+    def _find_block(self, ref: str) -> Block:
+        chain = self.node.chain
+        if ref.isdigit() and len(ref) < 20:
+            h = chain.hash_at(int(ref))
+            if h is None:
+                raise ApiError(404, "not-found", f"no block at height {ref}")
+        else:
+            h = _hex(ref, "block hash", 32)
+        block = chain.get_block(h)
+        if block is None:
+            raise ApiError(404, "not-found", "no such block")
+        return block
+
+    async def blocks(self, request: web.Request) -> web.Response:
+        chain = self.node.chain
+        try:
+            limit = min(int(request.query.get("limit", "20")), 200)
+            start = int(request.query["from"]) if "from" in request.query else None
+        except ValueError:
+            raise ApiError(400, "bad-field", "from and limit are integers") from None
+        if limit < 1:
+            raise ApiError(400, "bad-field", "limit must be positive")
+        if start is None:
+            heights = range(chain.height, max(-1, chain.height - limit), -1)
+        else:
+            heights = range(max(start, 0), min(chain.height + 1, max(start, 0) + limit))
+        out = []
+        for height in heights:
+            h = chain.hash_at(height)
+            block = chain.get_block(h) if h else None
+            if block is not None:
+                out.append(block_json(block, brief=True))
+        return web.json_response({"height": chain.height, "blocks": out})
+
+    async def block(self, request: web.Request) -> web.Response:
+        block = self._find_block(request.match_info["ref"])
+        out = block_json(block)
+        out["canonical"] = self.node.chain.is_canonical(block.header.hash())
+        return web.json_response(out)
+
+    async def weights(self, request: web.Request) -> web.Response:
+        block = self._find_block(request.match_info["ref"])
+        data = self.node.chain.get_weights(block.header.weights_hash)
+        if data is None:
+            raise ApiError(404, "not-found", "this block has no weights")
+        return web.json_response({"weights": base64.b64encode(data).decode()})
+
+    async def tx(self, request: web.Request) -> web.Response:
+        h = _hex(request.match_info["hash"], "transaction hash", 32)
+        chain = self.node.chain
+        found = chain.find_tx(h)
+        if found is not None:
+            block_hash, position = found
+            block = chain.get_block(block_hash)
+            assert block is not None
+            body: dict[str, Any] = {"hash": h.hex(), "block": block_hash.hex(), "height": block.header.height,
+                                    "position": position, "status": "confirmed",
+                                    "confirmations": chain.height - block.header.height + 1}
+            if position == 0:
+                body["coinbase"] = [{"address": format_address(p.address), "amount": p.amount} for p in block.coinbase.payouts]
+            else:
+                body["tx"] = tx_json(block.txs[position - 1])
+            return web.json_response(body)
+        pending = self.node.mempool.get(h)
+        if pending is not None:
+            return web.json_response({"hash": h.hex(), "status": "pending", "tx": tx_json(pending)})
+        raise ApiError(404, "not-found", "no such transaction")
+
+    async def account(self, request: web.Request) -> web.Response:
+        address = _address(request.match_info["address"])
+        acc = self.node.chain.account(address)
+        return web.json_response({
+            "address": format_address(address), "balance": acc.balance, "nonce": acc.nonce,
+            "balance_coins": format_amount(acc.balance), "pending_nonce": self.node.mempool.pending_nonce(address),
+        })
+
+    async def mempool(self, request: web.Request) -> web.Response:
+        mp = self.node.mempool
+        txs = sorted(mp.txs(), key=lambda t: -t.fee)
+        fees = sorted(t.fee for t in txs)
+        return web.json_response({"count": len(mp), "bytes": mp.size_bytes, "txs": [tx_json(t) for t in txs[:500]],
+                                  "median_fee": fees[len(fees) // 2] if fees else 0})
+
+    async def peers(self, request: web.Request) -> web.Response:
+        return web.json_response(self.node.peers_info())
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        from node.openapi import OPENAPI
+
+        return web.json_response(OPENAPI)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        m = self.node.metrics
+        self.node.refresh_metrics()
+        return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def post_tx(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        tx = Transfer.decode(_hex(data.get("tx"), "tx"))
+        h = await self.node.submit_tx(tx, source="api")
+        return web.json_response({"hash": h.hex()}, status=202)
+
+    async def post_template(self, request: web.Request) -> web.Response:
+        rounds = self.node.rounds
+        if rounds is None:
+            raise ApiError(404, "no-rounds", "this chain's engine has no rounds")
+        data = await _body(request)
+        payouts_in = data.get("payouts")
+        if not isinstance(payouts_in, list) or not payouts_in or len(payouts_in) > 4000:
+            raise ApiError(400, "bad-field", "payouts is a non-empty list of [address, amount]")
+        payouts = []
+        for item in payouts_in:
+            if not isinstance(item, list) or len(item) != 2:
+                raise ApiError(400, "bad-field", "each payout is [address, amount]")
+            payouts.append(Payout(_address(item[0]), _int(item[1], "amount")))
+        genotype = data.get("genotype")
+        if not isinstance(genotype, str) or len(genotype) > 256:
+            raise ApiError(400, "bad-field", "genotype is a string")
+        block = rounds.template(payouts, genotype, _hex(data.get("weights_hash"), "weights_hash", 32),
+                                _int(data.get("seed"), "seed", 0, 2**64 - 1), self.node.clock())
+        return web.json_response({"block": block.encode().hex(), "header": header_json(block.header),
+                                  "round": rounds.round.height})
+
+    async def post_commitment(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        c = Commitment.decode(_hex(data.get("commitment"), "commitment"))
+        index = await self.node.submit_commitment(c, source="api")
+        return web.json_response({"hash": c.hash().hex(), "index": index}, status=202)
+
+    async def post_candidate(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        block = Block.decode(_hex(data.get("block"), "block"))
+        weights_text = data.get("weights", "")
+        if not isinstance(weights_text, str):
+            raise ApiError(400, "bad-field", "weights is base64 text")
+        try:
+            weights = base64.b64decode(weights_text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "bad-field", "weights is not base64") from None
+        score = await self.node.submit_candidate(block, weights, source="api")
+        return web.json_response({"hash": block.header.hash().hex(), "score": score}, status=202)
+

@@ -1,0 +1,272 @@
+"""The round service: drives the ``ponas`` round timeline on a node.
+
+Per round it collects commitments (until the close), checks the close (from the network, or
+makes it when this node holds the closer key), collects and pre-verifies candidates during the
+reveal window (every cheap check, and the model evaluated on the round's test set), and when
+the window ends imports the best one into the chain (the import runs the full checks,
+retraining included; a candidate that fails them gives way to the next best). A round that
+ends with no valid candidate is closed again, on the same parent, with the beacon's next key.
+
+Time is a parameter: :meth:`RoundService.tick` is called with the clock's reading and returns
+what the node must announce.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from consensus.beacon import BeaconChain
+from consensus.chain import block_template
+from consensus.crypto import PrivateKey
+from consensus.engines.ponas.engine import PonasEngine
+from consensus.engines.ponas.rounds import (
+    BUILTIN_TASK,
+    CommitmentSet,
+    candidate_rank,
+    check_close,
+    commitments_root,
+    make_close,
+)
+from consensus.errors import ConsensusError, InvalidBlock, InvalidRound
+from consensus.state import apply_body, validate_body, validate_header
+from consensus.types import Block, Commitment, Payout, RoundClose
+from node.chain import Chain, ImportResult
+from node.mempool import Mempool
+
+log = logging.getLogger("ponas.rounds")
+
+
+@dataclass(slots=True)
+class Candidate:
+    block: Block
+    weights: bytes
+    score: int  # recomputed by this node
+    index: int  # the commitment's place in the close
+
+    @property
+    def rank(self) -> tuple[int, int, bytes]:
+        return candidate_rank(self.block.header.score, self.index, self.block.header.hash())
+
+
+@dataclass
+class Round:
+    height: int
+    parent: bytes
+    opened: float
+    deadline: float
+    commitments: CommitmentSet
+    close: RoundClose | None = None
+    ordered: list[Commitment] = field(default_factory=list)  # the close's commitments, in order
+    candidates: dict[bytes, Candidate] = field(default_factory=dict)
+    attempt: int = 0
+
+    @property
+    def reveal_end(self) -> float | None:
+        return None if self.close is None else self.close.timestamp + self.commitments.params.reveal_window
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Something the node must tell its peers: a close (with its commitments) or a block."""
+
+    kind: str  # "close" | "block"
+    close: RoundClose | None = None
+    commitments: tuple[Commitment, ...] = ()
+    block: Block | None = None
+    weights: bytes = b""
+    result: ImportResult | None = None
+
+
+class RoundService:
+    def __init__(
+        self,
+        chain: Chain,
+        mempool: Mempool,
+        now: float,
+        closer: tuple[PrivateKey, BeaconChain] | None = None,
+    ) -> None:
+        if not isinstance(chain.engine, PonasEngine):
+            raise ConsensusError("wrong-engine", "the round service runs the ponas engine")
+        self.chain = chain
+        self.engine: PonasEngine = chain.engine
+        self.params = chain.params
+        self.pp = chain.params.ponas
+        self.mempool = mempool
+        if closer is not None and closer[0].public_key != self.pp.beacon_pubkey:
+            raise ConsensusError("wrong-beacon", "the closer key is not this chain's beacon")
+        self.closer = closer
+        self.round = self._open(now)
+
+    # --- timeline ---------------------------------------------------------------------------
+
+    def _open(self, now: float, retry_of: Round | None = None) -> Round:
+        tip = self.chain.tip
+        if retry_of is not None and retry_of.reveal_end is not None:
+            opened = retry_of.reveal_end
+        elif tip.height == 0:
+            opened = float(self.params.genesis_time)
+        else:
+            block = self.chain.get_block(self.chain.tip_hash)
+            assert block is not None and block.proof is not None
+            opened = block.proof.close.timestamp + self.pp.reveal_window
+        if now > opened + self.pp.commit_window:
+            opened = now  # this node came late (start-up, sync): give miners a whole window
+        deadline = opened + self.pp.commit_window
+        collected = CommitmentSet(
+            tip.height + 1, self.chain.tip_hash, BUILTIN_TASK, deadline, self.params.chain_id, self.pp
+        )
+        attempt = retry_of.attempt + 1 if retry_of is not None else 0
+        r = Round(tip.height + 1, self.chain.tip_hash, opened, deadline, collected, attempt=attempt)
+        if retry_of is not None and retry_of.close is not None:
+            r.commitments.deadline = deadline
+        log.info("round open", extra={"height": r.height, "attempt": attempt, "deadline": round(deadline, 1)})
+        return r
+
+    def phase(self, now: float) -> str:
+        r = self.round
+        if r.close is None:
+            return "commit" if now < r.deadline else "closing"
+        return "reveal"
+
+    def info(self, now: float) -> dict[str, Any]:
+        r = self.round
+        close = r.close
+        return {
+            "height": r.height,
+            "parent": r.parent.hex(),
+            "task_id": BUILTIN_TASK.hex(),
+            "space": self.pp.space,
+            "recipe": self.pp.recipe,
+            "phase": self.phase(now),
+            "opened": r.opened,
+            "deadline": r.deadline,
+            "reveal_end": r.reveal_end,
+            "commitments": len(r.ordered) if close else len(r.commitments.items),
+            "candidates": len(r.candidates),
+            "max_commitments_per_key": self.pp.max_commitments_per_key,
+            "test_set_size": self.pp.test_set_size,
+            "attempt": r.attempt,
+            "close": None if close is None else {
+                "hash": close.hash().hex(),
+                "test_key": close.test_key.hex(),
+                "key_index": close.key_index,
+                "timestamp": close.timestamp,
+                "commitments_count": close.commitments_count,
+                "encoded": close.encode().hex(),
+            },
+        }
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def template(self, payouts: Sequence[Payout], genotype: str, weights_hash: bytes, seed: int, now: float) -> Block:
+        """An unsealed candidate on the round's parent, with mempool transfers and roots."""
+        parent = self.chain.tip
+        if self.chain.tip_hash != self.round.parent:
+            raise InvalidRound("round-moved", "the tip moved; fetch the round again")
+        txs = self.mempool.select(self.params.max_block_txs)
+        ts = max(int(now), parent.timestamp + 1)
+        return block_template(
+            parent, self.chain.accounts, self.params, timestamp=ts, payouts=list(payouts), txs=txs,
+            task_id=BUILTIN_TASK, genotype=genotype, weights_hash=weights_hash, seed=seed,
+        )
+
+    def add_commitment(self, c: Commitment, now: float) -> bool:
+        """Admit a commitment for the open round; False if already known."""
+        if self.round.close is not None:
+            raise InvalidRound("commit-too-late", "the round is closed")
+        return self.round.commitments.add(c, now)
+
+    def add_close(self, close: RoundClose, commitments: Sequence[Commitment], now: float) -> bool:
+        """Accept the round's close (or a retry's). False if already known or stale."""
+        r = self.round
+        if r.close is not None and close.hash() == r.close.hash():
+            return False
+        if close.height != r.height:
+            if close.height < r.height:
+                return False
+            raise InvalidRound("close-ahead", f"close for height {close.height}, this node is at round {r.height}")
+        if close.parent != r.parent:
+            raise InvalidRound("close-other-parent", "the close names a parent this node does not have as tip")
+        if r.close is not None and close.key_index <= r.close.key_index:
+            return False
+        prev_key, prev_index = self.engine.previous_key(self.chain.tip, self.chain)
+        check_close(close, self.params.chain_id, self.pp, prev_key=prev_key, prev_key_index=prev_index)
+        if len(commitments) != close.commitments_count or commitments_root(commitments) != close.commitments_root:
+            raise InvalidRound("bad-close-commitments", "the commitments sent do not match the close")
+        if r.close is not None:  # a retry: a fresh round on the same parent
+            self.round = r = self._open(now, retry_of=r)
+        r.close = close
+        r.ordered = list(commitments)
+        log.info("round closed", extra={"height": r.height, "commitments": len(commitments), "key_index": close.key_index})
+        return True
+
+    def add_candidate(self, block: Block, weights: bytes, now: float) -> Candidate:
+        """Check a candidate of the current round as far as possible without retraining."""
+        r = self.round
+        h = block.header.hash()
+        if h in r.candidates:
+            return r.candidates[h]
+        if r.close is None or block.proof is None or block.proof.close.hash() != r.close.hash():
+            raise InvalidBlock("wrong-close", "not a candidate of this node's current round")
+        parent = self.chain.tip
+        if block.header.parent != self.chain.tip_hash:
+            raise InvalidBlock("bad-prevblk", "the candidate is not on the round's parent")
+        validate_header(block.header, parent, self.params, int(now))
+        self.engine.validate_seal(block, parent, self.chain)
+        validate_body(block, self.params)
+        apply_body(self.chain.accounts, block, self.params, self.mempool.verified)
+        verdict = self.engine.verifier.verify(
+            weights, block.header.genotype, block.header.weights_hash, block.header.seed, block.header.score,
+            r.close.test_key, retrain=False,
+        )
+        cand = Candidate(block, weights, verdict.score, block.proof.index)
+        r.candidates[h] = cand
+        log.info("candidate", extra={"height": r.height, "score": block.header.score, "hash": h.hex()[:16]})
+        return cand
+
+    # --- the clock ----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Announce]:
+        out: list[Announce] = []
+        r = self.round
+        if self.chain.tip_hash != r.parent:  # the tip moved under us (a relayed block, a reorg)
+            self.round = self._open(now)
+            return out
+        if r.close is None and self.closer is not None and now >= r.deadline and r.commitments.items:
+            key, beacon = self.closer
+            prev_key, prev_index = self.engine.previous_key(self.chain.tip, self.chain)
+            index = prev_index + 1 + r.attempt
+            close = make_close(
+                key, self.params.chain_id, height=r.height, task_id=BUILTIN_TASK, parent=r.parent,
+                test_key=beacon.key(index), key_index=index, commitments=r.commitments.items, timestamp=int(now),
+            )
+            r.close, r.ordered = close, list(r.commitments.items)
+            log.info("closed the round", extra={"height": r.height, "commitments": len(r.ordered), "key_index": index})
+            out.append(Announce("close", close=close, commitments=tuple(r.ordered)))
+        reveal_end = r.reveal_end
+        if reveal_end is not None and now >= reveal_end:
+            imported = self._select(now)
+            if imported is not None:
+                out.append(imported)
+                self.round = self._open(now)
+            elif self.chain.tip_hash == r.parent:
+                log.warning("round without a valid candidate: retrying", extra={"height": r.height})
+                self.round = self._open(now, retry_of=r)
+                self.round.close = None
+        return out
+
+    def _select(self, now: float) -> Announce | None:
+        for cand in sorted(self.round.candidates.values(), key=lambda c: c.rank):
+            try:
+                result = self.chain.import_block(cand.block, cand.weights, self.mempool.verified)
+            except InvalidBlock as exc:
+                log.warning("candidate failed", extra={"reason": exc.reason, "hash": cand.block.header.hash().hex()[:16]})
+                continue
+            self.mempool.update(cand.block.txs)
+            log.info("block", extra={"height": cand.block.header.height, "score": cand.block.header.score,
+                                     "status": result.status})
+            return Announce("block", block=cand.block, weights=cand.weights, result=result)
+        return None

@@ -1,0 +1,420 @@
+"""The node: one place that wires storage, chain, mempool, rounds, P2P and the API.
+
+:class:`Node` owns every resource and starts and stops them in pairs. It is also the P2P
+message handler: it validates what peers send, relays what is new, discourages peers that
+send invalid data, and syncs headers first from peers ahead of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from consensus.chain import genesis_block
+from consensus.errors import ConsensusError, InvalidBlock, InvalidRound
+from consensus.params import ChainParams
+from consensus.types import ZERO_HASH, Block, Commitment, Header, Transfer
+from node.api import Metrics, make_app
+from node.chain import Chain
+from node.keyfile import load_beacon, write_json_atomic, write_text_atomic
+from node.mempool import Mempool
+from node.rounds import Announce, RoundService
+from node.storage.kv import Datadir, open_datadir
+from p2p import messages as M
+from p2p.errors import Misbehaving
+from p2p.network import Network, Peer
+
+log = logging.getLogger("ponas.node")
+
+#: Reasons that are no fault of the peer that relayed a block or candidate (timing, races).
+BENIGN = {
+    "time-too-new", "wrong-close", "bad-prevblk", "unknown-parent", "close-ahead", "close-other-parent",
+    "commit-too-late", "commit-wrong-round", "round-moved", "duplicate-seq", "txn-already-in-mempool",
+    "bad-nonce", "insufficient-funds", "txn-mempool-conflict", "mempool-full", "too-many-commitments",
+    "missing-weights", "round-final",
+}
+GETBLOCKS_BATCH = 16
+HEADERS_MAX = 2000
+
+
+@dataclass
+class NodeConfig:
+    datadir: str
+    p2p_host: str = "127.0.0.1"
+    p2p_port: int = 0
+    api_host: str = "127.0.0.1"
+    api_port: int = 0
+    peers: list[tuple[str, int]] = field(default_factory=list)
+    closer_key: str | None = None
+    tick: float = 0.2
+
+
+class Node:
+    def __init__(self, config: NodeConfig, params: ChainParams, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.params = params
+        self.clock = clock
+        self.genesis_hash = genesis_block(params).header.hash()
+        self.metrics = Metrics()
+        self.token = ""
+        self.datadir: Datadir | None = None
+        self.network: Network | None = None
+        self.rounds: RoundService | None = None
+        self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._seen: dict[bytes, float] = {}  # hashes of relayed messages
+        self._requested: dict[bytes, Peer] = {}  # blocks asked for during sync
+        self._syncing: set[Peer] = set()
+        self.api_port = 0
+        self.p2p_port = 0
+        self.started = asyncio.Event()
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        closer = load_beacon(cfg.closer_key) if cfg.closer_key else None
+        self.datadir = open_datadir(cfg.datadir, self.params.chain_id, self.genesis_hash)
+        try:
+            self.chain = Chain(self.datadir.kv, self.params, clock=self.clock)
+            self.mempool = Mempool(self.params.chain_id, self.chain.account, clock=self.clock)
+            if self.params.engine == "ponas":
+                self.rounds = RoundService(self.chain, self.mempool, self.clock(), closer)
+            self.token = secrets.token_hex(32)
+            write_text_atomic(os.path.join(cfg.datadir, ".cookie"), self.token, mode=0o600)
+            self.network = Network(
+                chain_id=self.params.chain_id, genesis_hash=self.genesis_hash, node_id=os.urandom(16),
+                listen_host=cfg.p2p_host, listen_port=cfg.p2p_port, handler=self,
+            )
+            await self.network.start()
+            self.p2p_port = self.network.port
+            for host, port in cfg.peers:
+                self.network.add_seed(host, port)
+            self._runner = web.AppRunner(make_app(self), access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, cfg.api_host, cfg.api_port)
+            await site.start()
+            self.api_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            write_json_atomic(os.path.join(cfg.datadir, "node.json"), {
+                "pid": os.getpid(), "api": f"http://{cfg.api_host}:{self.api_port}",
+                "p2p": f"{cfg.p2p_host}:{self.p2p_port}", "chain_id": self.params.chain_id,
+            })
+            self._ticker = asyncio.create_task(self._tick_loop(), name="round-ticker")
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("node started", extra={"height": self.chain.height, "api": self.api_port, "p2p": self.p2p_port})
+        self.started.set()
+
+    async def stop(self) -> None:
+        """Stop accepting, close peers, flush and close the database; safe to call twice."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            try:
+                await self._ticker
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._ticker = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.network is not None:
+            await self.network.stop()
+            self.network = None
+        if self.datadir is not None:
+            for name in (".cookie", "node.json"):
+                try:
+                    os.unlink(os.path.join(self.config.datadir, name))
+                except FileNotFoundError:
+                    pass
+            self.datadir.close()
+            self.datadir = None
+            log.info("node stopped")
+
+    async def _tick_loop(self) -> None:
+        last_expire = self.clock()
+        while True:
+            await asyncio.sleep(self.config.tick)
+            try:
+                if self.rounds is not None:
+                    for ann in self.rounds.tick(self.clock()):
+                        self._announce(ann)
+                if self.clock() - last_expire > 60:
+                    self.mempool.expire()
+                    last_expire = self.clock()
+                    self._prune_seen()
+            except Exception:
+                log.exception("round tick failed")
+
+    def _announce(self, ann: Announce) -> None:
+        if self.network is None:
+            return
+        if ann.kind == "close" and ann.close is not None:
+            self._seen[ann.close.hash()] = self.clock()
+            self.network.broadcast(M.CloseMsg(ann.close, ann.commitments))
+        elif ann.kind == "block" and ann.block is not None:
+            self.metrics.blocks.labels(ann.result.status if ann.result else "connected").inc()
+            self._seen[ann.block.header.hash()] = self.clock()
+            self.network.broadcast(M.BlockMsg(ann.block, ann.weights, False))
+
+    def _prune_seen(self) -> None:
+        cutoff = self.clock() - 3600
+        self._seen = {h: t for h, t in self._seen.items() if t > cutoff}
+
+    def _new(self, h: bytes) -> bool:
+        if h in self._seen:
+            return False
+        self._seen[h] = self.clock()
+        return True
+
+    # --- views for the API --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        chain = self.chain
+        return {
+            "chain_id": self.params.chain_id, "genesis": self.genesis_hash.hex(), "engine": self.params.engine,
+            "height": chain.height, "tip": chain.tip_hash.hex(), "state_root": chain.tip.state_root.hex(),
+            "peers": len(self.network.peers) if self.network else 0,
+            "round": self.rounds.info(self.clock()) if self.rounds else None,
+            "mempool": len(self.mempool), "syncing": bool(self._syncing),
+        }
+
+    def peers_info(self) -> list[dict[str, Any]]:
+        if self.network is None:
+            return []
+        return [
+            {"node_id": p.node_id.hex(), "host": p.host, "port": p.port, "direction": p.direction,
+             "height": p.best_height, "since": p.connected_since}
+            for p in self.network.peers
+        ]
+
+    def refresh_metrics(self) -> None:
+        m = self.metrics
+        m.height.set(self.chain.height)
+        m.peers.set(len(self.network.peers) if self.network else 0)
+        m.mempool.set(len(self.mempool))
+        if self.rounds is not None:
+            r = self.rounds.round
+            m.round_commitments.set(len(r.ordered) if r.close else len(r.commitments.items))
+
+    # --- submissions (API and P2P) ------------------------------------------------------------
+
+    async def submit_tx(self, tx: Transfer, source: str = "api", peer: Peer | None = None) -> bytes:
+        h = self.mempool.add(tx)
+        self._seen[h] = self.clock()
+        if self.network:
+            self.network.broadcast(M.TxMsg(tx), exclude=peer)
+        return h
+
+    async def submit_commitment(self, c: Commitment, source: str = "api", peer: Peer | None = None) -> int:
+        rounds = self._need_rounds()
+        new = rounds.add_commitment(c, self.clock())
+        if new and self.network and self._new(c.hash()):
+            self.network.broadcast(M.CommitmentMsg(c), exclude=peer)
+        return rounds.round.commitments.items.index(c)
+
+    async def submit_candidate(self, block: Block, weights: bytes, source: str = "api", peer: Peer | None = None) -> int:
+        rounds = self._need_rounds()
+        cand = rounds.add_candidate(block, weights, self.clock())
+        if self.network and self._new(block.header.hash()):
+            self.network.broadcast(M.BlockMsg(block, weights, True), exclude=peer)
+        return cand.score
+
+    def _need_rounds(self) -> RoundService:
+        if self.rounds is None:
+            raise InvalidRound("no-rounds", "this chain's engine has no rounds")
+        return self.rounds
+
+    # --- P2P handler ----------------------------------------------------------------------------
+
+    def best(self) -> tuple[int, bytes]:
+        return self.chain.height, self.chain.tip_hash
+
+    async def on_peer_connected(self, peer: Peer) -> None:
+        if peer.best_height > self.chain.height:
+            await self._request_headers(peer)
+        if self.rounds is not None and self.rounds.round.close is not None:
+            r = self.rounds.round
+            await peer.send(M.CloseMsg(r.close, tuple(r.ordered)))  # type: ignore[arg-type]
+
+    async def on_peer_disconnected(self, peer: Peer, reason: str) -> None:
+        self._syncing.discard(peer)
+        for h, p in list(self._requested.items()):
+            if p is peer:
+                del self._requested[h]
+
+    async def on_message(self, peer: Peer, msg: Any) -> None:
+        try:
+            await self._dispatch(peer, msg)
+        except ConsensusError as exc:
+            self.metrics.rejects.labels("p2p", exc.reason).inc()
+            if exc.reason in BENIGN:
+                log.debug("ignored", extra={"peer": peer.host, "reason": exc.reason})
+                return
+            raise Misbehaving(exc.reason, exc.detail) from None
+
+    async def _dispatch(self, peer: Peer, msg: Any) -> None:
+        if isinstance(msg, M.TxMsg):
+            if self._new(msg.tx.hash()):
+                await self.submit_tx(msg.tx, "p2p", peer)
+        elif isinstance(msg, M.CommitmentMsg):
+            if self._new(msg.commitment.hash()) and self.rounds is not None:
+                self._seen.pop(msg.commitment.hash(), None)
+                await self.submit_commitment(msg.commitment, "p2p", peer)
+        elif isinstance(msg, M.CloseMsg):
+            await self._on_close(peer, msg)
+        elif isinstance(msg, M.BlockMsg):
+            if msg.candidate:
+                if self.rounds is not None and msg.block.header.hash() not in self.rounds.round.candidates:
+                    await self.submit_candidate(msg.block, msg.weights, "p2p", peer)
+            else:
+                await self._on_block(peer, msg.block, msg.weights)
+        elif isinstance(msg, M.GetHeaders):
+            await peer.send(M.Headers(tuple(self._headers_after(msg.locator, msg.stop))))
+        elif isinstance(msg, M.Headers):
+            await self._on_headers(peer, list(msg.headers))
+        elif isinstance(msg, M.GetBlocks):
+            missing = []
+            for h in msg.hashes[:GETBLOCKS_BATCH]:
+                block = self.chain.get_block(h)
+                if block is None:
+                    missing.append(h)
+                else:
+                    weights = self.chain.get_weights(block.header.weights_hash) or b""
+                    await peer.send(M.BlockMsg(block, weights, False))
+            if missing:
+                await peer.send(M.NotFound(tuple(missing)))
+
+    async def _on_close(self, peer: Peer, msg: Any) -> None:
+        if self.rounds is None:
+            return
+        try:
+            new = self.rounds.add_close(msg.close, msg.commitments, self.clock())
+        except InvalidRound as exc:
+            if exc.reason in ("close-ahead", "close-other-parent"):
+                await self._request_headers(peer)
+                return
+            raise
+        if new and self.network:
+            self._seen[msg.close.hash()] = self.clock()
+            self.network.broadcast(msg, exclude=peer)
+
+    async def _on_block(self, peer: Peer, block: Block, weights: bytes) -> None:
+        h = block.header.hash()
+        self._requested.pop(h, None)
+        if h in self.chain.index and self.chain.index[h].status >= 1:
+            return
+        if self.rounds is not None and block.header.height < self.chain.height:
+            # The close of the round after this height named our block as parent: final.
+            raise InvalidBlock("round-final", f"height {block.header.height} is final on this node")
+        old_height = self.chain.height
+        try:
+            result = self.chain.import_block(block, weights or None, self.mempool.verified)
+        except InvalidBlock as exc:
+            if exc.reason == "unknown-parent":
+                await self._request_headers(peer)
+                return
+            raise
+        if result.status in ("connected", "reorg"):
+            self.metrics.blocks.labels(result.status).inc()
+            disconnected: list[Transfer] = []
+            for dh in result.disconnected:
+                old = self.chain.get_block(dh)
+                if old is not None:
+                    disconnected.extend(old.txs)
+            connected: list[Transfer] = []
+            for ch in result.connected:
+                b = self.chain.get_block(ch)
+                if b is not None:
+                    connected.extend(b.txs)
+            self.mempool.update(connected, disconnected)
+            if self.network and self._new(h) and not self._syncing:
+                self.network.broadcast(M.BlockMsg(block, weights, False), exclude=peer)
+            if self.chain.height > old_height and peer in self._syncing and not self._requested:
+                await self._request_headers(peer)
+
+    # --- headers-first sync ---------------------------------------------------------------------
+
+    def locator(self) -> tuple[bytes, ...]:
+        """Hashes from the tip back to genesis, dense first then doubling steps (Bitcoin's)."""
+        out: list[bytes | None] = []
+        step, height = 1, self.chain.height
+        while height > 0 and len(out) < 100:
+            out.append(self.chain.hash_at(height))
+            if len(out) >= 10:
+                step *= 2
+            height -= step
+        out.append(self.genesis_hash)
+        return tuple(h for h in out if h is not None)
+
+    def _headers_after(self, locator: tuple[bytes, ...], stop: bytes) -> list[Header]:
+        start = 0
+        for h in locator:
+            if self.chain.is_canonical(h):
+                start = self.chain.index[h].header.height + 1
+                break
+        out = []
+        for height in range(start, min(self.chain.height + 1, start + HEADERS_MAX)):
+            found = self.chain.hash_at(height)
+            assert found is not None
+            out.append(self.chain.index[found].header)
+            if found == stop:
+                break
+        return out
+
+    async def _request_headers(self, peer: Peer) -> None:
+        self._syncing.add(peer)
+        await peer.send(M.GetHeaders(self.locator(), ZERO_HASH))
+
+    async def _on_headers(self, peer: Peer, headers: list[Header]) -> None:
+        if not headers:
+            self._syncing.discard(peer)
+            return
+        known = self.chain.index
+        prev = None
+        wanted = []
+        for header in headers:
+            h = header.hash()
+            if prev is not None and header.parent != prev:
+                raise Misbehaving("bad-headers", "headers do not connect")
+            if prev is None and header.parent not in known:
+                raise Misbehaving("bad-headers", "the first header's parent is unknown")
+            prev = h
+            if h not in known and h not in self._requested:
+                wanted.append(h)
+        log.info("headers", extra={"peer": peer.host, "count": len(headers), "wanted": len(wanted)})
+        for i in range(0, len(wanted), GETBLOCKS_BATCH):
+            batch = tuple(wanted[i : i + GETBLOCKS_BATCH])
+            for h in batch:
+                self._requested[h] = peer
+            await peer.send(M.GetBlocks(batch))
+        if not wanted:
+            self._syncing.discard(peer)
+
+
+async def run_node(
+    config: NodeConfig, params: ChainParams, stop: asyncio.Event, announce: Callable[[str], None] | None = None
+) -> None:
+    """Run a node until ``stop`` is set (by a signal handler)."""
+    node = Node(config, params)
+    await node.start()
+    if announce is not None:
+        announce(
+            f"node up: chain {params.chain_id} height {node.chain.height}  api http://{config.api_host}:{node.api_port}/  "
+            f"p2p {config.p2p_host}:{node.p2p_port}  token in {config.datadir}/.cookie"
+        )
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()
+
+
+__all__ = ["Node", "NodeConfig", "run_node"]

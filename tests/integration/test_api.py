@@ -1,0 +1,124 @@
+"""The REST API of a real node on 127.0.0.1: reads answer with the chain's data, writes need
+the cookie token, and bad input (bad JSON, wrong types, unknown hashes, a missing or wrong
+token, invalid transactions) is answered with its 4xx and reason code, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from consensus.crypto import format_address
+from consensus.types import COIN
+from node.service import Node, NodeConfig
+from tests.builders import keys, transfer
+from tests.ponas_builders import ponas_params
+
+K = keys(3, seed=11)
+PARAMS = ponas_params(K[:1])
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    n = Node(NodeConfig(datadir=str(tmp_path / "n0")), PARAMS)
+    await n.start()
+    try:
+        yield n
+    finally:
+        await n.stop()
+
+
+async def call(node: Node, method: str, path: str, body: object = None, token: str | None = "good", raw: bytes | None = None):  # type: ignore[no-untyped-def]
+    headers = {}
+    if token == "good":
+        headers["Authorization"] = f"Bearer {node.token}"
+    elif token:
+        headers["Authorization"] = f"Bearer {token}"
+    async with aiohttp.ClientSession() as s:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        async with s.request(method, f"http://127.0.0.1:{node.api_port}{path}", data=data, headers=headers) as r:
+            text = await r.text()
+            try:
+                return r.status, json.loads(text)
+            except json.JSONDecodeError:
+                return r.status, text
+
+
+async def test_reads(node: Node) -> None:
+    status, st = await call(node, "GET", "/api/v1/status")
+    assert status == 200 and st["height"] == 0 and st["chain_id"] == PARAMS.chain_id and "round" in st
+    status, blk = await call(node, "GET", "/api/v1/blocks/0")
+    assert status == 200 and blk["hash"] == st["tip"]
+    status, same = await call(node, "GET", f"/api/v1/blocks/{st['tip']}")
+    assert status == 200 and same["height"] == 0
+    status, acc = await call(node, "GET", f"/api/v1/accounts/{format_address(K[0].address)}")
+    assert status == 200 and acc["balance"] == 1000 * COIN and acc["nonce"] == 0
+    status, rnd = await call(node, "GET", "/api/v1/round")
+    assert status == 200 and rnd["height"] == 1 and rnd["phase"] in ("commit", "closing")
+    status, doc = await call(node, "GET", "/api/v1/openapi.json")
+    assert status == 200 and "/api/v1/transactions" in doc["paths"]
+    status, text = await call(node, "GET", "/metrics")
+    assert status == 200 and "ponas_height" in text
+    status, page = await call(node, "GET", "/")
+    assert status == 200 and "PoNAS explorer" in page
+
+
+async def test_transfer_accepted_then_in_mempool(node: Node) -> None:
+    tx = transfer(PARAMS, K[0], K[1].address, 5 * COIN, 0)
+    status, out = await call(node, "POST", "/api/v1/transactions", {"tx": tx.encode().hex()})
+    assert status == 202 and out["hash"] == tx.hash().hex()
+    status, got = await call(node, "GET", f"/api/v1/tx/{tx.hash().hex()}")
+    assert status == 200 and got["status"] == "pending"
+    status, mp = await call(node, "GET", "/api/v1/mempool")
+    assert mp["count"] == 1
+    status, acc = await call(node, "GET", f"/api/v1/accounts/{format_address(K[0].address)}")
+    assert acc["pending_nonce"] == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "token", "raw", "status", "reason"),
+    [
+        ("POST", "/api/v1/transactions", {"tx": "00"}, None, None, 401, "unauthorized"),
+        ("POST", "/api/v1/transactions", {"tx": "00"}, "wrong", None, 403, "bad-token"),
+        ("POST", "/api/v1/transactions", None, "good", b"{not json", 400, "bad-json"),
+        ("POST", "/api/v1/transactions", [1, 2], "good", None, 400, "bad-json"),
+        ("POST", "/api/v1/transactions", {"tx": 5}, "good", None, 400, "bad-field"),
+        ("POST", "/api/v1/transactions", {"tx": "zz"}, "good", None, 400, "bad-field"),
+        ("POST", "/api/v1/transactions", {"tx": "c0"}, "good", None, 400, "unknown-tag"),
+        ("POST", "/api/v1/transactions", {"tx": "9401"}, "good", None, 400, "truncated"),
+        ("POST", "/api/v1/commitments", {"commitment": "93010203"}, "good", None, 400, "bad-shape"),
+        ("POST", "/api/v1/candidates", {"block": "00", "weights": "!!"}, "good", None, 400, "bad-shape"),
+        ("POST", "/api/v1/template", {"payouts": "x"}, "good", None, 400, "bad-field"),
+        ("POST", "/api/v1/template", {"payouts": [["pn1bad", 0]], "genotype": "g", "weights_hash": "00" * 32, "seed": 1}, "good", None, 400, "bad-address"),
+        ("GET", "/api/v1/blocks/99", None, None, None, 404, "not-found"),
+        ("GET", "/api/v1/blocks/" + "ab" * 32, None, None, None, 404, "not-found"),
+        ("GET", "/api/v1/blocks/xyz", None, None, None, 400, "bad-field"),
+        ("GET", "/api/v1/tx/" + "cd" * 32, None, None, None, 404, "not-found"),
+        ("GET", "/api/v1/tx/short", None, None, None, 400, "bad-field"),
+        ("GET", "/api/v1/accounts/pn1qqqq", None, None, None, 400, "bad-address"),
+        ("GET", "/api/v1/blocks?limit=abc", None, None, None, 400, "bad-field"),
+        ("GET", "/api/v1/nothing", None, None, None, 404, "not-found"),
+    ],
+)
+async def test_bad_input(node: Node, method, path, body, token, raw, status, reason) -> None:  # type: ignore[no-untyped-def]
+    got_status, out = await call(node, method, path, body, token, raw)
+    assert got_status == status, out
+    assert out["error"]["reason"] == reason, out
+
+
+async def test_invalid_transfers_have_consensus_reasons(node: Node) -> None:
+    cases = {
+        "insufficient-funds": transfer(PARAMS, K[0], K[1].address, 2000 * COIN, 0),
+        "bad-nonce": transfer(PARAMS, K[0], K[1].address, COIN, 3),
+        "bad-signature": transfer(ponas_params(K[:1]).__class__.from_json({**PARAMS.to_json(), "chain_id": "other"}), K[0], K[1].address, COIN, 0),
+    }
+    for reason, tx in cases.items():
+        status, out = await call(node, "POST", "/api/v1/transactions", {"tx": tx.encode().hex()})
+        assert (status, out["error"]["reason"]) == (400, reason)
+    weights = base64.b64encode(b"x").decode()
+    status, out = await call(node, "POST", "/api/v1/candidates", {"block": "00", "weights": weights})
+    assert status == 400
