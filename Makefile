@@ -39,10 +39,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_core.py
 	$(PY) bench/bench_verify.py
+	$(PY) bench/bench_node.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check consensus p2p node pool wallet tests bench
-	$(VENV)/bin/mypy consensus node
+	$(VENV)/bin/mypy consensus node p2p pool
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info
