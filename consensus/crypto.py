@@ -118,6 +118,17 @@ class PrivateKey:
         return f"PrivateKey(address={format_address(self.address)})"
 
 
+def key_from_json(data: object, where: str = "key file") -> PrivateKey:
+    """The key in a parsed key file ``{"type": "ed25519", "seed": HEX, ...}`` (the format
+    of node, beacon, demo and miner key files); ``bad-key-file`` otherwise."""
+    if not isinstance(data, dict) or data.get("type") != "ed25519" or not isinstance(data.get("seed"), str):
+        raise ConsensusError("bad-key-file", f"{where} is not a PoNAS key file")
+    try:
+        return PrivateKey.from_hex(data["seed"])
+    except ConsensusError as exc:
+        raise ConsensusError("bad-key-file", f"{where}: {exc.detail}") from None
+
+
 def address_of(public_key: bytes) -> Address:
     return Address(hashlib.sha256(public_key).digest()[:ADDRESS_LEN])
 

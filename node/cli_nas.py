@@ -18,13 +18,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from consensus.errors import ConsensusError
 from consensus.params import PRESETS
+from node.keyfile import write_bytes_atomic
 
 __all__ = ["register_nas", "space_info", "check_training", "train_candidate", "TrainingJob", "TrainReport", "ProgressBar"]
 
@@ -273,7 +273,7 @@ def cmd_nas_train(args: argparse.Namespace) -> int:
         bar.close()
     if args.out:
         try:
-            _write_atomic(args.out, weights)
+            write_bytes_atomic(args.out, weights)
         except OSError as exc:
             raise ConsensusError("write-failed", f"{args.out}: {exc}") from None
     if args.json:
@@ -296,18 +296,3 @@ def cmd_nas_train(args: argparse.Namespace) -> int:
     if args.out:
         print(f"wrote {args.out}")
     return 0
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".weights-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -11,17 +11,18 @@ import os
 from typing import Any
 
 from consensus.beacon import BeaconChain
-from consensus.crypto import PrivateKey, format_address
+from consensus.crypto import PrivateKey, format_address, key_from_json
 from consensus.errors import ConsensusError
 
 
-def write_text_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` through a synced temporary file and a rename."""
+def write_bytes_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` through a synced temporary file and a rename, so a crash
+    leaves the old file or the new one, never a torn one."""
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -29,6 +30,10 @@ def write_text_atomic(path: str, text: str, mode: int = 0o644) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: str, text: str, mode: int = 0o644) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"), mode)
 
 
 def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
@@ -50,9 +55,7 @@ def load_key(path: str) -> PrivateKey:
         raise ConsensusError("no-key-file", f"no key file at {path}") from None
     except (OSError, ValueError) as exc:
         raise ConsensusError("bad-key-file", f"{path}: {exc}") from None
-    if not isinstance(data, dict) or data.get("type") != "ed25519" or not isinstance(data.get("seed"), str):
-        raise ConsensusError("bad-key-file", f"{path} is not a PoNAS key file")
-    return PrivateKey.from_hex(data["seed"])
+    return key_from_json(data, path)
 
 
 def load_beacon(path: str) -> tuple[PrivateKey, BeaconChain]:

@@ -53,7 +53,7 @@ from typing import Any
 
 import aiohttp
 
-from consensus.crypto import PrivateKey, format_address, parse_address
+from consensus.crypto import PrivateKey, format_address, key_from_json, parse_address
 from consensus.engines.ponas.rounds import commitment_for, commitments_root, round_seal
 from consensus.errors import ConsensusError
 from consensus.types import Block, Commitment, RoundClose
@@ -388,12 +388,10 @@ def load_key_file(path: str) -> PrivateKey:
         raise MinerError("no-key-file", f"no key file at {path}") from None
     except (OSError, ValueError) as exc:
         raise MinerError("bad-key-file", f"{path}: {exc}") from None
-    if not isinstance(data, dict) or data.get("type") != "ed25519" or not isinstance(data.get("seed"), str):
-        raise MinerError("bad-key-file", f"{path} is not a PoNAS key file")
     try:
-        return PrivateKey.from_hex(data["seed"])
+        return key_from_json(data, path)
     except ConsensusError as exc:
-        raise MinerError("bad-key-file", f"{path}: {exc.detail}") from None
+        raise MinerError(exc.reason, exc.detail) from None
 
 
 def read_token(token_file: str | None, env: dict[str, str] | None = None) -> str | None:
