@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from consensus.chain import genesis_block
-from consensus.errors import ConsensusError, InvalidBlock, InvalidRound
+from consensus.errors import ConsensusError, InvalidBlock, InvalidRound, InvalidTransaction
 from consensus.params import ChainParams
 from consensus.types import ZERO_HASH, Block, Commitment, Header, Transfer
 from node.api import Metrics, make_app
@@ -71,8 +71,10 @@ class Node:
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._seen: dict[bytes, float] = {}  # hashes of relayed messages
-        self._requested: dict[bytes, Peer] = {}  # blocks asked for during sync
+        self._requested: dict[bytes, Peer] = {}  # blocks asked for during sync, in flight
+        self._to_fetch: dict[Peer, list[bytes]] = {}  # blocks announced by headers, not yet asked for
         self._syncing: set[Peer] = set()
+        self._tx_relay: list[tuple[Transfer, Peer | None]] = []  # flushed as batches each tick
         self.api_port = 0
         self.p2p_port = 0
         self.started = asyncio.Event()
@@ -144,6 +146,7 @@ class Node:
         while True:
             await asyncio.sleep(self.config.tick)
             try:
+                self._flush_tx_relay()
                 if self.rounds is not None:
                     for ann in self.rounds.tick(self.clock()):
                         self._announce(ann)
@@ -210,9 +213,20 @@ class Node:
     async def submit_tx(self, tx: Transfer, source: str = "api", peer: Peer | None = None) -> bytes:
         h = self.mempool.add(tx)
         self._seen[h] = self.clock()
-        if self.network:
-            self.network.broadcast(M.TxMsg(tx), exclude=peer)
+        self._tx_relay.append((tx, peer))  # relayed in batches by the ticker
         return h
+
+    def _flush_tx_relay(self) -> None:
+        """Relay the transfers admitted since the last tick, as batches: one message per
+        thousand transfers instead of one each, so a burst stays inside peers' rate limits."""
+        if not self._tx_relay or self.network is None:
+            self._tx_relay.clear()
+            return
+        pending, self._tx_relay = self._tx_relay, []
+        for target in self.network.peers:
+            txs = [tx for tx, origin in pending if origin is not target]
+            for i in range(0, len(txs), M.MAX_TX_BATCH):
+                asyncio.ensure_future(target.send(M.TxBatch(tuple(txs[i : i + M.MAX_TX_BATCH]))))
 
     async def submit_commitment(self, c: Commitment, source: str = "api", peer: Peer | None = None) -> int:
         rounds = self._need_rounds()
@@ -247,6 +261,7 @@ class Node:
 
     async def on_peer_disconnected(self, peer: Peer, reason: str) -> None:
         self._syncing.discard(peer)
+        self._to_fetch.pop(peer, None)
         for h, p in list(self._requested.items()):
             if p is peer:
                 del self._requested[h]
@@ -262,9 +277,14 @@ class Node:
             raise Misbehaving(exc.reason, exc.detail) from None
 
     async def _dispatch(self, peer: Peer, msg: Any) -> None:
-        if isinstance(msg, M.TxMsg):
-            if self._new(msg.tx.hash()):
-                await self.submit_tx(msg.tx, "p2p", peer)
+        if isinstance(msg, (M.TxMsg, M.TxBatch)):
+            for tx in (msg.tx,) if isinstance(msg, M.TxMsg) else msg.txs:
+                if self._new(tx.hash()):
+                    try:
+                        await self.submit_tx(tx, "p2p", peer)
+                    except InvalidTransaction as exc:  # races (nonces, a full pool) are no fault
+                        if exc.reason not in BENIGN:
+                            raise
         elif isinstance(msg, M.CommitmentMsg):
             if self._new(msg.commitment.hash()) and self.rounds is not None:
                 self._seen.pop(msg.commitment.hash(), None)
@@ -309,7 +329,8 @@ class Node:
 
     async def _on_block(self, peer: Peer, block: Block, weights: bytes) -> None:
         h = block.header.hash()
-        self._requested.pop(h, None)
+        if self._requested.pop(h, None) is not None:
+            await self._fetch_more(peer)
         if h in self.chain.index and self.chain.index[h].status >= 1:
             return
         if self.rounds is not None and block.header.height < self.chain.height:
@@ -332,13 +353,14 @@ class Node:
                     disconnected.extend(old.txs)
             connected: list[Transfer] = []
             for ch in result.connected:
-                b = self.chain.get_block(ch)
+                b = block if ch == h else self.chain.get_block(ch)
                 if b is not None:
                     connected.extend(b.txs)
             self.mempool.update(connected, disconnected)
             if self.network and self._new(h) and not self._syncing:
                 self.network.broadcast(M.BlockMsg(block, weights, False), exclude=peer)
-            if self.chain.height > old_height and peer in self._syncing and not self._requested:
+            if self.chain.height > old_height and peer in self._syncing and not self._requested \
+                    and not self._to_fetch.get(peer):
                 await self._request_headers(peer)
 
     # --- headers-first sync ---------------------------------------------------------------------
@@ -391,13 +413,24 @@ class Node:
             if h not in known and h not in self._requested:
                 wanted.append(h)
         log.info("headers", extra={"peer": peer.host, "count": len(headers), "wanted": len(wanted)})
-        for i in range(0, len(wanted), GETBLOCKS_BATCH):
-            batch = tuple(wanted[i : i + GETBLOCKS_BATCH])
-            for h in batch:
-                self._requested[h] = peer
-            await peer.send(M.GetBlocks(batch))
         if not wanted:
             self._syncing.discard(peer)
+            return
+        self._to_fetch[peer] = wanted
+        await self._fetch_more(peer)
+
+    async def _fetch_more(self, peer: Peer) -> None:
+        """Keep at most ``GETBLOCKS_BATCH`` blocks in flight from ``peer`` (Bitcoin Core keeps
+        16): ask for the next ones as the previous arrive."""
+        queue = self._to_fetch.get(peer)
+        in_flight = sum(1 for p in self._requested.values() if p is peer)
+        if not queue or in_flight >= GETBLOCKS_BATCH // 2:
+            return
+        batch = tuple(queue[: GETBLOCKS_BATCH - in_flight])
+        del queue[: len(batch)]
+        for h in batch:
+            self._requested[h] = peer
+        await peer.send(M.GetBlocks(batch))
 
 
 async def run_node(

@@ -13,7 +13,7 @@ bytes and non-canonical forms) and fails only with :class:`~p2p.errors.ProtocolE
 * ``unknown-message`` - a ``kind`` we do not know;
 * a limit: ``too-many-headers`` (2,000), ``too-many-locator-hashes`` (101),
   ``too-many-blocks`` (16 asked at once), ``too-many-addrs`` (1,000), ``too-many-hashes``
-  (1,000 in a ``notfound``), ``too-many-commitments`` (in a close). Limits are checked on the raw
+  (1,000 in a ``notfound``), ``too-many-txs`` (1,000 in a ``txs`` batch), ``too-many-commitments`` (in a close). Limits are checked on the raw
   value before the body is decoded, and again by the constructors, so we cannot build what a
   peer would reject. The counts are Bitcoin Core's where it has one.
 """
@@ -39,6 +39,7 @@ MAX_HEADERS = 2_000
 MAX_GETBLOCKS = 16
 MAX_ADDRS = 1_000
 MAX_NOTFOUND = 1_000
+MAX_TX_BATCH = 1_000
 MAX_CLOSE_COMMITMENTS = 10_000
 MAX_HOST = 255
 NODE_ID_SIZES = (16, 32)
@@ -117,6 +118,18 @@ class Pong(Codec):
 class TxMsg(Codec):
     KIND: ClassVar[str] = "tx"
     tx: Transfer
+
+
+@dataclass(frozen=True, slots=True)
+class TxBatch(Codec):
+    """Several transfers in one message: how a node relays a burst (one message, not one per
+    transfer, so a busy node stays inside its peers' message-rate limits)."""
+
+    KIND: ClassVar[str] = "txs"
+    txs: tuple[Transfer, ...]
+
+    def __post_init__(self) -> None:
+        _at_most("too-many-txs", self.txs, MAX_TX_BATCH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,14 +234,14 @@ class NotFound(Codec):
 
 
 Message = (
-    Hello | HelloAck | Ping | Pong | TxMsg | CommitmentMsg | CloseMsg | BlockMsg | GetHeaders | Headers | GetBlocks
-    | GetAddr | Addr | NotFound
+    Hello | HelloAck | Ping | Pong | TxMsg | TxBatch | CommitmentMsg | CloseMsg | BlockMsg | GetHeaders | Headers
+    | GetBlocks | GetAddr | Addr | NotFound
 )
 
 MESSAGE_TYPES: dict[str, type[Any]] = {
     cls.KIND: cls
     for cls in (
-        Hello, HelloAck, Ping, Pong, TxMsg, CommitmentMsg, CloseMsg, BlockMsg, GetHeaders, Headers, GetBlocks,
+        Hello, HelloAck, Ping, Pong, TxMsg, TxBatch, CommitmentMsg, CloseMsg, BlockMsg, GetHeaders, Headers, GetBlocks,
         GetAddr, Addr, NotFound,
     )
 }
@@ -241,6 +254,7 @@ _RAW_LIMITS: dict[str, tuple[int, int, str]] = {
     "getblocks": (0, MAX_GETBLOCKS, "too-many-blocks"),
     "addr": (0, MAX_ADDRS, "too-many-addrs"),
     "notfound": (0, MAX_NOTFOUND, "too-many-hashes"),
+    "txs": (0, MAX_TX_BATCH, "too-many-txs"),
 }
 LIMIT_REASONS = frozenset(reason for _i, _n, reason in _RAW_LIMITS.values())
 
@@ -282,7 +296,7 @@ def decode_message(payload: bytes, max_size: int = MAX_FRAME) -> Message:
 
 __all__ = [
     "PROTOCOL_VERSION", "MIN_PROTOCOL_VERSION", "MAX_LOCATOR", "MAX_HEADERS", "MAX_GETBLOCKS", "MAX_ADDRS",
-    "MAX_NOTFOUND", "MAX_CLOSE_COMMITMENTS", "Hello", "HelloAck", "Ping", "Pong", "TxMsg", "CommitmentMsg",
+    "MAX_NOTFOUND", "MAX_CLOSE_COMMITMENTS", "Hello", "HelloAck", "Ping", "Pong", "TxMsg", "TxBatch", "CommitmentMsg",
     "CloseMsg", "BlockMsg", "GetHeaders", "Headers", "GetBlocks", "GetAddr", "NetAddr", "Addr", "NotFound",
     "Message", "MESSAGE_TYPES", "encode_message", "decode_message",
 ]

@@ -77,11 +77,14 @@ from p2p.messages import (
     MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
     Addr,
+    BlockMsg,
     GetAddr,
+    Headers,
     Hello,
     HelloAck,
     Message,
     NetAddr,
+    NotFound,
     Ping,
     Pong,
     decode_message,
@@ -309,6 +312,11 @@ class Target:
             "connects": self.connects, "last_error": self.last_error,
             "node_id": self.node_id.hex() if self.node_id else None,
         }
+
+
+def _answer(msg: Message) -> bool:
+    """Messages that answer a request rather than push something unasked."""
+    return isinstance(msg, (Headers, NotFound, Pong)) or (isinstance(msg, BlockMsg) and not msg.candidate)
 
 
 class Network:
@@ -686,11 +694,13 @@ class Network:
             peer._pending.extend(peer._decoder.feed(data))
         payload = peer._pending.popleft()
         peer.last_recv = peer._quiet_since = self.clock()
-        if not peer._msg_bucket.take(1):
-            raise Misbehaving("flood", f"over {self.limits.msg_rate:g} messages/s")
         if not peer._byte_bucket.take(len(payload) + HEADER_SIZE):
             raise Misbehaving("flood", f"over {self.limits.byte_rate:g} bytes/s")
         msg = decode_message(payload, self.limits.max_frame)
+        # Answers to our own requests (headers, synced blocks, not-found, pongs) do not count
+        # against the message rate: a node syncing fast must not take its source for a flooder.
+        if not _answer(msg) and not peer._msg_bucket.take(1):
+            raise Misbehaving("flood", f"over {self.limits.msg_rate:g} messages/s")
         peer.msgs_recv += 1
         return msg, len(payload) + HEADER_SIZE
 

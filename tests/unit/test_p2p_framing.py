@@ -118,6 +118,8 @@ def _every_message() -> list[M.Message]:
         M.Ping(2**64 - 1),
         M.Pong(0),
         M.TxMsg(tx),
+        M.TxBatch((tx, tx)),
+        M.TxBatch(()),
         M.CommitmentMsg(commitment),
         M.CloseMsg(close, (commitment,)),
         M.CloseMsg(close),
@@ -162,6 +164,7 @@ def test_every_kind_is_covered() -> None:
         (["getblocks", [[H] * (M.MAX_GETBLOCKS + 1)]], "too-many-blocks"),
         (["addr", [[["h", 1]] * (M.MAX_ADDRS + 1)]], "too-many-addrs"),
         (["notfound", [[H] * (M.MAX_NOTFOUND + 1)]], "too-many-hashes"),
+        (["txs", [[[1]] * (M.MAX_TX_BATCH + 1)]], "too-many-txs"),
     ],
 )
 def test_bad_envelopes_and_limits(value: object, reason: str) -> None:
