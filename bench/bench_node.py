@@ -219,9 +219,9 @@ async def bench_sync_pow(tmp: Path, cfg: Config, report: Report) -> None:
         what = f"pow: {height} blocks x {per_block} transfers" + (" (one headers batch)" if per_block == 0 else "")
         sync_row(report, what, runs, height, size)
     report.notes.append(
-        "sync: the source node runs in a child process, the fresh node in this one. After one headers "
-        f"answer (up to {HEADERS_MAX}) the fresh node sends every GetBlocks at once and counts the blocks "
-        "that come back against its per-peer flood limit (200 msg/s, burst 400).")
+        "sync: the source node runs in a child process, the fresh node in this one. Headers come in answers "
+        f"of up to {HEADERS_MAX}; the fresh node keeps 16 blocks in flight per peer, and answers to its own "
+        "requests are not counted against the peer's message-rate limit.")
 
 
 async def bench_sync_ponas(tmp: Path, cfg: Config, report: Report) -> None:
@@ -413,7 +413,7 @@ def bench_mempool_update(params: ChainParams, txs: Sequence[Transfer], report: R
     assert len(pool) == survivors
     report.add("tx", f"    Mempool.update after a block of {len(mined)}", f"{seconds * 1e3:,.0f} ms", "",
                f"{survivors} survivors re-added = {survivors / seconds:,.0f} tx/s ({survivors / seconds / raw:.2f} "
-               "of add): every block re-verifies the whole pool")
+               "of add): survivors keep their checked signatures")
 
 
 def _partition(txs: Sequence[Transfer], k: int) -> list[list[Transfer]]:
@@ -453,7 +453,7 @@ async def bench_tx(tmp: Path, cfg: Config, report: Report) -> None:
     report.notes.append(
         "tx: the node runs in a child process, the clients in this one (2 cores shared); (b) spreads the batch "
         "over several peers because one peer may send at most 400 messages at once and 200/s after; the node "
-        "relays each accepted tx to the other peers.")
+        "relays accepted transfers to its other peers in batches (one message per 1,000) each tick.")
 
 
 # --- 3. propagation ---------------------------------------------------------------------------
