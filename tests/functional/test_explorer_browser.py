@@ -1,0 +1,324 @@
+"""The explorer page as a person sees it: a real node, a real headless Chromium.
+
+What it proves:
+
+* The page at ``/`` runs its script in a browser against the node's own API and renders what
+  a person should see: the chain id in the header, the tip's height, one ``.block-row`` per
+  block newest first with the right heights, hashes and scores (the API's), the winner and the
+  payouts, for each NAS block an ``<svg>`` drawing of the NAS-Bench-201 cell (six edges, four
+  nodes, an edge per operation of the genotype, which is in its ``aria-label``), the round
+  panel with its height and phase, and the peers panel.
+* A 1280x800 screenshot is a real picture of the page: a PNG of that size with the dark header
+  bar at the top, the light page background and the cell drawings' operation colours on it.
+
+It needs Debian's ``chromium`` (``/usr/bin/chromium``). Without it the test is skipped, unless
+``$CI`` is set: there ``.ci/run`` installs it, and a missing browser is a failure. The node runs
+in-process (the browser is an asyncio subprocess, so the node keeps answering it); the DOM and
+the screenshot are left in the test's tmp_path for a person to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import signal
+import struct
+import time
+import zlib
+from dataclasses import dataclass, field, replace
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+
+from consensus.amounts import format_amount
+from consensus.crypto import format_address
+from node.generate import generate_ponas_round, open_chain
+from tests.builders import keys
+from tests.network_kit import start_node
+from tests.ponas_builders import BEACON, BEACON_CHAIN, ponas_params
+
+BLOCKS = 3
+BROWSER_TIMEOUT = 90.0  # seconds for one Chromium run (start, load, 5 s of virtual time, dump)
+WIDTH, HEIGHT = 1280, 800
+PHASES = {"commit", "closing", "reveal"}
+# The page's operation colours (node/explorer.py's COL) and the header bar's.
+OP_COLOURS = {
+    "skip_connect": (0x2A, 0x9D, 0x8F), "nor_conv_1x1": (0xE9, 0xC4, 0x6A),
+    "nor_conv_3x3": (0xE7, 0x6F, 0x51), "avg_pool_3x3": (0x45, 0x7B, 0x9D),
+}
+SHORT = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "1x1", "nor_conv_3x3": "3x3", "avg_pool_3x3": "pool"}
+HEADER_BAR = (0x1D, 0x23, 0x30)
+PAGE_BACKGROUND = (0xF6, 0xF7, 0xF9)
+
+
+def chromium_path() -> str:
+    """Debian's browser; skipped without it, except in CI where its absence is a failure."""
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    if os.environ.get("CI"):
+        pytest.fail("CI is set but /usr/bin/chromium is missing: .ci/run installs Debian's chromium "
+                    "(apt-get install -y chromium); see its output for why that failed")
+    pytest.skip("no /usr/bin/chromium (Debian: apt-get install -y chromium); CI is not set, so the browser test is skipped")
+
+
+# --- a small DOM from Chromium's serialised page (the standard library's parser) -----------------
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str]
+    children: list[Element | str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> set[str]:
+        return set(self.attrs.get("class", "").split())
+
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def iter(self) -> Any:
+        yield self
+        for c in self.children:
+            if isinstance(c, Element):
+                yield from c.iter()
+
+    def find_all(self, tag: str | None = None, cls: str | None = None) -> list[Element]:
+        return [e for e in self.iter() if (tag is None or e.tag == tag) and (cls is None or cls in e.classes)]
+
+    def by_id(self, ident: str) -> Element:
+        found = [e for e in self.iter() if e.attrs.get("id") == ident]
+        assert len(found) == 1, f"expected one #{ident}, found {len(found)}"
+        return found[0]
+
+
+class DomBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#document", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        el = Element(tag, {k: v or "" for k, v in attrs})
+        self.stack[-1].children.append(el)
+        if tag not in VOID:
+            self.stack.append(el)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.stack[-1].children.append(Element(tag, {k: v or "" for k, v in attrs}))
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self.stack) - 1, 0, -1):
+            if self.stack[i].tag == tag:
+                del self.stack[i:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        self.stack[-1].children.append(data)
+
+
+def parse_dom(html: str) -> Element:
+    builder = DomBuilder()
+    builder.feed(html)
+    builder.close()
+    return builder.root
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- a PNG decoder (8-bit RGB or RGBA, not interlaced: what Chromium writes) --------------------
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """The image as an array (height, width, channels) of uint8."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos : pos + 4]), data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    assert header is not None, "no IHDR"
+    width, height, depth, colour, _, _, interlace = header
+    assert depth == 8 and colour in (2, 6) and interlace == 0, f"unexpected PNG form {header}"
+    bpp = 3 if colour == 2 else 4
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, width * bpp + 1)
+    out = np.zeros((height, width * bpp), dtype=np.uint8)
+    prev = np.zeros(width * bpp, dtype=np.int32)
+    for y in range(height):
+        kind, line = raw[y, 0], raw[y, 1:].astype(np.int32)
+        if kind == 0:
+            cur = line
+        elif kind == 2:  # up
+            cur = (line + prev) & 0xFF
+        elif kind == 1:  # sub: a running sum per channel
+            cur = np.cumsum(line.reshape(width, bpp), axis=0).reshape(-1) & 0xFF
+        else:  # average or Paeth: left-dependent, one pixel at a time
+            cur = line.copy()
+            for x in range(width * bpp):
+                a = int(cur[x - bpp]) if x >= bpp else 0
+                b = int(prev[x])
+                if kind == 3:
+                    cur[x] = (cur[x] + ((a + b) >> 1)) & 0xFF
+                else:
+                    c = int(prev[x - bpp]) if x >= bpp else 0
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                    cur[x] = (cur[x] + pred) & 0xFF
+        out[y] = cur
+        prev = cur
+    return out.reshape(height, width, bpp)
+
+
+# --- the browser --------------------------------------------------------------------------------
+
+
+async def chromium(binary: str, profile: Path, *args: str) -> tuple[int, bytes, bytes]:
+    """Run one headless Chromium to completion (bounded); its whole process group is ended."""
+    proc = await asyncio.create_subprocess_exec(
+        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}", *args,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # its renderer and utility processes share its process group
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), BROWSER_TIMEOUT)
+    except TimeoutError:
+        raise AssertionError(f"chromium {' '.join(args)} did not finish in {BROWSER_TIMEOUT:.0f}s") from None
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # helpers it left behind, if any
+        except ProcessLookupError:
+            pass
+        if proc.returncode is None:
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
+@pytest.mark.slow
+async def test_explorer_page_in_a_headless_browser(tmp_path: Path) -> None:
+    binary = chromium_path()
+    params = replace(ponas_params(), genesis_time=int(time.time()) - 120)
+    miners = [k.address for k in keys(2, seed=41)]
+    started = time.monotonic()
+    with open_chain(str(tmp_path / "n0"), params) as chain:
+        for i in range(BLOCKS):
+            generate_ponas_round(chain, BEACON, BEACON_CHAIN, miners, 1, random.Random(11 + i))
+        assert chain.height == BLOCKS
+    print(f"{BLOCKS} NAS blocks in {time.monotonic() - started:.1f}s")
+    node = await start_node(tmp_path, "n0", params)
+    try:
+        url = f"http://127.0.0.1:{node.api_port}/"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            async with http.get(url + "api/v1/blocks?limit=15") as resp:
+                api_blocks = (await resp.json())["blocks"]
+        assert [b["height"] for b in api_blocks] == list(range(BLOCKS, -1, -1))
+
+        t0 = time.monotonic()
+        code, out, err = await chromium(binary, tmp_path / "profile-dom", "--virtual-time-budget=5000", "--dump-dom", url)
+        print(f"dump-dom in {time.monotonic() - t0:.1f}s")
+        assert code == 0, err.decode(errors="replace")[-3000:]
+        html = out.decode()
+        (tmp_path / "explorer.html").write_text(html)
+        round_info = node.status()["round"]
+
+        t0 = time.monotonic()
+        shot = tmp_path / "explorer.png"
+        code, _, err = await chromium(binary, tmp_path / "profile-shot", "--virtual-time-budget=5000",
+                                      f"--window-size={WIDTH},{HEIGHT}", f"--screenshot={shot}", url)
+        print(f"screenshot in {time.monotonic() - t0:.1f}s: {shot}")
+        assert code == 0, err.decode(errors="replace")[-3000:]
+    finally:
+        await node.stop()
+
+    dom = parse_dom(html)
+    # The header: the page's name, the chain id and engine, the tip.
+    assert squash(dom.find_all("h1")[0].text()) == "PoNAS explorer"
+    chain_line = squash(dom.by_id("chain").text())
+    assert chain_line.startswith(f"{params.chain_id} · ponas · "), f"the header reads {chain_line!r}"
+    assert "unreachable" not in chain_line and "connecting" not in chain_line
+    tip = api_blocks[0]
+    assert squash(dom.by_id("tip").text()) == f"height {BLOCKS} · tip {tip['hash'][:12]}…"
+
+    # One row per block, newest first, each as the API has it.
+    rows = dom.by_id("blocks").find_all("tr", cls="block-row")
+    assert len(rows) == BLOCKS + 1
+    for row, block in zip(rows, api_blocks, strict=True):
+        cells = row.find_all("td")
+        assert len(cells) == 6
+        height, short_hash, arch, score, winner, payouts = cells
+        assert squash(height.text()) == str(block["height"])
+        assert squash(short_hash.text()) == block["hash"][:12] + "…"
+        paid = squash(payouts.text())
+        for p in block["payouts"]:
+            assert f"{p['address'][:12]}… {format_amount(p['amount'])}" in paid, paid
+        if block["height"] == 0:
+            assert squash(arch.text()) == "genesis" and squash(score.text()) == ""
+            continue
+        assert squash(score.text()) == str(block["score"]) and block["score"] > 0
+        assert {p["address"] for p in block["payouts"]} <= {format_address(a) for a in miners}
+        assert block["miner"].startswith("pn1")  # the address of the key that signed the commitment
+        assert squash(winner.text()) == block["miner"][:12] + "…"
+        svgs = arch.find_all("svg")
+        assert len(svgs) == 1, f"block {block['height']}: no cell drawing"
+        svg = svgs[0]
+        assert svg.attrs.get("role") == "img" and svg.attrs.get("aria-label") == block["genotype"]
+        assert len(svg.find_all("circle")) == 4, "the cell's four nodes"
+        edges = svg.find_all("path")
+        assert len(edges) == 6, "the cell's six edges"
+        # Each edge is titled with its operation and its nodes, in the genotype's order.
+        wanted = [(op, int(i), to) for to, grp in enumerate(block["genotype"].split("+"), start=1)
+                  for op, i in (t.split("~") for t in grp.split("|") if t)]
+        assert len(wanted) == 6
+        assert [squash(e.find_all("title")[0].text()) for e in edges] == [f"{op} {i}→{to}" for op, i, to in wanted]
+        # The edges between neighbouring nodes are labelled with their operation's short name.
+        labels = [squash(t.text()) for t in svg.find_all("text") if not t.text().strip().isdigit()]
+        assert labels == [SHORT[op] for op, i, to in wanted if to - i == 1]
+
+    # The round panel: the round after the tip, in a known phase.
+    panel = dom.by_id("round")
+    assert squash(dom.by_id("round-height").text()) == str(BLOCKS + 1)
+    phases = [squash(e.text()) for e in panel.find_all("span", cls="phase")]
+    assert len(phases) == 1 and phases[0] in PHASES, phases
+    assert round_info is not None and round_info["height"] == BLOCKS + 1
+    assert "space nb201" in squash(panel.text()) and "recipe regtest" in squash(panel.text())
+    # The peers panel: this node is alone.
+    assert squash(dom.by_id("peers").text()) == "no peers"
+
+    # The screenshot: a 1280x800 PNG of the page, not a blank or an error page.
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    assert struct.unpack(">II", data[16:24]) == (WIDTH, HEIGHT)
+    assert len(data) > 20_000, f"a {len(data)}-byte screenshot is too plain to be the page"
+    t0 = time.monotonic()
+    image = decode_png(data)[:, :, :3]
+    print(f"decoded the screenshot in {time.monotonic() - t0:.1f}s")
+    assert tuple(image[5, 5]) == HEADER_BAR and tuple(image[5, WIDTH - 5]) == HEADER_BAR, "the dark header bar"
+    assert tuple(image[HEIGHT - 5, 5]) == PAGE_BACKGROUND, "the page's background"
+    colours = {tuple(int(v) for v in px) for px in image.reshape(-1, 3)[::7]}
+    assert len(colours) > 50, f"only {len(colours)} colours on the screen"
+    # The cells' operation colours are on the screen: surely those of the straight edges (2.5 px
+    # wide, so some pixels are the exact colour), and none of an operation no block uses.
+    drawn = {op for op, rgb in OP_COLOURS.items() if (image == np.array(rgb, dtype=np.uint8)).all(axis=2).any()}
+    edges_of = [[(t.split("~")[0], int(t.split("~")[1]), to) for to, grp in enumerate(b["genotype"].split("+"), start=1)
+                 for t in grp.split("|") if t] for b in api_blocks if b["genotype"]]
+    used = {op for es in edges_of for op, _, _ in es if op in OP_COLOURS}
+    straight = {op for es in edges_of for op, i, to in es if to - i == 1 and op in OP_COLOURS}
+    assert straight <= drawn <= used, f"operation colours on the screen {sorted(drawn)}, in the genotypes {sorted(used)}"
