@@ -24,7 +24,7 @@ PAGE = r"""<!doctype html>
 <header><h1>PoNAS explorer</h1><span id="chain">connecting…</span><span id="tip"></span></header>
 <main>
  <section><h2>Latest blocks</h2><table id="blocks"><thead><tr><th>Height</th><th>Block</th><th>Architecture</th>
- <th>Score</th><th>Winner</th><th>Payouts</th></tr></thead><tbody></tbody></table></section>
+ <th>Score</th><th>Paid to</th><th>Payouts</th></tr></thead><tbody></tbody></table></section>
  <div>
   <section><h2>Round in progress</h2><div id="round">–</div></section>
   <section style="margin-top:16px"><h2>Peers</h2><table id="peers"><tbody></tbody></table></section>
@@ -50,12 +50,12 @@ function short(h){return h?h.slice(0,12)+"…":"–"}
 async function refresh(){
   try{
     const st=await j("/api/v1/status");
-    document.getElementById("chain").textContent=`${st.chain_id} · ${st.engine} · ${st.peers} peers`;
+    document.getElementById("chain").textContent=`${st.chain_id} · ${st.engine} · ${st.peers} peer${st.peers===1?"":"s"}`;
     document.getElementById("tip").textContent=`height ${st.height} · tip ${short(st.tip)}`;
     const bl=await j("/api/v1/blocks?limit=15");
     document.querySelector("#blocks tbody").innerHTML=bl.blocks.map(b=>`<tr class="block-row">
       <td>${b.height}</td><td class="mono">${short(b.hash)}</td><td>${b.height?cell(b.genotype):"genesis"}</td>
-      <td class="score">${b.height?b.score:""}</td><td class="mono">${b.miner?short(b.miner):"–"}</td>
+      <td class="score">${b.height?b.score:""}</td><td class="mono">${b.payouts.length?short(b.payouts[0].address):"–"}</td>
       <td class="mono">${b.payouts.map(p=>`${short(p.address)} ${(p.amount/1e8).toFixed(8).replace(/\.?0+$/,"")}`).join("<br>")||"–"}</td></tr>`).join("");
     const r=st.round;
     document.getElementById("round").innerHTML=r?`<p>Round <b id="round-height">${r.height}</b> <span class="phase">${esc(r.phase)}</span></p>

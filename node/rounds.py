@@ -235,6 +235,13 @@ class RoundService:
         if self.chain.tip_hash != r.parent:  # the tip moved under us (a relayed block, a reorg)
             self.round = self._open(now)
             return out
+        if r.close is None and now >= r.deadline and not r.commitments.items:
+            # Nobody committed in time: no close could have a candidate. Every node gives the
+            # round a fresh window from now (same height, parent and beacon key), so a miner
+            # that came late is not refused for ever.
+            r.opened, r.deadline = now, now + self.pp.commit_window
+            r.commitments.deadline = r.deadline
+            log.info("round extended: no commitment yet", extra={"height": r.height, "deadline": round(r.deadline, 1)})
         if r.close is None and self.closer is not None and now >= r.deadline and r.commitments.items:
             key, beacon = self.closer
             prev_key, prev_index = self.engine.previous_key(self.chain.tip, self.chain)
