@@ -254,8 +254,38 @@ _NB201_RE = re.compile(
 )
 
 
+class _IndexedSpace:
+    """What every space built on an index <-> genotype bijection shares."""
+
+    __slots__ = ()
+
+    @property
+    def size(self) -> int:
+        raise NotImplementedError
+
+    def encode(self, index: int) -> str:
+        raise NotImplementedError
+
+    def decode(self, genotype: str) -> int:
+        raise NotImplementedError
+
+    def contains(self, genotype: object) -> bool:
+        try:
+            self.decode(genotype)  # type: ignore[arg-type]
+        except GenotypeError:
+            return False
+        return True
+
+    def iterate(self) -> Iterator[str]:
+        for index in range(self.size):
+            yield self.encode(index)
+
+    def sample(self, rng: random.Random) -> str:
+        return self.encode(rng.randrange(self.size))
+
+
 @dataclass(frozen=True, slots=True)
-class NB201Space:
+class NB201Space(_IndexedSpace):
     """The NAS-Bench-201 cell space: 4 nodes, 6 edges, 5 operations, 5**6 = 15,625 cells.
 
     Genotype: ``|a~0|+|b~0|c~1|+|d~0|e~1|f~2|``, where the group ``j`` (1-based) lists the
@@ -309,20 +339,6 @@ class NB201Space:
         if match is None:
             raise GenotypeError("bad-genotype", f"not a canonical NB201 genotype: {genotype[:140]!r}")
         return self.index_of_ops(tuple(match.groups()))
-
-    def contains(self, genotype: object) -> bool:
-        try:
-            self.decode(genotype)  # type: ignore[arg-type]
-        except GenotypeError:
-            return False
-        return True
-
-    def iterate(self) -> Iterator[str]:
-        for index in range(self.size):
-            yield self.encode(index)
-
-    def sample(self, rng: random.Random) -> str:
-        return self.encode(rng.randrange(self.size))
 
     def neighbours(self, genotype: str) -> tuple[str, ...]:
         """The 24 cells that differ in one edge: edge 0 first, then ops in :data:`NB201_OPS` order."""
@@ -379,7 +395,7 @@ _MLP_RE = re.compile(rf"mlp:(?:{_MLP_W_RE})(?:-(?:{_MLP_W_RE})){{0,{MLP_MAX_DEPT
 
 
 @dataclass(frozen=True, slots=True)
-class MLPSpace:
+class MLPSpace(_IndexedSpace):
     """Multi-layer perceptrons: 1..4 hidden layers, each 16, 32, 64 or 128 wide (340 nets).
 
     Genotype: ``mlp:`` then the hidden widths joined by ``-``, first layer first
@@ -434,20 +450,6 @@ class MLPSpace:
         if _MLP_RE.fullmatch(genotype) is None:
             raise GenotypeError("bad-genotype", f"not a canonical MLP genotype: {genotype[:140]!r}")
         return self.index_of_widths(tuple(int(w) for w in genotype[4:].split("-")))
-
-    def contains(self, genotype: object) -> bool:
-        try:
-            self.decode(genotype)  # type: ignore[arg-type]
-        except GenotypeError:
-            return False
-        return True
-
-    def iterate(self) -> Iterator[str]:
-        for index in range(self.size):
-            yield self.encode(index)
-
-    def sample(self, rng: random.Random) -> str:
-        return self.encode(rng.randrange(self.size))
 
     def neighbours(self, genotype: str) -> tuple[str, ...]:
         """Width changes (layer 0 first), then append 16..128, then drop the last layer."""
