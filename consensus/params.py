@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from consensus.codec import Codec
@@ -252,11 +252,7 @@ def preset_params(
     )
 
 
-def with_engine(params: ChainParams, engine: str) -> ChainParams:
-    return replace(params, engine=engine)
-
-
 __all__ = [
     "ChainParams", "PowParams", "PonasParams", "preset_params", "load_params", "save_params",
-    "with_engine", "PRESETS",
+    "PRESETS",
 ]

@@ -21,7 +21,7 @@ from enum import IntEnum
 from consensus.chain import connect_block, genesis_block
 from consensus.encoding import decode, encode
 from consensus.engines import Engine, get_engine
-from consensus.errors import ConsensusError, DecodeError, InvalidBlock
+from consensus.errors import InvalidBlock
 from consensus.params import ChainParams
 from consensus.state import Account, state_root, validate_body, validate_header
 from consensus.types import Block, Header
@@ -383,13 +383,3 @@ class Chain:
             extra={"fork_height": fork_height, "disconnected": len(disconnect), "connected": len(branch)},
         )
         return ImportResult(h, "reorg", old_tip, h, connected=tuple(branch), disconnected=tuple(disconnect))
-
-
-def safe_decode_block(data: bytes, max_size: int) -> Block:
-    """Decode an untrusted block; every failure is a :class:`DecodeError`."""
-    try:
-        return Block.decode(data, max_size)
-    except ConsensusError:
-        raise
-    except Exception as exc:  # pragma: no cover - the codec maps every known failure
-        raise DecodeError("malformed", str(exc)) from None

@@ -2,7 +2,7 @@
 collection admits only timely commitments of its round, closes are checked against the
 beacon's hash chain and the expected signer, a candidate must carry a commitment the close
 includes and declare exactly what it committed, and the selection rule orders candidates by
-score, then commitment order, then block hash."""
+score, then commitment order, then block hash, and fork weight agrees with it."""
 
 from __future__ import annotations
 
@@ -14,13 +14,11 @@ from consensus.beacon import BeaconChain
 from consensus.engines.ponas.rounds import (
     BUILTIN_TASK,
     CommitmentSet,
-    Timeline,
     check_candidate,
     check_close,
     commitment_for,
     fork_weight,
     make_close,
-    retry_close_needed,
     round_seal,
     select_winner,
 )
@@ -159,15 +157,3 @@ def test_selection_rule() -> None:
     # fork weight agrees with the selection rule among siblings, and length beats any score
     assert fork_weight(b.header, 1) > fork_weight(c.header, 2) > fork_weight(a.header, 0)
     assert 2 * fork_weight(replace(a.header, score=0), 9) > fork_weight(b.header, 0) + fork_weight(a.header, 0) - (1 << 64)
-
-
-def test_timeline_and_liveness() -> None:
-    t = Timeline(opened=1000.0, params=PP)
-    assert t.phase(1000.0, closed=False) == "commit"
-    assert t.phase(t.commit_deadline + 1, closed=False) == "closing"
-    assert t.phase(t.commit_deadline + 1, closed=True) == "reveal"
-    assert t.phase(t.reveal_end, closed=True) == "select"
-    assert t.beacon_takeover == t.commit_deadline + PP.closer_timeout
-    assert retry_close_needed(closed_at=t.commit_deadline, params=PP, now=t.reveal_end, valid_candidates=0)
-    assert not retry_close_needed(closed_at=t.commit_deadline, params=PP, now=t.reveal_end, valid_candidates=1)
-    assert not retry_close_needed(closed_at=t.commit_deadline, params=PP, now=t.reveal_end - 1, valid_candidates=0)

@@ -12,9 +12,9 @@ A round ``h`` produces block ``h``:
 5. *select*: the best verified score wins; ties go to the earlier commitment in the close's
    order, then to the lower block hash.
 
-Liveness: if the closer stays silent ``closer_timeout`` seconds past the commit deadline, the
-beacon closes the round on the built-in task; a round with no valid candidate is closed again
-on the same parent with the beacon's next key.
+Liveness: a round with no valid candidate is closed again on the same parent with the
+beacon's next key (its key index grows, which :func:`check_close` allows). The timeline
+itself (windows, deadlines, retries) is node policy, driven by ``node/rounds.py``.
 
 Everything here is pure: time is a parameter and nothing touches the network or the disk.
 """
@@ -245,40 +245,3 @@ def fork_weight(header: Header, commit_index: int) -> int:
     every block outweighs any score (length first), then a higher score, then an earlier
     commitment. Scores are below 2**32 (test samples or parts per million)."""
     return (1 << 64) + (min(header.score, (1 << 32) - 1) << 32) + ((1 << 32) - 1 - min(commit_index, (1 << 32) - 1))
-
-
-# --- timeline -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Timeline:
-    """The windows of one round that opened at ``opened`` (seconds)."""
-
-    opened: float
-    params: PonasParams
-
-    @property
-    def commit_deadline(self) -> float:
-        return self.opened + self.params.commit_window
-
-    @property
-    def reveal_end(self) -> float:
-        return self.commit_deadline + self.params.reveal_window
-
-    @property
-    def beacon_takeover(self) -> float:
-        """After this, a silent closer's round is closed by the beacon on the built-in task."""
-        return self.commit_deadline + self.params.closer_timeout
-
-    def phase(self, now: float, closed: bool) -> str:
-        if now < self.commit_deadline and not closed:
-            return "commit"
-        if not closed:
-            return "closing"
-        return "reveal" if now < self.reveal_end else "select"
-
-
-def retry_close_needed(closed_at: float, params: PonasParams, now: float, valid_candidates: int) -> bool:
-    """A closed round whose reveal window ended without a valid candidate is closed again on
-    the same parent with the next beacon key."""
-    return valid_candidates == 0 and now >= closed_at + params.reveal_window
