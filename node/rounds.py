@@ -120,8 +120,6 @@ class RoundService:
         )
         attempt = retry_of.attempt + 1 if retry_of is not None else 0
         r = Round(tip.height + 1, self.chain.tip_hash, opened, deadline, collected, attempt=attempt)
-        if retry_of is not None and retry_of.close is not None:
-            r.commitments.deadline = deadline
         log.info("round open", extra={"height": r.height, "attempt": attempt, "deadline": round(deadline, 1)})
         return r
 

@@ -28,7 +28,7 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 __all__ = [
     "GenotypeError",
@@ -283,6 +283,21 @@ class _IndexedSpace:
     def sample(self, rng: random.Random) -> str:
         return self.encode(rng.randrange(self.size))
 
+    def _space(self) -> SearchSpace:
+        return cast(SearchSpace, self)  # every subclass completes the protocol
+
+    def mutate(self, genotype: str, rng: random.Random, within: Subspace | None = None) -> str:
+        return _mutate(self._space(), genotype, rng, within)
+
+    def full(self) -> Subspace:
+        return Subspace(self._space(), 0, self.size)
+
+    def subspace(self, start: int, stop: int) -> Subspace:
+        return _make_subspace(self._space(), start, stop)
+
+    def partition(self, n: int) -> list[Subspace]:
+        return [Subspace(self._space(), a, b) for a, b in _split_range(0, self.size, n)]
+
 
 @dataclass(frozen=True, slots=True)
 class NB201Space(_IndexedSpace):
@@ -350,18 +365,6 @@ class NB201Space(_IndexedSpace):
                     changed = ops[:edge] + (op,) + ops[edge + 1 :]
                     out.append(self.encode(self.index_of_ops(changed)))
         return tuple(out)
-
-    def mutate(self, genotype: str, rng: random.Random, within: Subspace | None = None) -> str:
-        return _mutate(self, genotype, rng, within)
-
-    def full(self) -> Subspace:
-        return Subspace(self, 0, self.size)
-
-    def subspace(self, start: int, stop: int) -> Subspace:
-        return _make_subspace(self, start, stop)
-
-    def partition(self, n: int) -> list[Subspace]:
-        return [Subspace(self, a, b) for a, b in _split_range(0, self.size, n)]
 
     def describe(self, start: int, stop: int) -> str:
         """A pattern with ``*`` for free edges when the range fixes a prefix of edges exactly.
@@ -464,18 +467,6 @@ class MLPSpace(_IndexedSpace):
         if len(ws) > 1:
             out.append(ws[:-1])
         return tuple(self.encode(self.index_of_widths(x)) for x in out)
-
-    def mutate(self, genotype: str, rng: random.Random, within: Subspace | None = None) -> str:
-        return _mutate(self, genotype, rng, within)
-
-    def full(self) -> Subspace:
-        return Subspace(self, 0, self.size)
-
-    def subspace(self, start: int, stop: int) -> Subspace:
-        return _make_subspace(self, start, stop)
-
-    def partition(self, n: int) -> list[Subspace]:
-        return [Subspace(self, a, b) for a, b in _split_range(0, self.size, n)]
 
     def describe(self, start: int, stop: int) -> str:
         """``mlp[start:stop)`` with the first and last member, e.g. ``mlp[0:4) mlp:16..mlp:128``."""
