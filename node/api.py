@@ -338,7 +338,6 @@ class Api:
 
     async def post_candidate(self, request: web.Request) -> web.Response:
         data = await _body(request)
-        block = Block.decode(_hex(data.get("block"), "block"))
         weights_text = data.get("weights", "")
         if not isinstance(weights_text, str):
             raise ApiError(400, "bad-field", "weights is base64 text")
@@ -346,6 +345,7 @@ class Api:
             weights = base64.b64decode(weights_text, validate=True)
         except (binascii.Error, ValueError):
             raise ApiError(400, "bad-field", "weights is not base64") from None
+        block = Block.decode(_hex(data.get("block"), "block"))
         score = await self.node.submit_candidate(block, weights, source="api")
         return web.json_response({"hash": block.header.hash().hex(), "score": score}, status=202)
 

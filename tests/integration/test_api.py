@@ -91,7 +91,8 @@ async def test_transfer_accepted_then_in_mempool(node: Node) -> None:
         ("POST", "/api/v1/transactions", {"tx": "c0"}, "good", None, 400, "unknown-tag"),
         ("POST", "/api/v1/transactions", {"tx": "9401"}, "good", None, 400, "truncated"),
         ("POST", "/api/v1/commitments", {"commitment": "93010203"}, "good", None, 400, "bad-shape"),
-        ("POST", "/api/v1/candidates", {"block": "00", "weights": "!!"}, "good", None, 400, "bad-shape"),
+        ("POST", "/api/v1/candidates", {"block": "00", "weights": "!!"}, "good", None, 400, "bad-field"),
+        ("POST", "/api/v1/candidates", {"block": "00", "weights": ""}, "good", None, 400, "bad-shape"),
         ("POST", "/api/v1/template", {"payouts": "x"}, "good", None, 400, "bad-field"),
         ("POST", "/api/v1/template", {"payouts": [["pn1bad", 0]], "genotype": "g", "weights_hash": "00" * 32, "seed": 1}, "good", None, 400, "bad-address"),
         ("GET", "/api/v1/blocks/99", None, None, None, 404, "not-found"),
@@ -102,6 +103,11 @@ async def test_transfer_accepted_then_in_mempool(node: Node) -> None:
         ("GET", "/api/v1/accounts/pn1qqqq", None, None, None, 400, "bad-address"),
         ("GET", "/api/v1/blocks?limit=abc", None, None, None, 400, "bad-field"),
         ("GET", "/api/v1/nothing", None, None, None, 404, "not-found"),
+        ("GET", "/api/v1/blocks/0/weights", None, None, None, 404, "not-found"),
+        ("POST", "/api/v1/template", {"payouts": [["pn1bad", 0]], "genotype": "g", "weights_hash": "00" * 32, "seed": -1}, "good", None, 400, "bad-address"),
+        ("POST", "/api/v1/template", {"payouts": [[1]], "genotype": "g", "weights_hash": "00" * 32, "seed": 1}, "good", None, 400, "bad-field"),
+        ("POST", "/api/v1/candidates", {"block": "00", "weights": 7}, "good", None, 400, "bad-field"),
+        ("POST", "/api/v1/commitments", {"commitment": None}, "good", None, 400, "bad-field"),
     ],
 )
 async def test_bad_input(node: Node, method, path, body, token, raw, status, reason) -> None:  # type: ignore[no-untyped-def]
