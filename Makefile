@@ -43,7 +43,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check consensus p2p node pool wallet tests bench
-	$(VENV)/bin/mypy consensus node p2p pool
+	$(VENV)/bin/mypy consensus node p2p pool wallet
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info

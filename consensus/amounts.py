@@ -8,7 +8,7 @@ from consensus.errors import ConsensusError
 from consensus.types import COIN, MAX_AMOUNT
 
 DECIMALS = 8
-_AMOUNT = re.compile(r"^(\d+)(?:\.(\d+))?$")
+_AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]+))?")  # ASCII digits only: \d also matches "١"
 
 
 class BadAmount(ConsensusError):
@@ -23,7 +23,7 @@ def parse_amount(text: str, *, allow_zero: bool = False) -> int:
     """
     if not isinstance(text, str):
         raise BadAmount("bad-amount", "an amount is text like 1.25")
-    match = _AMOUNT.match(text.strip())
+    match = _AMOUNT.fullmatch(text.strip())
     if not match:
         raise BadAmount("bad-amount", f"{text!r} is not a plain decimal amount like 1.25")
     whole, frac = match.group(1), match.group(2) or ""

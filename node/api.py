@@ -11,7 +11,7 @@ import binascii
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -21,6 +21,9 @@ from consensus.amounts import format_amount
 from consensus.crypto import BadAddress, address_of, format_address, parse_address
 from consensus.errors import ConsensusError
 from consensus.types import Block, Commitment, Header, Payout, Transfer
+from node.chain import HistoryItem
+from node.storage import StorageError
+from node.storage.schema import ROLE_GENESIS
 
 if TYPE_CHECKING:
     from node.service import Node
@@ -131,6 +134,53 @@ def block_json(block: Block, brief: bool = False) -> dict[str, Any]:
     return out
 
 
+def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or len(text) > 18 or not low <= int(text) <= high:
+        raise ApiError(400, "bad-field", f"{name} must be an integer in [{low}, {high}]")
+    return int(text)
+
+
+def history_json(
+    address: bytes, block: Block, item: HistoryItem, tip_height: int, prefunds: Sequence[Payout]
+) -> dict[str, Any]:
+    """One history entry from ``address``'s point of view; ``delta`` is the signed change of
+    its balance."""
+    h = block.header
+    out: dict[str, Any] = {"height": h.height, "position": item.position, "block": h.hash().hex(),
+                           "time": h.timestamp, "confirmations": tip_height - h.height + 1}
+    if item.roles & ROLE_GENESIS:
+        amount = sum(p.amount for p in prefunds if p.address == address)
+        out.update(kind="genesis", hash=None, direction="in", amount=amount, fee=0, delta=amount,
+                   **{"from": None, "to": format_address(address)})
+    elif item.position == 0:
+        amount = sum(p.amount for p in block.coinbase.payouts if p.address == address)
+        out.update(kind="coinbase", hash=block.coinbase.hash().hex(), direction="in", amount=amount, fee=0,
+                   delta=amount, **{"from": None, "to": format_address(address)})
+    else:
+        tx = block.txs[item.position - 1]
+        out.update(_transfer_view(address, tx))
+    out["delta_coins"] = format_amount(out["delta"])
+    return out
+
+
+def pending_json(address: bytes, tx: Transfer) -> dict[str, Any]:
+    out: dict[str, Any] = {"height": None, "position": None, "block": None, "time": None, "confirmations": 0}
+    out.update(_transfer_view(address, tx))
+    out["delta_coins"] = format_amount(out["delta"])
+    return out
+
+
+def _transfer_view(address: bytes, tx: Transfer) -> dict[str, Any]:
+    sender = address_of(tx.sender)  # a transfer to oneself is invalid: one direction or the other
+    outgoing = sender == address
+    delta = -(tx.amount + tx.fee) if outgoing else tx.amount
+    return {"kind": "transfer", "hash": tx.hash().hex(), "direction": "out" if outgoing else "in", "from": format_address(sender),
+            "to": format_address(tx.recipient), "amount": tx.amount, "fee": tx.fee, "nonce": tx.nonce, "delta": delta}
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -155,9 +205,11 @@ def make_app(node: Node) -> web.Application:
     r.add_get("/api/v1/blocks/{ref}/weights", api.weights)
     r.add_get("/api/v1/tx/{hash}", api.tx)
     r.add_get("/api/v1/accounts/{address}", api.account)
+    r.add_get("/api/v1/accounts/{address}/history", api.history)
+    r.add_get("/api/v1/fees", api.fees)
     r.add_get("/api/v1/mempool", api.mempool)
     r.add_get("/api/v1/peers", api.peers)
-    r.add_post("/api/v1/transactions", api.auth(api.post_tx))
+    r.add_post("/api/v1/transactions", api.post_tx)  # open: a signed transfer proves itself
     r.add_post("/api/v1/template", api.auth(api.post_template))
     r.add_post("/api/v1/commitments", api.auth(api.post_commitment))
     r.add_post("/api/v1/candidates", api.auth(api.post_candidate))
@@ -280,6 +332,38 @@ class Api:
             "address": format_address(address), "balance": acc.balance, "nonce": acc.nonce,
             "balance_coins": format_amount(acc.balance), "pending_nonce": self.node.mempool.pending_nonce(address),
         })
+
+    async def history(self, request: web.Request) -> web.Response:
+        """The address's canonical transactions, newest first, and its waiting ones."""
+        address = _address(request.match_info["address"])
+        chain = self.node.chain
+        limit = _query_int(request, "limit", 50, 1, 500)
+        before = request.query.get("before")
+        cursor = None
+        if before is not None:
+            height, sep, position = before.partition(":")
+            if not sep or not height.isdigit() or not position.isdigit() or len(before) > 30:
+                raise ApiError(400, "bad-field", "before is a cursor HEIGHT:POSITION from a previous answer")
+            cursor = (int(height), int(position))
+        items = chain.history(address, limit + 1, cursor)
+        more = len(items) > limit
+        items = items[:limit]
+        blocks: dict[int, Block] = {}
+        out = []
+        for item in items:
+            if item.height not in blocks:
+                found = chain.get_block(chain.hash_at(item.height) or b"")
+                if found is None:
+                    raise StorageError("db-corrupt", f"history names height {item.height}, which has no block")
+                blocks[item.height] = found
+            out.append(history_json(address, blocks[item.height], item, chain.height, self.node.params.prefunds))
+        pending = [pending_json(address, tx) for tx in self.node.mempool.involving(address)]
+        nxt = f"{items[-1].height}:{items[-1].position}" if more else None
+        return web.json_response({"address": format_address(address), "height": chain.height,
+                                  "items": out, "pending": pending, "next": nxt})
+
+    async def fees(self, request: web.Request) -> web.Response:
+        return web.json_response(self.node.mempool.fee_estimate(self.node.params.max_block_txs))
 
     async def mempool(self, request: web.Request) -> web.Response:
         mp = self.node.mempool

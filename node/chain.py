@@ -1,7 +1,7 @@
 """The chain: block import, fork choice and reorgs over a key-value store.
 
 Importing a block writes the block, its index entry, the account changes, its undo data, the
-transaction index and the new tip in one synced batch, so a crash leaves either the old chain
+transaction and address history indexes and the new tip in one synced batch, so a crash leaves either the old chain
 or the new one. A reorg to a heavier branch is computed wholly in memory first (disconnect to
 the fork point with undo data, connect and fully validate each block of the new branch) and
 then written as one batch; :class:`ImportResult` names the old and new canonical hashes.
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from consensus.chain import connect_block, genesis_block
+from consensus.crypto import address_of
 from consensus.encoding import decode, encode
 from consensus.engines import Engine, get_engine
 from consensus.errors import InvalidBlock
@@ -63,6 +64,29 @@ class ImportResult:
     new_tip: bytes
     connected: tuple[bytes, ...] = ()
     disconnected: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One entry of an address's history: the transaction at ``position`` of the canonical
+    block at ``height`` (0: the coinbase, or a genesis prefund at height 0), with ``roles``
+    the address played in it (bits of ``schema.ROLE_*``)."""
+
+    height: int
+    position: int
+    roles: int
+
+
+def _history_entries(block: Block) -> dict[bytes, int]:
+    """The history index keys (and role bits) that connecting ``block`` writes."""
+    height = block.header.height
+    roles: dict[tuple[bytes, int], int] = {}
+    for payout in block.coinbase.payouts:
+        roles[(payout.address, 0)] = S.ROLE_PAYOUT
+    for i, tx in enumerate(block.txs, start=1):  # a transfer to oneself is invalid
+        roles[(address_of(tx.sender), i)] = S.ROLE_SENDER
+        roles[(tx.recipient, i)] = S.ROLE_RECIPIENT
+    return {S.history_key(address, height, position): r for (address, position), r in roles.items()}
 
 
 @dataclass
@@ -136,6 +160,7 @@ class Chain:
         batch.put(S.TIP, h)
         for address, account in accounts.items():
             batch.put(S.account_key(address), encode([account.balance, account.nonce]))
+            batch.put(S.history_key(address, 0, 0), encode(S.ROLE_GENESIS))
         self.kv.write(batch, sync=True)
 
     # --- reading ---------------------------------------------------------------------------
@@ -205,6 +230,19 @@ class Chain:
 
     def state_root(self) -> bytes:
         return state_root(self.accounts)
+
+    def history(self, address: bytes, limit: int, before: tuple[int, int] | None = None) -> list[HistoryItem]:
+        """The canonical transactions that touched ``address``, newest first: at most
+        ``limit``, only those before ``before`` = (height, position) when given."""
+        prefix = S.history_prefix(address)
+        below = S.history_key(address, *before) if before is not None else None
+        out: list[HistoryItem] = []
+        for key, value in self.kv.iterate(prefix, reverse=True, below=below):
+            if len(out) >= limit:
+                break
+            height, position = S.parse_history_key(key)
+            out.append(HistoryItem(height, position, decode(value)))
+        return out
 
     # --- importing -------------------------------------------------------------------------
 
@@ -312,6 +350,8 @@ class Chain:
         batch.put(S.height_key(block.header.height), h)
         for position, tx_hash in enumerate(tx_hashes):
             batch.put(S.tx_key(tx_hash), encode([h, position]))
+        for key, roles in _history_entries(block).items():
+            batch.put(key, encode(roles))
 
     def _connect_state(
         self, block: Block, accounts: dict[bytes, Account], verified: set[bytes] | None
@@ -349,6 +389,8 @@ class Chain:
             assert old_block is not None
             for tx_hash in old_block.tx_hashes():
                 batch.delete(S.tx_key(tx_hash))
+            for key in _history_entries(old_block):
+                batch.delete(key)
             batch.delete(S.height_key(self.index[dh].header.height))
             batch.delete(S.undo_key(dh))
         entries: dict[bytes, Entry] = {}

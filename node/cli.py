@@ -18,10 +18,11 @@ from typing import Any
 from consensus.amounts import format_amount, parse_amount
 from consensus.crypto import PrivateKey, format_address, parse_address
 from consensus.errors import ConsensusError
+from consensus.files import write_json_atomic
 from consensus.params import PRESETS, load_params, preset_params, save_params
 from consensus.types import Transfer
 from node import logs
-from node.keyfile import load_beacon, load_key, save_key, write_json_atomic
+from node.keyfile import load_beacon, load_key, save_key
 from node.storage import StorageError
 
 EXIT_USAGE = 2
@@ -128,6 +129,8 @@ def register_node(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     run.add_argument("--api-host", default="127.0.0.1", help="bind the API here (default 127.0.0.1)")
     run.add_argument("--peer", action="append", default=[], metavar="HOST:PORT", help="a peer to connect to (repeatable)")
     run.add_argument("--closer-key", metavar="FILE", help="close rounds with this key (the beacon's key file)")
+    run.add_argument("--min-relay-fee", metavar="COINS", default="0.00001",
+                     help="the least fee a transfer needs to enter the mempool (default 0.00001)")
     run.add_argument("--log-file", help="write logs here instead of stderr")
     run.set_defaults(func=cmd_node_run)
 
@@ -152,6 +155,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     config = NodeConfig(
         datadir=args.datadir, p2p_host=args.p2p_host, p2p_port=args.p2p_port, api_host=args.api_host,
         api_port=args.api_port, peers=peers, closer_key=args.closer_key,
+        min_relay_fee=parse_amount(args.min_relay_fee, allow_zero=True),
     )
 
     async def main_async() -> None:

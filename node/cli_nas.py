@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from consensus.errors import ConsensusError
+from consensus.files import write_bytes_atomic
 from consensus.params import PRESETS
-from node.keyfile import write_bytes_atomic
 
 __all__ = ["register_nas", "space_info", "check_training", "train_candidate", "TrainingJob", "TrainReport", "ProgressBar"]
 

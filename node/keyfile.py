@@ -7,44 +7,20 @@ atomically with permissions 0600. People's coins belong in the wallet's encrypte
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from consensus.beacon import BeaconChain
 from consensus.crypto import PrivateKey, format_address, key_from_json
 from consensus.errors import ConsensusError
-
-
-def write_bytes_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a synced temporary file and a rename, so a crash
-    leaves the old file or the new one, never a torn one."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_text_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"), mode)
-
-
-def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n", mode)
+from consensus.files import FileExists, write_json_atomic
 
 
 def save_key(key: PrivateKey, path: str, **extra: Any) -> None:
-    if os.path.exists(path):
-        raise ConsensusError("file-exists", f"{path} exists; refusing to overwrite a key")
     data = {"type": "ed25519", "seed": key.seed.hex(), "address": format_address(key.address), **extra}
-    write_json_atomic(path, data, mode=0o600)
+    try:
+        write_json_atomic(path, data, mode=0o600, exclusive=True)
+    except FileExists:
+        raise ConsensusError("file-exists", f"{path} exists; refusing to overwrite a key") from None
 
 
 def load_key(path: str) -> PrivateKey:

@@ -39,9 +39,11 @@ class Mempool:
         *,
         max_count: int = 5_000,
         expiry: float = 3 * 3600,
+        min_fee: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.chain_id = chain_id
+        self.min_fee = min_fee
         self.account = account
         self.max_count = max_count
         self.expiry = expiry
@@ -71,6 +73,8 @@ class Mempool:
         if h in self.by_hash:
             raise InvalidTransaction("txn-already-in-mempool", "already waiting")
         check_transfer_shape(tx)
+        if tx.fee < self.min_fee:
+            raise InvalidTransaction("min-fee-not-met", f"fee {tx.fee}, this node relays from {self.min_fee}")
         sender = address_of(tx.sender)
         account = self.account(sender)
         pending = self.by_sender.get(sender, {})
@@ -138,6 +142,20 @@ class Mempool:
 
     def txs(self) -> list[Transfer]:
         return [e.tx for e in self.by_hash.values()]
+
+    def involving(self, address: bytes) -> list[Transfer]:
+        """Waiting transfers from or to ``address``, oldest first."""
+        entries = [e for e in self.by_hash.values() if e.tx.recipient == address or address_of(e.tx.sender) == address]
+        return [e.tx for e in sorted(entries, key=lambda e: e.added)]
+
+    def fee_estimate(self, block_txs: int) -> dict[str, int]:
+        """A fee that gets a transfer into the next block if the pool does not grow: the
+        minimum while the waiting transfers fit in one block, else one more than the fee of the
+        last transfer that fits. ``median`` is the waiting transfers' median fee."""
+        fees = sorted((e.tx.fee for e in self.by_hash.values()), reverse=True)
+        suggested = self.min_fee if len(fees) < block_txs else max(self.min_fee, fees[block_txs - 1] + 1)
+        return {"minimum": self.min_fee, "suggested": suggested,
+                "median": fees[len(fees) // 2] if fees else self.min_fee, "waiting": len(fees), "block_txs": block_txs}
 
     def update(self, connected_txs: Iterable[Transfer], disconnected_txs: Iterable[Transfer] = ()) -> None:
         """After the tip moved: drop what was mined or became invalid, re-add what a reorg

@@ -14,8 +14,8 @@ def _get(summary: str, params: list[dict[str, Any]] | None = None) -> dict[str, 
                                   "404": {"description": "not found", "content": {"application/json": {"schema": _ERROR}}}}}}
 
 
-def _post(summary: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"post": {"summary": summary, "security": [{"cookie": []}],
+def _post(summary: str, body: dict[str, Any], open_: bool = False) -> dict[str, Any]:
+    return {"post": {"summary": summary, "security": [] if open_ else [{"cookie": []}],
                      "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
                      "responses": {"202": {"description": "accepted"},
                                    "400": {"description": "invalid, with a reason code",
@@ -32,8 +32,8 @@ _HEX = {"type": "string", "pattern": "^[0-9a-f]*$"}
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "PoNAS chain node API", "version": "1",
-             "description": "Read the chain, follow and take part in rounds, submit transfers. Writes need the "
-                            "bearer token from DATADIR/.cookie. Errors carry a stable reason code."},
+             "description": "Read the chain, follow and take part in rounds, submit transfers. Writes other than "
+                            "transfers need the bearer token from DATADIR/.cookie. Errors carry a stable reason code."},
     "components": {
         "securitySchemes": {"cookie": {"type": "http", "scheme": "bearer"}},
         "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
@@ -50,10 +50,16 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/blocks/{ref}/weights": _get("a block's model weights (base64)", [_path_param("ref", "height or hash")]),
         "/api/v1/tx/{hash}": _get("a transaction, confirmed or pending", [_path_param("hash", "transaction hash")]),
         "/api/v1/accounts/{address}": _get("balance and nonce", [_path_param("address", "pn1… address")]),
+        "/api/v1/accounts/{address}/history": _get("the address's transactions, newest first, and its pending ones", [
+            _path_param("address", "pn1… address"),
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+            {"name": "before", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+:[0-9]+$"},
+             "description": "the cursor `next` of the previous page"}]),
+        "/api/v1/fees": _get("the minimum relay fee and a suggested fee"),
         "/api/v1/mempool": _get("waiting transfers"),
         "/api/v1/peers": _get("connected peers"),
-        "/api/v1/transactions": _post("submit a signed transfer", {
-            "type": "object", "required": ["tx"], "properties": {"tx": _HEX}}),
+        "/api/v1/transactions": _post("submit a signed transfer (open: no token)", {
+            "type": "object", "required": ["tx"], "properties": {"tx": _HEX}}, open_=True),
         "/api/v1/template": _post("an unsealed candidate block for the round", {
             "type": "object", "required": ["payouts", "genotype", "weights_hash", "seed"], "properties": {
                 "payouts": {"type": "array", "items": {"type": "array"}}, "genotype": {"type": "string"},

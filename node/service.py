@@ -20,11 +20,12 @@ from aiohttp import web
 
 from consensus.chain import genesis_block
 from consensus.errors import ConsensusError, InvalidBlock, InvalidRound, InvalidTransaction
+from consensus.files import write_json_atomic, write_text_atomic
 from consensus.params import ChainParams
 from consensus.types import ZERO_HASH, Block, Commitment, Header, Transfer
 from node.api import Metrics, make_app
 from node.chain import Chain
-from node.keyfile import load_beacon, write_json_atomic, write_text_atomic
+from node.keyfile import load_beacon
 from node.mempool import Mempool
 from node.rounds import Announce, RoundService
 from node.storage.kv import Datadir, open_datadir
@@ -45,6 +46,10 @@ GETBLOCKS_BATCH = 16
 HEADERS_MAX = 2000
 
 
+#: The least fee (base units) a transfer needs to enter this node's mempool: 0.00001 coin.
+DEFAULT_MIN_RELAY_FEE = 1_000
+
+
 @dataclass
 class NodeConfig:
     datadir: str
@@ -55,6 +60,7 @@ class NodeConfig:
     peers: list[tuple[str, int]] = field(default_factory=list)
     closer_key: str | None = None
     tick: float = 0.2
+    min_relay_fee: int = DEFAULT_MIN_RELAY_FEE
 
 
 class Node:
@@ -87,7 +93,7 @@ class Node:
         self.datadir = open_datadir(cfg.datadir, self.params.chain_id, self.genesis_hash)
         try:
             self.chain = Chain(self.datadir.kv, self.params, clock=self.clock)
-            self.mempool = Mempool(self.params.chain_id, self.chain.account, clock=self.clock)
+            self.mempool = Mempool(self.params.chain_id, self.chain.account, min_fee=cfg.min_relay_fee, clock=self.clock)
             if self.params.engine == "ponas":
                 self.rounds = RoundService(self.chain, self.mempool, self.clock(), closer)
             self.token = secrets.token_hex(32)

@@ -56,8 +56,9 @@ def _reason(exc: Exception) -> ConsensusError:
 
 def cmd_mine(args: argparse.Namespace) -> int:
     from consensus.crypto import format_address
-    from pool.miner import Miner, MinerError, load_key_file, read_token
+    from pool.miner import Miner, MinerError, load_key_file
     from pool.search import SearchError
+    from wallet.client import NodeError, read_token
 
     if args.seed is not None and not 0 <= args.seed <= _MAX_SEED:
         raise ConsensusError("bad-args", "--seed must be in 0..2**64-1")
@@ -67,7 +68,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
         token = read_token(args.token_file)
         miner = Miner(args.node, args.address, args.strategy, args.device, key, token, random.Random(seed),
                       token_file=args.token_file)
-    except (MinerError, SearchError) as exc:
+    except (MinerError, SearchError, NodeError) as exc:
         raise _reason(exc) from None
     if token is None:
         raise ConsensusError("no-token", "writes need the node's cookie: --token-file DATADIR/.cookie or $PONAS_TOKEN")

@@ -23,7 +23,8 @@ The decisions are pure functions that tests call without a node: :func:`should_c
 :func:`check_template`, :func:`build_candidate`, :func:`choose_reveal`, :func:`parse_round`,
 :func:`round_scores`.
 
-Errors, separated as the style guide asks: :class:`NodeRejected` (a 4xx answer: our request
+Errors, separated as the style guide asks (the first two come from :mod:`wallet.client`,
+the REST client the wallet and the miners share): :class:`NodeRejected` (a 4xx answer: our request
 was refused with a stable reason; logged, not retried as is), :class:`NodeUnavailable` (no
 connection, a timeout, a 5xx or a garbled answer: the node or the network broke; retried with
 exponential backoff, after which the miner resumes where the round stands), and
@@ -43,7 +44,6 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -51,28 +51,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import aiohttp
-
 from consensus.crypto import PrivateKey, format_address, key_from_json, parse_address
 from consensus.engines.ponas.rounds import commitment_for, commitments_root, round_seal
 from consensus.errors import ConsensusError
 from consensus.types import Block, Commitment, RoundClose
 from pool.search import STRATEGIES, SearchError, SearchStrategy, make_strategy
+from wallet.client import Backoff, NodeClient, NodeRejected, NodeUnavailable, normalise_url
+from wallet.client import session as client_session
 
 __all__ = [
     "Miner",
     "MinerError",
     "MinerStats",
-    "NodeClient",
-    "NodeError",
-    "NodeRejected",
-    "NodeUnavailable",
     "RoundInfo",
     "CloseInfo",
     "TrainResult",
-    "Backoff",
-    "decode_answer",
-    "normalise_url",
     "commit_margin",
     "should_commit",
     "parse_round",
@@ -82,7 +75,6 @@ __all__ = [
     "round_scores",
     "train_one",
     "load_key_file",
-    "read_token",
 ]
 
 log = logging.getLogger("ponas.miner")
@@ -91,10 +83,6 @@ log = logging.getLogger("ponas.miner")
 COMMIT_MARGIN_MAX = 2.0
 #: ... and at most this share of the commit window (short regtest windows).
 COMMIT_MARGIN_SHARE = 0.2
-#: Per-request limits (seconds). A candidate carries up to a few MB of weights.
-HTTP_TIMEOUT = 15.0
-HTTP_CONNECT_TIMEOUT = 3.0
-TOKEN_ENV = "PONAS_TOKEN"
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -110,24 +98,6 @@ class MinerError(ValueError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
-
-
-class NodeError(Exception):
-    """A request to the node failed; ``reason`` is stable, ``detail`` for humans."""
-
-    def __init__(self, reason: str, detail: str = "", status: int | None = None) -> None:
-        self.reason = reason
-        self.detail = detail
-        self.status = status
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-
-
-class NodeRejected(NodeError):
-    """The node answered 4xx: it refused this request (``reason`` from its error body)."""
-
-
-class NodeUnavailable(NodeError):
-    """No usable answer: connection refused or reset, timeout, 5xx, or a garbled body."""
 
 
 # --- pure decisions -------------------------------------------------------------------------
@@ -394,97 +364,6 @@ def load_key_file(path: str) -> PrivateKey:
         raise MinerError(exc.reason, exc.detail) from None
 
 
-def read_token(token_file: str | None, env: dict[str, str] | None = None) -> str | None:
-    """The API write token: the content of ``token_file`` (the node's ``DATADIR/.cookie``),
-    else ``$PONAS_TOKEN``, else None."""
-    if token_file:
-        try:
-            with open(token_file, encoding="utf-8") as fh:
-                return fh.read().strip() or None
-        except OSError as exc:
-            raise MinerError("no-token-file", f"cannot read {token_file}: {exc.strerror or exc}") from None
-    value = (os.environ if env is None else env).get(TOKEN_ENV, "").strip()
-    return value or None
-
-
-# --- the node client ------------------------------------------------------------------------
-
-
-class NodeClient:
-    """JSON over HTTP to one node. 2xx -> the decoded body; 4xx -> :class:`NodeRejected` with
-    the node's reason; anything else -> :class:`NodeUnavailable`. A 401 (no token) or 403
-    (``bad-token``) re-reads the token file once: a restarted node writes a new cookie."""
-
-    def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, token: str | None = None, token_file: str | None = None
-    ) -> None:
-        self.session = session
-        self.base_url = normalise_url(base_url)
-        self.token = token
-        self.token_file = token_file
-
-    async def get(self, path: str) -> Any:
-        return await self._request("GET", path)
-
-    async def post(self, path: str, body: dict[str, Any]) -> Any:
-        return await self._request("POST", path, body)
-
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        for attempt in range(2):
-            headers = {"Accept": "application/json"}
-            if self.token:
-                headers["Authorization"] = f"Bearer {self.token}"
-            try:
-                async with self.session.request(method, self.base_url + path, json=body, headers=headers) as resp:
-                    status = resp.status
-                    text = await resp.text(errors="replace")
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                raise NodeUnavailable("unreachable", f"{method} {path}: {type(exc).__name__}: {exc}") from None
-            if status in (401, 403) and attempt == 0 and self._reload_token():
-                continue
-            return decode_answer(method, path, status, text)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _reload_token(self) -> bool:
-        if not self.token_file:
-            return False
-        try:
-            fresh = read_token(self.token_file)
-        except MinerError:
-            return False
-        if fresh and fresh != self.token:
-            self.token = fresh
-            return True
-        return False
-
-
-def normalise_url(url: str) -> str:
-    """``host:port`` or ``http://host:port/`` -> ``http://host:port`` (no trailing slash)."""
-    url = url.strip().rstrip("/")
-    return url if "://" in url else f"http://{url}"
-
-
-def decode_answer(method: str, path: str, status: int, text: str) -> Any:
-    """The body of a 2xx answer; a 4xx raises :class:`NodeRejected` with the node's reason
-    (``http-STATUS`` if the body has none); anything else :class:`NodeUnavailable`."""
-    where = f"{method} {path}"
-    if 200 <= status < 300:
-        try:
-            return json.loads(text) if text else {}
-        except ValueError:
-            raise NodeUnavailable("bad-answer", f"{where}: {status} with a body that is not JSON", status) from None
-    if 400 <= status < 500:
-        reason, detail = f"http-{status}", text[:200]
-        try:
-            err = json.loads(text).get("error", {})
-            if isinstance(err, dict) and isinstance(err.get("reason"), str):
-                reason, detail = err["reason"], str(err.get("detail", ""))
-        except (ValueError, AttributeError):
-            pass
-        raise NodeRejected(reason, f"{where}: {detail}" if detail else where, status)
-    raise NodeUnavailable(f"http-{status}", f"{where}: {text[:200]}", status)
-
-
 def _decode_hex_object(kind: Any, data: Any, name: str) -> Any:
     if not isinstance(data, dict):
         raise MinerError("bad-answer", f"expected an object with {name!r}")
@@ -496,22 +375,6 @@ def _decode_hex_object(kind: Any, data: Any, name: str) -> Any:
 
 
 # --- the miner ------------------------------------------------------------------------------
-
-
-class Backoff:
-    """Exponential backoff: ``initial``, doubled per failure, at most ``maximum`` seconds."""
-
-    def __init__(self, initial: float = 0.5, maximum: float = 10.0) -> None:
-        self.initial, self.maximum = initial, maximum
-        self.failures = 0
-
-    def next(self) -> float:
-        delay = min(self.maximum, self.initial * (2**self.failures))
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 @dataclass
@@ -617,8 +480,7 @@ class Miner:
         log.info("miner-start", extra={"node": self.node_url, "address": self.address_text,
                                        "miner_key": self.key.public_key.hex(), "strategy": self.strategy_name,
                                        "device": self.device})
-        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT, sock_connect=HTTP_CONNECT_TIMEOUT)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with client_session() as session:
             self._client = NodeClient(session, self.node_url, self.token, self.token_file)
             trainer = asyncio.create_task(self._train_loop(stop), name="ponas-miner-train")
             try:

@@ -49,7 +49,10 @@ class Batch:
 class KV(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
-    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def iterate(self, prefix: bytes, reverse: bool = False, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Keys starting with ``prefix`` in key order (``reverse``: descending), only those
+        below ``below`` when it is given."""
+        ...
 
     def write(self, batch: Batch, sync: bool = True) -> None: ...
 
@@ -65,8 +68,9 @@ class MemoryKV:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
-    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key in sorted(k for k in self.data if k.startswith(prefix)):
+    def iterate(self, prefix: bytes, reverse: bool = False, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        keys = sorted((k for k in self.data if k.startswith(prefix) and (below is None or k < below)), reverse=reverse)
+        for key in keys:
             yield key, self.data[key]
 
     def write(self, batch: Batch, sync: bool = True) -> None:
@@ -76,6 +80,14 @@ class MemoryKV:
 
     def close(self) -> None:
         pass
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The least key above every key that starts with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return b"\xff" * (len(prefix) + 64)
+    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 class LevelDBKV:
@@ -94,8 +106,12 @@ class LevelDBKV:
     def get(self, key: bytes) -> bytes | None:
         return self.db.get(key)  # type: ignore[no-any-return]
 
-    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        with self.db.iterator(prefix=prefix) as it:
+    def iterate(self, prefix: bytes, reverse: bool = False, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        if below is None:
+            it = self.db.iterator(prefix=prefix, reverse=reverse)
+        else:  # plyvel takes a prefix or a range, not both
+            it = self.db.iterator(start=prefix, stop=min(below, _prefix_end(prefix)), reverse=reverse)
+        with it:
             yield from it
 
     def write(self, batch: Batch, sync: bool = True) -> None:

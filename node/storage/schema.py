@@ -3,6 +3,12 @@
 Every key starts with one prefix byte. Heights are 8-byte big-endian so that iteration
 follows height order.
 
+The history index ``x`` lists, per address, every canonical transaction that touched it:
+``position`` (4 bytes big-endian) is 0 for the coinbase and 1 + i for the block's i-th
+transfer, as in the ``t`` index; ``roles`` is a bit set of :data:`ROLE_SENDER`,
+:data:`ROLE_RECIPIENT`, :data:`ROLE_PAYOUT` and :data:`ROLE_GENESIS` (a genesis prefund, at
+height 0, position 0).
+
 | key                        | value                                                       |
 |----------------------------|-------------------------------------------------------------|
 | ``M``                      | ``[schema, chain_id, genesis_hash]``                        |
@@ -13,12 +19,13 @@ follows height order.
 | ``a`` + address            | account ``[balance, nonce]`` at the tip                     |
 | ``u`` + block hash         | undo data: ``[[address, [balance, nonce] or nil], ...]``    |
 | ``t`` + transaction hash   | ``[block hash, position]`` for canonical transactions       |
+| ``x`` + address + height + position | ``roles``: the address's history (canonical blocks) |
 | ``w`` + weights hash       | model weights blob (content-addressed)                      |
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the address history index
 
 META = b"M"
 TIP = b"T"
@@ -29,6 +36,12 @@ ACCOUNT = b"a"
 UNDO = b"u"
 TX = b"t"
 WEIGHTS = b"w"
+HISTORY = b"x"
+
+ROLE_SENDER = 1
+ROLE_RECIPIENT = 2
+ROLE_PAYOUT = 4
+ROLE_GENESIS = 8
 
 
 def index_key(block_hash: bytes) -> bytes:
@@ -57,3 +70,16 @@ def tx_key(tx_hash: bytes) -> bytes:
 
 def weights_key(weights_hash: bytes) -> bytes:
     return WEIGHTS + weights_hash
+
+
+def history_key(address: bytes, height: int, position: int) -> bytes:
+    return HISTORY + address + height.to_bytes(8, "big") + position.to_bytes(4, "big")
+
+
+def history_prefix(address: bytes) -> bytes:
+    return HISTORY + address
+
+
+def parse_history_key(key: bytes) -> tuple[int, int]:
+    """(height, position) of a history key (with or without the prefix byte and address)."""
+    return int.from_bytes(key[-12:-4], "big"), int.from_bytes(key[-4:], "big")

@@ -77,13 +77,34 @@ async def test_transfer_accepted_then_in_mempool(node: Node) -> None:
     assert mp["count"] == 1
     status, acc = await call(node, "GET", f"/api/v1/accounts/{format_address(K[0].address)}")
     assert acc["pending_nonce"] == 1
+    # both sides see it pending in their history; the sender also sees its genesis prefund
+    status, h0 = await call(node, "GET", f"/api/v1/accounts/{format_address(K[0].address)}/history")
+    assert status == 200 and [i["kind"] for i in h0["items"]] == ["genesis"] and h0["items"][0]["delta"] == 1000 * COIN
+    assert [(p["direction"], p["delta"]) for p in h0["pending"]] == [("out", -(5 * COIN + 1000))]
+    status, h1 = await call(node, "GET", f"/api/v1/accounts/{format_address(K[1].address)}/history")
+    assert h1["items"] == [] and [(p["direction"], p["delta"], p["hash"]) for p in h1["pending"]] == [("in", 5 * COIN, tx.hash().hex())]
+    assert h1["next"] is None
+
+
+async def test_fee_estimate_and_minimum(node: Node) -> None:
+    status, fees = await call(node, "GET", "/api/v1/fees")
+    assert status == 200 and fees["minimum"] == fees["suggested"] == 1000 and fees["waiting"] == 0
+    cheap = transfer(PARAMS, K[0], K[1].address, COIN, 0, fee=999)
+    status, out = await call(node, "POST", "/api/v1/transactions", {"tx": cheap.encode().hex()})
+    assert (status, out["error"]["reason"]) == (400, "min-fee-not-met")
+    status, _ = await call(node, "POST", "/api/v1/transactions", {"tx": transfer(PARAMS, K[0], K[1].address, COIN, 0, fee=5000).encode().hex()})
+    assert status == 202
+    status, fees = await call(node, "GET", "/api/v1/fees")
+    assert fees["waiting"] == 1 and fees["median"] == 5000 and fees["suggested"] == 1000  # one block holds them all
 
 
 @pytest.mark.parametrize(
     ("method", "path", "body", "token", "raw", "status", "reason"),
     [
-        ("POST", "/api/v1/transactions", {"tx": "00"}, None, None, 401, "unauthorized"),
-        ("POST", "/api/v1/transactions", {"tx": "00"}, "wrong", None, 403, "bad-token"),
+        ("POST", "/api/v1/commitments", {"commitment": "00"}, None, None, 401, "unauthorized"),
+        ("POST", "/api/v1/commitments", {"commitment": "00"}, "wrong", None, 403, "bad-token"),
+        ("POST", "/api/v1/template", {}, None, None, 401, "unauthorized"),
+        ("POST", "/api/v1/transactions", {"tx": "c0"}, None, None, 400, "unknown-tag"),  # open: no token needed
         ("POST", "/api/v1/transactions", None, "good", b"{not json", 400, "bad-json"),
         ("POST", "/api/v1/transactions", [1, 2], "good", None, 400, "bad-json"),
         ("POST", "/api/v1/transactions", {"tx": 5}, "good", None, 400, "bad-field"),
@@ -101,6 +122,11 @@ async def test_transfer_accepted_then_in_mempool(node: Node) -> None:
         ("GET", "/api/v1/tx/" + "cd" * 32, None, None, None, 404, "not-found"),
         ("GET", "/api/v1/tx/short", None, None, None, 400, "bad-field"),
         ("GET", "/api/v1/accounts/pn1qqqq", None, None, None, 400, "bad-address"),
+        ("GET", "/api/v1/accounts/pn1qqqq/history", None, None, None, 400, "bad-address"),
+        ("GET", f"/api/v1/accounts/{format_address(K[0].address)}/history?limit=0", None, None, None, 400, "bad-field"),
+        ("GET", f"/api/v1/accounts/{format_address(K[0].address)}/history?limit=x", None, None, None, 400, "bad-field"),
+        ("GET", f"/api/v1/accounts/{format_address(K[0].address)}/history?before=3", None, None, None, 400, "bad-field"),
+        ("GET", f"/api/v1/accounts/{format_address(K[0].address)}/history?before=a:b", None, None, None, 400, "bad-field"),
         ("GET", "/api/v1/blocks?limit=abc", None, None, None, 400, "bad-field"),
         ("GET", "/api/v1/nothing", None, None, None, 404, "not-found"),
         ("GET", "/api/v1/blocks/0/weights", None, None, None, 404, "not-found"),

@@ -19,6 +19,7 @@ from consensus.types import Block
 from node.chain import Chain
 from node.generate import open_chain
 from node.storage import StorageError
+from node.storage import schema as S
 from node.storage.kv import open_datadir
 from tests.builders import Clock, keys, make_params, pow_block, reseal, transfer
 
@@ -111,6 +112,43 @@ def test_three_block_reorg_and_back(chain: Chain) -> None:
     assert chain.state_root() == fresh_root(chain) == chain.tip.state_root
     assert chain.account(K[2].address).balance == 5 * PARAMS.subsidy(1) + 5 * 10**8 + 1000
     assert [chain.hash_at(i) for i in range(1, 4)] == [x.header.hash() for x in a]
+
+
+def history(c: Chain, k: int, limit: int = 100, before: tuple[int, int] | None = None) -> list[tuple[int, int, int]]:
+    return [(i.height, i.position, i.roles) for i in c.history(K[k].address, limit, before)]
+
+
+def test_address_history_follows_reorgs_and_reopen(tmp_path: Path) -> None:
+    r"""
+        genesis - a1(K0->K2, K0->K1) - a2            (A)
+               \
+                b1 - b2 - b3                          (B: no transfer; K3 mines)
+    """
+    d = str(tmp_path / "node")
+    with open_chain(d, PARAMS, clock=Clock()) as c:
+        g = c.genesis_hash
+        assert history(c, 0) == [(0, 0, S.ROLE_GENESIS)]
+        a = extend(c, g, 2, 2, [transfer(PARAMS, K[0], K[2].address, 5 * 10**8, 0),
+                                transfer(PARAMS, K[0], K[1].address, 10**8, 1)])
+        assert history(c, 0) == [(1, 2, S.ROLE_SENDER), (1, 1, S.ROLE_SENDER), (0, 0, S.ROLE_GENESIS)]
+        assert history(c, 1) == [(1, 2, S.ROLE_RECIPIENT), (0, 0, S.ROLE_GENESIS)]
+        assert history(c, 2) == [(2, 0, S.ROLE_PAYOUT), (1, 1, S.ROLE_RECIPIENT), (1, 0, S.ROLE_PAYOUT)]
+        # paging: newest first, then what lies below the cursor
+        assert history(c, 2, limit=1) == [(2, 0, S.ROLE_PAYOUT)]
+        assert history(c, 2, before=(2, 0)) == [(1, 1, S.ROLE_RECIPIENT), (1, 0, S.ROLE_PAYOUT)]
+        assert history(c, 2, before=(1, 1)) == [(1, 0, S.ROLE_PAYOUT)]
+        b = extend(c, g, 3, 3)
+        assert c.tip_hash == b[-1].header.hash()
+        assert history(c, 0) == [(0, 0, S.ROLE_GENESIS)]
+        assert history(c, 2) == []
+        assert history(c, 3) == [(3, 0, S.ROLE_PAYOUT), (2, 0, S.ROLE_PAYOUT), (1, 0, S.ROLE_PAYOUT)]
+        extend(c, a[-1].header.hash(), 2, 2)  # back to A, now the heavier branch
+        assert history(c, 3) == []
+        assert history(c, 0)[0] == (1, 2, S.ROLE_SENDER)
+        want = {k: history(c, k) for k in range(4)}
+    with open_chain(d, PARAMS, clock=Clock()) as c2:
+        assert {k: history(c2, k) for k in range(4)} == want
+        assert len(want[2]) == 5
 
 
 def test_reorg_result_names_old_and_new(chain: Chain) -> None:

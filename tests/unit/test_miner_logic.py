@@ -32,22 +32,16 @@ from consensus.engines.ponas.rounds import BUILTIN_TASK, check_candidate, commit
 from consensus.state import genesis_accounts
 from consensus.types import Block, Header, Payout
 from pool.miner import (
-    Backoff,
     Miner,
     MinerError,
-    NodeRejected,
-    NodeUnavailable,
     RoundInfo,
     TrainResult,
     build_candidate,
     check_template,
     choose_reveal,
     commit_margin,
-    decode_answer,
     load_key_file,
-    normalise_url,
     parse_round,
-    read_token,
     round_scores,
     should_commit,
     train_one,
@@ -55,6 +49,7 @@ from pool.miner import (
 from pool.search import SearchError
 from tests.builders import Clock, keys
 from tests.ponas_builders import BEACON, BEACON_CHAIN, GENOTYPES, ponas_params
+from wallet.client import Backoff, NodeError, NodeRejected, NodeUnavailable, decode_answer, normalise_url, read_token
 
 MINER, OTHER, STRANGER = keys(3, seed=41)
 PARAMS = ponas_params()
@@ -300,7 +295,7 @@ def test_token_from_cookie_file_or_environment(tmp_path: Path) -> None:
     assert read_token(str(cookie), env={"PONAS_TOKEN": "other"}) == "s3cret"
     assert read_token(None, env={"PONAS_TOKEN": " envtoken "}) == "envtoken"
     assert read_token(None, env={}) is None
-    with pytest.raises(MinerError) as err:
+    with pytest.raises(NodeError) as err:
         read_token(str(tmp_path / "nope"))
     assert err.value.reason == "no-token-file"
 

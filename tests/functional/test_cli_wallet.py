@@ -1,0 +1,67 @@
+"""The ``ponas wallet`` console script as a person runs it (a real process): the password from
+the environment, the recovery words shown once, a readable table, the config file picking
+the node, and errors on stderr with exit 1."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+PONAS = str(Path(sys.executable).with_name("ponas"))
+
+
+def ponas(home: Path, *argv: str, password: str | None = "hunter22", stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PONAS_")}
+    env["PONAS_HOME"] = str(home)
+    if password is not None:
+        env["PONAS_WALLET_PASSWORD"] = password
+    return subprocess.run([PONAS, "wallet", *argv], env=env, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_create_shows_words_once_and_import_restores(tmp_path: Path) -> None:
+    made = ponas(tmp_path / "a", "create", "-w", "savings")
+    assert made.returncode == 0, made.stderr
+    words = re.findall(r"\d+\. ([a-z]+)", made.stdout)
+    assert len(words) == 24
+    address = re.search(r"address: (pn1\w+)", made.stdout).group(1)  # type: ignore[union-attr]
+    wallet = tmp_path / "a" / "wallets" / "savings.wallet"
+    assert stat.S_IMODE(wallet.stat().st_mode) == 0o600
+    assert not any(w in wallet.read_text() for w in words if len(w) > 4)
+    listed = ponas(tmp_path / "a", "list")
+    assert listed.returncode == 0 and "savings" in listed.stdout and address in listed.stdout
+    assert not re.search(r"\d+\. [a-z]+", listed.stdout)  # the words are shown once: never again
+
+    # the words in the order shown by the grid (column-major) restore the same address
+    grid = [re.findall(r"(\d+)\. ([a-z]+)", line) for line in made.stdout.splitlines()]
+    ordered = [w for _, w in sorted((int(n), w) for row in grid for n, w in row)]
+    restored = ponas(tmp_path / "b", "import", "--mnemonic-file", "-", stdin=" ".join(ordered) + "\n")
+    assert restored.returncode == 0, restored.stderr
+    assert address in restored.stdout
+
+    # no password source and no terminal: a clear error, nothing written
+    nopw = ponas(tmp_path / "c", "create", password=None)
+    assert nopw.returncode == 1 and "error: no-password" in nopw.stderr
+    assert not (tmp_path / "c" / "wallets").exists()
+
+
+def test_errors_are_reasons_with_exit_1(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    assert ponas(home, "create", "--words", "12").returncode == 0
+    down = ponas(home, "balance")
+    assert down.returncode == 1 and "error: no-node" in down.stderr
+    (home / "config.toml").write_text('[wallet]\nnode = "http://127.0.0.1:9"\n')
+    down = ponas(home, "balance")
+    assert down.returncode == 1 and "error: unreachable" in down.stderr and "127.0.0.1:9" in down.stderr
+    (home / "config.toml").write_text("[wallet\n")
+    assert "error: bad-config" in ponas(home, "balance").stderr
+    (home / "config.toml").unlink()
+    wrong = ponas(home, "address", "--new", password="nope")
+    assert wrong.returncode == 1 and "error: bad-password" in wrong.stderr
+    typo = ponas(home, "send", "pn1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq", "1")
+    assert typo.returncode == 1 and "error: bad-checksum" in typo.stderr
+    usage = ponas(home, "send")
+    assert usage.returncode == 2 and "usage:" in usage.stderr
