@@ -141,13 +141,20 @@ def node_url(args: argparse.Namespace) -> str:
     return normalise_url(url)
 
 
+def read_text(path: str, reason: str) -> str:
+    """A small file a person pointed us at ('-': standard input); unreadable -> ``reason``."""
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read(1 << 16)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WalletError(reason, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def read_password(args: argparse.Namespace, confirm: bool = False) -> str:
     if args.password_file:
-        try:
-            with open(args.password_file, encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as exc:
-            raise WalletError("no-password", f"cannot read {args.password_file}: {exc.strerror or exc}") from None
+        text = read_text(args.password_file, "no-password")
         return text[:-1] if text.endswith("\n") else text
     if PASSWORD_ENV in os.environ:
         return os.environ[PASSWORD_ENV]
@@ -216,14 +223,8 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
         raise WalletError("wallet-exists", f"a wallet named {name!r} exists; import under another --wallet NAME")
     if not 1 <= args.accounts <= 1000:
         raise WalletError("bad-path", "--accounts is 1..1000")
-    if args.mnemonic_file == "-":
-        text = sys.stdin.read()
-    elif args.mnemonic_file:
-        try:
-            with open(args.mnemonic_file, encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as exc:
-            raise WalletError("bad-mnemonic", f"cannot read {args.mnemonic_file}: {exc.strerror or exc}") from None
+    if args.mnemonic_file:
+        text = read_text(args.mnemonic_file, "bad-mnemonic")
     elif sys.stdin.isatty():
         text = getpass.getpass("Recovery words: ")
     else:
