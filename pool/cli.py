@@ -56,7 +56,8 @@ def _reason(exc: Exception) -> ConsensusError:
 
 def cmd_mine(args: argparse.Namespace) -> int:
     from consensus.crypto import format_address
-    from pool.miner import Miner, MinerError, load_key_file
+    from pool.miner import Miner
+    from pool.rounds import MinerError, load_key_file
     from pool.search import SearchError
     from wallet.client import NodeError, read_token
 

@@ -31,8 +31,8 @@ from consensus.engines.ponas.engine import PonasEngine
 from consensus.engines.ponas.rounds import BUILTIN_TASK, check_candidate, commitment_for, make_close
 from consensus.state import genesis_accounts
 from consensus.types import Block, Header, Payout
-from pool.miner import (
-    Miner,
+from pool.miner import Miner
+from pool.rounds import (
     MinerError,
     RoundInfo,
     TrainResult,
@@ -142,7 +142,7 @@ class _View:
 
 
 def test_candidate_from_template_close_and_commitments_is_valid(kit: dict[str, Any]) -> None:
-    check_template(kit["ours"], kit["rnd"], kit["result"], MINER.address)
+    check_template(kit["ours"], kit["rnd"], kit["result"], [Payout(MINER.address, 0)])
     close = kit["close"]
     [score] = round_scores([kit["result"]], "nb201", close.test_key, PARAMS.ponas.test_set_size)
     assert 0 < score <= PARAMS.ponas.test_set_size
@@ -180,15 +180,23 @@ def test_candidates_that_cannot_be_proved_are_refused(kit: dict[str, Any]) -> No
         assert err.value.reason == reason
 
 
-def test_template_must_be_for_this_round_our_result_and_pay_only_us(kit: dict[str, Any]) -> None:
+def test_template_must_be_for_this_round_our_result_and_pay_what_we_asked(kit: dict[str, Any]) -> None:
     ours, rnd, result = kit["ours"], kit["rnd"], kit["result"]
-    check_template(ours, rnd, result, MINER.address)
+    me = [Payout(MINER.address, 0)]
+    check_template(ours, rnd, result, me)
+    reward = ours.coinbase.payouts[0].amount
     bad = [
-        (ours, rnd, replace(result, seed=result.seed + 1), MINER.address),  # another seed declared
-        (ours, replace(rnd, height=2), result, MINER.address),  # the tip moved on
-        (ours, rnd, result, STRANGER.address),  # the coinbase pays someone else
-        (replace(ours, header=replace(ours.header, score=5)), rnd, result, MINER.address),  # not unsealed
+        (ours, rnd, replace(result, seed=result.seed + 1), me),  # another seed declared
+        (ours, replace(rnd, height=2), result, me),  # the tip moved on
+        (ours, rnd, result, [Payout(STRANGER.address, 0)]),  # the coinbase pays someone else
+        (ours, rnd, result, [Payout(STRANGER.address, 1), Payout(MINER.address, 0)]),  # a payout left out
+        (replace(ours, header=replace(ours.header, score=5)), rnd, result, me),  # not unsealed
     ]
+    # a split: every amount as asked, the last (asked as 0) takes the rest
+    split = replace(ours.coinbase, payouts=(Payout(STRANGER.address, 7), Payout(MINER.address, reward - 7)))
+    two = replace(ours, coinbase=split, header=replace(ours.header, payouts_root=split.payouts_root()))
+    check_template(two, rnd, result, [Payout(STRANGER.address, 7), Payout(MINER.address, 0)])
+    bad.append((two, rnd, result, [Payout(STRANGER.address, 8), Payout(MINER.address, 0)]))
     for args in bad:
         with pytest.raises(MinerError) as err:
             check_template(*args)
