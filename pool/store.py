@@ -1,0 +1,141 @@
+"""The pool manager's LevelDB store: every accepted share, bans, payouts and blocks won.
+
+Keys (one prefix byte each; integers 8-byte big-endian so iteration follows their order):
+
+| key                  | value                                                            |
+|----------------------|------------------------------------------------------------------|
+| ``M``                | ``[schema, chain_id, next_share_seq]``                            |
+| ``s`` + seq          | a share ``[address, worker, weight, height, genotype, seed, validation]`` |
+| ``x`` + address      | ``[reason, time]``: a banned address                              |
+| ``p`` + address      | total paid to the address by the pool's won blocks (base units)   |
+| ``b`` + height       | a block won ``[hash, time, [[address, amount], ...]]``            |
+
+Each change is one synced batch, so a restarted manager has every share and payout it
+acknowledged (a share is acknowledged to the member only after its batch is written).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import plyvel
+
+from consensus.encoding import decode, encode
+from consensus.types import Payout
+
+SCHEMA = 1
+
+
+class StoreError(RuntimeError):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+@dataclass(frozen=True, slots=True)
+class StoredShare:
+    seq: int
+    address: bytes
+    worker: str
+    weight: int
+    height: int
+    genotype: str
+    seed: int
+    validation: int
+
+
+def _u64(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+class PoolStore:
+    def __init__(self, path: str, chain_id: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        try:
+            self.db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True)
+        except plyvel.IOError as exc:
+            reason = "datadir-locked" if "lock" in str(exc).lower() else "db-io"
+            raise StoreError(reason, f"{path}: {exc}") from None
+        meta = self.db.get(b"M")
+        if meta is None:
+            self.next_seq = 1
+            self.db.put(b"M", encode([SCHEMA, chain_id, 1]), sync=True)
+        else:
+            schema, stored_chain, self.next_seq = decode(meta)
+            if schema != SCHEMA or stored_chain != chain_id:
+                self.db.close()
+                raise StoreError("wrong-chain", f"{path} holds pool data of chain {stored_chain} (schema {schema})")
+        self.chain_id = chain_id
+
+    def close(self) -> None:
+        if not self.db.closed:
+            self.db.close()
+
+    # --- shares ------------------------------------------------------------------------------
+
+    def add_share(self, address: bytes, worker: str, weight: int, height: int, genotype: str, seed: int,
+                  validation: int) -> StoredShare:
+        share = StoredShare(self.next_seq, address, worker, weight, height, genotype, seed, validation)
+        with self.db.write_batch(sync=True) as wb:
+            wb.put(b"s" + _u64(share.seq), encode([address, worker, weight, height, genotype, seed, validation]))
+            wb.put(b"M", encode([SCHEMA, self.chain_id, share.seq + 1]))
+        self.next_seq = share.seq + 1
+        return share
+
+    def shares(self, reverse: bool = False) -> Iterator[StoredShare]:
+        with self.db.iterator(prefix=b"s", reverse=reverse) as it:
+            for key, value in it:
+                a, w, weight, height, g, seed, v = decode(value)
+                yield StoredShare(int.from_bytes(key[1:], "big"), a, w, weight, height, g, seed, v)
+
+    def void(self, address: bytes) -> int:
+        """Delete every share of ``address`` (a banned member's shares are never paid)."""
+        doomed = [s.seq for s in self.shares() if s.address == address]
+        with self.db.write_batch(sync=True) as wb:
+            for seq in doomed:
+                wb.delete(b"s" + _u64(seq))
+        return len(doomed)
+
+    def prune(self, keep_from_seq: int) -> None:
+        """Forget shares older than ``keep_from_seq`` (outside every future PPLNS window)."""
+        with self.db.write_batch(sync=True) as wb, self.db.iterator(prefix=b"s", include_value=False) as it:
+            for key in it:
+                if int.from_bytes(key[1:], "big") >= keep_from_seq:
+                    break
+                wb.delete(key)
+
+    # --- bans, payouts, blocks ---------------------------------------------------------------
+
+    def ban(self, address: bytes, reason: str, when: float) -> None:
+        self.db.put(b"x" + address, encode([reason, int(when)]), sync=True)
+
+    def banned(self, address: bytes) -> str | None:
+        value = self.db.get(b"x" + address)
+        return None if value is None else str(decode(value)[0])
+
+    def bans(self) -> dict[bytes, str]:
+        with self.db.iterator(prefix=b"x") as it:
+            return {key[1:]: str(decode(value)[0]) for key, value in it}
+
+    def record_block(self, height: int, block_hash: bytes, when: float, payouts: list[Payout]) -> None:
+        """A block the pool won: its payouts are added to each address's paid total, once."""
+        if self.db.get(b"b" + _u64(height)) is not None:
+            return
+        with self.db.write_batch(sync=True) as wb:
+            wb.put(b"b" + _u64(height), encode([block_hash, int(when), [[p.address, p.amount] for p in payouts]]))
+            for p in payouts:
+                wb.put(b"p" + p.address, encode(self.paid(p.address) + p.amount))
+
+    def paid(self, address: bytes) -> int:
+        value = self.db.get(b"p" + address)
+        return 0 if value is None else int(decode(value))
+
+    def blocks(self) -> list[tuple[int, bytes, int, list[Payout]]]:
+        with self.db.iterator(prefix=b"b") as it:
+            out = []
+            for key, value in it:
+                h, when, payouts = decode(value)
+                out.append((int.from_bytes(key[1:], "big"), h, when, [Payout(a, n) for a, n in payouts]))
+            return out
