@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import random
 import signal
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from consensus.errors import ConsensusError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pool.miner import Miner, MinerStats
 
-__all__ = ["register_mine", "cmd_mine"]
+__all__ = ["register_mine", "register_pool", "cmd_mine", "cmd_pool_serve", "cmd_pool_join"]
 
 _MAX_SEED = (1 << 64) - 1
 
@@ -110,3 +113,140 @@ async def _run(miner: Miner) -> MinerStats:
                 loop.remove_signal_handler(sig)
             except (NotImplementedError, RuntimeError):  # pragma: no cover
                 pass
+
+
+# --- ponas pool ---------------------------------------------------------------------------------
+
+
+def register_pool(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("pool", help="a mining pool: run its manager, or join one as a member")
+    psub = p.add_subparsers(dest="pool_command", metavar="ACTION")
+    psub.required = True
+    s = psub.add_parser("serve", help="run a pool manager on a node (members connect over a websocket)",
+                        description="Follow the node's rounds, hand members subspaces, verify their shares, commit "
+                        "the pool's best result with the coinbase split among the members (fee, finder's bonus, "
+                        "PPLNS), reveal it. Dashboard at http://HOST:PORT/. See docs/pool-protocol.md.")
+    s.add_argument("--node", required=True, metavar="URL", help="the node's REST API")
+    s.add_argument("--address", required=True, metavar="ADDR", help="the pool's fee address")
+    s.add_argument("--fee", default="1", metavar="PCT", help="pool fee in percent (default 1)")
+    s.add_argument("--finder-bonus", default="0.5", metavar="PCT", help="bonus to the member whose result is committed (0.5)")
+    s.add_argument("--window", type=int, default=600, help="PPLNS window in work units (training epochs; default 600)")
+    s.add_argument("--datadir", required=True, help="where the pool keeps shares and payouts (LevelDB)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=0, help="members and dashboard port (0: any free port)")
+    s.add_argument("--token-file", metavar="FILE", help="the node's DATADIR/.cookie (default: $PONAS_TOKEN)")
+    s.add_argument("--key", metavar="FILE", help="key file that signs the pool's commitments (default: a fresh key)")
+    s.set_defaults(func=cmd_pool_serve)
+    j = psub.add_parser("join", help="join a pool as a member: search the subspaces it assigns, stream shares")
+    j.add_argument("url", metavar="URL", help="the pool's address, e.g. ws://127.0.0.1:3333")
+    j.add_argument("--address", required=True, metavar="ADDR", help="your payout address (you sign the pool's challenge)")
+    j.add_argument("--key", metavar="FILE", help="the key file of ADDR")
+    j.add_argument("--wallet", metavar="NAME", help="take the key of ADDR from this wallet (asks its password)")
+    j.add_argument("--home", help="wallet home (default $PONAS_HOME or ~/.ponas)")
+    j.add_argument("--password-file", metavar="FILE", help="the wallet's password (else $PONAS_WALLET_PASSWORD or a prompt)")
+    j.add_argument("--worker", default="w", help="this machine's name in the pool (default w)")
+    j.add_argument("--workers", type=int, default=1, help="trainings in parallel, one connection each (default 1)")
+    j.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    j.add_argument("--strategy", choices=("evolution", "random"), default="evolution")
+    j.add_argument("--seed", type=int, help="seed of the search (default: random)")
+    j.set_defaults(func=cmd_pool_join)
+
+
+def percent_ppm(text: str, name: str) -> int:
+    """``"1.5"`` (percent) -> 15000 parts per million, exactly; 0..100 with at most 4 decimals."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(text.strip()) * 10_000
+    except InvalidOperation:
+        raise ConsensusError("bad-args", f"--{name} {text!r} is not a percentage") from None
+    if not value.is_finite() or value != value.to_integral_value() or not 0 <= value <= 1_000_000:
+        raise ConsensusError("bad-args", f"--{name} is a percentage in 0..100 with at most 4 decimals")
+    return int(value)
+
+
+async def _until_signal(work: Callable[[asyncio.Event], Awaitable[Any]]) -> Any:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return await work(stop)
+
+
+def cmd_pool_serve(args: argparse.Namespace) -> int:
+    from consensus.crypto import parse_address
+    from pool.manager import Manager, ManagerConfig
+    from pool.rounds import MinerError, load_key_file
+    from wallet.client import NodeError, read_token
+
+    fee_address = parse_address(args.address)
+    try:
+        token = read_token(args.token_file)
+        key = load_key_file(args.key) if args.key else None
+    except (MinerError, NodeError) as exc:
+        raise _reason(exc) from None
+    if token is None:
+        raise ConsensusError("no-token", "the pool commits through the node: --token-file DATADIR/.cookie or $PONAS_TOKEN")
+    config = ManagerConfig(args.node, fee_address, args.datadir, fee_ppm=percent_ppm(args.fee, "fee"),
+                           finder_bonus_ppm=percent_ppm(args.finder_bonus, "finder-bonus"), window=args.window,
+                           host=args.host, port=args.port, token=token, token_file=args.token_file)
+    if config.fee_ppm + config.finder_bonus_ppm > 1_000_000:
+        raise ConsensusError("bad-args", "--fee plus --finder-bonus exceed 100%")
+
+    async def serve(stop: asyncio.Event) -> None:
+        manager = Manager(config, key=key)
+        try:
+            await manager.start()
+        except NodeError as exc:
+            raise _reason(exc) from None
+        print(f"pool on ws://{args.host}:{manager.port}/ws (dashboard http://{args.host}:{manager.port}/), "
+              f"fee {args.fee}% to {args.address}, node {args.node}", flush=True)
+        await manager.run(stop)
+
+    logging.getLogger("ponas.pool").setLevel(logging.INFO)
+    asyncio.run(_until_signal(serve))
+    return 0
+
+
+def cmd_pool_join(args: argparse.Namespace) -> int:
+    from consensus.crypto import parse_address
+    from pool.member import Member
+    from pool.rounds import MinerError, load_key_file
+
+    address = parse_address(args.address)
+    if not 1 <= args.workers <= 64:
+        raise ConsensusError("bad-args", "--workers is 1..64")
+    if args.key:
+        try:
+            key = load_key_file(args.key)
+        except MinerError as exc:
+            raise _reason(exc) from None
+    elif args.wallet:
+        from wallet.cli import read_password
+        from wallet.errors import WalletError
+        from wallet.keystore import Keystore
+
+        home = os.path.abspath(os.path.expanduser(args.home or os.environ.get("PONAS_HOME") or "~/.ponas"))
+        try:
+            key = Keystore.load(home, args.wallet).unlock(read_password(args)).key_for(address)
+        except WalletError as exc:
+            raise _reason(exc) from None
+    else:
+        raise ConsensusError("no-key", "the pool pays ADDR only if you prove it: give --key FILE or --wallet NAME")
+    if key.address != address:
+        raise ConsensusError("wrong-key", "the key is not the key of --address")
+    seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
+    url = args.url if "://" in args.url else f"ws://{args.url}"
+    members = [Member(url, key, f"{args.worker}{i}" if args.workers > 1 else args.worker, args.strategy, args.device,
+                      random.Random(seed + i), report=lambda line: print(line, flush=True)) for i in range(args.workers)]
+
+    async def work(stop: asyncio.Event) -> list[Any]:
+        return list(await asyncio.gather(*(m.run(stop) for m in members)))
+
+    logging.getLogger("ponas.member").setLevel(logging.INFO)
+    stats = asyncio.run(_until_signal(work))
+    total = sum(s.trainings for s in stats)
+    print(f"stopped: {total} trainings, {sum(s.accepted for s in stats)} shares accepted, "
+          f"{sum(s.rejected for s in stats)} rejected", flush=True)
+    return 1 if any(s.banned for s in stats) else 0

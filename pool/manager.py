@@ -1,0 +1,585 @@
+"""The pool manager (``ponas pool serve``): members search subspaces, the pool mines with the best.
+
+One process holds:
+
+- a websocket server for members (docs/pool-protocol.md): a signed challenge proves each
+  member's payout address; each gets a ``job`` (task, subspaces, deadline) from the
+  :class:`~pool.schedule.Scheduler`, sends heartbeats and shares, and uploads weights;
+- share checking: cheap checks at once (job, subspace, duplicate, flood, range), then, for a
+  random sample of shares and for every share that would become the pool's best, the uploaded
+  weights are re-evaluated on the validation split (and a sample retrained from the recipe and
+  seed): a member caught lying is banned and its shares are voided;
+- a :class:`~pool.driver.RoundDriver` on the node, fed by this manager as its candidate
+  source: the pool's best verified result is committed with a coinbase split by
+  :func:`~pool.shares.split_reward` (pool fee, finder's bonus, PPLNS over the accepted shares),
+  and revealed after the close;
+- the :class:`~pool.store.PoolStore` (LevelDB): every accepted share, bans, payouts, blocks won;
+- a dashboard page at ``/``, its data at ``/api/pool`` and Prometheus text at ``/metrics``.
+
+Solo mining is a pool of one: ``ponas mine`` runs a manager with no fee and one member in the
+same process (:func:`solo`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from consensus.crypto import PrivateKey, format_address, parse_address
+from consensus.types import Block, Payout
+from pool import protocol as P
+from pool.driver import RoundDriver
+from pool.rounds import RoundInfo, TrainResult
+from pool.schedule import Scheduler
+from pool.shares import PPLNSWindow, Share, split_reward
+from pool.store import PoolStore
+
+__all__ = ["Manager", "ManagerConfig", "MemberConn"]
+
+log = logging.getLogger("ponas.pool")
+
+PPM = 1_000_000
+
+
+@dataclass
+class ManagerConfig:
+    node_url: str
+    fee_address: bytes
+    datadir: str
+    fee_ppm: int = 10_000  # 1%
+    finder_bonus_ppm: int = 5_000  # 0.5%, as P2Pool
+    window: int = 600  # PPLNS window in work units (epochs of accepted trainings)
+    host: str = "127.0.0.1"
+    port: int = 0
+    token: str | None = None
+    token_file: str | None = None
+    verify_rate: float = 0.25  # share of shares whose weights are re-evaluated
+    retrain_rate: float = 0.05  # share of verified shares also retrained
+    heartbeat: float = 2.0  # members' heartbeat interval
+    heartbeat_timeout: float = 10.0
+    grace: float = 30.0  # seconds a previous job's results are still accepted
+    max_share_rate: float = 20.0  # shares per second per member before rate-limited
+    want_timeout: float = 30.0
+    std_threshold: float = 0.25
+    max_members: int = 2000
+    solo: bool = False  # a pool of one: the whole coinbase to ``fee_address``
+
+
+@dataclass
+class MemberConn:
+    """One connected member (an address and a worker)."""
+
+    id: str
+    address: bytes
+    worker: str
+    ws: web.WebSocketResponse
+    joined: float
+    last_seen: float
+    throughput: float = 0.0
+    trainings: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    verified: int = 0
+    best: int = -1
+    jobs: dict[int, tuple[float, list[tuple[int, int]]]] = field(default_factory=dict)  # job -> (sent, ranges)
+    wanted: dict[int, tuple[float, P.Share]] = field(default_factory=dict)  # share id -> (asked, share)
+    pending: dict[int, P.Share] = field(default_factory=dict)  # shares seen, by id, kept for a while
+    bucket: float = 0.0
+    bucket_t: float = 0.0
+    floods: int = 0
+
+
+@dataclass
+class _Result:
+    """A verified result the pool can commit."""
+
+    member: str
+    address: bytes
+    result: TrainResult
+
+
+class Manager:
+    def __init__(self, config: ManagerConfig, *, key: PrivateKey | None = None, rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.time, report: Callable[[str], None] | None = None,
+                 chain_id: str = "") -> None:
+        self.config = config
+        self.rng = rng if rng is not None else random.Random()
+        self.clock = clock
+        self.report = report if report is not None else (lambda line: print(line, flush=True))
+        self.key = key if key is not None else PrivateKey.generate()
+        self.chain_id = chain_id
+        self.members: dict[str, MemberConn] = {}
+        self.scheduler: Scheduler | None = None
+        self.window = PPLNSWindow(config.window)
+        self.store: PoolStore | None = None
+        self.driver = RoundDriver(config.node_url, self, self.key, config.token, clock, token_file=config.token_file,
+                                  report=self.report, scorer=self._locked)
+        self.port = 0
+        self._round: RoundInfo | None = None
+        self._task: tuple[str, str] | None = None
+        self._job_id = 0
+        self._best: _Result | None = None
+        self._seen: set[tuple[str, int]] = set()  # (genotype, seed) submitted to the pool
+        self._verify: asyncio.Queue[tuple[MemberConn, P.Share, bytes]] = asyncio.Queue()
+        self._torch = threading.Lock()
+        self._runner: web.AppRunner | None = None
+        #: what each split was computed from: weights hash -> (window weights, finder, reward,
+        #: last share seq); by the committed coinbase's payouts root (tests audit it)
+        self._splits: dict[bytes, tuple[dict[bytes, int], bytes | None, int, int]] = {}
+        self.split_log: dict[bytes, tuple[dict[bytes, int], bytes | None, int, int]] = {}
+        self.stats: dict[str, int] = {"accepted": 0, "rejected": 0, "verified": 0, "banned": 0, "voided": 0, "won": 0}
+
+    # --- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        os.makedirs(self.config.datadir, exist_ok=True)
+        if not self.chain_id:
+            await self._learn_chain_id()
+        self.store = PoolStore(os.path.join(self.config.datadir, "pool"), self.chain_id)
+        for s in self.store.shares():
+            self.window.add(Share(s.address, s.weight, s.height, s.seq))
+            self._seen.add((s.genotype, s.seed))
+        app = web.Application()
+        app.router.add_get("/ws", self._ws_handler)
+        app.router.add_get("/api/pool", self._api_pool)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/", self._page)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("pool-listening", extra={"port": self.port, "fee_ppm": self.config.fee_ppm})
+
+    async def _learn_chain_id(self) -> None:
+        from wallet.client import NodeClient, session
+
+        async with session() as http:
+            status = await NodeClient(http, self.config.node_url).get("/api/v1/status")
+        self.chain_id = str(status.get("chain_id", "")) if isinstance(status, dict) else ""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        verifier = asyncio.create_task(self._verify_loop(stop))
+        watcher = asyncio.create_task(self._watch_loop(stop))
+        try:
+            await self.driver.run(stop)
+        finally:
+            verifier.cancel()
+            watcher.cancel()
+            for m in list(self.members.values()):
+                await m.ws.close()
+            if self._runner is not None:
+                await self._runner.cleanup()
+            if self.store is not None:
+                self.store.close()
+
+    def _locked(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._torch:
+            return fn(*args)
+
+    # --- CandidateSource ----------------------------------------------------------------------
+
+    def prepare(self, rnd: RoundInfo) -> bool:
+        from consensus.engines.ponas.recipe import PRESETS
+        from consensus.engines.ponas.space import GenotypeError, get_space
+
+        if self._task != (rnd.space, rnd.recipe):
+            try:
+                space = get_space(rnd.space)
+            except GenotypeError:
+                return False
+            if rnd.recipe not in PRESETS:
+                return False
+            self._task = (rnd.space, rnd.recipe)
+            self.scheduler = Scheduler(space, heartbeat_timeout=self.config.heartbeat_timeout,
+                                       std_threshold=self.config.std_threshold)
+            for m in self.members.values():
+                self.scheduler.join(m.id, self.clock(), m.throughput or None)
+            self._best = None
+            self._round = rnd
+            self._send_jobs(replan=True)
+        self._round = rnd
+        return True
+
+    def set_training(self, allowed: bool) -> None:
+        pass  # members train all the time: results carry over rounds of the same task
+
+    def best(self, rnd: RoundInfo) -> TrainResult | None:
+        return self._best.result if self._best is not None else None
+
+    def rest_address(self) -> bytes:
+        return self.config.fee_address
+
+    def payouts(self, result: TrainResult, reward: int) -> list[Payout]:
+        if self.config.solo:
+            return [Payout(self.config.fee_address, reward)]
+        finder = self._best.address if self._best is not None and self._best.result is result else None
+        weights = self.window.weights_by_member()
+        last_seq = self.store.next_seq - 1 if self.store is not None else 0
+        self._splits[result.weights_hash] = (weights, finder, reward, last_seq)
+        return split_reward(reward, weights, fee_address=self.config.fee_address,
+                            fee_ppm=self.config.fee_ppm, finder=finder, finder_bonus_ppm=self.config.finder_bonus_ppm)
+
+    def round_opened(self, rnd: RoundInfo) -> None:
+        if self.scheduler is None:
+            return
+        pool_best = [(self._best.member, self._best.result.validation)] if self._best else []
+        self.scheduler.end_round(self.clock(), pool_best)
+        self._round = rnd
+        self._send_jobs(replan=True)
+
+    def committed(self, rnd: RoundInfo, result: TrainResult, block: Block) -> None:
+        if result.weights_hash in self._splits:
+            self.split_log[block.header.payouts_root] = self._splits[result.weights_hash]
+        self.report(f"round {rnd.height}: committed {result.genotype} (validation {result.validation}) paying "
+                    f"{len(block.coinbase.payouts)} addresses")
+
+    def won(self, height: int, block_hash: bytes, score: int) -> None:
+        self.stats["won"] += 1
+        asyncio.ensure_future(self._record_win(height, block_hash, score))
+
+    async def _record_win(self, height: int, block_hash: bytes, score: int) -> None:
+        """Book a won block with the payouts its coinbase really holds (read from the node)."""
+        client = self.driver._client
+        try:
+            assert client is not None
+            data = await client.get(f"/api/v1/blocks/{block_hash.hex()}")
+            payouts = [Payout(parse_address(p["address"]), int(p["amount"])) for p in data["payouts"]]
+        except Exception as exc:  # the node went away: the block is on chain anyway
+            log.warning("win-not-booked", extra={"height": height, "error": f"{type(exc).__name__}: {exc}"})
+            return
+        if self.store is not None:
+            self.store.record_block(height, block_hash, self.clock(), payouts)
+        self.report(f"round {height}: the pool WON block {block_hash.hex()[:16]} (score {score}), "
+                    f"{len(payouts)} addresses paid in the coinbase")
+
+    # --- jobs ----------------------------------------------------------------------------------
+
+    def _send_jobs(self, replan: bool = False) -> None:
+        """Send every member its assignments: of a fresh plan (a new round, a new member), or
+        of the current one after moves (a member left or went silent)."""
+        rnd, sched = self._round, self.scheduler
+        if rnd is None or sched is None or not self.members:
+            return
+        plan = sched.plan_round(self.clock(), self.rng) if replan else sched.plan
+        for m in self.members.values():
+            self._send_job(m, plan.assignments_of(m.id), rnd)
+
+    def _send_job(self, m: MemberConn, assignments: list[Any], rnd: RoundInfo) -> None:
+        self._job_id += 1
+        ranges = [a.subspace.as_range() for a in assignments]
+        m.jobs[self._job_id] = (self.clock(), ranges)
+        for old in [j for j, (sent, _) in m.jobs.items() if sent < self.clock() - self.config.grace - 60]:
+            del m.jobs[old]
+        subspaces = [{"start": a.subspace.start, "stop": a.subspace.stop, "role": a.role, "primary": a.primary}
+                     for a in assignments]
+        asyncio.ensure_future(self._send(m, P.encode(
+            "job", job=self._job_id, height=rnd.height, parent=rnd.parent.hex(), task=rnd.task_id.hex(),
+            space=rnd.space, recipe=rnd.recipe, deadline=rnd.deadline, subspaces=subspaces)))
+
+    async def _send(self, m: MemberConn, text: str) -> None:
+        if not m.ws.closed:
+            try:
+                await m.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                pass
+
+    # --- websocket ------------------------------------------------------------------------------
+
+    async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=P.MAX_FRAME, heartbeat=30)
+        await ws.prepare(request)
+        nonce = os.urandom(32)
+        await ws.send_str(P.encode("challenge", version=P.VERSION, nonce=nonce.hex(), chain_id=self.chain_id,
+                                   pool={"fee_ppm": self.config.fee_ppm, "finder_bonus_ppm": self.config.finder_bonus_ppm,
+                                         "address": format_address(self.config.fee_address)}))
+        member: MemberConn | None = None
+        try:
+            msg = await ws.receive(timeout=15)
+            if msg.type != WSMsgType.TEXT:
+                return ws
+            hello = P.parse_hello(P.decode(msg.data), self.chain_id, nonce)
+            member = await self._admit(ws, hello)
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    break
+                await self._on_message(member, P.decode(msg.data))
+        except P.ProtocolError as exc:
+            await ws.send_str(P.encode("error", reason=exc.reason, detail=exc.detail))
+            log.info("member-refused", extra={"reason": exc.reason, "detail": exc.detail,
+                                              "member": member.id if member else None})
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            if member is not None and self.members.get(member.id) is member:
+                self._drop(member, "left")
+            await ws.close()
+        return ws
+
+    async def _admit(self, ws: web.WebSocketResponse, hello: P.Hello) -> MemberConn:
+        assert self.store is not None
+        reason = self.store.banned(hello.address)
+        if reason is not None:
+            raise P.ProtocolError("banned", f"this address was banned: {reason}")
+        if hello.member in self.members:
+            raise P.ProtocolError("duplicate-worker", f"{hello.member} is connected already")
+        if len(self.members) >= self.config.max_members:
+            raise P.ProtocolError("pool-full", "try another pool")
+        now = self.clock()
+        m = MemberConn(hello.member, hello.address, hello.worker, ws, now, now, hello.throughput or 0.0)
+        self.members[m.id] = m
+        await ws.send_str(P.encode("welcome", member=m.id, fee_ppm=self.config.fee_ppm,
+                                   finder_bonus_ppm=self.config.finder_bonus_ppm, window=self.config.window,
+                                   heartbeat=self.config.heartbeat))
+        log.info("member-joined", extra={"member": m.id})
+        if self.scheduler is not None:
+            self.scheduler.join(m.id, now, hello.throughput)
+            self._send_jobs(replan=True)
+        return m
+
+    def _drop(self, m: MemberConn, why: str) -> None:
+        self.members.pop(m.id, None)
+        log.info("member-left", extra={"member": m.id, "why": why})
+        if self.scheduler is not None:
+            moves = self.scheduler.leave(m.id, self.clock())
+            if moves:
+                self._send_jobs()
+
+    async def _on_message(self, m: MemberConn, data: dict[str, Any]) -> None:
+        m.last_seen = self.clock()
+        kind = data["type"]
+        if kind == "heartbeat":
+            _job, trainings, throughput = P.parse_heartbeat(data)
+            m.trainings, m.throughput = trainings, throughput
+            if self.scheduler is not None:
+                self.scheduler.heartbeat(m.id, m.last_seen, throughput)
+        elif kind == "share":
+            await self._on_share(m, P.parse_share(data))
+        elif kind == "weights":
+            sid, weights = P.parse_weights(data)
+            share = m.pending.get(sid)
+            if share is None:
+                return  # weights of a share we refused, or forgot: nothing to credit
+            m.wanted.pop(sid, None)
+            self._verify.put_nowait((m, share, weights))
+        else:
+            raise P.ProtocolError("bad-message", f"unknown type {kind!r}")
+
+    def _rate_ok(self, m: MemberConn, now: float) -> bool:
+        cap = self.config.max_share_rate
+        m.bucket = min(cap, m.bucket + (now - m.bucket_t) * cap) if m.bucket_t else cap
+        m.bucket_t = now
+        if m.bucket < 1:
+            return False
+        m.bucket -= 1
+        return True
+
+    async def _on_share(self, m: MemberConn, share: P.Share) -> None:
+        reason = self._check_share(m, share)
+        if reason is not None:
+            m.rejected += 1
+            self.stats["rejected"] += 1
+            await self._send(m, P.encode("reject", id=share.id, reason=reason))
+            if reason == "rate-limited":
+                m.floods += 1
+                if m.floods > 50:
+                    raise P.ProtocolError("flood", "too many shares; reconnect later")
+            return
+        assert self.store is not None and self._round is not None
+        from consensus.engines.ponas.recipe import PRESETS
+
+        weight = PRESETS[self._task[1]].epochs if self._task else 1
+        stored = self.store.add_share(m.address, m.worker, weight, self._round.height, share.genotype, share.seed,
+                                      share.validation)
+        self._seen.add((share.genotype, share.seed))
+        self.window.add(Share(m.address, weight, self._round.height, stored.seq))
+        m.accepted += 1
+        m.pending[share.id] = share
+        while len(m.pending) > 256:
+            m.pending.pop(next(iter(m.pending)))
+        self.stats["accepted"] += 1
+        await self._send(m, P.encode("accept", id=share.id, credit=weight))
+        best = self._best.result.validation if self._best else -1
+        if share.validation > best or self.rng.random() < self.config.verify_rate:
+            m.wanted[share.id] = (self.clock(), share)
+            await self._send(m, P.encode("want", id=share.id))
+
+    def _check_share(self, m: MemberConn, share: P.Share) -> str | None:
+        from consensus.engines.ponas.space import get_space
+
+        now = self.clock()
+        if not self._rate_ok(m, now):
+            return "rate-limited"
+        job = m.jobs.get(share.job)
+        if job is None or self._task is None:
+            return "stale-job"
+        sent, ranges = job
+        latest = max(m.jobs)
+        if share.job != latest and now - sent > self.config.grace + (now - m.jobs[latest][0]):
+            return "stale-job"
+        space = get_space(self._task[0])
+        if not space.contains(share.genotype):
+            return "bad-share"
+        index = space.decode(share.genotype)
+        if not any(a <= index < b for a, b in ranges):
+            return "outside-subspace"
+        if (share.genotype, share.seed) in self._seen:
+            return "duplicate"
+        from consensus.engines.ponas.data import VALIDATION_SIZE
+
+        if share.validation > VALIDATION_SIZE:
+            return "bad-validation"
+        return None
+
+    # --- verification ---------------------------------------------------------------------------
+
+    async def _verify_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            m, share, weights = await self._verify.get()
+            if m.id not in self.members and self.store is not None and self.store.banned(m.address):
+                continue
+            retrain = self.rng.random() < self.config.retrain_rate
+            try:
+                verdict, result = await asyncio.to_thread(self._locked, _check_weights, self._task, share, weights, retrain)
+            except Exception:  # a bug in checking must not take the pool down
+                log.exception("verify-failed", extra={"member": m.id, "share": share.id})
+                continue
+            if verdict is not None:
+                await self._ban(m, verdict)
+                continue
+            assert result is not None
+            m.verified += 1
+            self.stats["verified"] += 1
+            await self._send(m, P.encode("verified", id=share.id))
+            if self._best is None or result.validation > self._best.result.validation:
+                self._best = _Result(m.id, m.address, result)
+                self.driver.wake()
+                log.info("pool-best", extra={"member": m.id, "genotype": result.genotype, "validation": result.validation})
+            if self.scheduler is not None and m.id in self.members:
+                self.scheduler.record(m.id, share.genotype, result.validation, self.clock())
+
+    async def _ban(self, m: MemberConn, reason: str) -> None:
+        assert self.store is not None
+        self.store.ban(m.address, reason, self.clock())
+        voided = self.store.void(m.address)
+        self.window.void(m.address)
+        self.stats["banned"] += 1
+        self.stats["voided"] += voided
+        if self._best is not None and self._best.address == m.address:
+            self._best = None
+        log.warning("member-banned", extra={"member": m.id, "reason": reason, "voided": voided})
+        self.report(f"banned {m.id}: {reason}; {voided} shares voided")
+        for other in [c for c in self.members.values() if c.address == m.address]:
+            await self._send(other, P.encode("banned", reason=reason))
+            self._drop(other, "banned")
+            await other.ws.close()
+
+    async def _watch_loop(self, stop: asyncio.Event) -> None:
+        """Heartbeats: a silent member's subspaces move at once; unanswered ``want`` voids."""
+        while not stop.is_set():
+            await asyncio.sleep(0.5)
+            now = self.clock()
+            if self.scheduler is not None and self.scheduler.check(now):
+                self._send_jobs()
+            for m in self.members.values():
+                for sid, (asked, _share) in list(m.wanted.items()):
+                    if now - asked > self.config.want_timeout:
+                        del m.wanted[sid]
+
+    # --- dashboard ------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        weights = self.window.weights_by_member()
+        total = sum(weights.values()) or 1
+        reward_guess = 50 * 10**8
+        expected = {a: reward_guess * w // total for a, w in weights.items()}
+        sched = self.scheduler.stats() if self.scheduler is not None else {}
+        members = []
+        for m in self.members.values():
+            members.append({"member": m.id, "address": format_address(m.address), "throughput": round(m.throughput, 3),
+                            "trainings": m.trainings, "accepted": m.accepted, "rejected": m.rejected,
+                            "verified": m.verified, "window_weight": weights.get(m.address, 0),
+                            "expected_payout": expected.get(m.address, 0),
+                            "paid": self.store.paid(m.address) if self.store else 0,
+                            "schedule": sched.get(m.id) if isinstance(sched, dict) else None})
+        return {"pool": {"fee_ppm": self.config.fee_ppm, "finder_bonus_ppm": self.config.finder_bonus_ppm,
+                         "fee_address": format_address(self.config.fee_address), "window": self.config.window,
+                         "port": self.port, **self.stats},
+                "round": None if self._round is None else {"height": self._round.height, "phase": self._round.phase},
+                "best": None if self._best is None else {"member": self._best.member, "genotype": self._best.result.genotype,
+                                                         "validation": self._best.result.validation},
+                "members": members,
+                "banned": {format_address(a): r for a, r in (self.store.bans().items() if self.store else [])},
+                "blocks": [{"height": h, "hash": b.hex(), "time": t,
+                            "payouts": [[format_address(p.address), p.amount] for p in ps]}
+                           for h, b, t, ps in (self.store.blocks() if self.store else [])]}
+
+    async def _api_pool(self, request: web.Request) -> web.Response:
+        return web.json_response(self.snapshot())
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        s = self.snapshot()
+        lines = [f"ponas_pool_members {len(s['members'])}"]
+        lines += [f"ponas_pool_{k} {v}" for k, v in self.stats.items()]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    async def _page(self, request: web.Request) -> web.Response:
+        return web.Response(text=_PAGE, content_type="text/html")
+
+
+def _check_weights(task: tuple[str, str] | None, share: P.Share, weights: bytes,
+                   retrain: bool) -> tuple[str | None, TrainResult | None]:
+    """Verdict on uploaded weights: None and the result, or the reason to ban."""
+    import hashlib
+
+    from consensus.engines.ponas.recipe import PRESETS
+    from consensus.engines.ponas.train import train, validation_score
+    from consensus.engines.ponas.weights import WeightsError, load_weights
+
+    if task is None:
+        return "bad-weights", None
+    if hashlib.sha256(weights).digest() != share.weights_hash:
+        return "bad-weights", None
+    try:
+        model = load_weights(weights, task[0], share.genotype)
+    except (WeightsError, ValueError):
+        return "bad-weights", None
+    got = validation_score(model)
+    if got != share.validation:
+        return "score-mismatch", None
+    if retrain:
+        model2, _ = train(task[0], share.genotype, PRESETS[task[1]], share.seed)
+        if abs(validation_score(model2) - share.validation) > 3:
+            return "retrain-mismatch", None
+    return None, TrainResult(share.genotype, share.seed, share.validation, share.weights_hash, weights, share.seconds)
+
+
+_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>PoNAS pool</title>
+<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
+td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}th{background:#f4f4f4}.n{text-align:right}</style>
+</head><body><h1>PoNAS pool</h1><div id="pool"></div><h2>Members</h2><table id="members"></table>
+<h2>Blocks won</h2><table id="blocks"></table><h2>Banned</h2><table id="banned"></table>
+<script>
+function row(cells,tag){return '<tr>'+cells.map(c=>'<'+(tag||'td')+'>'+c+'</'+(tag||'td')+'>').join('')+'</tr>';}
+async function load(){const s=await (await fetch('/api/pool')).json();
+document.getElementById('pool').textContent='fee '+s.pool.fee_ppm/1e4+'%  finder bonus '+s.pool.finder_bonus_ppm/1e4+
+'%  accepted '+s.pool.accepted+'  rejected '+s.pool.rejected+'  verified '+s.pool.verified+'  won '+s.pool.won+
+(s.round?'  round '+s.round.height+' ('+s.round.phase+')':'')+(s.best?'  best '+s.best.validation+' by '+s.best.member:'');
+document.getElementById('members').innerHTML=row(['member','throughput/s','trainings','accepted','rejected','verified',
+'window','expected payout','paid','subspaces','backup','high reward'],'th')+s.members.map(m=>{const sc=m.schedule||{};
+return row([m.member,m.throughput,m.trainings,m.accepted,m.rejected,m.verified,m.window_weight,m.expected_payout,m.paid,
+JSON.stringify(sc.subspaces||''),JSON.stringify(sc.backup_of||sc.backed_up_by||''),sc.high_reward?'yes':''])}).join('');
+document.getElementById('blocks').innerHTML=row(['height','hash','payouts'],'th')+s.blocks.map(b=>row([b.height,
+b.hash.slice(0,16),b.payouts.length])).join('');
+document.getElementById('banned').innerHTML=Object.entries(s.banned).map(([a,r])=>row([a,r])).join('');}
+load();setInterval(load,2000);
+</script></body></html>"""

@@ -1,0 +1,263 @@
+"""Share accounting (PPLNS) and the coinbase split (pure: no I/O, no clock, integers only).
+
+A pool pays its members in the coinbase of the block it commits: the payouts are fixed at
+commit time from the verified shares (ARCHITECTURE section 6). Two pieces live here:
+
+**The PPLNS window** (:class:`PPLNSWindow`, Rosenfeld's "pay per last N shares", as P2Pool
+does over about three blocks' worth of work). A :class:`Share` carries a positive ``weight``
+in work units (the manager uses training epochs times a per-architecture cost; here it is an
+opaque positive int). The window keeps the newest shares (by ``seq``, which must strictly
+increase) whose weights cover the last ``size`` units: a share is evicted once the shares
+newer than it hold ``size`` units or more. The oldest kept share may *straddle* the window's
+start; it then counts only for its part inside (standard PPLNS), so the counted weights of
+:meth:`PPLNSWindow.weights_by_member` always sum to ``min(size, total weight added)``.
+:meth:`PPLNSWindow.void` removes every share of a banned member: they are never paid. Voiding
+frees room that later shares fill; shares already evicted do not come back.
+
+**The split** (:func:`split_reward`), exact integer arithmetic, deterministic:
+
+1. ``fee = reward * fee_ppm // 10**6`` goes to ``fee_address``; ``bonus = reward *
+   finder_bonus_ppm // 10**6`` goes to ``finder`` (with ``finder=None`` no bonus is taken).
+   The units these two floors drop stay in the members' part, ``part = reward - fee - bonus``.
+2. Members (positive weight) are ranked by weight, largest first, ties by address bytes
+   ascending. The cap: the longest prefix of that ranking is kept such that the kept members
+   together with the fee and finder outputs (an address in several roles counts once) make at
+   most ``max_outputs`` outputs. The members cut off (the smallest weights) are paid nothing:
+   their weight simply leaves the split, so their part goes to the kept members pro rata.
+3. ``part`` is split among the kept members by the largest-remainder method: member ``i``
+   gets ``part * w_i // W``, and the ``part - sum`` leftover units (fewer than the number of
+   members) go one each to the largest remainders ``part * w_i % W``, ties by address bytes
+   ascending. A member with more weight therefore never gets less than one with less.
+4. Dust: kept members whose amount is below ``min_payout`` are dropped (they are the smallest
+   weights) and the split of step 3 is redone among the others, until none is below.
+5. With no member left (no shares, every weight zero, or all dust) the whole ``part`` goes to
+   ``fee_address``.
+6. Amounts of the same address in several roles (fee, finder, member) are merged into one
+   payout; zero amounts are dropped; payouts are sorted by address bytes ascending.
+
+So the amounts always sum to exactly ``reward`` and every amount is positive.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from consensus.types import MAX_AMOUNT, Payout
+from pool.errors import PoolError
+
+__all__ = ["PoolError", "Share", "PPLNSWindow", "split_reward", "PPM", "DEFAULT_MAX_OUTPUTS"]
+
+#: Parts per million: the unit of fee and bonus rates (``10_000`` ppm = 1 %).
+PPM = 1_000_000
+#: P2Pool's bound on coinbase outputs (the chain's ``MAX_PAYOUTS``).
+DEFAULT_MAX_OUTPUTS = 4_000
+ADDRESS_LEN = 20
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_address(value: object) -> bool:
+    return isinstance(value, bytes) and len(value) == ADDRESS_LEN
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One verified share: ``weight`` work units (> 0) by the member paid at address ``member``
+    (20 bytes), found for round ``height``; ``seq`` is the manager's global order."""
+
+    member: bytes
+    weight: int
+    height: int
+    seq: int
+
+    def __post_init__(self) -> None:
+        if not _is_address(self.member):
+            raise PoolError("bad-share", f"member must be a {ADDRESS_LEN}-byte address, got {self.member!r}")
+        if not _is_int(self.weight) or self.weight <= 0:
+            raise PoolError("bad-share", f"weight must be a positive int, got {self.weight!r}")
+        for name, value in (("height", self.height), ("seq", self.seq)):
+            if not _is_int(value) or value < 0:
+                raise PoolError("bad-share", f"{name} must be a non-negative int, got {value!r}")
+
+
+class PPLNSWindow:
+    """The shares covering the last ``size`` work units (see the module docstring).
+
+    ``add`` requires ``seq`` to increase strictly (``bad-share`` otherwise), so the window is
+    in ``seq`` order and a replay from storage rebuilds the same window.
+    """
+
+    def __init__(self, size: int) -> None:
+        if not _is_int(size) or size <= 0:
+            raise PoolError("bad-window", f"window size must be a positive int, got {size!r}")
+        self.size = size
+        self._shares: deque[Share] = deque()
+        self._total = 0  # sum of the weights of the kept shares (may exceed size by the straddler)
+        self._last_seq: int | None = None
+
+    def add(self, share: Share) -> None:
+        """Append a verified share and evict the shares that fall out of the window."""
+        if not isinstance(share, Share):
+            raise PoolError("bad-share", f"not a Share: {share!r}")
+        if self._last_seq is not None and share.seq <= self._last_seq:
+            raise PoolError("bad-share", f"seq {share.seq} not after {self._last_seq}")
+        self._last_seq = share.seq
+        self._shares.append(share)
+        self._total += share.weight
+        while self._total - self._shares[0].weight >= self.size:
+            self._total -= self._shares.popleft().weight
+
+    def void(self, member: bytes) -> int:
+        """Remove every share of ``member`` (a banned member is never paid); returns how many."""
+        kept = [s for s in self._shares if s.member != member]
+        removed = len(self._shares) - len(kept)
+        self._shares = deque(kept)
+        self._total = sum(s.weight for s in kept)
+        return removed
+
+    def shares(self) -> list[Share]:
+        """The kept shares, oldest first (the first may straddle the window's start)."""
+        return list(self._shares)
+
+    def __len__(self) -> int:
+        return len(self._shares)
+
+    def __iter__(self) -> Iterator[Share]:
+        return iter(list(self._shares))
+
+    @property
+    def total(self) -> int:
+        """Work units counted in the window: ``min(size, weight of the kept shares)``."""
+        return min(self.size, self._total)
+
+    @property
+    def oldest_seq(self) -> int | None:
+        """``seq`` of the oldest kept share (older shares can be pruned from storage)."""
+        return self._shares[0].seq if self._shares else None
+
+    def weights_by_member(self) -> dict[bytes, int]:
+        """Counted weight per member address, sorted by address; the straddling oldest share
+        counts only for its part inside the window."""
+        out: dict[bytes, int] = {}
+        excess = max(0, self._total - self.size)
+        for i, share in enumerate(self._shares):
+            weight = share.weight - excess if i == 0 else share.weight
+            out[share.member] = out.get(share.member, 0) + weight
+        return {a: out[a] for a in sorted(out)}
+
+    def to_list(self) -> list[tuple[bytes, int, int, int]]:
+        """Plain ``(member, weight, height, seq)`` tuples, oldest first, for persistence."""
+        return [(s.member, s.weight, s.height, s.seq) for s in self._shares]
+
+    @classmethod
+    def from_list(cls, size: int, items: Iterable[Sequence[object]]) -> PPLNSWindow:
+        """Rebuild a window of ``size`` units from :meth:`to_list`'s form (re-validated)."""
+        window = cls(size)
+        for item in items:
+            if len(item) != 4:
+                raise PoolError("bad-window", f"a share is [member, weight, height, seq], got {item!r}")
+            member, weight, height, seq = item
+            window.add(Share(member, weight, height, seq))  # type: ignore[arg-type]
+        return window
+
+
+def _largest_remainder(part: int, members: Sequence[tuple[bytes, int]]) -> dict[bytes, int]:
+    """Split ``part`` over ``(address, weight)`` pro rata; leftovers to the largest remainders
+    (ties: lower address). The amounts sum to ``part``."""
+    total = sum(w for _, w in members)
+    amounts = {a: part * w // total for a, w in members}
+    leftover = part - sum(amounts.values())
+    by_remainder = sorted(members, key=lambda aw: (-(part * aw[1] % total), aw[0]))
+    for address, _ in by_remainder[:leftover]:
+        amounts[address] += 1
+    return amounts
+
+
+def split_reward(
+    reward: int,
+    window_weights: Mapping[bytes, int],
+    *,
+    fee_address: bytes,
+    fee_ppm: int,
+    finder: bytes | None,
+    finder_bonus_ppm: int,
+    max_outputs: int = DEFAULT_MAX_OUTPUTS,
+    min_payout: int = 1,
+) -> list[Payout]:
+    """The coinbase payouts for ``reward`` (rules in the module docstring).
+
+    Raises :class:`PoolError` ``bad-split`` for a reward outside ``0..MAX_AMOUNT``, a ppm
+    outside ``0..10**6``, ``fee_ppm + finder_bonus_ppm > 10**6``, a bad address, a negative
+    weight, ``max_outputs < 2`` or ``min_payout < 1``.
+    """
+    if not _is_int(reward) or not 0 <= reward <= MAX_AMOUNT:
+        raise PoolError("bad-split", f"reward must be an int in 0..{MAX_AMOUNT}, got {reward!r}")
+    for name, ppm in (("fee_ppm", fee_ppm), ("finder_bonus_ppm", finder_bonus_ppm)):
+        if not _is_int(ppm) or not 0 <= ppm <= PPM:
+            raise PoolError("bad-split", f"{name} must be an int in 0..{PPM}, got {ppm!r}")
+    if fee_ppm + finder_bonus_ppm > PPM:
+        raise PoolError("bad-split", f"fee {fee_ppm} + finder bonus {finder_bonus_ppm} ppm exceed {PPM}")
+    if not _is_address(fee_address):
+        raise PoolError("bad-split", f"fee address must be {ADDRESS_LEN} bytes, got {fee_address!r}")
+    if finder is not None and not _is_address(finder):
+        raise PoolError("bad-split", f"finder must be {ADDRESS_LEN} bytes or None, got {finder!r}")
+    if not _is_int(max_outputs) or max_outputs < 2:
+        raise PoolError("bad-split", f"max_outputs must be an int >= 2, got {max_outputs!r}")
+    if not _is_int(min_payout) or min_payout < 1:
+        raise PoolError("bad-split", f"min_payout must be an int >= 1, got {min_payout!r}")
+    for address, weight in window_weights.items():
+        if not _is_address(address):
+            raise PoolError("bad-split", f"member address must be {ADDRESS_LEN} bytes, got {address!r}")
+        if not _is_int(weight) or weight < 0:
+            raise PoolError("bad-split", f"weight must be a non-negative int, got {weight!r}")
+
+    fee = reward * fee_ppm // PPM
+    bonus = reward * finder_bonus_ppm // PPM if finder is not None else 0
+    part = reward - fee - bonus
+    roles: set[bytes] = set()
+    if fee > 0:
+        roles.add(fee_address)
+    if bonus > 0:
+        assert finder is not None
+        roles.add(finder)
+
+    # Step 2: the cap. Outputs = kept members plus the role addresses that are not members.
+    ranked = sorted(((a, w) for a, w in window_weights.items() if w > 0), key=lambda aw: (-aw[1], aw[0]))
+    kept: list[tuple[bytes, int]] = []
+    outside_roles = len(roles)
+    for address, weight in ranked:
+        if len(kept) + 1 + outside_roles - (1 if address in roles else 0) > max_outputs:
+            break
+        kept.append((address, weight))
+        if address in roles:
+            outside_roles -= 1
+
+    # Steps 3 and 4: largest remainder, dust dropped and the split redone.
+    members: dict[bytes, int] = {}
+    while kept and part > 0:
+        members = _largest_remainder(part, kept)
+        if all(members[a] >= min_payout for a, _ in kept):
+            break
+        kept = [(a, w) for a, w in kept if members[a] >= min_payout]
+        members = {}
+
+    amounts: dict[bytes, int] = {}
+
+    def pay(address: bytes, amount: int) -> None:
+        if amount > 0:
+            amounts[address] = amounts.get(address, 0) + amount
+
+    pay(fee_address, fee)
+    if finder is not None:
+        pay(finder, bonus)
+    if members:
+        for address, amount in members.items():
+            pay(address, amount)
+    else:
+        pay(fee_address, part)  # step 5: nobody to pay pro rata
+    assert sum(amounts.values()) == reward
+    return [Payout(address, amounts[address]) for address in sorted(amounts)]

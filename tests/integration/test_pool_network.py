@@ -1,0 +1,117 @@
+"""A pool on 127.0.0.1 (regtest): one node holding the beacon's closer key, a pool manager on it
+and four members that really train, each in the subspaces the manager assigns. The pool wins
+blocks, and the coinbase of a won block pays each member exactly what the PPLNS computation
+over the manager's stored shares says. A member that forges its validation score is caught by
+re-evaluation, banned, and its shares voided; a restarted manager still has every share,
+ban and booked block."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from consensus.crypto import format_address
+from consensus.types import Payout
+from pool.manager import Manager, ManagerConfig
+from pool.member import Member
+from pool.rounds import TrainResult, train_one
+from pool.shares import PPLNSWindow, Share, split_reward
+from pool.store import PoolStore
+from tests.builders import keys
+from tests.network_kit import start_node, wait_for
+from tests.ponas_builders import ponas_params
+
+MEMBERS = keys(4, seed=61)
+FEE, CHEAT = keys(2, seed=62)
+
+
+def forged(space: str, recipe: str, genotype: str, seed: int, device: str = "cpu", abort: Any = None) -> TrainResult:
+    """A cheater: trains for real, then claims a validation score 40 higher than it got."""
+    real = train_one(space, recipe, genotype, seed, device, abort)
+    return replace(real, validation=real.validation + 40)
+
+
+async def test_pool_of_four_wins_and_pays_pplns_then_bans_a_cheater(tmp_path: Path) -> None:
+    params = replace(ponas_params(), genesis_time=int(time.time()))
+    node = await start_node(tmp_path, "n0", params, closer=True)
+    url = f"http://127.0.0.1:{node.api_port}"
+    config = ManagerConfig(url, FEE.address, str(tmp_path / "pool"), fee_ppm=10_000, finder_bonus_ppm=5_000,
+                           window=120, token=node.token, verify_rate=0.5, retrain_rate=0.0)
+    manager = Manager(config, rng=random.Random(5), report=lambda line: None)
+    await manager.start()
+    ws = f"ws://127.0.0.1:{manager.port}/ws"
+    stop, member_stop = asyncio.Event(), asyncio.Event()
+    members = [Member(ws, k, f"m{i}", "random", rng=random.Random(i), heartbeat=1.0) for i, k in enumerate(MEMBERS)]
+    tasks = [asyncio.create_task(manager.run(stop))] + [asyncio.create_task(m.run(member_stop)) for m in members]
+    cheater_task = None
+    try:
+        await wait_for(lambda: len(manager.members) == 4, 15, "four members connected")
+        await wait_for(lambda: all(m.stats.jobs for m in members), 30, "every member has a job")
+        # every live member searches its own subspaces: together they cover the space once
+        plan = manager.scheduler.plan  # type: ignore[union-attr]
+        covered = sorted(a.subspace.as_range() for m in manager.members for a in plan.assignments_of(m)
+                         if a.role == "primary")
+        assert covered[0][0] == 0 and covered[-1][1] == 15625
+        assert all(a[1] == b[0] for a, b in zip(covered, covered[1:]))
+
+        await wait_for(lambda: manager.store is not None and len(manager.store.blocks()) >= 1, 150,
+                       "a block won by the pool and booked", 0.5)
+        height, block_hash, _when, payouts = manager.store.blocks()[0]  # type: ignore[union-attr]
+        block = node.chain.get_block(block_hash)
+        assert block is not None and node.chain.is_canonical(block_hash)
+        assert list(block.coinbase.payouts) == payouts
+        # the split is what PPLNS over the stored shares says, recomputed independently
+        weights, finder, reward, last_seq = manager.split_log[block.header.payouts_root]
+        window = PPLNSWindow(config.window)
+        for s in manager.store.shares():  # type: ignore[union-attr]
+            if s.seq <= last_seq:
+                window.add(Share(s.address, s.weight, s.height, s.seq))
+        assert window.weights_by_member() == weights
+        assert reward == sum(p.amount for p in block.coinbase.payouts)
+        want = split_reward(reward, weights, fee_address=FEE.address, fee_ppm=10_000, finder=finder,
+                            finder_bonus_ppm=5_000)
+        got = sorted(block.coinbase.payouts, key=lambda p: p.address)
+        assert sorted(want, key=lambda p: p.address)[:-1] != [] and _same_split(got, want)
+        paid_members = {p.address for p in block.coinbase.payouts} & {k.address for k in MEMBERS}
+        assert len(paid_members) >= 2, "the coinbase pays at least two members"
+        assert finder in {k.address for k in MEMBERS}
+        fee_paid = next(p.amount for p in block.coinbase.payouts if p.address == FEE.address)
+        assert fee_paid >= reward * 10_000 // 1_000_000
+
+        # a cheater joins: its forged best is re-evaluated, it is banned, its shares voided
+        cheater = Member(ws, CHEAT, "x", "random", rng=random.Random(9), heartbeat=1.0, train=forged)
+        cheater_task = asyncio.create_task(cheater.run(member_stop))
+        await wait_for(lambda: cheater.stats.banned is not None, 90, "the cheater banned")
+        assert cheater.stats.banned == "score-mismatch"
+        assert manager.store.banned(CHEAT.address) == "score-mismatch"  # type: ignore[union-attr]
+        assert all(s.address != CHEAT.address for s in manager.store.shares())  # type: ignore[union-attr]
+        assert CHEAT.address not in manager.window.weights_by_member()
+        assert manager._best is None or manager._best.address != CHEAT.address
+        snap = manager.snapshot()
+        assert {m["address"] for m in snap["members"]} == {format_address(k.address) for k in MEMBERS}
+        assert format_address(CHEAT.address) in snap["banned"] and snap["blocks"][0]["hash"] == block_hash.hex()
+    finally:
+        member_stop.set()
+        stop.set()
+        await asyncio.gather(*tasks, *([cheater_task] if cheater_task else []), return_exceptions=True)
+        await node.stop()
+    # a restarted manager (its store reopened) has every share, the ban and the booked block
+    store = PoolStore(str(tmp_path / "pool" / "pool"), params.chain_id)
+    try:
+        assert store.banned(CHEAT.address) == "score-mismatch"
+        assert [b[1] for b in store.blocks()][:1] == [block_hash]
+        assert sum(1 for _ in store.shares()) == manager.stats["accepted"] - manager.stats["voided"]
+        assert all(store.paid(p.address) >= p.amount for p in payouts)
+    finally:
+        store.close()
+
+
+def _same_split(got: list[Payout], want: list[Payout]) -> bool:
+    """The template's last payout (the fee address, asked as "the rest") may also hold fees that
+    arrived between the two template requests; every other amount is exact."""
+    g, w = {p.address: p.amount for p in got}, {p.address: p.amount for p in want}
+    return g.keys() == w.keys() and all(g[a] == w[a] for a in g if a != FEE.address) and g[FEE.address] >= w[FEE.address]
