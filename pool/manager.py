@@ -575,9 +575,11 @@ document.getElementById('pool').textContent='fee '+s.pool.fee_ppm/1e4+'%  finder
 '%  accepted '+s.pool.accepted+'  rejected '+s.pool.rejected+'  verified '+s.pool.verified+'  won '+s.pool.won+
 (s.round?'  round '+s.round.height+' ('+s.round.phase+')':'')+(s.best?'  best '+s.best.validation+' by '+s.best.member:'');
 document.getElementById('members').innerHTML=row(['member','throughput/s','trainings','accepted','rejected','verified',
-'window','expected payout','paid','subspaces','backup','high reward'],'th')+s.members.map(m=>{const sc=m.schedule||{};
-return row([m.member,m.throughput,m.trainings,m.accepted,m.rejected,m.verified,m.window_weight,m.expected_payout,m.paid,
-JSON.stringify(sc.subspaces||''),JSON.stringify(sc.backup_of||sc.backed_up_by||''),sc.high_reward?'yes':''])}).join('');
+'window','expected payout','paid','subspaces','backup','high reward','withholding'],'th')+s.members.map(m=>{
+const sc=m.schedule||{};return row([m.member,m.throughput,m.trainings,m.accepted,m.rejected,m.verified,m.window_weight,
+m.expected_payout,m.paid,JSON.stringify(sc.subspaces||''),JSON.stringify(sc.backup_of||sc.backed_up_by||''),
+sc.high_reward?'yes':'',sc.flagged?'FLAGGED p='+sc.withholding_p.toExponential(1):(sc.withholding_p==null?'':
+'p='+sc.withholding_p.toFixed(2))])}).join('');
 document.getElementById('blocks').innerHTML=row(['height','hash','payouts'],'th')+s.blocks.map(b=>row([b.height,
 b.hash.slice(0,16),b.payouts.length])).join('');
 document.getElementById('banned').innerHTML=Object.entries(s.banned).map(([a,r])=>row([a,r])).join('');}

@@ -1,0 +1,88 @@
+"""The pool manager's door, with a raw websocket client on 127.0.0.1 and no node: a hello must
+prove its address for this challenge; shares outside the member's subspaces, duplicates,
+stale jobs, impossible scores and floods are rejected with their reason; a banned address is
+refused at the door."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from consensus.engines.ponas.space import get_space
+from pool import protocol as P
+from pool.manager import Manager, ManagerConfig
+from pool.rounds import RoundInfo
+from tests.builders import keys
+
+K, OTHER, FEE, PEER = keys(4, seed=71)
+SPACE = get_space("nb201")
+
+
+async def _hello(ws: aiohttp.ClientWebSocketResponse, key: Any, worker: str = "w", sign_with: Any = None) -> dict[str, Any]:
+    challenge = json.loads(await ws.receive_str(timeout=5))
+    hello = json.loads(P.make_hello(sign_with or key, challenge["chain_id"], bytes.fromhex(challenge["nonce"]), worker))
+    hello["address"] = P.format_address(key.address)
+    await ws.send_str(json.dumps(hello))
+    return json.loads(await ws.receive_str(timeout=5))
+
+
+async def test_door_and_share_checks(tmp_path: Path) -> None:
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), max_share_rate=8.0)
+    manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test")
+    await manager.start()
+    now = time.time()
+    manager.prepare(RoundInfo(1, b"\x01" * 32, b"\x02" * 32, "nb201", "regtest", "commit", now, now + 60, None, 0, 4, 200,
+                              None))
+    url = f"ws://127.0.0.1:{manager.port}/ws"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(url) as bad:  # a signature by another key
+                answer = await _hello(bad, K, sign_with=OTHER)
+                assert answer == {"type": "error", "reason": "wrong-address", "detail": "the address is not the key's"}
+            peer = await http.ws_connect(url)  # a second member: the space is split between the two
+            assert (await _hello(peer, PEER))["type"] == "welcome"
+            async with http.ws_connect(url) as ws:
+                assert (await _hello(ws, K))["type"] == "welcome"
+                job = json.loads(await ws.receive_str(timeout=5))
+                assert job["type"] == "job" and job["subspaces"]
+                start, stop = job["subspaces"][0]["start"], job["subspaces"][0]["stop"]
+                inside = SPACE.encode(start)
+                outside = next(SPACE.encode(i) for i in range(SPACE.size)
+                               if not any(s["start"] <= i < s["stop"] for s in job["subspaces"]))
+                async with http.ws_connect(url) as twin:  # the same member twice
+                    assert (await _hello(twin, K))["reason"] == "duplicate-worker"
+
+                async def share(sid: int, genotype: str, seed: int = 1, validation: int = 150, job_id: int | None = None) -> str:
+                    await ws.send_str(P.encode("share", id=sid, job=job["job"] if job_id is None else job_id,
+                                               genotype=genotype, seed=seed, validation=validation,
+                                               weights_hash="ab" * 32, seconds=0.3))
+                    while True:
+                        msg = json.loads(await ws.receive_str(timeout=5))
+                        if msg["type"] in ("accept", "reject") and msg["id"] == sid:
+                            return "accept" if msg["type"] == "accept" else msg["reason"]
+
+                assert await share(1, inside) == "accept"
+                assert await share(2, inside) == "duplicate"  # same genotype and seed
+                assert await share(3, inside, seed=2) == "accept"  # another seed is another training
+                assert await share(4, outside) == "outside-subspace"
+                assert await share(5, inside, seed=3, job_id=999) == "stale-job"
+                assert await share(6, inside, seed=4, validation=10_000) == "bad-validation"
+                assert await share(7, "|not_an_op~0|", seed=5) == "bad-share"
+                flood = [await share(100 + i, SPACE.encode(start + (i % (stop - start))), seed=1000 + i) for i in range(12)]
+                assert "rate-limited" in flood
+            await peer.close()
+            assert manager.stats["accepted"] >= 2 and manager.store is not None
+            manager.store.ban(OTHER.address, "score-mismatch", time.time())
+            async with http.ws_connect(url) as banned:
+                answer = await _hello(banned, OTHER)
+                assert answer["type"] == "error" and answer["reason"] == "banned"
+    finally:
+        if manager._runner is not None:
+            await manager._runner.cleanup()
+        if manager.store is not None:
+            manager.store.close()
