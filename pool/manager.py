@@ -366,9 +366,9 @@ class Manager:
             await self._on_share(m, P.parse_share(data))
         elif kind == "weights":
             sid, weights = P.parse_weights(data)
-            share = m.pending.get(sid)
+            share = m.pending.pop(sid, None)  # checked once: a second copy is ignored
             if share is None:
-                return  # weights of a share we refused, or forgot: nothing to credit
+                return  # weights of a share we refused, forgot, or are checking already
             m.wanted.pop(sid, None)
             self._verify.put_nowait((m, share, weights))
         else:
