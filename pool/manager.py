@@ -70,6 +70,8 @@ class ManagerConfig:
     max_share_rate: float = 20.0  # shares per second per member before rate-limited
     want_timeout: float = 30.0
     std_threshold: float = 0.25
+    top_k: int = 3  # results that make their subspace's owner a high-reward member
+    history: int = 8  # rounds of performance kept per member
     max_members: int = 2000
     solo: bool = False  # a pool of one: the whole coinbase to ``fee_address``
 
@@ -201,7 +203,8 @@ class Manager:
                 return False
             self._task = (rnd.space, rnd.recipe)
             self.scheduler = Scheduler(space, heartbeat_timeout=self.config.heartbeat_timeout,
-                                       std_threshold=self.config.std_threshold)
+                                       std_threshold=self.config.std_threshold, top_k=self.config.top_k,
+                                       history=self.config.history)
             for m in self.members.values():
                 self.scheduler.join(m.id, self.clock(), m.throughput or None)
             self._best = None

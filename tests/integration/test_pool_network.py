@@ -115,3 +115,58 @@ def _same_split(got: list[Payout], want: list[Payout]) -> bool:
     arrived between the two template requests; every other amount is exact."""
     g, w = {p.address: p.amount for p in got}, {p.address: p.amount for p in want}
     return g.keys() == w.keys() and all(g[a] == w[a] for a in g if a != FEE.address) and g[FEE.address] >= w[FEE.address]
+
+
+async def test_backup_covers_a_killed_high_reward_member_and_the_round_commits(tmp_path: Path) -> None:
+    """With a zero threshold every high-reward member whose performance varied gets a backup on
+    its subspaces; killing such a member mid-round moves its subspaces to the backup at once,
+    the backup's results inside them are accepted, and the pool still commits."""
+    params = replace(ponas_params(), genesis_time=int(time.time()))
+    node = await start_node(tmp_path, "n0", params, closer=True)
+    config = ManagerConfig(f"http://127.0.0.1:{node.api_port}", FEE.address, str(tmp_path / "pool"), window=120,
+                           token=node.token, verify_rate=0.2, retrain_rate=0.0, std_threshold=0.0, top_k=1000,
+                           heartbeat_timeout=3.0)
+    manager = Manager(config, rng=random.Random(8), report=lambda line: None)
+    await manager.start()
+    ws = f"ws://127.0.0.1:{manager.port}/ws"
+    stop = asyncio.Event()
+    members = {f"{format_address(k.address)}.m{i}": Member(ws, k, f"m{i}", "random", rng=random.Random(20 + i),
+                                                           heartbeat=0.5) for i, k in enumerate(MEMBERS[:3])}
+    driver = asyncio.create_task(manager.run(stop))
+    tasks = {mid: asyncio.create_task(m.run(stop)) for mid, m in members.items()}
+    try:
+        def shadowed() -> tuple[str, str] | None:
+            stats = manager.scheduler.stats() if manager.scheduler is not None else {}
+            for mid, st in stats.items():
+                if st["alive"] and st["backed_up_by"] and st["backed_up_by"] in members and st["subspaces"]:
+                    return mid, st["backed_up_by"]
+            return None
+
+        await wait_for(lambda: shadowed() is not None, 120, "a high-reward member with a backup", 0.25)
+        primary, backup = shadowed()  # type: ignore[misc]
+        ranges = [tuple(r) for r in manager.scheduler.stats()[primary]["subspaces"]]  # type: ignore[union-attr]
+        assert set(ranges) <= {tuple(r) for r in manager.scheduler.stats()[backup]["backup_subspaces"]}  # type: ignore[union-attr]
+        seq_at_kill = manager.store.next_seq  # type: ignore[union-attr]
+        commits_at_kill = manager.driver.stats.commitments
+        tasks[primary].cancel()  # killed mid-round: its connection drops without a goodbye
+        await asyncio.gather(tasks[primary], return_exceptions=True)
+
+        def taken_over() -> bool:
+            plan = manager.scheduler.plan  # type: ignore[union-attr]
+            return all(plan.owner_of(r) == backup for r in ranges)
+
+        await wait_for(taken_over, 10, "the backup owning the killed member's subspaces")
+        space_decode = manager.scheduler.space.decode  # type: ignore[union-attr]
+        backup_worker = backup.rsplit(".", 1)[1]
+
+        def covered() -> bool:
+            return any(s.seq >= seq_at_kill and s.worker == backup_worker
+                       and any(a <= space_decode(s.genotype) < b for a, b in ranges)
+                       for s in manager.store.shares())  # type: ignore[union-attr]
+
+        await wait_for(covered, 60, "the backup's results inside the killed member's subspaces", 0.25)
+        await wait_for(lambda: manager.driver.stats.commitments > commits_at_kill, 60, "the pool committing again", 0.25)
+    finally:
+        stop.set()
+        await asyncio.gather(driver, *tasks.values(), return_exceptions=True)
+        await node.stop()
