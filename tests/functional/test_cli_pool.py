@@ -1,0 +1,53 @@
+"""``ponas pool serve`` and ``ponas pool join`` refuse bad input with a reason and exit 1 before
+touching anything: a member must prove its payout address, fees are exact percentages, the
+manager needs the node's token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consensus.crypto import format_address
+from node.cli import main
+from node.keyfile import save_key
+from tests.builders import keys
+
+K, OTHER = keys(2, seed=81)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_join_needs_the_key_of_the_address(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_key(K, str(tmp_path / "k.key"))
+    addr = format_address(K.address)
+    assert run(capsys, "pool", "join", "ws://127.0.0.1:9", "--address", addr) == (1, run_err("no-key"))
+    code, err = run(capsys, "pool", "join", "ws://127.0.0.1:9", "--address", format_address(OTHER.address),
+                    "--key", str(tmp_path / "k.key"))
+    assert code == 1 and "error: wrong-key" in err
+    code, err = run(capsys, "pool", "join", "ws://127.0.0.1:9", "--address", addr[:-1] + "x", "--key", str(tmp_path / "k.key"))
+    assert code == 1 and "error: bad-" in err
+    code, err = run(capsys, "pool", "join", "ws://127.0.0.1:9", "--address", addr, "--wallet", "none",
+                    "--home", str(tmp_path / "h"), "--password-file", str(tmp_path / "k.key"))
+    assert code == 1 and "error: no-wallet" in err
+
+
+def run_err(reason: str) -> str:
+    return f"error: {reason}: the pool pays ADDR only if you prove it: give --key FILE or --wallet NAME\n"
+
+
+@pytest.mark.parametrize(("fee", "reason"), [("abc", "bad-args"), ("101", "bad-args"), ("0.00001", "bad-args"),
+                                              ("-1", "bad-args")])
+def test_serve_checks_fees_and_token(tmp_path: Path, capsys: pytest.CaptureFixture[str], fee: str, reason: str) -> None:
+    (tmp_path / "cookie").write_text("t0ken\n")
+    addr = format_address(K.address)
+    code, err = run(capsys, "pool", "serve", "--node", "http://127.0.0.1:9", "--address", addr, "--datadir",
+                    str(tmp_path / "p"), "--token-file", str(tmp_path / "cookie"), "--fee", fee)
+    assert code == 1 and f"error: {reason}" in err
+    assert not (tmp_path / "p").exists()
+    code, err = run(capsys, "pool", "serve", "--node", "http://127.0.0.1:9", "--address", addr, "--datadir",
+                    str(tmp_path / "p"), "--token-file", str(tmp_path / "nope"))
+    assert code == 1 and "error: no-token-file" in err and err.count("\n") == 1
