@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_core.py
 	$(PY) bench/bench_verify.py
 	$(PY) bench/bench_node.py
+	$(PY) bench/bench_pool.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check consensus p2p node pool wallet tests bench

@@ -39,7 +39,7 @@ from consensus.types import Block, Payout
 from pool import protocol as P
 from pool.driver import RoundDriver
 from pool.rounds import RoundInfo, TrainResult
-from pool.schedule import Scheduler
+from pool.schedule import Move, Scheduler
 from pool.shares import PPLNSWindow, Share, split_reward
 from pool.store import PoolStore
 
@@ -130,6 +130,8 @@ class Manager:
         self._task: tuple[str, str] | None = None
         self._job_id = 0
         self._best: _Result | None = None
+        #: shares whose weights are asked for or being checked: (member, id) -> validation
+        self._inflight: dict[tuple[str, int], int] = {}
         self._seen: set[tuple[str, int]] = set()  # (genotype, seed) submitted to the pool
         self._verify: asyncio.Queue[tuple[MemberConn, P.Share, bytes]] = asyncio.Queue()
         self._torch = threading.Lock()
@@ -267,15 +269,19 @@ class Manager:
 
     # --- jobs ----------------------------------------------------------------------------------
 
-    def _send_jobs(self, replan: bool = False) -> None:
-        """Send every member its assignments: of a fresh plan (a new round, a new member), or
-        of the current one after moves (a member left or went silent)."""
+    def _send_jobs(self, replan: bool = False, moves: list[Move] | None = None) -> None:
+        """Send members their assignments: everyone, of a fresh plan (a new round, a new
+        member); or, after ``moves`` (a member left or went silent), the members they touch."""
         rnd, sched = self._round, self.scheduler
         if rnd is None or sched is None or not self.members:
             return
         plan = sched.plan_round(self.clock(), self.rng) if replan else sched.plan
+        assigned = plan.by_member()
+        touched = None if moves is None else {m.to_member for m in moves} | {
+            b for m in moves for b in [plan.backup_of(m.subspace)] if b is not None}
         for m in self.members.values():
-            self._send_job(m, plan.assignments_of(m.id), rnd)
+            if touched is None or m.id in touched:
+                self._send_job(m, assigned.get(m.id, []), rnd)
 
     def _send_job(self, m: MemberConn, assignments: list[Any], rnd: RoundInfo) -> None:
         self._job_id += 1
@@ -351,11 +357,13 @@ class Manager:
 
     def _drop(self, m: MemberConn, why: str) -> None:
         self.members.pop(m.id, None)
+        for key in [k for k in self._inflight if k[0] == m.id]:  # its weights will not come now
+            del self._inflight[key]
         log.info("member-left", extra={"member": m.id, "why": why})
         if self.scheduler is not None:
             moves = self.scheduler.leave(m.id, self.clock())
             if moves:
-                self._send_jobs()
+                self._send_jobs(moves=moves)
 
     async def _on_message(self, m: MemberConn, data: dict[str, Any]) -> None:
         m.last_seen = self.clock()
@@ -411,8 +419,10 @@ class Manager:
             m.pending.pop(next(iter(m.pending)))
         self.stats["accepted"] += 1
         await self._send(m, P.encode("accept", id=share.id, credit=weight))
-        best = self._best.result.validation if self._best else -1
+        # a share that may become the pool's best must show its weights; others by sample
+        best = max([self._best.result.validation if self._best else -1, *self._inflight.values()])
         if share.validation > best or self.rng.random() < self.config.verify_rate:
+            self._inflight[(m.id, share.id)] = share.validation
             m.wanted[share.id] = (self.clock(), share)
             await self._send(m, P.encode("want", id=share.id))
 
@@ -448,6 +458,7 @@ class Manager:
     async def _verify_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             m, share, weights = await self._verify.get()
+            self._inflight.pop((m.id, share.id), None)
             if m.id not in self.members and self.store is not None and self.store.banned(m.address):
                 continue
             retrain = self.rng.random() < self.config.retrain_rate
@@ -491,12 +502,14 @@ class Manager:
         while not stop.is_set():
             await asyncio.sleep(0.5)
             now = self.clock()
-            if self.scheduler is not None and self.scheduler.check(now):
-                self._send_jobs()
+            moves = self.scheduler.check(now) if self.scheduler is not None else []
+            if moves:
+                self._send_jobs(moves=moves)
             for m in self.members.values():
                 for sid, (asked, _share) in list(m.wanted.items()):
                     if now - asked > self.config.want_timeout:
                         del m.wanted[sid]
+                        self._inflight.pop((m.id, sid), None)
 
     # --- dashboard ------------------------------------------------------------------------------
 

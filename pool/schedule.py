@@ -157,6 +157,17 @@ class Plan:
                 out.append(Assignment(sub, "backup", primary))
         return out
 
+    def by_member(self) -> dict[str, list[Assignment]]:
+        """Every member's assignments in one pass (``assignments_of`` for all members at once)."""
+        out: dict[str, list[Assignment]] = {}
+        for sub, primary, backup in zip(self.subspaces, self.primaries, self.backups):
+            if primary is None:
+                continue
+            out.setdefault(primary, []).append(Assignment(sub, "primary", primary))
+            if backup is not None and backup != primary:
+                out.setdefault(backup, []).append(Assignment(sub, "backup", primary))
+        return out
+
     def _index(self, subspace: Subspace | tuple[int, int]) -> int | None:
         rng = subspace.as_range() if isinstance(subspace, Subspace) else tuple(subspace)
         for i, sub in enumerate(self.subspaces):

@@ -228,6 +228,8 @@ def test_backup_only_above_threshold(threshold: float, backed: bool) -> None:
     else:
         assert set(plan.backups) == {None}
         assert s.stats()["A"]["backed_up_by"] is None
+    # the one-pass map the manager sends jobs from says what assignments_of says, member by member
+    assert plan.by_member() == {m: plan.assignments_of(m) for m in plan.members()}
 
 
 def test_backup_takes_over_on_missed_heartbeat() -> None:
