@@ -88,11 +88,34 @@ async def _child_serve(datadir: str, params: ChainParams, peers: list[tuple[str,
 
 
 @dataclass
-class NodeProc:
-    """A node running in a child process; ``stop`` returns what the child reported."""
+class ChildProc:
+    """A server under measurement in a child process, driven over a pipe: ``stop`` asks it to
+    stop, returns what it reported, and kills only this child if it does not exit in time."""
 
     proc: Any
     conn: Connection
+
+    async def stop(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        info: dict[str, Any] = {}
+        try:
+            self.conn.send("stop")
+            if await loop.run_in_executor(None, self.conn.poll, STOP_TIMEOUT):
+                info = self.conn.recv()
+        except (OSError, EOFError):
+            pass
+        await loop.run_in_executor(None, self.proc.join, STOP_TIMEOUT)
+        if self.proc.is_alive():  # only this child, by its own handle
+            self.proc.kill()
+            self.proc.join(5)
+        self.conn.close()
+        return info
+
+
+@dataclass
+class NodeProc(ChildProc):
+    """A node running in a child process; ``stop`` returns what the child reported."""
+
     p2p_port: int
     api_port: int
     token: str
@@ -118,21 +141,6 @@ class NodeProc:
         info = parent.recv()
         return cls(proc, parent, info["p2p"], info["api"], info["token"], info["height"])
 
-    async def stop(self) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        info: dict[str, Any] = {}
-        try:
-            self.conn.send("stop")
-            if await loop.run_in_executor(None, self.conn.poll, STOP_TIMEOUT):
-                info = self.conn.recv()
-        except (OSError, EOFError):
-            pass
-        await loop.run_in_executor(None, self.proc.join, STOP_TIMEOUT)
-        if self.proc.is_alive():  # only this child, by its own handle
-            self.proc.kill()
-            self.proc.join(5)
-        self.conn.close()
-        return info
 
 
 # --- a raw P2P client ------------------------------------------------------------------------

@@ -66,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _kit
 
 import aiohttp  # noqa: E402
-from _kit import maxrss_mib, median, own_peak_mib, wait_until  # noqa: E402
+from _kit import ChildProc, maxrss_mib, median, own_peak_mib, wait_until  # noqa: E402
 
 from consensus.crypto import PrivateKey  # noqa: E402
 from consensus.engines.ponas.space import SearchSpace, get_space  # noqa: E402
@@ -81,7 +81,6 @@ SPACE_NAME = "nb201"
 RECIPE = "regtest"
 FEE = keys(1, seed=90)[0]
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 20.0
 HEARTBEAT = 2.0  # the members' heartbeat interval (ManagerConfig.heartbeat)
 STRATEGIES = ("random", "evolution")
 
@@ -188,9 +187,7 @@ async def _manager_serve(datadir: str, max_members: int, conn: Connection) -> No
 
 
 @dataclass
-class ManagerProc:
-    proc: Any
-    conn: Connection
+class ManagerProc(ChildProc):
     port: int
 
     @classmethod
@@ -214,21 +211,6 @@ class ManagerProc:
             raise TimeoutError(f"the manager did not answer {cmd!r} in {timeout:g} s")
         return self.conn.recv()
 
-    async def stop(self) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        info: dict[str, Any] = {}
-        try:
-            self.conn.send("stop")
-            if await loop.run_in_executor(None, self.conn.poll, STOP_TIMEOUT):
-                info = self.conn.recv()
-        except (OSError, EOFError):
-            pass
-        await loop.run_in_executor(None, self.proc.join, STOP_TIMEOUT)
-        if self.proc.is_alive():  # only this child, by its own handle
-            self.proc.kill()
-            self.proc.join(5)
-        self.conn.close()
-        return info
 
 
 # --- simulated members -----------------------------------------------------------------------

@@ -12,7 +12,10 @@ import json
 import os
 from typing import Any
 
-__all__ = ["FileExists", "write_bytes_atomic", "write_text_atomic", "write_json_atomic"]
+from consensus.crypto import PrivateKey, key_from_json
+from consensus.errors import ConsensusError
+
+__all__ = ["FileExists", "load_key_file", "write_bytes_atomic", "write_text_atomic", "write_json_atomic"]
 
 
 class FileExists(FileExistsError):
@@ -68,3 +71,17 @@ def write_text_atomic(path: str, text: str, mode: int = 0o644, exclusive: bool =
 
 def write_json_atomic(path: str, data: Any, mode: int = 0o644, exclusive: bool = False) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n", mode, exclusive)
+
+
+def load_key_file(path: str) -> PrivateKey:
+    """A plain key file ``{"type": "ed25519", "seed": HEX, ...}`` (node, pool and demo keys).
+
+    Raises :class:`~consensus.errors.ConsensusError` ``no-key-file`` or ``bad-key-file``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise ConsensusError("no-key-file", f"no key file at {path}") from None
+    except (OSError, ValueError) as exc:
+        raise ConsensusError("bad-key-file", f"{path}: {exc}") from None
+    return key_from_json(data, path)

@@ -10,9 +10,10 @@ import json
 from typing import Any
 
 from consensus.beacon import BeaconChain
-from consensus.crypto import PrivateKey, format_address, key_from_json
+from consensus.crypto import PrivateKey, format_address
 from consensus.errors import ConsensusError
 from consensus.files import FileExists, write_json_atomic
+from consensus.files import load_key_file as load_key
 
 
 def save_key(key: PrivateKey, path: str, **extra: Any) -> None:
@@ -21,17 +22,6 @@ def save_key(key: PrivateKey, path: str, **extra: Any) -> None:
         write_json_atomic(path, data, mode=0o600, exclusive=True)
     except FileExists:
         raise ConsensusError("file-exists", f"{path} exists; refusing to overwrite a key") from None
-
-
-def load_key(path: str) -> PrivateKey:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise ConsensusError("no-key-file", f"no key file at {path}") from None
-    except (OSError, ValueError) as exc:
-        raise ConsensusError("bad-key-file", f"{path}: {exc}") from None
-    return key_from_json(data, path)
 
 
 def load_beacon(path: str) -> tuple[PrivateKey, BeaconChain]:

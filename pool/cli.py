@@ -59,8 +59,9 @@ def _reason(exc: Exception) -> ConsensusError:
 
 def cmd_mine(args: argparse.Namespace) -> int:
     from consensus.crypto import format_address
+    from consensus.files import load_key_file
     from pool.miner import Miner
-    from pool.rounds import MinerError, load_key_file
+    from pool.rounds import MinerError
     from pool.search import SearchError
     from wallet.client import NodeError, read_token
 
@@ -176,8 +177,9 @@ async def _until_signal(work: Callable[[asyncio.Event], Awaitable[Any]]) -> Any:
 
 def cmd_pool_serve(args: argparse.Namespace) -> int:
     from consensus.crypto import parse_address
+    from consensus.files import load_key_file
     from pool.manager import Manager, ManagerConfig
-    from pool.rounds import MinerError, load_key_file
+    from pool.rounds import MinerError
     from wallet.client import NodeError, read_token
 
     fee_address = parse_address(args.address)
@@ -211,8 +213,9 @@ def cmd_pool_serve(args: argparse.Namespace) -> int:
 
 def cmd_pool_join(args: argparse.Namespace) -> int:
     from consensus.crypto import parse_address
+    from consensus.files import load_key_file
     from pool.member import Member
-    from pool.rounds import MinerError, load_key_file
+    from pool.rounds import MinerError
 
     address = parse_address(args.address)
     if not 1 <= args.workers <= 64:

@@ -7,14 +7,12 @@ work (training one architecture, scoring results on the round's test set).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from consensus.crypto import PrivateKey, key_from_json
 from consensus.engines.ponas.rounds import commitments_root, round_seal
 from consensus.errors import ConsensusError
 from consensus.types import Block, Commitment, Payout, RoundClose
@@ -292,21 +290,6 @@ def round_scores(results: Sequence[TrainResult], space_name: str, test_key: byte
 
 
 # --- local files ----------------------------------------------------------------------------
-
-
-def load_key_file(path: str) -> PrivateKey:
-    """A key file ``{"type": "ed25519", "seed": HEX, ...}`` (the node's key-file format)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise MinerError("no-key-file", f"no key file at {path}") from None
-    except (OSError, ValueError) as exc:
-        raise MinerError("bad-key-file", f"{path}: {exc}") from None
-    try:
-        return key_from_json(data, path)
-    except ConsensusError as exc:
-        raise MinerError(exc.reason, exc.detail) from None
 
 
 def _decode_hex_object(kind: Any, data: Any, name: str) -> Any:

@@ -29,6 +29,8 @@ from consensus.chain import block_template, genesis_block, validate_block
 from consensus.crypto import BadAddress, format_address
 from consensus.engines.ponas.engine import PonasEngine
 from consensus.engines.ponas.rounds import BUILTIN_TASK, check_candidate, commitment_for, make_close
+from consensus.errors import ConsensusError
+from consensus.files import load_key_file
 from consensus.state import genesis_accounts
 from consensus.types import Block, Header, Payout
 from pool.miner import Miner
@@ -40,7 +42,6 @@ from pool.rounds import (
     check_template,
     choose_reveal,
     commit_margin,
-    load_key_file,
     parse_round,
     round_scores,
     should_commit,
@@ -288,11 +289,11 @@ def test_key_file_written_by_the_node_is_read_back(tmp_path: Path) -> None:
     path = tmp_path / "miner.key"
     save_key(MINER, str(path))
     assert load_key_file(str(path)).seed == MINER.seed
-    with pytest.raises(MinerError) as err:
+    with pytest.raises(ConsensusError) as err:
         load_key_file(str(tmp_path / "missing.key"))
     assert err.value.reason == "no-key-file"
     (tmp_path / "bad.key").write_text('{"type": "rsa"}')
-    with pytest.raises(MinerError) as err:
+    with pytest.raises(ConsensusError) as err:
         load_key_file(str(tmp_path / "bad.key"))
     assert err.value.reason == "bad-key-file"
 
