@@ -435,10 +435,10 @@ class Manager:
         job = m.jobs.get(share.job)
         if job is None or self._task is None:
             return "stale-job"
-        sent, ranges = job
+        _sent, ranges = job
         latest = max(m.jobs)
-        if share.job != latest and now - sent > self.config.grace + (now - m.jobs[latest][0]):
-            return "stale-job"
+        if share.job != latest and now - m.jobs[latest][0] > self.config.grace:
+            return "stale-job"  # replaced by a newer job more than ``grace`` seconds ago
         space = get_space(self._task[0])
         if not space.contains(share.genotype):
             return "bad-share"

@@ -5,6 +5,7 @@ refused at the door."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -19,7 +20,7 @@ from pool.manager import Manager, ManagerConfig
 from pool.rounds import RoundInfo
 from tests.builders import keys
 
-K, OTHER, FEE, PEER = keys(4, seed=71)
+K, OTHER, FEE, PEER, LATE = keys(5, seed=71)
 SPACE = get_space("nb201")
 
 
@@ -32,7 +33,8 @@ async def _hello(ws: aiohttp.ClientWebSocketResponse, key: Any, worker: str = "w
 
 
 async def test_door_and_share_checks(tmp_path: Path) -> None:
-    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), max_share_rate=8.0)
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), max_share_rate=8.0,
+                           grace=0.5)
     manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test")
     await manager.start()
     now = time.time()
@@ -73,6 +75,14 @@ async def test_door_and_share_checks(tmp_path: Path) -> None:
                 assert await share(5, inside, seed=3, job_id=999) == "stale-job"
                 assert await share(6, inside, seed=4, validation=10_000) == "bad-validation"
                 assert await share(7, "|not_an_op~0|", seed=5) == "bad-share"
+                # a newer job (a member joins: a new plan); the old one is good for `grace` seconds
+                late = await http.ws_connect(url)
+                assert (await _hello(late, LATE))["type"] == "welcome"
+                await asyncio.sleep(0.1)
+                assert await share(8, inside, seed=6) == "accept"
+                await asyncio.sleep(0.7)
+                assert await share(9, inside, seed=7) == "stale-job"
+                await late.close()
                 flood = [await share(100 + i, SPACE.encode(start + (i % (stop - start))), seed=1000 + i) for i in range(12)]
                 assert "rate-limited" in flood
             await peer.close()
