@@ -374,14 +374,29 @@ class Manager:
             if self.scheduler is not None:
                 self.scheduler.heartbeat(m.id, m.last_seen, throughput)
         elif kind == "share":
-            await self._on_share(m, P.parse_share(data))
+            if not self._rate_ok(m, m.last_seen):  # before any parsing: floods cost us little
+                m.rejected += 1
+                m.floods += 1
+                self.stats["rejected"] += 1
+                await self._send(m, P.encode("reject", id=data.get("id"), reason="rate-limited"))
+                if m.floods > 50:
+                    raise P.ProtocolError("flood", "too many shares; reconnect later")
+                return
+            try:
+                share = P.parse_share(data)
+            except P.ProtocolError as exc:  # answered like any refused share; the session goes on
+                m.rejected += 1
+                self.stats["rejected"] += 1
+                await self._send(m, P.encode("reject", id=data.get("id"), reason=exc.reason, detail=exc.detail))
+                return
+            await self._on_share(m, share)
         elif kind == "weights":
             sid, weights = P.parse_weights(data)
-            share = m.pending.pop(sid, None)  # checked once: a second copy is ignored
-            if share is None:
+            shown = m.pending.pop(sid, None)  # checked once: a second copy is ignored
+            if shown is None:
                 return  # weights of a share we refused, forgot, or are checking already
             m.wanted.pop(sid, None)
-            self._verify.put_nowait((m, share, weights))
+            self._verify.put_nowait((m, shown, weights))
         else:
             raise P.ProtocolError("bad-message", f"unknown type {kind!r}")
 
@@ -400,10 +415,6 @@ class Manager:
             m.rejected += 1
             self.stats["rejected"] += 1
             await self._send(m, P.encode("reject", id=share.id, reason=reason))
-            if reason == "rate-limited":
-                m.floods += 1
-                if m.floods > 50:
-                    raise P.ProtocolError("flood", "too many shares; reconnect later")
             return
         assert self.store is not None and self._round is not None
         from consensus.engines.ponas.recipe import PRESETS
@@ -430,8 +441,6 @@ class Manager:
         from consensus.engines.ponas.space import get_space
 
         now = self.clock()
-        if not self._rate_ok(m, now):
-            return "rate-limited"
         job = m.jobs.get(share.job)
         if job is None or self._task is None:
             return "stale-job"

@@ -75,6 +75,9 @@ async def test_door_and_share_checks(tmp_path: Path) -> None:
                 assert await share(5, inside, seed=3, job_id=999) == "stale-job"
                 assert await share(6, inside, seed=4, validation=10_000) == "bad-validation"
                 assert await share(7, "|not_an_op~0|", seed=5) == "bad-share"
+                await ws.send_str(P.encode("share", id=70, job=job["job"]))  # malformed: a reject, not a hang-up
+                assert json.loads(await ws.receive_str(timeout=5)) == {
+                    "type": "reject", "id": 70, "reason": "bad-share", "detail": "genotype is a string"}
                 # a newer job (a member joins: a new plan); the old one is good for `grace` seconds
                 late = await http.ws_connect(url)
                 assert (await _hello(late, LATE))["type"] == "welcome"
