@@ -33,9 +33,11 @@ async def _hello(ws: aiohttp.ClientWebSocketResponse, key: Any, worker: str = "w
 
 
 async def test_door_and_share_checks(tmp_path: Path) -> None:
-    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), max_share_rate=8.0,
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), max_share_rate=20.0,
                            grace=0.5)
-    manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test")
+    fake = [time.time()]  # the manager's clock: the flood bucket refills only when this moves
+    manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test",
+                      clock=lambda: fake[0])
     await manager.start()
     now = time.time()
     manager.prepare(RoundInfo(1, b"\x01" * 32, b"\x02" * 32, "nb201", "regtest", "commit", now, now + 60, None, 0, 4, 200,
@@ -83,11 +85,13 @@ async def test_door_and_share_checks(tmp_path: Path) -> None:
                 assert (await _hello(late, LATE))["type"] == "welcome"
                 await asyncio.sleep(0.1)
                 assert await share(8, inside, seed=6) == "accept"
-                await asyncio.sleep(0.7)
+                fake[0] += 0.7
                 assert await share(9, inside, seed=7) == "stale-job"
                 await late.close()
-                flood = [await share(100 + i, SPACE.encode(start + (i % (stop - start))), seed=1000 + i) for i in range(12)]
-                assert "rate-limited" in flood
+                flood = [await share(100 + i, SPACE.encode(start + (i % (stop - start))), seed=1000 + i) for i in range(25)]
+                # a bucket of 20 shares refilled at 20/s by the manager's clock: full again after
+                # the 0.7 s step, share 9 took one, so 19 of these 25 pass and the last 6 are refused
+                assert flood[:19] == ["accept"] * 19 and flood[19:] == ["rate-limited"] * 6
             await peer.close()
             assert manager.stats["accepted"] >= 2 and manager.store is not None
             manager.store.ban(OTHER.address, "score-mismatch", time.time())
