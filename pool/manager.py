@@ -140,6 +140,7 @@ class Manager:
         #: last share seq); by the committed coinbase's payouts root (tests audit it)
         self._splits: dict[bytes, tuple[dict[bytes, int], bytes | None, int, int]] = {}
         self.split_log: dict[bytes, tuple[dict[bytes, int], bytes | None, int, int]] = {}
+        self._last_reward: int | None = None
         self.stats: dict[str, int] = {"accepted": 0, "rejected": 0, "verified": 0, "banned": 0, "voided": 0, "won": 0}
 
     # --- life cycle --------------------------------------------------------------------------
@@ -229,6 +230,7 @@ class Manager:
             return [Payout(self.config.fee_address, reward)]
         finder = self._best.address if self._best is not None and self._best.result is result else None
         weights = self.window.weights_by_member()
+        self._last_reward = reward
         last_seq = self.store.next_seq - 1 if self.store is not None else 0
         self._splits[result.weights_hash] = (weights, finder, reward, last_seq)
         return split_reward(reward, weights, fee_address=self.config.fee_address,
@@ -524,16 +526,20 @@ class Manager:
 
     def snapshot(self) -> dict[str, Any]:
         weights = self.window.weights_by_member()
-        total = sum(weights.values()) or 1
-        reward_guess = 50 * 10**8
-        expected = {a: reward_guess * w // total for a, w in weights.items()}
+        # what each address would get if the pool won now: the split of the last reward the
+        # node quoted (subsidy plus fees), without a finder's bonus; unknown before a template
+        expected: dict[bytes, int] = {}
+        if self._last_reward is not None:
+            expected = {p.address: p.amount for p in split_reward(
+                self._last_reward, weights, fee_address=self.config.fee_address, fee_ppm=self.config.fee_ppm,
+                finder=None, finder_bonus_ppm=0)}
         sched = self.scheduler.stats() if self.scheduler is not None else {}
         members = []
         for m in self.members.values():
             members.append({"member": m.id, "address": format_address(m.address), "throughput": round(m.throughput, 3),
                             "trainings": m.trainings, "accepted": m.accepted, "rejected": m.rejected,
                             "verified": m.verified, "window_weight": weights.get(m.address, 0),
-                            "expected_payout": expected.get(m.address, 0),
+                            "expected_payout": expected.get(m.address) if expected else None,
                             "paid": self.store.paid(m.address) if self.store else 0,
                             "schedule": sched.get(m.id) if isinstance(sched, dict) else None})
         return {"pool": {"fee_ppm": self.config.fee_ppm, "finder_bonus_ppm": self.config.finder_bonus_ppm,

@@ -113,6 +113,9 @@ class Member:
                     except (aiohttp.ClientError, OSError, TimeoutError, P.ProtocolError) as exc:
                         reason = getattr(exc, "reason", type(exc).__name__)
                         log.warning("pool-connection", extra={"url": self.url, "reason": reason})
+                    except (KeyError, TypeError, ValueError) as exc:  # a manager that breaks the protocol
+                        log.warning("pool-connection", extra={"url": self.url, "reason": "bad-message",
+                                                              "detail": f"{type(exc).__name__}: {exc}"})
                     self._ws = None
                     self._job_ready.clear()
                     if stop.is_set() or self.stats.banned is not None:

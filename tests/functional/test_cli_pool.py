@@ -33,6 +33,9 @@ def test_join_needs_the_key_of_the_address(tmp_path: Path, capsys: pytest.Captur
     code, err = run(capsys, "pool", "join", "ws://127.0.0.1:9", "--address", addr, "--wallet", "none",
                     "--home", str(tmp_path / "h"), "--password-file", str(tmp_path / "k.key"))
     assert code == 1 and "error: no-wallet" in err
+    code, err = run(capsys, "pool", "join", "ws://127.0.0.1:9", "--address", addr, "--key", str(tmp_path / "k.key"),
+                    "--workers", "0")
+    assert code == 1 and "error: bad-args" in err
 
 
 def run_err(reason: str) -> str:

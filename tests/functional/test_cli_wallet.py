@@ -65,3 +65,23 @@ def test_errors_are_reasons_with_exit_1(tmp_path: Path) -> None:
     assert typo.returncode == 1 and "error: bad-checksum" in typo.stderr
     usage = ponas(home, "send")
     assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_more_bad_arguments(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    assert ponas(home, "create", "--words", "12").returncode == 0
+    (home / "config.toml").write_text('[wallet]\nnode = "http://127.0.0.1:9"\n')
+    for argv, reason in [
+        (("history", "--limit", "0"), "bad-args"),
+        (("tx", "zz"), "bad-args"),
+        (("send", "pn1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq", "1", "--offline"), "bad-checksum"),
+        (("import", "-w", "other", "--accounts", "0", "--mnemonic-file", "-"), "bad-path"),
+        (("create", "-w", "../x"), "bad-name"),
+    ]:
+        got = ponas(home, *argv, stdin="")
+        assert got.returncode == 1 and f"error: {reason}" in got.stderr, (argv, got.stderr)
+    wallet = tmp_path / "h" / "wallets" / "default.wallet"
+    address = re.search(r"pn1\w+", ponas(home, "address").stdout).group(0)  # type: ignore[union-attr]
+    offline = ponas(home, "send", address, "1", "--offline", "--fee", "0.001")
+    assert offline.returncode == 1 and "error: bad-args" in offline.stderr and "--chain-id" in offline.stderr
+    assert not (tmp_path / "h" / "wallets" / "default.outbox.json").exists() and wallet.exists()

@@ -103,3 +103,36 @@ async def test_door_and_share_checks(tmp_path: Path) -> None:
             await manager._runner.cleanup()
         if manager.store is not None:
             manager.store.close()
+
+
+async def test_a_member_survives_a_manager_that_breaks_the_protocol(tmp_path: Path) -> None:
+    """A challenge with a nonce that is not hex: the member logs it, backs off and retries;
+    it neither crashes nor counts a connection."""
+    from aiohttp import web
+
+    from pool.member import Member
+
+    async def garbage(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"type": "challenge", "nonce": "zz", "chain_id": "x"}))
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", garbage)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    member = Member(f"ws://127.0.0.1:{port}", K, "w", "random", rng=random.Random(1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(member.run(stop))
+    await asyncio.sleep(1.5)
+    stop.set()
+    try:
+        stats = await asyncio.wait_for(task, 10)
+    finally:
+        await runner.cleanup()
+    assert stats.connections == 0 and stats.trainings == 0 and stats.banned is None

@@ -93,6 +93,12 @@ async def test_pool_of_four_wins_and_pays_pplns_then_bans_a_cheater(tmp_path: Pa
         assert manager._best is None or manager._best.address != CHEAT.address
         snap = manager.snapshot()
         assert {m["address"] for m in snap["members"]} == {format_address(k.address) for k in MEMBERS}
+        # expected payout: each member's part of the last quoted reward under the window now
+        now_split = {format_address(p.address): p.amount for p in split_reward(
+            manager._last_reward or 0, manager.window.weights_by_member(), fee_address=FEE.address, fee_ppm=10_000,
+            finder=None, finder_bonus_ppm=0)}
+        assert manager._last_reward is not None
+        assert all(m["expected_payout"] == now_split.get(m["address"]) for m in snap["members"])
         assert format_address(CHEAT.address) in snap["banned"] and snap["blocks"][0]["hash"] == block_hash.hex()
     finally:
         member_stop.set()
