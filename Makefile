@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PONAS  := $(VENV)/bin/ponas
 STAMP  := $(VENV)/.installed
-DEMO   := demo-data
+DEMO   := demo-devnet
 
 .PHONY: venv test demo bench lint clean
 
@@ -21,20 +21,13 @@ $(STAMP): setup.cfg pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# The most complete real thing the project does today: a regtest chain mined by neural-
-# architecture search. Three local miners train real models on digits each round, commit, the
-# beacon closes the round, they reveal their test scores, and the best verified one is the block.
+# The whole system on this machine: a devnet of three nodes (node0 closes the rounds with the
+# beacon's key), a pool manager with three members and a solo miner, all training real models
+# on digits. Five blocks are mined, a transfer from wallet alice to wallet bob is confirmed in
+# one of them, and a summary shows who won and who was paid. Everything stops at the end; the
+# chain and the logs stay in $(DEMO)/.
 demo: $(STAMP)
-	rm -rf $(DEMO) && mkdir -p $(DEMO)
-	$(PONAS) genesis new --preset regtest --out $(DEMO)/genesis.json --demo-keys $(DEMO)/keys --demo-count 3
-	@A0=$$($(PY) -c "import json;print(json.load(open('$(DEMO)/keys/demo0.key'))['address'])"); \
-	 A1=$$($(PY) -c "import json;print(json.load(open('$(DEMO)/keys/demo1.key'))['address'])"); \
-	 A2=$$($(PY) -c "import json;print(json.load(open('$(DEMO)/keys/demo2.key'))['address'])"); \
-	 set -x; \
-	 $(PONAS) chain generate --datadir $(DEMO)/node --genesis $(DEMO)/genesis.json --beacon-key $(DEMO)/beacon.key \
-	     --blocks 5 --address $$A0 --address $$A1 --address $$A2 \
-	     --send-from $(DEMO)/keys/demo0.key --send-to $$A1 --amount 12.5 && \
-	 $(PONAS) chain show --datadir $(DEMO)/node --genesis $(DEMO)/genesis.json --accounts
+	$(PONAS) devnet up --dir $(DEMO) --fresh --preset devnet --rounds 5 --send 12.5
 
 bench: $(STAMP)
 	$(PY) bench/bench_core.py

@@ -19,7 +19,7 @@ from consensus.amounts import format_amount, parse_amount
 from consensus.crypto import PrivateKey, format_address, parse_address
 from consensus.errors import ConsensusError
 from consensus.files import write_json_atomic
-from consensus.params import PRESETS, load_params, preset_params, save_params
+from consensus.params import PRESETS, ChainParams, load_params, preset_params, save_params
 from consensus.types import Transfer
 from node import logs
 from node.keyfile import load_beacon, load_key, save_key
@@ -29,7 +29,8 @@ EXIT_USAGE = 2
 EXIT_ERROR = 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``ponas`` command line, every registered subcommand included."""
     parser = argparse.ArgumentParser(prog="ponas", description="PoNAS chain: a blockchain mined by neural-architecture search.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -37,7 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for ep in sorted(entry_points(group="ponas.commands"), key=lambda e: e.name):
         register: Callable[[argparse._SubParsersAction], None] = ep.load()  # type: ignore[type-arg]
         register(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logs.setup(args.verbose)
     try:
         return int(args.func(args) or 0)
@@ -87,23 +92,9 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
             save_key(key, path)
             prefunds[key.address] = parse_amount(args.demo_coins)
             demo.append((path, key))
-    beacon = PrivateKey.generate()
     beacon_path = args.beacon_out or os.path.join(os.path.dirname(os.path.abspath(args.out)), "beacon.key")
-    # The beacon's round keys form a hash chain from a secret seed; genesis holds the anchor.
-    from consensus.beacon import BeaconChain
-
-    chain = BeaconChain.create(length=100_000)
-    params = preset_params(
-        args.preset,
-        engine=args.engine,
-        chain_id=args.chain_id,
-        prefunds=prefunds,
-        beacon_pubkey=beacon.public_key,
-        beacon_anchor=chain.anchor,
-        genesis_time=args.time,
-    )
-    save_key(beacon, beacon_path, beacon_seed=chain.seed.hex(), beacon_length=chain.length)
-    save_params(params, args.out)
+    params = write_genesis(args.preset, args.out, beacon_path, prefunds, engine=args.engine, chain_id=args.chain_id,
+                           genesis_time=args.time)
     from consensus.chain import genesis_block
 
     print(f"wrote {args.out}: chain {params.chain_id}, engine {params.engine}, genesis {genesis_block(params).header.hash().hex()}")
@@ -111,6 +102,23 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
     for path, key in demo:
         print(f"demo key {path}: {format_address(key.address)} ({args.demo_coins} coins)")
     return 0
+
+
+def write_genesis(
+    preset: str, out: str, beacon_path: str, prefunds: dict[bytes, int], *, engine: str = "ponas",
+    chain_id: str | None = None, genesis_time: int | None = None,
+) -> ChainParams:
+    """A new chain: a fresh beacon key (written to ``beacon_path``, mode 0600) and the genesis
+    file ``out`` that holds its public key and the anchor of its hash chain of round keys."""
+    from consensus.beacon import BeaconChain
+
+    beacon = PrivateKey.generate()
+    chain = BeaconChain.create(length=100_000)
+    params = preset_params(preset, engine=engine, chain_id=chain_id, prefunds=prefunds, beacon_pubkey=beacon.public_key,
+                           beacon_anchor=chain.anchor, genesis_time=genesis_time)
+    save_key(beacon, beacon_path, beacon_seed=chain.seed.hex(), beacon_length=chain.length)
+    save_params(params, out)
+    return params
 
 
 # --- ponas node -------------------------------------------------------------------------------
@@ -255,7 +263,7 @@ def _generate_ponas(chain: Any, args: argparse.Namespace, addresses: Sequence[by
     seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
     rng = random.Random(seed)
     print(f"random search seed {seed}; {len(addresses)} miners, {args.trainings} trainings each per round", flush=True)
-    status = _StatusLine()
+    status = logs.StatusLine()
     for i in range(args.blocks):
         result = generate_ponas_round(chain, beacon_key, beacon_chain, addresses, args.trainings, rng, txs if i == 0 else (), status)
         status.clear()
@@ -264,27 +272,6 @@ def _generate_ponas(chain: Any, args: argparse.Namespace, addresses: Sequence[by
             mark = "*" if c is result.winner else " "
             print(f"  {mark} {format_address(c.miner)[:14]}…  score {c.score:>4}  validation {c.validation:>4}  {c.genotype}")
         print(f"  winner {result.winner.block_hash.hex()[:16]} at height {chain.height}", flush=True)
-
-
-class _StatusLine:
-    """A progress line on stderr: redrawn in place on a terminal, one line each otherwise."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.width = 0
-
-    def __call__(self, text: str) -> None:
-        if self.tty:
-            sys.stderr.write("\r" + text[:120].ljust(self.width))
-            self.width = min(len(text), 120)
-        else:
-            sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-
-    def clear(self) -> None:
-        if self.tty and self.width:
-            sys.stderr.write("\r" + " " * self.width + "\r")
-            self.width = 0
 
 
 def cmd_chain_show(args: argparse.Namespace) -> int:

@@ -40,3 +40,24 @@ def setup(verbosity: int = 0, stream: object = None, logfile: str | None = None)
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+class StatusLine:
+    """A progress line on stderr: redrawn in place on a terminal, one line each otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.width = 0
+
+    def __call__(self, text: str) -> None:
+        if self.tty:
+            sys.stderr.write("\r" + text[:120].ljust(self.width))
+            self.width = min(len(text), 120)
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.tty and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            self.width = 0

@@ -14,6 +14,7 @@ what the node must announce.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from consensus.engines.ponas.rounds import (
     CommitmentSet,
     candidate_rank,
     check_close,
+    check_commitment,
     commitments_root,
     make_close,
 )
@@ -37,6 +39,8 @@ from node.chain import Chain, ImportResult
 from node.mempool import Mempool
 
 log = logging.getLogger("ponas.rounds")
+
+MAX_EARLY_COMMITMENTS = 1024
 
 
 @dataclass(slots=True)
@@ -72,8 +76,9 @@ class Round:
 class Announce:
     """Something the node must tell its peers: a close (with its commitments) or a block."""
 
-    kind: str  # "close" | "block"
+    kind: str  # "close" | "block" | "commitment"
     close: RoundClose | None = None
+    commitment: Commitment | None = None
     commitments: tuple[Commitment, ...] = ()
     block: Block | None = None
     weights: bytes = b""
@@ -98,6 +103,10 @@ class RoundService:
         if closer is not None and closer[0].public_key != self.pp.beacon_pubkey:
             raise ConsensusError("wrong-beacon", "the closer key is not this chain's beacon")
         self.closer = closer
+        # Relayed commitments for a round this node has not opened yet: a peer connected the
+        # parent first. Without them the closer could miss every commitment of a round.
+        self._early: OrderedDict[bytes, Commitment] = OrderedDict()
+        self._replayed: list[Commitment] = []  # early ones admitted, for the peers who lack them
         self.round = self._open(now)
 
     # --- timeline ---------------------------------------------------------------------------
@@ -121,7 +130,31 @@ class RoundService:
         attempt = retry_of.attempt + 1 if retry_of is not None else 0
         r = Round(tip.height + 1, self.chain.tip_hash, opened, deadline, collected, attempt=attempt)
         log.info("round open", extra={"height": r.height, "attempt": attempt, "deadline": round(deadline, 1)})
+        for h, c in list(self._early.items()):
+            if c.height < r.height or (c.height, c.parent) == (r.height, r.parent):
+                del self._early[h]
+            if (c.height, c.parent) == (r.height, r.parent):
+                try:
+                    if collected.add(c, now):
+                        self._replayed.append(c)
+                except InvalidRound as exc:
+                    log.debug("early commitment refused", extra={"reason": exc.reason})
         return r
+
+    def keep_early(self, c: Commitment) -> bool:
+        """Keep a commitment of a round this node may open next (for a parent it has not got
+        yet), to admit it then. Checked as far as it can be now; bounded; False if not kept."""
+        r = self.round
+        if not r.height <= c.height <= r.height + 1 or (c.height, c.parent) == (r.height, r.parent):
+            return False
+        h = c.hash()
+        if h in self._early:
+            return False
+        check_commitment(c, self.params.chain_id, self.pp)
+        self._early[h] = c
+        while len(self._early) > MAX_EARLY_COMMITMENTS:
+            self._early.popitem(last=False)
+        return True
 
     def phase(self, now: float) -> str:
         r = self.round
@@ -228,7 +261,8 @@ class RoundService:
     # --- the clock ----------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Announce]:
-        out: list[Announce] = []
+        out = [Announce("commitment", commitment=c) for c in self._replayed]
+        self._replayed.clear()
         r = self.round
         if self.chain.tip_hash != r.parent:  # the tip moved under us (a relayed block, a reorg)
             self.round = self._open(now)

@@ -8,6 +8,8 @@ send invalid data, and syncs headers first from peers ahead of it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import hashlib
 import logging
 import os
 import secrets
@@ -81,6 +83,10 @@ class Node:
         self._to_fetch: dict[Peer, list[bytes]] = {}  # blocks announced by headers, not yet asked for
         self._syncing: set[Peer] = set()
         self._tx_relay: list[tuple[Transfer, Peer | None]] = []  # flushed as batches each tick
+        # The retrain check of a round's best candidate runs here, off the event loop, while the
+        # reveal window is open; at the window's end the import finds it in the verifier's cache.
+        self._retrainer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._retrains: dict[tuple[str, int], concurrent.futures.Future[Any]] = {}
         self.api_port = 0
         self.p2p_port = 0
         self.started = asyncio.Event()
@@ -95,7 +101,9 @@ class Node:
             self.chain = Chain(self.datadir.kv, self.params, clock=self.clock)
             self.mempool = Mempool(self.params.chain_id, self.chain.account, min_fee=cfg.min_relay_fee, clock=self.clock)
             if self.params.engine == "ponas":
+                await asyncio.to_thread(self.chain.engine.warm_up)  # type: ignore[attr-defined]
                 self.rounds = RoundService(self.chain, self.mempool, self.clock(), closer)
+                self._retrainer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="retrain")
             self.token = secrets.token_hex(32)
             write_text_atomic(os.path.join(cfg.datadir, ".cookie"), self.token, mode=0o600)
             self.network = Network(
@@ -137,6 +145,9 @@ class Node:
         if self.network is not None:
             await self.network.stop()
             self.network = None
+        if self._retrainer is not None:
+            self._retrainer.shutdown(wait=True, cancel_futures=True)
+            self._retrainer = None
         if self.datadir is not None:
             for name in (".cookie", "node.json"):
                 try:
@@ -154,6 +165,7 @@ class Node:
             try:
                 self._flush_tx_relay()
                 if self.rounds is not None:
+                    await self._await_retrains()
                     for ann in self.rounds.tick(self.clock()):
                         self._announce(ann)
                 if self.clock() - last_expire > 60:
@@ -163,10 +175,67 @@ class Node:
             except Exception:
                 log.exception("round tick failed")
 
+    def _retrain_best(self) -> None:
+        """Start retraining the round's best candidate in the worker thread (once per genotype
+        and seed), when the chain's policy asks for it."""
+        if self.rounds is None or self._retrainer is None or not self.rounds.round.candidates:
+            return
+        engine = self.rounds.engine
+        if not engine.retrain or engine.pp.policy != "retrain":
+            return
+        best = min(self.rounds.round.candidates.values(), key=lambda c: c.rank)
+        key = (best.block.header.genotype, best.block.header.seed)
+        if key in self._retrains or engine.verifier.retrained(*key):
+            return
+        for done in [k for k, f in self._retrains.items() if f.done()]:
+            del self._retrains[done]
+        self._retrains[key] = self._retrainer.submit(engine.verifier.retrain, *key)
+
+    async def _retrain_first(self, block: Block, weights: bytes) -> bool:
+        """For a block from a peer that its round's retrain check will retrain: once its seal
+        and weights hash check out (so that no peer can make this node train for nothing), run
+        the training in the worker thread and wait for it there; the import, on the event loop,
+        then finds it cached. True if it waited."""
+        if self.rounds is None or self._retrainer is None or block.proof is None:
+            return False
+        engine = self.rounds.engine
+        key = (block.header.genotype, block.header.seed)
+        if not engine.retrain or engine.pp.policy != "retrain" or engine.verifier.retrained(*key):
+            return False
+        parent = self.chain.index.get(block.header.parent)
+        if parent is None or hashlib.sha256(weights).digest() != block.header.weights_hash:
+            return False
+        try:
+            engine.validate_seal(block, parent.header, self.chain)
+        except ConsensusError:
+            return False  # the import says why
+        future = self._retrains.get(key)
+        if future is None:
+            future = self._retrains[key] = self._retrainer.submit(engine.verifier.retrain, *key)
+        try:
+            await asyncio.wrap_future(future)
+        except Exception:  # noqa: BLE001 - a genotype that does not train: the import refuses it
+            return False
+        return True
+
+    async def _await_retrains(self) -> None:
+        """Once the reveal window is over, let running retrains finish (off the loop) before
+        the round's block is chosen, so that the import's retrain check finds them cached."""
+        assert self.rounds is not None
+        reveal_end = self.rounds.round.reveal_end
+        if reveal_end is None or self.clock() < reveal_end:
+            return
+        pending = [asyncio.wrap_future(f) for f in self._retrains.values() if not f.done()]
+        if pending:
+            await asyncio.wait(pending)
+
     def _announce(self, ann: Announce) -> None:
         if self.network is None:
             return
-        if ann.kind == "close" and ann.close is not None:
+        if ann.kind == "commitment" and ann.commitment is not None:
+            self._seen[ann.commitment.hash()] = self.clock()
+            self.network.broadcast(M.CommitmentMsg(ann.commitment))
+        elif ann.kind == "close" and ann.close is not None:
             self._seen[ann.close.hash()] = self.clock()
             self.network.broadcast(M.CloseMsg(ann.close, ann.commitments))
         elif ann.kind == "block" and ann.block is not None:
@@ -244,6 +313,7 @@ class Node:
     async def submit_candidate(self, block: Block, weights: bytes, source: str = "api", peer: Peer | None = None) -> int:
         rounds = self._need_rounds()
         cand = rounds.add_candidate(block, weights, self.clock())
+        self._retrain_best()
         if self.network and self._new(block.header.hash()):
             self.network.broadcast(M.BlockMsg(block, weights, True), exclude=peer)
         return cand.score
@@ -294,7 +364,12 @@ class Node:
         elif isinstance(msg, M.CommitmentMsg):
             if self._new(msg.commitment.hash()) and self.rounds is not None:
                 self._seen.pop(msg.commitment.hash(), None)
-                await self.submit_commitment(msg.commitment, "p2p", peer)
+                try:
+                    await self.submit_commitment(msg.commitment, "p2p", peer)
+                except InvalidRound as exc:
+                    # for the round after a block still on its way: admitted when that round opens
+                    if exc.reason != "commit-wrong-round" or not self.rounds.keep_early(msg.commitment):
+                        raise
         elif isinstance(msg, M.CloseMsg):
             await self._on_close(peer, msg)
         elif isinstance(msg, M.BlockMsg):
@@ -342,6 +417,9 @@ class Node:
         if self.rounds is not None and block.header.height < self.chain.height:
             # The close of the round after this height named our block as parent: final.
             raise InvalidBlock("round-final", f"height {block.header.height} is final on this node")
+        if await self._retrain_first(block, weights):
+            if h in self.chain.index and self.chain.index[h].status >= 1:
+                return  # it came in from another peer meanwhile
         old_height = self.chain.height
         try:
             result = self.chain.import_block(block, weights or None, self.mempool.verified)

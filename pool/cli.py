@@ -39,7 +39,7 @@ def register_mine(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         "DATADIR/.cookie) or $PONAS_TOKEN.",
     )
     p.add_argument("--node", required=True, metavar="URL", help="the node's REST API, e.g. http://127.0.0.1:8545")
-    p.add_argument("--address", required=True, metavar="ADDR", help="pn1... address that receives the rewards")
+    p.add_argument("--address", metavar="ADDR", help="pn1... address that receives the rewards (default: --key's address)")
     p.add_argument("--strategy", choices=("evolution", "random"), default="evolution",
                    help="search strategy (default: evolution, population 10, sample 3)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -71,7 +71,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
     try:
         key = load_key_file(args.key) if args.key else None
         token = read_token(args.token_file)
-        miner = Miner(args.node, args.address, args.strategy, args.device, key, token, random.Random(seed),
+        address = _address_or_key(args.address, key, "the address that receives the rewards")
+        miner = Miner(args.node, address, args.strategy, args.device, key, token, random.Random(seed),
                       token_file=args.token_file)
     except (MinerError, SearchError, NodeError) as exc:
         raise _reason(exc) from None
@@ -128,7 +129,7 @@ def register_pool(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                         "the pool's best result with the coinbase split among the members (fee, finder's bonus, "
                         "PPLNS), reveal it. Dashboard at http://HOST:PORT/. See docs/pool-protocol.md.")
     s.add_argument("--node", required=True, metavar="URL", help="the node's REST API")
-    s.add_argument("--address", required=True, metavar="ADDR", help="the pool's fee address")
+    s.add_argument("--address", metavar="ADDR", help="the pool's fee address (default: --key's address)")
     s.add_argument("--fee", default="1", metavar="PCT", help="pool fee in percent (default 1)")
     s.add_argument("--finder-bonus", default="0.5", metavar="PCT", help="bonus to the member whose result is committed (0.5)")
     s.add_argument("--window", type=int, default=600, help="PPLNS window in work units (training epochs; default 600)")
@@ -140,7 +141,8 @@ def register_pool(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     s.set_defaults(func=cmd_pool_serve)
     j = psub.add_parser("join", help="join a pool as a member: search the subspaces it assigns, stream shares")
     j.add_argument("url", metavar="URL", help="the pool's address, e.g. ws://127.0.0.1:3333")
-    j.add_argument("--address", required=True, metavar="ADDR", help="your payout address (you sign the pool's challenge)")
+    j.add_argument("--address", metavar="ADDR",
+                   help="your payout address (you sign the pool's challenge); default: the key's, or the wallet's first")
     j.add_argument("--key", metavar="FILE", help="the key file of ADDR")
     j.add_argument("--wallet", metavar="NAME", help="take the key of ADDR from this wallet (asks its password)")
     j.add_argument("--home", help="wallet home (default $PONAS_HOME or ~/.ponas)")
@@ -151,6 +153,17 @@ def register_pool(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     j.add_argument("--strategy", choices=("evolution", "random"), default="evolution")
     j.add_argument("--seed", type=int, help="seed of the search (default: random)")
     j.set_defaults(func=cmd_pool_join)
+
+
+def _address_or_key(address: str | None, key: Any, what: str) -> str:
+    """``--address``, or else the address of ``--key``'s key."""
+    if address is not None:
+        return address
+    if key is None:
+        raise ConsensusError("no-address", f"give --address ADDR ({what}), or --key FILE to use its address")
+    from consensus.crypto import format_address
+
+    return format_address(key.address)
 
 
 def percent_ppm(text: str, name: str) -> int:
@@ -182,12 +195,13 @@ def cmd_pool_serve(args: argparse.Namespace) -> int:
     from pool.rounds import MinerError
     from wallet.client import NodeError, read_token
 
-    fee_address = parse_address(args.address)
     try:
         token = read_token(args.token_file)
         key = load_key_file(args.key) if args.key else None
     except (MinerError, NodeError) as exc:
         raise _reason(exc) from None
+    fee_text = _address_or_key(args.address, key, "the pool's fee address")
+    fee_address = parse_address(fee_text)
     if token is None:
         raise ConsensusError("no-token", "the pool commits through the node: --token-file DATADIR/.cookie or $PONAS_TOKEN")
     config = ManagerConfig(args.node, fee_address, args.datadir, fee_ppm=percent_ppm(args.fee, "fee"),
@@ -203,7 +217,7 @@ def cmd_pool_serve(args: argparse.Namespace) -> int:
         except NodeError as exc:
             raise _reason(exc) from None
         print(f"pool on ws://{args.host}:{manager.port}/ws (dashboard http://{args.host}:{manager.port}/), "
-              f"fee {args.fee}% to {args.address}, node {args.node}", flush=True)
+              f"fee {args.fee}% to {fee_text}, node {args.node}", flush=True)
         await manager.run(stop)
 
     logging.getLogger("ponas.pool").setLevel(logging.INFO)
@@ -217,7 +231,6 @@ def cmd_pool_join(args: argparse.Namespace) -> int:
     from pool.member import Member
     from pool.rounds import MinerError
 
-    address = parse_address(args.address)
     if not 1 <= args.workers <= 64:
         raise ConsensusError("bad-args", "--workers is 1..64")
     if args.key:
@@ -232,11 +245,14 @@ def cmd_pool_join(args: argparse.Namespace) -> int:
 
         home = os.path.abspath(os.path.expanduser(args.home or os.environ.get("PONAS_HOME") or "~/.ponas"))
         try:
-            key = Keystore.load(home, args.wallet).unlock(read_password(args)).key_for(address)
+            store = Keystore.load(home, args.wallet)
+            address = parse_address(args.address) if args.address else store.addresses[0]  # its first address
+            key = store.unlock(read_password(args)).key_for(address)
         except WalletError as exc:
             raise _reason(exc) from None
     else:
         raise ConsensusError("no-key", "the pool pays ADDR only if you prove it: give --key FILE or --wallet NAME")
+    address = parse_address(args.address) if args.address else key.address
     if key.address != address:
         raise ConsensusError("wrong-key", "the key is not the key of --address")
     seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)

@@ -75,8 +75,10 @@ class CandidateSource(Protocol):
         """Training is useful now (the round is in its commit phase) or not."""
         ...
 
-    def best(self, rnd: RoundInfo) -> TrainResult | None:
-        """The best result to commit for the round, with its weights."""
+    def candidates(self, rnd: RoundInfo, k: int) -> list[TrainResult]:
+        """Up to ``k`` results to commit for the round, best first, with their weights. The
+        driver commits each (a key may commit up to the round's bound) and reveals the one that
+        scores best on the round's test set: the validation split only estimates that score."""
         ...
 
     def rest_address(self) -> bytes:
@@ -243,20 +245,23 @@ class RoundDriver:
         st.info = rnd
         ready = self.source.prepare(rnd)
         self.source.set_training(rnd.phase == "commit" and ready)
-        best = self.source.best(rnd) if ready else None
+        results = self.source.candidates(rnd, rnd.max_commitments_per_key) if ready else []
         if rnd.phase == "commit" and ready:
             if st.pending is not None:
                 await self._repost_pending(st)
-            committed = best is None or best.weights_hash in st.attempted or st.exhausted
-            committed = committed or st.next_seq >= rnd.max_commitments_per_key
-            if should_commit(self.clock(), rnd.deadline, rnd.window, best is not None, committed):
-                assert best is not None
-                await self._commit(st, best)
+            for result in results:
+                if st.pending is not None or st.exhausted or st.next_seq >= rnd.max_commitments_per_key:
+                    break
+                if result.weights_hash in st.attempted:
+                    continue
+                if not should_commit(self.clock(), rnd.deadline, rnd.window, True, False):
+                    break
+                await self._commit(st, result)
         if rnd.close is not None and not st.revealed:
             await self._reveal(st, rnd.close)
         if rnd.phase != "commit" and not st.commits and st.pending is None and not st.reported:
             st.reported = True
-            why = "no trained model before the deadline" if best is None else "commit refused"
+            why = "no trained model before the deadline" if not results else "commit refused"
             self.report(f"round {rnd.height}: no commitment ({why})")
 
     def _open_round(self, rnd: RoundInfo) -> None:

@@ -26,7 +26,6 @@ import asyncio
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ __all__ = ["Manager", "ManagerConfig", "MemberConn"]
 log = logging.getLogger("ponas.pool")
 
 PPM = 1_000_000
+TOP_RESULTS = 8  # verified results kept to commit: up to the round's bound per key, best first
 
 
 @dataclass
@@ -124,17 +124,16 @@ class Manager:
         self.window = PPLNSWindow(config.window)
         self.store: PoolStore | None = None
         self.driver = RoundDriver(config.node_url, self, self.key, config.token, clock, token_file=config.token_file,
-                                  report=self.report, scorer=self._locked)
+                                  report=self.report)  # its reveal scoring never waits for share checks
         self.port = 0
         self._round: RoundInfo | None = None
         self._task: tuple[str, str] | None = None
         self._job_id = 0
-        self._best: _Result | None = None
+        self._top: list[_Result] = []  # the pool's best verified results, distinct genotypes, best first
         #: shares whose weights are asked for or being checked: (member, id) -> validation
         self._inflight: dict[tuple[str, int], int] = {}
         self._seen: set[tuple[str, int]] = set()  # (genotype, seed) submitted to the pool
         self._verify: asyncio.Queue[tuple[MemberConn, P.Share, bytes]] = asyncio.Queue()
-        self._torch = threading.Lock()
         self._runner: web.AppRunner | None = None
         #: what each split was computed from: weights hash -> (window weights, finder, reward,
         #: last share seq); by the committed coinbase's payouts root (tests audit it)
@@ -187,10 +186,6 @@ class Manager:
             if self.store is not None:
                 self.store.close()
 
-    def _locked(self, fn: Callable[..., Any], *args: Any) -> Any:
-        with self._torch:
-            return fn(*args)
-
     # --- CandidateSource ----------------------------------------------------------------------
 
     def prepare(self, rnd: RoundInfo) -> bool:
@@ -210,7 +205,7 @@ class Manager:
                                        history=self.config.history)
             for m in self.members.values():
                 self.scheduler.join(m.id, self.clock(), m.throughput or None)
-            self._best = None
+            self._top = []
             self._round = rnd
             self._send_jobs(replan=True)
         self._round = rnd
@@ -219,8 +214,22 @@ class Manager:
     def set_training(self, allowed: bool) -> None:
         pass  # members train all the time: results carry over rounds of the same task
 
-    def best(self, rnd: RoundInfo) -> TrainResult | None:
-        return self._best.result if self._best is not None else None
+    @property
+    def _best(self) -> _Result | None:
+        return self._top[0] if self._top else None
+
+    def candidates(self, rnd: RoundInfo, k: int) -> list[TrainResult]:
+        return [r.result for r in self._top[:k]]
+
+    def _add_top(self, res: _Result) -> bool:
+        """Keep ``res`` among the best results if it belongs there; True if it is the best now."""
+        same = [r for r in self._top if r.result.genotype == res.result.genotype]
+        if same and same[0].result.validation >= res.result.validation:
+            return False
+        top = sorted([r for r in self._top if r.result.genotype != res.result.genotype] + [res],
+                     key=lambda r: -r.result.validation)
+        self._top = top[:TOP_RESULTS]
+        return self._top[0] is res
 
     def rest_address(self) -> bytes:
         return self.config.fee_address
@@ -228,7 +237,7 @@ class Manager:
     def payouts(self, result: TrainResult, reward: int) -> list[Payout]:
         if self.config.solo:
             return [Payout(self.config.fee_address, reward)]
-        finder = self._best.address if self._best is not None and self._best.result is result else None
+        finder = next((r.address for r in self._top if r.result is result), None)
         weights = self.window.weights_by_member()
         self._last_reward = reward
         last_seq = self.store.next_seq - 1 if self.store is not None else 0
@@ -239,7 +248,7 @@ class Manager:
     def round_opened(self, rnd: RoundInfo) -> None:
         if self.scheduler is None:
             return
-        pool_best = [(self._best.member, self._best.result.validation)] if self._best else []
+        pool_best = [(r.member, r.result.validation) for r in self._top[: self.config.top_k]]
         self.scheduler.end_round(self.clock(), pool_best)
         self._round = rnd
         self._send_jobs(replan=True)
@@ -432,9 +441,10 @@ class Manager:
             m.pending.pop(next(iter(m.pending)))
         self.stats["accepted"] += 1
         await self._send(m, P.encode("accept", id=share.id, credit=weight))
-        # a share that may become the pool's best must show its weights; others by sample
-        best = max([self._best.result.validation if self._best else -1, *self._inflight.values()])
-        if share.validation > best or self.rng.random() < self.config.verify_rate:
+        # a share that may enter the pool's best results must show its weights; others by sample
+        better = sum(1 for r in self._top if r.result.validation >= share.validation)
+        better += sum(1 for v in self._inflight.values() if v >= share.validation)
+        if better < TOP_RESULTS or self.rng.random() < self.config.verify_rate:
             self._inflight[(m.id, share.id)] = share.validation
             m.wanted[share.id] = (self.clock(), share)
             await self._send(m, P.encode("want", id=share.id))
@@ -474,7 +484,7 @@ class Manager:
                 continue
             retrain = self.rng.random() < self.config.retrain_rate
             try:
-                verdict, result = await asyncio.to_thread(self._locked, _check_weights, self._task, share, weights, retrain)
+                verdict, result = await asyncio.to_thread(_check_weights, self._task, share, weights, retrain)
             except Exception:  # a bug in checking must not take the pool down
                 log.exception("verify-failed", extra={"member": m.id, "share": share.id})
                 continue
@@ -485,8 +495,7 @@ class Manager:
             m.verified += 1
             self.stats["verified"] += 1
             await self._send(m, P.encode("verified", id=share.id))
-            if self._best is None or result.validation > self._best.result.validation:
-                self._best = _Result(m.id, m.address, result)
+            if self._add_top(_Result(m.id, m.address, result)):
                 self.driver.wake()
                 log.info("pool-best", extra={"member": m.id, "genotype": result.genotype, "validation": result.validation})
             if self.scheduler is not None and m.id in self.members:
@@ -499,8 +508,7 @@ class Manager:
         self.window.void(m.address)
         self.stats["banned"] += 1
         self.stats["voided"] += voided
-        if self._best is not None and self._best.address == m.address:
-            self._best = None
+        self._top = [r for r in self._top if r.address != m.address]
         log.warning("member-banned", extra={"member": m.id, "reason": reason, "voided": voided})
         self.report(f"banned {m.id}: {reason}; {voided} shares voided")
         for other in [c for c in self.members.values() if c.address == m.address]:

@@ -54,3 +54,14 @@ def test_serve_checks_fees_and_token(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, err = run(capsys, "pool", "serve", "--node", "http://127.0.0.1:9", "--address", addr, "--datadir",
                     str(tmp_path / "p"), "--token-file", str(tmp_path / "nope"))
     assert code == 1 and "error: no-token-file" in err and err.count("\n") == 1
+
+
+def test_without_address_or_key_there_is_nobody_to_pay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cookie").write_text("t0ken\n")
+    code, err = run(capsys, "pool", "serve", "--node", "http://127.0.0.1:9", "--datadir", str(tmp_path / "p"),
+                    "--token-file", str(tmp_path / "cookie"))
+    assert code == 1 and err.startswith("error: no-address: give --address ADDR (the pool's fee address)")
+    assert not (tmp_path / "p").exists()
+    code, err = run(capsys, "mine", "--node", "http://127.0.0.1:9", "--token-file", str(tmp_path / "cookie"))
+    assert code == 1 and err.startswith("error: no-address:")
+    assert run(capsys, "pool", "join", "ws://127.0.0.1:9") == (1, run_err("no-key"))

@@ -40,6 +40,21 @@ class PonasEngine:
         self.verifier = Verifier(self.pp)
         self.last_verdict: object | None = None
 
+    def warm_up(self) -> None:
+        """Run the model code once, at start-up: a tiny training, a weights round trip and a
+        scoring. Torch imports much of itself lazily on first use (autograd, sympy...), and
+        done at the first candidate that stalls a busy machine for seconds."""
+        import dataclasses
+
+        from consensus.engines.ponas.data import digits_splits
+        from consensus.engines.ponas.train import score, train
+        from consensus.engines.ponas.weights import load_weights
+
+        genotype = self.verifier.space.encode(self.verifier.space.size - 1)
+        recipe = dataclasses.replace(self.verifier.recipe, epochs=1, train_subset=64)
+        _model, data = train(self.verifier.space.name, genotype, recipe, 0)
+        score(load_weights(data, self.verifier.space.name, genotype), digits_splits().validation.subset(16))
+
     def previous_key(self, parent: Header, chain: ChainView) -> tuple[bytes, int]:
         """The test key (and its index) of the close that made ``parent``; the beacon's
         anchor for the genesis block."""

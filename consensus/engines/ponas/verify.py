@@ -18,6 +18,7 @@ Every failure raises :class:`~consensus.errors.InvalidBlock` with a stable reaso
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -33,7 +34,9 @@ class Verdict:
 
 
 class Verifier:
-    """Checks candidates for one chain's built-in task; caches test sets and retrainings."""
+    """Checks candidates for one chain's built-in task; caches test sets and retrainings.
+
+    ``retrain`` may run in another thread than the other methods (its cache is locked)."""
 
     def __init__(self, params: PonasParams) -> None:
         from consensus.engines.ponas.recipe import PRESETS
@@ -49,6 +52,7 @@ class Verifier:
             raise InvalidParams("bad-task", f"unknown recipe or space: {exc}") from None
         self._test_sets: OrderedDict[bytes, object] = OrderedDict()
         self._retrained: OrderedDict[tuple[str, int], tuple[bytes, object]] = OrderedDict()
+        self._lock = threading.Lock()  # a node retrains its round's best candidate in a worker thread
 
     def test_set(self, test_key: bytes):  # type: ignore[no-untyped-def]
         from consensus.engines.ponas.data import round_test_set
@@ -80,14 +84,21 @@ class Verifier:
         from consensus.engines.ponas.weights import weights_hash
 
         key = (genotype, seed)
-        found = self._retrained.get(key)
+        with self._lock:
+            found = self._retrained.get(key)
         if found is None:
             model, data = train(self.space.name, genotype, self.recipe, seed)
             found = (weights_hash(data), model)
-            self._retrained[key] = found
-            while len(self._retrained) > 8:
-                self._retrained.popitem(last=False)
+            with self._lock:
+                self._retrained[key] = found
+                while len(self._retrained) > 8:
+                    self._retrained.popitem(last=False)
         return found
+
+    def retrained(self, genotype: str, seed: int) -> bool:
+        """Whether ``retrain(genotype, seed)`` would answer from the cache."""
+        with self._lock:
+            return (genotype, seed) in self._retrained
 
     def verify(
         self, weights: bytes, genotype: str, weights_hash: bytes, seed: int, claimed: int, test_key: bytes,
