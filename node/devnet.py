@@ -347,6 +347,7 @@ class Launcher:
         self.manifest["supervisor"] = os.getpid()
         groups = [("node",), ("pool",), ("member", "solo")]
         t0 = time.monotonic()
+        said = ""
         for roles in groups:
             entries = [p for p in self.manifest["processes"] if p["role"] in roles]
             if not entries:
@@ -364,9 +365,13 @@ class Launcher:
                     raise fail("start-timeout", f"{names} did not answer within {START_TIMEOUT:.0f}s; the end of "
                                                 f"{entries[0]['log'] if len(waiting) > 1 else self._log(waiting[0])}:\n"
                                                 f"{log_tail(self._log(waiting[0]))}")
-                progress(f"starting: {len(entries) - len(waiting)}/{len(entries)} {'/'.join(roles)} up, "
-                         f"waiting for {', '.join(waiting[:4])}{'…' if len(waiting) > 4 else ''} "
-                         f"({time.monotonic() - t0:.0f}s)")
+                text = (f"starting: {len(entries) - len(waiting)}/{len(entries)} {'/'.join(roles)} up, "
+                        f"waiting for {', '.join(waiting[:4])}{'…' if len(waiting) > 4 else ''}")
+                if progress.tty:
+                    progress(f"{text} ({time.monotonic() - t0:.0f}s)")
+                elif text != said:  # a log, not a terminal: each change once
+                    progress(text)
+                said = text
                 time.sleep(0.5)
         progress.clear()
         self.manifest["state"] = "running"
@@ -663,9 +668,10 @@ def print_summary(summary: dict[str, Any], manifest: dict[str, Any], out: TextIO
               f"{next(iter(agree['hashes'].values()))[:16]}…", file=out)
     else:
         print(f"NODES DISAGREE at height {agree['height']}: {agree['hashes']}", file=out)
-    pool_paid = [r for r in summary["blocks"] if r["winner"] == "pool"]
+    pool_paid = sorted({r["members_paid"] for r in summary["blocks"] if r["winner"] == "pool"})
     if pool_paid:
-        print(f"pool blocks paid {max(r['members_paid'] for r in pool_paid)} members at most", file=out)
+        paid = str(pool_paid[0]) if len(pool_paid) == 1 else f"{pool_paid[0]} to {pool_paid[-1]}"
+        print(f"each block the pool won paid {paid} of its members in the coinbase, and the pool's fee", file=out)
     print("balances:", file=out)
     for name, units in summary["balances"].items():
         print(f"  {name:<10} {manifest['accounts'][name]}  {'?' if units is None else coins(units):>12}", file=out)
@@ -729,7 +735,7 @@ def _topology(args: argparse.Namespace) -> Topology:
 def default_lead(topo: Topology) -> float:
     """Seconds to start every process on a small machine (each imports torch): the first round
     opens then, so that its miners have the whole commit window."""
-    return 8.0 + 2.5 * (topo.nodes + (1 if topo.pool_members else 0) + topo.pool_members + topo.solo)
+    return 6.0 + 1.5 * (topo.nodes + (1 if topo.pool_members else 0) + topo.pool_members + topo.solo)
 
 
 def _setup(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
@@ -844,8 +850,7 @@ def describe(manifest: dict[str, Any], out: TextIO) -> None:
         if p["role"] == "node":
             print(f"  {p['name']:<8} {p['api']}  (explorer {p['api']}/){'  closer' if p['name'] == 'node0' else ''}", file=out)
         elif p["role"] == "pool":
-            print(f"  pool     dashboard {p['api']}/  members {len(manifest['processes']) and manifest['topology']['pool_members']}",
-                  file=out)
+            print(f"  pool     dashboard {p['api']}/  ({manifest['topology']['pool_members']} members)", file=out)
     home = Path(manifest["dir"]) / "home"
     print(f"  wallets  alice, bob (password '{PASSWORD}'): PONAS_HOME={home} ponas wallet balance --wallet alice",
           file=out)

@@ -261,8 +261,13 @@ class RoundService:
     # --- the clock ----------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Announce]:
-        out = [Announce("commitment", commitment=c) for c in self._replayed]
+        out = self._tick(now)
+        replayed = [Announce("commitment", commitment=c) for c in self._replayed]
         self._replayed.clear()
+        return replayed + out
+
+    def _tick(self, now: float) -> list[Announce]:
+        out: list[Announce] = []
         r = self.round
         if self.chain.tip_hash != r.parent:  # the tip moved under us (a relayed block, a reorg)
             self.round = self._open(now)

@@ -4,7 +4,10 @@ given a fresh window on every node (same height, parent and beacon key) instead 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from consensus.engines.ponas.rounds import commitment_for
 from node.generate import open_chain
@@ -31,3 +34,89 @@ def test_empty_round_gets_a_fresh_window(tmp_path: Path) -> None:
         announced = rounds.tick(now)
         assert [a.kind for a in announced] == ["close"]
         assert announced[0].close is not None and announced[0].close.key_index == 1  # no key was skipped
+
+
+def test_a_commitment_that_comes_before_its_parent_is_kept_for_its_round(tmp_path: Path) -> None:
+    """A peer that connected block 1 first relays a round-2 commitment to a node that has not
+    got block 1 yet: the node keeps it, admits it when round 2 opens there, and relays it."""
+    from consensus.errors import InvalidRound
+    from tests.ponas_builders import GENOTYPES, close_round, honest_score, reveal
+
+    k1, k2 = keys(2, seed=5)
+    now = float(GENESIS_TIME + 1)
+    with open_chain(str(tmp_path / "ahead"), PARAMS, clock=lambda: now) as ahead, \
+            open_chain(str(tmp_path / "late"), PARAMS, clock=lambda: now) as late:
+        entry1 = trained_entry(PARAMS, ahead.tip, ahead.accounts, k1, GENOTYPES[0], 1)
+        close, commitments = close_round(PARAMS, ahead.tip, [entry1])
+        block1 = reveal(entry1, close, commitments, honest_score(PARAMS, entry1, close))
+        now = float(max(close.timestamp + PARAMS.ponas.reveal_window, block1.header.timestamp) + 1)
+        ahead.import_block(block1, entry1.weights)
+        entry2 = trained_entry(PARAMS, ahead.tip, ahead.accounts, k2, GENOTYPES[1], 2)
+        early = commitment_for(entry2.block.header, k2, PARAMS.chain_id)
+
+        rounds = RoundService(late, Mempool(PARAMS.chain_id, late.account), now)
+        assert rounds.round.height == 1
+        try:
+            rounds.add_commitment(early, now)
+            raise AssertionError("a round-2 commitment was admitted in round 1")
+        except InvalidRound as exc:
+            assert exc.reason == "commit-wrong-round"
+        assert rounds.keep_early(early)
+        assert not rounds.keep_early(early)  # kept once
+        # not kept: one for the open round, or for a round beyond the next
+        far = replace(early, height=3)
+        assert not rounds.keep_early(far)
+
+        late.import_block(block1, entry1.weights)  # block 1 arrives; round 2 opens with it
+        announced = rounds.tick(now)
+        assert rounds.round.height == 2 and rounds.round.commitments.items == [early]
+        assert [(a.kind, a.commitment) for a in announced] == [("commitment", early)]
+        assert rounds.tick(now) == []  # relayed once
+
+
+async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The round's best candidate is retrained in the node's worker thread while the reveal
+    window is open, and the import at the window's end finds it cached: the event loop never
+    trains. A block relayed by a peer is retrained there too before its import."""
+    import threading
+
+    import consensus.engines.ponas.train as train_module
+    from node.service import Node, NodeConfig
+    from tests.ponas_builders import GENOTYPES, close_round, honest_score, reveal
+
+    real_train = train_module.train
+    trained_on: list[str] = []
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        trained_on.append(threading.current_thread().name)
+        return real_train(*args, **kwargs)
+
+    k1 = keys(1, seed=6)[0]
+    clock = [float(GENESIS_TIME + 1)]
+    a = Node(NodeConfig(str(tmp_path / "a"), tick=3600), PARAMS, clock=lambda: clock[0])
+    b = Node(NodeConfig(str(tmp_path / "b"), tick=3600), PARAMS, clock=lambda: clock[0])
+    await a.start()
+    await b.start()
+    try:
+        assert a.rounds is not None and b.rounds is not None
+        entry = trained_entry(PARAMS, a.chain.tip, a.chain.accounts, k1, GENOTYPES[2], 3)
+        assert a.rounds.add_commitment(commitment_for(entry.block.header, k1, PARAMS.chain_id), clock[0])
+        close, commitments = close_round(PARAMS, a.chain.tip, [entry])
+        clock[0] = float(entry.block.header.timestamp + 1)
+        assert a.rounds.add_close(close, commitments, clock[0])
+        block = reveal(entry, close, commitments, honest_score(PARAMS, entry, close))
+        monkeypatch.setattr(train_module, "train", spy)
+
+        await a.submit_candidate(block, entry.weights)  # checks it, starts the retrain, answers
+        clock[0] = float(max(close.timestamp + PARAMS.ponas.reveal_window, entry.block.header.timestamp) + 1)
+        await a._await_retrains()
+        assert [a_.kind for a_ in a.rounds.tick(clock[0])] == ["block"]
+        assert a.chain.tip_hash == block.header.hash()
+        assert trained_on == ["retrain_0"]  # once, in the worker thread
+
+        await b._on_block(object(), block, entry.weights)  # type: ignore[arg-type]
+        assert b.chain.tip_hash == block.header.hash()
+        assert trained_on == ["retrain_0", "retrain_0"]
+    finally:
+        await a.stop()
+        await b.stop()
