@@ -246,10 +246,11 @@ def test_split_properties(
             if weights[a] > weights[b]:
                 assert got.get(a, 0) >= got.get(b, 0)
     # without cap or dust, each plain member is within one unit of its exact pro-rata share
+    # (dust: a share under one unit rounds to nothing and is split again among the others)
     positive = {a: w for a, w in weights.items() if w > 0}
-    if positive and min_payout == 1 and len(positive) + 2 <= max_outputs:
-        fee = reward * fee_ppm // 1_000_000
-        bonus = reward * bonus_ppm // 1_000_000 if finder is not None else 0
-        part, total = reward - fee - bonus, sum(positive.values())
+    fee = reward * fee_ppm // 1_000_000
+    bonus = reward * bonus_ppm // 1_000_000 if finder is not None else 0
+    part, total = reward - fee - bonus, sum(positive.values())
+    if positive and min_payout == 1 and len(positive) + 2 <= max_outputs and all(part * w >= total for w in positive.values()):
         for a in plain:
             assert abs(got.get(a, 0) * total - part * weights[a]) < total

@@ -1,0 +1,1065 @@
+"""Pool simulation on the score table: is a pool that partitions the space more competitive than
+solo miners, and do backup members keep its high-reward subspaces searched under churn?
+
+Usage (from the repo root)::
+
+    python bench/paper/simulate.py                       # full run, about 5 minutes on 2 cores
+    python bench/paper/simulate.py --quick --out /tmp/q  # a small run, under 30 s
+    python bench/paper/simulate.py --table PATH --out DIR --seed N --rounds N
+
+Outputs in ``--out`` (default ``docs/results/``): ``simulate.json`` (every number and the setup),
+one markdown table per experiment (``competitiveness.md``, ``income.md``, ``search.md``,
+``churn.md``) and a PNG plot each. Progress lines go to stderr. Same table, same arguments, same
+seed: same numbers.
+
+**The project's own pool logic** does the pool's work: ``get_space("nb201")`` (15,625 cells:
+indices, ``partition``), :class:`pool.schedule.Scheduler` (join, heartbeat, check, plan_round,
+record, end_round; high reward, standard deviations and backups), :class:`pool.shares.PPLNSWindow`,
+:class:`pool.shares.Share` and :func:`pool.shares.split_reward`. The constants come from the
+project too: the devnet preset (``preset_params("devnet")``: a 45 s commit window and a 15 s
+reveal window, 8 commitments per key, a 50-coin subsidy), the devnet recipe's 20 epochs (the
+weight of one share) and :class:`pool.manager.ManagerConfig`'s defaults (fee 1 %, finder bonus
+0.5 %, PPLNS window 600 units, heartbeat 2 s, heartbeat timeout 10 s, ``std_threshold`` 0.25,
+``top_k`` 3, ``history`` 8, a quarter of the shares verified by sample).
+
+**The table** is ``bench/paper/nb201_digits_devnet.csv.gz`` read with ``build_table.read_table``.
+It may be partial (a uniform random sample of the space): the searchable space is the set of
+indices in the table, and a miner searching a subspace (an index range of the Scheduler's plan)
+draws among the known indices inside it. The number of rows is printed and recorded.
+
+**The model of a round.**
+
+- Discrete rounds of ``round_seconds`` = 60 s (commit window 45 s, then the reveal window). Round
+  ``r`` starts at ``t0 = 60 r``. Every round is a *fresh search*: a party's results of a round
+  are not carried into the next (as if every round posted a new task with this table's
+  landscape). The project's manager, on one unchanging task, keeps its best results across
+  rounds; that is not modelled here.
+- A party is a pool or a solo miner. Every member and every solo miner has the same compute
+  ``c``: ``c`` evaluations per round, at times ``t0 + (k + 1/2) * 45 / c`` inside the commit
+  window. An evaluation is the lookup of one table row: the miner sees the validation count;
+  the test count stands for the score on the round's secret test set. ``--compute auto`` (the
+  default) is ``round(20 * rows / 15625)`` (at least 1): a devnet member trains about 20
+  architectures per 45 s window on one core (2.2 s each), and scaling by the table's coverage
+  keeps the ratio of compute to space of the whole space (3 evaluations on 2,561 rows).
+- A solo miner searches the whole table: uniform draws without replacement (the law of
+  :class:`pool.search.RandomSearch`, restricted to the known rows; a new cycle only after all
+  rows were drawn).
+- A pool member searches only its assigned subspaces, round robin between them (as
+  ``pool/member.py`` does, its turn counter kept across rounds), in each uniformly without
+  replacement among the known rows of the subspace (a fresh search state per round; a
+  subspace exhausted within a round starts a new cycle, which makes duplicates). A subspace
+  without any known row is skipped (its architectures have no score yet); a member whose
+  subspaces all lack rows idles (counted as ``idle``). Members use random search, not the
+  members' default regularised evolution: with ``c`` at most a few evaluations per subspace per
+  round, :class:`pool.search.RegularizedEvolution` (population 10) never leaves its random
+  phase, so it would behave the same.
+- The pool follows the manager's call order (``pool/manager.py``): members ``join`` with their
+  throughput ``c / 45`` trainings per second; at every round start ``end_round(t0, pool_best)``
+  (the pool's ``top_k`` best of the round just ended) and then ``plan_round(t0, rng)``; every
+  ``heartbeat`` seconds (2 s) each live member heartbeats and the watchdog runs ``check``; a
+  share is recorded (``record``) when the manager would verify it: always when it may enter the
+  pool's best 8, else with probability ``verify_rate``. Every share goes into the PPLNS window
+  with the devnet recipe's weight (20 units). Shares of one evaluation slot reach the manager
+  in a random order.
+- At the deadline a party commits its best 8 distinct results by validation (ties: the earlier
+  result) and reveals the one with the best test score. The round's winner is the best revealed
+  score over the parties, ties broken at random.
+- Test noise (``--test-noise SIGMA``, default 0 = off): each round, every row's test score gets
+  an independent normal perturbation of standard deviation SIGMA test images (of 500), the same
+  for every party (one test set per round). The real round test set (300 key-chosen, key-perturbed
+  held-out digits) moves scores by a few images; its errors are correlated across
+  architectures, which independent noise overstates.
+- Rewards: the devnet subsidy (50 coins) goes to the winner. A pool's coinbase is
+  ``split_reward(subsidy, window.weights_by_member(), fee 1 %, finder = the member whose result
+  was revealed, bonus 0.5 %)`` computed at the deadline, as the manager does at commit time.
+- Churn (experiment 4): at each round start every online member (and, separately, every online
+  solo miner) drops out with probability ``p``, at a uniform time of the round, *silently*: it
+  stops evaluating and heartbeating, and the manager learns of it only through the heartbeat
+  timeout (``check``). Its shares sent before the drop count. A solo miner that drops during a
+  round has no candidate that round. An offline member or miner comes back at the start of a
+  round with probability ``q`` = 0.5 (so it is away two rounds on average), under the same id:
+  ``join`` at ``t0``, before the round's plan (the manager replans on every join; a join at the
+  round's start makes that replan the round's plan). The drop and comeback draws do not depend
+  on the pool's decisions, so every threshold of one ``p`` sees the same churn.
+
+**Experiments** (each a function writing its table and plot): :func:`exp_competitiveness`,
+:func:`exp_income`, :func:`exp_search` and :func:`exp_churn`; their docstrings define their
+numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+for _p in (str(REPO), str(HERE)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import build_table as bt  # noqa: E402
+
+from consensus.engines.ponas.recipe import PRESETS as RECIPES  # noqa: E402
+from consensus.engines.ponas.space import get_space  # noqa: E402
+from consensus.params import preset_params  # noqa: E402
+from consensus.types import COIN  # noqa: E402
+from pool.manager import ManagerConfig  # noqa: E402
+from pool.schedule import Scheduler  # noqa: E402
+from pool.shares import PPLNSWindow, Share, split_reward  # noqa: E402
+
+__all__ = [
+    "Table",
+    "Setup",
+    "load_table",
+    "make_setup",
+    "run_race",
+    "exp_competitiveness",
+    "exp_income",
+    "exp_search",
+    "exp_churn",
+    "run_all",
+    "main",
+]
+
+SPACE = get_space("nb201")
+DEFAULT_TABLE = HERE / "nb201_digits_devnet.csv.gz"
+DEFAULT_OUT = REPO / "docs" / "results"
+FEE_ADDRESS = b"\xff" * 20
+NO_BACKUP = 1.0  # std_threshold that no metric can exceed: every metric is in 0..1, so pstdev <= 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# The table and the setup.
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """The known rows, sorted by index: position ``i`` is row ``index[i]``."""
+
+    path: str
+    index: tuple[int, ...]
+    val: tuple[int, ...]
+    test: tuple[int, ...]
+    val_total: int
+    test_total: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.index)
+
+    def span(self, start: int, stop: int) -> tuple[int, int]:
+        """Positions ``[lo, hi)`` of the known indices in ``[start, stop)``."""
+        return bisect.bisect_left(self.index, start), bisect.bisect_left(self.index, stop)
+
+
+def load_table(path: str | Path) -> Table:
+    """The table's rows (``build_table.read_table``); raises ``ValueError`` when it has none."""
+    rows = bt.read_table(Path(path))
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    order = sorted(rows)
+    totals = {(rows[i].val_total, rows[i].test_total) for i in order}
+    if len(totals) != 1:
+        raise ValueError(f"{path}: rows with different split sizes {sorted(totals)}")
+    (val_total, test_total), = totals
+    return Table(str(path), tuple(order), tuple(rows[i].val_correct for i in order),
+                 tuple(rows[i].test_correct for i in order), val_total, test_total)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Every constant of the model (module docstring); :func:`make_setup` reads the project's."""
+
+    compute: int  # evaluations per member (and per solo miner) per round
+    commit_window: float
+    round_seconds: float
+    heartbeat: float
+    heartbeat_timeout: float
+    commit_k: int
+    subspaces_per_member: int
+    std_threshold: float
+    top_k: int
+    history: int
+    verify_rate: float
+    fee_ppm: int
+    finder_bonus_ppm: int
+    window: int
+    share_weight: int
+    reward: int
+    test_noise: float
+    p_back: float = 0.5
+
+
+def auto_compute(rows: int) -> int:
+    """About 20 trainings per devnet commit window, scaled by the table's share of the space."""
+    return max(1, round(20 * rows / SPACE.size))
+
+
+def make_setup(table: Table, compute: int | None = None, test_noise: float = 0.0) -> Setup:
+    """The model's constants, from the devnet preset, the devnet recipe and ``ManagerConfig``."""
+    params = preset_params("devnet", data_split_hash=bytes(32), genesis_time=0)
+    ponas = params.ponas
+    assert ponas is not None
+    manager = ManagerConfig(node_url="", fee_address=FEE_ADDRESS, datadir="")
+    defaults = Scheduler(SPACE)
+    return Setup(
+        compute=auto_compute(table.rows) if compute is None else int(compute),
+        commit_window=float(ponas.commit_window),
+        round_seconds=float(ponas.commit_window + ponas.reveal_window),
+        heartbeat=manager.heartbeat,
+        heartbeat_timeout=manager.heartbeat_timeout,
+        commit_k=ponas.max_commitments_per_key,
+        subspaces_per_member=defaults.subspaces_per_member,
+        std_threshold=manager.std_threshold,
+        top_k=manager.top_k,
+        history=manager.history,
+        verify_rate=manager.verify_rate,
+        fee_ppm=manager.fee_ppm,
+        finder_bonus_ppm=manager.finder_bonus_ppm,
+        window=manager.window,
+        share_weight=RECIPES[ponas.recipe].epochs,
+        reward=params.subsidy(1),
+        test_noise=float(test_noise),
+    )
+
+
+def _seed(*parts: object) -> int:
+    """A 64-bit seed from a label (stable across runs and Python processes)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big")
+
+
+def _address(i: int) -> bytes:
+    return hashlib.sha256(f"member{i}".encode()).digest()[:20]
+
+
+# ---------------------------------------------------------------------------------------------
+# The race: one pool against n solo miners, round after round.
+
+
+def _top_insert(top: list[tuple[int, int, int, int]], k: int, val: int, seq: int, pos: int, who: int) -> None:
+    """Keep the ``k`` best distinct results by validation (ties: the earlier), as the manager's
+    ``_add_top``: entries ``(-val, seq, pos, who)`` sorted."""
+    if len(top) >= k and -val >= top[-1][0]:
+        return
+    for entry in top:
+        if entry[2] == pos:
+            return  # the same architecture, same score: nothing new
+    bisect.insort(top, (-val, seq, pos, who))
+    del top[k:]
+
+
+def _reveal(top: list[tuple[int, int, int, int]], test: Sequence[float]) -> tuple[float, int, int]:
+    """The committed result with the best test score (ties: the first): (score, pos, who)."""
+    best = None
+    for _neg, _seq, pos, who in top:
+        score = test[pos]
+        if best is None or score > best[0]:
+            best = (score, pos, who)
+    assert best is not None
+    return best
+
+
+def _draw(rng: random.Random, n: int, drawn: set[int]) -> int:
+    """An offset in ``range(n)`` not in ``drawn`` (a new cycle once all were drawn)."""
+    if len(drawn) >= n:
+        drawn.clear()
+    if 4 * (n - len(drawn)) < n:
+        return rng.choice([o for o in range(n) if o not in drawn])
+    while True:
+        o = rng.randrange(n)
+        if o not in drawn:
+            return o
+
+
+def _solo_draws(rng: random.Random, rows: int, c: int) -> list[int]:
+    """``c`` positions uniformly without replacement (cycles when ``c > rows``)."""
+    out: list[int] = []
+    while len(out) < c:
+        out.extend(rng.sample(range(rows), min(rows, c - len(out))))
+    return out
+
+
+def _assignments(sched: Scheduler, member_of: dict[str, int], sub_at: dict[tuple[int, int], int]) -> list[list[int]]:
+    """Each member's subspaces (positions in the plan), in plan order, moves included."""
+    lists: list[list[int]] = [[] for _ in member_of]
+    for m, items in sched.plan.by_member().items():
+        lists[member_of[m]] = [sub_at[a.subspace.as_range()] for a in items]
+    return lists
+
+
+def run_race(
+    table: Table,
+    setup: Setup,
+    n: int,
+    rounds: int,
+    seed: int,
+    *,
+    p_drop: float = 0.0,
+    std_threshold: float | None = None,
+    windows: Sequence[int] = (),
+    solos: int | None = None,
+) -> dict[str, Any]:
+    """A pool of ``n`` members against ``solos`` (default ``n``) solo miners, for ``rounds``
+    rounds (model in the module docstring). Returns per-round numpy arrays (keys below) and,
+    per PPLNS window size in ``windows``, the members' income per round in base units.
+
+    Per round: ``pool_score``, ``pool_val``, ``pool_evals``, ``pool_distinct``, ``pool_idle``;
+    ``solo_scores`` (rounds x solos, ``-inf`` without a candidate), ``solo_evals``,
+    ``union_evals``, ``union_distinct``, ``union_val``, ``union_score`` (the solo miners' work
+    taken together, committed as one party: independent search); ``win_all`` (-1 the pool, else
+    the winning solo: pool against every solo) and ``win_one`` (-1 the pool, 0 solo 0: the
+    pool against solo 0 alone); ``backups``, ``takeovers``, ``moves``, ``online``,
+    ``hr_subs``, ``hr_done``, ``hr_cover``, ``all_subs``, ``all_done``, ``all_cover``
+    (completion, :func:`exp_churn`); ``split_ok`` (every split summed to the reward).
+    """
+    c = setup.compute
+    n_solo = n if solos is None else solos
+    threshold = setup.std_threshold if std_threshold is None else std_threshold
+    rows = table.rows
+    val, test_exact = table.val, table.test
+    k = setup.commit_k
+    hb = setup.heartbeat
+    ticks = int(round(setup.round_seconds / hb))
+    slot_time = [(j + 0.5) * setup.commit_window / c for j in range(c)]
+    slots_in_tick: list[list[int]] = [[] for _ in range(ticks + 1)]
+    for j, t in enumerate(slot_time):
+        slots_in_tick[max(1, math.ceil(t / hb - 1e-9))].append(j)
+    throughput = c / setup.commit_window
+
+    rng_pool = random.Random(_seed(seed, "pool", n, c, p_drop, threshold))
+    rng_plan = random.Random(_seed(seed, "plan", n, c, p_drop, threshold))
+    rng_solo = random.Random(_seed(seed, "solo", n_solo, c, p_drop))
+    rng_churn = random.Random(_seed(seed, "churn", n, p_drop))
+    rng_solo_churn = random.Random(_seed(seed, "solo-churn", n_solo, p_drop))
+    rng_ties = random.Random(_seed(seed, "ties", n, n_solo, c, p_drop, threshold))
+    np_noise = np.random.default_rng(_seed(seed, "noise"))
+
+    sched = Scheduler(SPACE, subspaces_per_member=setup.subspaces_per_member, std_threshold=threshold,
+                      heartbeat_timeout=setup.heartbeat_timeout, history=setup.history, top_k=setup.top_k)
+    ids = [f"m{i:03d}" for i in range(n)]
+    member_of = {m: i for i, m in enumerate(ids)}
+    addrs = [_address(i) for i in range(n)]
+    addr_index = {a: i for i, a in enumerate(addrs)}
+    pplns = [PPLNSWindow(w) for w in windows]
+    seq = 0
+    for m in ids:
+        sched.join(m, 0.0, throughput)
+    online = [True] * n
+    solo_online = [True] * n_solo
+    turn = [0] * n
+    spans: dict[tuple[int, int], tuple[int, int]] = {}
+    pool_best: list[tuple[str, int]] | None = None
+
+    out: dict[str, Any] = {key: np.zeros(rounds) for key in (
+        "pool_score", "pool_val", "pool_evals", "pool_distinct", "pool_idle", "solo_evals", "union_evals",
+        "union_distinct", "union_val", "union_score", "backups", "takeovers", "moves", "online", "hr_subs",
+        "hr_done", "hr_cover", "all_subs", "all_done", "all_cover")}
+    out["solo_scores"] = np.full((rounds, n_solo), -np.inf)
+    out["win_all"] = np.zeros(rounds, dtype=np.int64)
+    out["win_one"] = np.zeros(rounds, dtype=np.int64)
+    income = [np.zeros((rounds, n), dtype=np.int64) for _ in windows]
+    split_ok = True
+
+    for r in range(rounds):
+        t0 = r * setup.round_seconds
+        # --- churn draws (independent of the pool's decisions) and comebacks
+        drop_at = [math.inf] * n
+        solo_drop = [False] * n_solo
+        if p_drop > 0:
+            for i in range(n):
+                u, frac = rng_churn.random(), rng_churn.random()
+                if online[i]:
+                    if u < p_drop:
+                        drop_at[i] = t0 + frac * setup.round_seconds
+                elif u < setup.p_back:
+                    online[i] = True
+                    sched.join(ids[i], t0, throughput)
+            for i in range(n_solo):
+                u = rng_solo_churn.random()
+                if solo_online[i]:
+                    solo_drop[i] = u < p_drop
+                elif u < setup.p_back:
+                    solo_online[i] = True
+        # --- the manager: close the last round, plan this one
+        if pool_best is not None:
+            sched.end_round(t0, pool_best)
+        plan = sched.plan_round(t0, rng_plan)
+        high = {m for m in sched.live() if sched.high_reward(m)}
+        sub_at = {sub.as_range(): i for i, sub in enumerate(plan.subspaces)}
+        sub_span = []
+        for sub in plan.subspaces:
+            rng_ = sub.as_range()
+            if rng_ not in spans:
+                spans[rng_] = table.span(*rng_)
+            lo, hi = spans[rng_]
+            sub_span.append((lo, hi - lo))
+
+        assign = _assignments(sched, member_of, sub_at)
+        # quota: what the plan intends for each subspace (the primary's round robin over its
+        # primary subspaces with rows, no backup roles, no churn)
+        quota = [0] * len(sub_span)
+        for i in range(n):
+            prim = [s for s in assign[i] if plan.primaries[s] == ids[i] and sub_span[s][1] > 0]
+            for j in range(c if prim else 0):
+                quota[prim[(turn[i] + j) % len(prim)]] += 1
+        out["backups"][r] = sum(1 for b in plan.backups if b is not None)
+        out["online"][r] = sum(online)
+
+        # --- the round: evaluation slots, heartbeats and the watchdog, tick by tick
+        drawn: dict[tuple[int, int], set[int]] = {}
+        done: list[set[int]] = [set() for _ in sub_span]
+        evaluated: set[int] = set()
+        top: list[tuple[int, int, int, int]] = []
+        evals = idle = 0
+        takeovers = moves_n = 0
+        for tick in range(1, ticks + 1):
+            now = t0 + tick * hb
+            for j in slots_in_tick[tick]:
+                ts = t0 + slot_time[j]
+                order = list(range(n))
+                rng_pool.shuffle(order)
+                for i in order:
+                    if not online[i] or drop_at[i] <= ts:
+                        continue
+                    mine = assign[i]
+                    for _ in range(len(mine)):
+                        s = mine[turn[i] % len(mine)]
+                        turn[i] += 1
+                        if sub_span[s][1] > 0:
+                            break
+                    else:
+                        idle += 1
+                        continue
+                    lo, size = sub_span[s]
+                    key = (i, s)
+                    seen = drawn.setdefault(key, set())
+                    off = _draw(rng_pool, size, seen)
+                    seen.add(off)
+                    pos = lo + off
+                    v = val[pos]
+                    evals += 1
+                    evaluated.add(pos)
+                    done[s].add(pos)
+                    seq += 1
+                    for w in pplns:
+                        w.add(Share(addrs[i], setup.share_weight, r, seq))
+                    better = sum(1 for e in top if -e[0] >= v)
+                    if better < k or rng_pool.random() < setup.verify_rate:
+                        sched.record(ids[i], table.index[pos], v, ts)
+                        if better < k:
+                            _top_insert(top, k, v, seq, pos, i)
+            for i in range(n):
+                if online[i] and drop_at[i] > now:
+                    sched.heartbeat(ids[i], now, throughput)
+            for i in range(n):
+                if online[i] and drop_at[i] <= now:
+                    online[i] = False
+            moved = sched.check(now)
+            if moved:
+                moves_n += len(moved)
+                takeovers += sum(1 for mv in moved if mv.reason == "backup-takeover")
+                assign = _assignments(sched, member_of, sub_at)
+        # every evaluation slot lies inside the commit window: the state now is the deadline's
+        done_n = [len(d) for d in done]
+        pool_best = [(ids[e[3]], -e[0]) for e in top[: setup.top_k]]
+
+        # --- this round's test scores and the parties' reveals
+        if setup.test_noise > 0:
+            test: Sequence[float] = (np.asarray(test_exact, dtype=float)
+                                     + np_noise.normal(0.0, setup.test_noise, rows)).tolist()
+        else:
+            test = test_exact
+        pool_score = -math.inf
+        finder = -1
+        if top:
+            pool_score, _pos, finder = _reveal(top, test)
+            out["pool_val"][r] = -top[0][0]
+        out["pool_score"][r] = pool_score
+        out["pool_evals"][r] = evals
+        out["pool_distinct"][r] = len(evaluated)
+        out["pool_idle"][r] = idle
+        out["takeovers"][r] = takeovers
+        out["moves"][r] = moves_n
+
+        # completion of the plan's subspaces (done by anyone before the deadline)
+        hr = cov_hr = hr_n = 0
+        al = cov_al = al_n = 0
+        for s, q in enumerate(quota):
+            if q <= 0:
+                continue
+            target = min(q, sub_span[s][1])
+            ok = done_n[s] >= target
+            al_n += 1
+            al += ok
+            cov_al += min(1.0, done_n[s] / target)
+            if plan.primaries[s] in high:
+                hr_n += 1
+                hr += ok
+                cov_hr += min(1.0, done_n[s] / target)
+        out["hr_subs"][r], out["hr_done"][r], out["hr_cover"][r] = hr_n, hr, cov_hr
+        out["all_subs"][r], out["all_done"][r], out["all_cover"][r] = al_n, al, cov_al
+
+        # solo miners: each its own search; together, the independent search of exp_search
+        union: set[int] = set()
+        union_top: list[tuple[int, int, int, int]] = []
+        solo_evals = 0
+        useq = 0
+        for i in range(n_solo):
+            if not solo_online[i]:
+                continue
+            draws = _solo_draws(rng_solo, rows, c)
+            solo_evals += len(draws)
+            mine_top: list[tuple[int, int, int, int]] = []
+            for pos in draws:
+                useq += 1
+                _top_insert(mine_top, k, val[pos], useq, pos, i)
+                union.add(pos)
+                _top_insert(union_top, k, val[pos], useq, pos, i)
+            if solo_drop[i]:
+                solo_online[i] = False  # dropped during the round: no candidate
+                continue
+            out["solo_scores"][r, i] = _reveal(mine_top, test)[0]
+        out["solo_evals"][r] = solo_evals
+        out["union_evals"][r] = solo_evals
+        out["union_distinct"][r] = len(union)
+        if union_top:
+            out["union_val"][r] = -union_top[0][0]
+            out["union_score"][r] = _reveal(union_top, test)[0]
+        else:
+            out["union_score"][r] = -math.inf
+
+        # --- the winners (ties at random)
+        scores = out["solo_scores"][r]
+        best = max(pool_score, float(scores.max()) if n_solo else -math.inf)
+        if best == -math.inf:
+            out["win_all"][r] = -2  # nobody had a candidate
+        else:
+            tied = ([-1] if pool_score == best else []) + [int(i) for i in np.flatnonzero(scores == best)]
+            out["win_all"][r] = tied[0] if len(tied) == 1 else rng_ties.choice(tied)
+        s0 = float(scores[0]) if n_solo else -math.inf
+        if max(pool_score, s0) == -math.inf:
+            out["win_one"][r] = -2
+        elif pool_score == s0:
+            out["win_one"][r] = rng_ties.choice([-1, 0])
+        else:
+            out["win_one"][r] = -1 if pool_score > s0 else 0
+
+        # --- the pool's coinbase when it wins against every solo miner
+        if out["win_all"][r] == -1:
+            for w, inc in zip(pplns, income):
+                payouts = split_reward(setup.reward, w.weights_by_member(), fee_address=FEE_ADDRESS,
+                                       fee_ppm=setup.fee_ppm, finder=addrs[finder],
+                                       finder_bonus_ppm=setup.finder_bonus_ppm)
+                split_ok &= sum(p.amount for p in payouts) == setup.reward
+                for p in payouts:
+                    i = addr_index.get(p.address)
+                    if i is not None:
+                        inc[r, i] += p.amount
+    out["income"] = {int(w): inc for w, inc in zip(windows, income)}
+    out["split_ok"] = bool(split_ok)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiments.
+
+
+class Cache:
+    """Races already run, by their arguments (a race is a pure function of them)."""
+
+    def __init__(self) -> None:
+        self.races: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def race(self, table: Table, setup: Setup, n: int, rounds: int, seed: int, **kw: Any) -> dict[str, Any]:
+        key = (table.path, table.rows, dataclasses.astuple(setup), n, rounds, seed,
+               tuple(sorted((a, tuple(b) if isinstance(b, list | tuple) else b) for a, b in kw.items())))
+        if key not in self.races:
+            self.races[key] = run_race(table, setup, n, rounds, seed, **kw)
+        return self.races[key]
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _windows(setup: Setup, n: int) -> tuple[int, ...]:
+    """The default PPLNS window and one of three rounds of the pool's work (P2Pool's choice)."""
+    return (setup.window, 3 * n * setup.compute * setup.share_weight)
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(np.mean(x)) if len(x) else float("nan")
+
+
+def _finite_mean(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.mean(x)) if len(x) else float("nan")
+
+
+def _se(p: float, n: int) -> float:
+    return math.sqrt(max(p * (1 - p), 0.0) / n) if n else float("nan")
+
+
+def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: int, seed: int, out: Path,
+                        cache: Cache | None = None) -> dict[str, Any]:
+    """Experiment 1. For each N: a pool of N members against N solo miners (equal total
+    compute) and, in the same rounds, against solo miner 0 alone (the compute of one member).
+
+    Numbers: ``pool_share_vs_n`` (share of rounds the pool wins against the N solo miners;
+    ``solo_share_each`` = the mean share of one of them), ``pool_share_vs_1`` (against one; a
+    share proportional to compute would be N/(N+1)), and the mean revealed test score per round
+    of the pool, of the best of the N solo miners and of solo 0 (test images of ``test_total``).
+    """
+    cache = cache or Cache()
+    rows_out = []
+    for n in ns:
+        t = time.perf_counter()
+        race = cache.race(table, setup, n, rounds, seed, windows=_windows(setup, n))
+        win_all, win_one = race["win_all"], race["win_one"]
+        share_n = float(np.mean(win_all == -1))
+        share_1 = float(np.mean(win_one == -1))
+        solo_best = race["solo_scores"].max(axis=1)
+        rows_out.append({
+            "n": n,
+            "pool_share_vs_n": share_n,
+            "pool_share_vs_n_se": _se(share_n, rounds),
+            "solo_share_each": (1 - share_n) / n,
+            "pool_share_vs_1": share_1,
+            "pool_share_vs_1_se": _se(share_1, rounds),
+            "proportional_vs_1": n / (n + 1),
+            "pool_score": _finite_mean(race["pool_score"]),
+            "best_solo_score": _finite_mean(solo_best),
+            "solo0_score": _finite_mean(race["solo_scores"][:, 0]),
+            "pool_val": _mean(race["pool_val"]),
+            "union_val": _mean(race["union_val"]),
+        })
+        _log(f"  competitiveness N={n}: pool wins {share_n:.3f} vs {n} solo, {share_1:.3f} vs 1 solo "
+             f"[{time.perf_counter() - t:.1f} s]")
+    md = _md_table(
+        ["N", "pool wins vs N solo", "one solo's share", "pool wins vs 1 solo", "N/(N+1)",
+         "pool test", "best solo test", "solo 0 test"],
+        [[r["n"], _pct(r["pool_share_vs_n"], r["pool_share_vs_n_se"]), _pct(r["solo_share_each"]),
+          _pct(r["pool_share_vs_1"], r["pool_share_vs_1_se"]), _pct(r["proportional_vs_1"]),
+          f"{r['pool_score']:.2f}", f"{r['best_solo_score']:.2f}", f"{r['solo0_score']:.2f}"] for r in rows_out])
+    _write(out / "competitiveness.md", "Competitiveness: a pool of N members against N solo miners and against one",
+           _setup_line(table, setup, rounds, seed), md,
+           f"Scores are mean revealed test counts of {table.test_total} per round; ± is one standard error.")
+
+    def plot(ax: Any, ax2: Any) -> None:
+        x = [r["n"] for r in rows_out]
+        ax.plot(x, [r["pool_share_vs_n"] for r in rows_out], "o-", label="pool vs N solo miners")
+        ax.plot(x, [r["pool_share_vs_1"] for r in rows_out], "s-", label="pool vs 1 solo miner")
+        ax.plot(x, [r["proportional_vs_1"] for r in rows_out], "k:", label="N/(N+1)")
+        ax.plot(x, [1 / (r["n"] + 1) for r in rows_out], "k--", lw=0.8, label="1/(N+1)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("members N")
+        ax.set_ylabel("share of rounds won by the pool")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+        ax2.plot(x, [r["pool_score"] for r in rows_out], "o-", label="pool")
+        ax2.plot(x, [r["best_solo_score"] for r in rows_out], "^-", label="best of N solo miners")
+        ax2.plot(x, [r["solo0_score"] for r in rows_out], "s-", label="one solo miner")
+        ax2.set_xscale("log", base=2)
+        ax2.set_xlabel("members N")
+        ax2.set_ylabel(f"mean revealed test score (of {table.test_total})")
+        ax2.legend(fontsize=8)
+
+    _plot(out / "competitiveness.png", plot, "Competitiveness")
+    return {"rounds": rounds, "compute": setup.compute, "rows": rows_out}
+
+
+def exp_income(table: Table, setup: Setup, ns: Sequence[int], rounds: int, seed: int, out: Path,
+               cache: Cache | None = None) -> dict[str, Any]:
+    """Experiment 2. Income per round of a pool member and of a solo miner of equal compute, in
+    the races of experiment 1 (the pool against N solo miners). A member's income in a round the
+    pool wins is its output of ``split_reward`` (PPLNS window at the deadline, the finder's
+    bonus to the member whose result was revealed); a solo miner gets the whole subsidy when it
+    wins. Numbers (coins per round, pooled over members, resp. solo miners, and rounds): the
+    mean, the coefficient of variation (std / mean) and the share of rounds with a payment; for
+    the default window (600 units = 30 devnet shares) and for a window of three rounds of the
+    pool's work (``3 N c`` shares).
+    """
+    cache = cache or Cache()
+    coin = float(COIN)
+    rows_out = []
+    split_ok = True
+    for n in ns:
+        race = cache.race(table, setup, n, rounds, seed, windows=_windows(setup, n))
+        split_ok &= race["split_ok"]
+        win = race["win_all"]
+        solo_inc = np.zeros((rounds, n))
+        for r in np.flatnonzero(win >= 0):
+            solo_inc[r, win[r]] = setup.reward / coin
+        row: dict[str, Any] = {"n": n, "pool_share": float(np.mean(win == -1))}
+        row["solo_mean"], row["solo_cv"], row["solo_paid"] = _income_stats(solo_inc)
+        for w, inc in race["income"].items():
+            tag = "default" if w == setup.window else "3rounds"
+            row[f"member_mean_{tag}"], row[f"member_cv_{tag}"], row[f"member_paid_{tag}"] = _income_stats(inc / coin)
+            row[f"window_{tag}"] = w
+        row["fair_member_mean"] = row["pool_share"] * setup.reward / coin * (1 - (setup.fee_ppm / 1e6)) / n
+        rows_out.append(row)
+        _log(f"  income N={n}: member {row['member_mean_default']:.3f} coins/round (CV {row['member_cv_default']:.2f}), "
+             f"solo {row['solo_mean']:.3f} (CV {row['solo_cv']:.2f})")
+    md = _md_table(
+        ["N", "pool wins", "member mean", "member CV", "member paid", "member mean (3 rounds)", "member CV (3 rounds)",
+         "member paid (3 rounds)", "solo mean", "solo CV", "solo paid"],
+        [[r["n"], _pct(r["pool_share"]), f"{r['member_mean_default']:.4f}", f"{r['member_cv_default']:.2f}",
+          _pct(r["member_paid_default"]), f"{r['member_mean_3rounds']:.4f}", f"{r['member_cv_3rounds']:.2f}",
+          _pct(r["member_paid_3rounds"]), f"{r['solo_mean']:.4f}", f"{r['solo_cv']:.2f}", _pct(r["solo_paid"])]
+         for r in rows_out])
+    _write(out / "income.md", "Income per round: a pool member against a solo miner of equal compute",
+           _setup_line(table, setup, rounds, seed), md,
+           f"Coins per round (subsidy {setup.reward / coin:g}); CV = standard deviation / mean over all "
+           f"member-rounds (resp. solo-rounds); 'paid' = share of rounds with a payment. Default PPLNS window "
+           f"{setup.window} units ({setup.window // setup.share_weight} shares of {setup.share_weight} units); "
+           "'3 rounds' = a window of 3 N c shares. Every split summed to the reward: "
+           f"{'yes' if split_ok else 'NO'}.")
+
+    def plot(ax: Any, ax2: Any) -> None:
+        x = [r["n"] for r in rows_out]
+        ax.plot(x, [r["member_mean_default"] for r in rows_out], "o-", label="member (window 600)")
+        ax.plot(x, [r["member_mean_3rounds"] for r in rows_out], "d-", label="member (window 3 rounds)")
+        ax.plot(x, [r["solo_mean"] for r in rows_out], "s-", label="solo miner")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("members N (and solo miners)")
+        ax.set_ylabel("mean income (coins per round)")
+        ax.legend(fontsize=8)
+        ax2.plot(x, [r["member_cv_default"] for r in rows_out], "o-", label="member (window 600)")
+        ax2.plot(x, [r["member_cv_3rounds"] for r in rows_out], "d-", label="member (window 3 rounds)")
+        ax2.plot(x, [r["solo_cv"] for r in rows_out], "s-", label="solo miner")
+        ax2.set_xscale("log", base=2)
+        ax2.set_yscale("log")
+        ax2.set_xlabel("members N (and solo miners)")
+        ax2.set_ylabel("coefficient of variation of income per round")
+        ax2.legend(fontsize=8)
+
+    _plot(out / "income.png", plot, "Income per round")
+    return {"rounds": rounds, "split_sums_ok": bool(split_ok), "rows": rows_out}
+
+
+def _income_stats(inc: np.ndarray) -> tuple[float, float, float]:
+    flat = np.asarray(inc, dtype=float).ravel()
+    mean = float(flat.mean()) if flat.size else float("nan")
+    cv = float(flat.std() / mean) if mean > 0 else float("nan")
+    return mean, cv, float(np.mean(flat > 0)) if flat.size else float("nan")
+
+
+def exp_search(table: Table, setup: Setup, n: int, computes: Sequence[int], ns: Sequence[int], rounds: int,
+               rounds_n: int, seed: int, out: Path, cache: Cache | None = None) -> dict[str, Any]:
+    """Experiment 3. Partitioned search (the pool's N members on the Scheduler's plan) against
+    independent search (N solo miners' work taken together) with the same total compute N c.
+    Per round: the duplicate-evaluation rate (1 - distinct rows / evaluations), the best
+    validation count found by the deadline, whether it is the table's best, and the test score
+    the party reveals when it commits its best 8 by validation. Two sweeps: compute ``c`` at
+    ``n`` members (``rounds`` rounds each), and N at the run's compute (the races of experiment 1,
+    ``rounds_n`` rounds).
+    """
+    cache = cache or Cache()
+    table_best = max(table.val)
+
+    def summary(race: dict[str, Any], n_: int, c: int, sweep: str) -> dict[str, Any]:
+        pe, pd = race["pool_evals"], race["pool_distinct"]
+        ue, ud = race["union_evals"], race["union_distinct"]
+        return {
+            "sweep": sweep, "n": n_, "compute": c, "total_over_rows": n_ * c / table.rows,
+            "pool_dup": float(np.sum(pe - pd) / max(1.0, np.sum(pe))),
+            "indep_dup": float(np.sum(ue - ud) / max(1.0, np.sum(ue))),
+            "pool_idle": float(np.sum(race["pool_idle"]) / max(1.0, rounds * n_ * c)),
+            "pool_distinct": _mean(pd), "indep_distinct": _mean(ud),
+            "pool_val": _mean(race["pool_val"]), "indep_val": _mean(race["union_val"]),
+            "pool_found_best": float(np.mean(race["pool_val"] == table_best)),
+            "indep_found_best": float(np.mean(race["union_val"] == table_best)),
+            "pool_score": _finite_mean(race["pool_score"]), "indep_score": _finite_mean(race["union_score"]),
+        }
+
+    rows_c = []
+    for c in computes:
+        t = time.perf_counter()
+        s = dataclasses.replace(setup, compute=c)
+        race = cache.race(table, s, n, rounds, seed)
+        rows_c.append(summary(race, n, c, "compute"))
+        _log(f"  search N={n} c={c}: duplicates {rows_c[-1]['pool_dup']:.3f} partitioned, "
+             f"{rows_c[-1]['indep_dup']:.3f} independent [{time.perf_counter() - t:.1f} s]")
+    rows_n = []
+    for n_ in ns:
+        race = cache.race(table, setup, n_, rounds_n, seed, windows=_windows(setup, n_))
+        rows_n.append(summary(race, n_, setup.compute, "members"))
+    header = ["N", "c", "N c / rows", "dup partitioned", "dup independent", "distinct part.", "distinct indep.",
+              "best val part.", "best val indep.", "found table best part.", "… indep.", "test part.", "test indep.",
+              "idle slots part."]
+
+    def line(r: dict[str, Any]) -> list[Any]:
+        return [r["n"], r["compute"], f"{r['total_over_rows']:.3f}", _pct(r["pool_dup"]), _pct(r["indep_dup"]),
+                f"{r['pool_distinct']:.1f}", f"{r['indep_distinct']:.1f}", f"{r['pool_val']:.2f}",
+                f"{r['indep_val']:.2f}", _pct(r["pool_found_best"]), _pct(r["indep_found_best"]),
+                f"{r['pool_score']:.2f}", f"{r['indep_score']:.2f}", _pct(r["pool_idle"])]
+
+    _write(out / "search.md", "Search efficiency: partitioned (the pool) against independent search",
+           _setup_line(table, setup, rounds, seed),
+           f"Compute sweep, N = {n}, {rounds} rounds each:\n\n" + _md_table(header, [line(r) for r in rows_c])
+           + f"\n\nMembers sweep, c = {setup.compute}, {rounds_n} rounds each:\n\n"
+           + _md_table(header, [line(r) for r in rows_n]),
+           f"Best validation count in the table: {table_best} of {table.val_total}. 'test' = the revealed test count "
+           f"(of {table.test_total}) of the best 8 by validation. 'idle slots' = evaluations lost because all of a "
+           "member's subspaces lacked known rows (a partial table's artefact).")
+
+    def plot(ax: Any, ax2: Any) -> None:
+        x = [r["total_over_rows"] for r in rows_c]
+        ax.plot(x, [r["pool_dup"] for r in rows_c], "o-", label="partitioned (pool)")
+        ax.plot(x, [r["indep_dup"] for r in rows_c], "s-", label="independent")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"total compute N c / table rows (N = {n})")
+        ax.set_ylabel("duplicate-evaluation rate")
+        ax.legend(fontsize=8)
+        ax2.plot(x, [r["pool_val"] for r in rows_c], "o-", label="best validation, partitioned")
+        ax2.plot(x, [r["indep_val"] for r in rows_c], "s-", label="best validation, independent")
+        ax2.axhline(table_best, color="k", ls=":", lw=0.8, label="table's best")
+        ax2.set_xscale("log")
+        ax2.set_xlabel(f"total compute N c / table rows (N = {n})")
+        ax2.set_ylabel(f"best validation count at the deadline (of {table.val_total})")
+        ax2.legend(fontsize=8)
+
+    _plot(out / "search.png", plot, "Search efficiency")
+    return {"rounds": rounds, "rounds_members_sweep": rounds_n, "table_best_val": table_best,
+            "compute_sweep": rows_c, "members_sweep": rows_n}
+
+
+def exp_churn(table: Table, setup: Setup, n: int, ps: Sequence[float], thresholds: Sequence[float], rounds: int,
+              seed: int, out: Path, cache: Cache | None = None) -> dict[str, Any]:
+    """Experiment 4. A pool of ``n`` members against ``n`` solo miners, both under churn
+    (module docstring) with drop probability ``p`` per round, for each ``std_threshold`` of the
+    Scheduler (``1.0`` = no backups: no metric's standard deviation can exceed 0.5).
+
+    Completion: the plan intends ``quota`` evaluations for each subspace (its primary's round
+    robin over its primary subspaces with known rows, at plan time). A subspace is complete when
+    the pool evaluated at least ``min(quota, known rows)`` distinct rows of it by the deadline
+    (its primary, its backup, or a member that took it over); ``cover`` is that fraction, capped
+    at 1. High-reward subspaces: those whose primary was high-reward (``Scheduler.high_reward``)
+    when the round was planned. Also: rounds won, mean revealed test score, backups per round,
+    take-overs by a backup, and members online.
+    """
+    cache = cache or Cache()
+    rows_out = []
+    for p in ps:
+        for th in thresholds:
+            t = time.perf_counter()
+            race = cache.race(table, setup, n, rounds, seed, p_drop=p, std_threshold=th)
+            hr_n, all_n = float(np.sum(race["hr_subs"])), float(np.sum(race["all_subs"]))
+            row = {
+                "p": p, "threshold": th, "backups": "off" if th >= NO_BACKUP else "on",
+                "hr_complete": float(np.sum(race["hr_done"]) / hr_n) if hr_n else float("nan"),
+                "hr_cover": float(np.sum(race["hr_cover"]) / hr_n) if hr_n else float("nan"),
+                "all_complete": float(np.sum(race["all_done"]) / all_n) if all_n else float("nan"),
+                "all_cover": float(np.sum(race["all_cover"]) / all_n) if all_n else float("nan"),
+                "hr_subspaces_per_round": hr_n / rounds,
+                "pool_share": float(np.mean(race["win_all"] == -1)),
+                "pool_share_se": _se(float(np.mean(race["win_all"] == -1)), rounds),
+                "pool_score": _finite_mean(race["pool_score"]),
+                "best_solo_score": _finite_mean(race["solo_scores"].max(axis=1)),
+                "backups_per_round": _mean(race["backups"]),
+                "takeovers_per_round": _mean(race["takeovers"]),
+                "moves_per_round": _mean(race["moves"]),
+                "online": _mean(race["online"]),
+                "pool_dup": float(np.sum(race["pool_evals"] - race["pool_distinct"])
+                                  / max(1.0, np.sum(race["pool_evals"]))),
+            }
+            rows_out.append(row)
+            _log(f"  churn p={p} threshold={th}: high-reward complete {row['hr_complete']:.3f}, "
+                 f"pool wins {row['pool_share']:.3f}, {row['backups_per_round']:.1f} backups/round "
+                 f"[{time.perf_counter() - t:.1f} s]")
+    md = _md_table(
+        ["p", "std_threshold", "HR complete", "HR cover", "all complete", "all cover", "HR subspaces / round",
+         "backups / round", "take-overs / round", "members online", "dup rate", "pool wins vs N solo", "pool test",
+         "best solo test"],
+        [[r["p"], "off (1.0)" if r["threshold"] >= NO_BACKUP else r["threshold"], _pct(r["hr_complete"]),
+          _pct(r["hr_cover"]), _pct(r["all_complete"]), _pct(r["all_cover"]), f"{r['hr_subspaces_per_round']:.1f}",
+          f"{r['backups_per_round']:.1f}", f"{r['takeovers_per_round']:.2f}", f"{r['online']:.1f}",
+          _pct(r["pool_dup"]), _pct(r["pool_share"], r["pool_share_se"]), f"{r['pool_score']:.2f}",
+          f"{r['best_solo_score']:.2f}"] for r in rows_out])
+    _write(out / "churn.md", f"Churn: a pool of {n} members with and without backups, against {n} solo miners",
+           _setup_line(table, setup, rounds, seed), md,
+           f"HR = subspaces of high-reward members; a dropped member or miner comes back with probability "
+           f"{setup.p_back} per round. 'members online' = mean at the round's start.")
+
+    def plot(ax: Any, ax2: Any) -> None:
+        for th in thresholds:
+            sel = [r for r in rows_out if r["threshold"] == th]
+            label = "no backups" if th >= NO_BACKUP else f"std_threshold {th}"
+            ax.plot([r["p"] for r in sel], [r["hr_complete"] for r in sel], "o-", label=label)
+            ax2.plot([r["p"] for r in sel], [r["pool_share"] for r in sel], "o-", label=label)
+        ax.set_xlabel("drop probability per round p")
+        ax.set_ylabel("completion rate of high-reward subspaces")
+        ax.legend(fontsize=8)
+        ax2.set_xlabel("drop probability per round p")
+        ax2.set_ylabel(f"share of rounds won vs {n} solo miners")
+        ax2.legend(fontsize=8)
+
+    _plot(out / "churn.png", plot, "Churn and backups")
+    return {"rounds": rounds, "n": n, "p_back": setup.p_back, "rows": rows_out}
+
+
+# ---------------------------------------------------------------------------------------------
+# Output helpers.
+
+
+def _pct(x: float, se: float | None = None) -> str:
+    if x != x:  # NaN
+        return "–"
+    return f"{100 * x:.1f}%" + (f" ± {100 * se:.1f}" if se is not None and se == se else "")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" ---: " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _setup_line(table: Table, setup: Setup, rounds: int, seed: int) -> str:
+    return (f"Table `{Path(table.path).name}`: {table.rows} rows of {SPACE.size}; compute c = {setup.compute} "
+            f"evaluations per member per round; {rounds} rounds; seed {seed}; test noise {setup.test_noise:g} images; "
+            f"commit {setup.commit_k} per key; fee {setup.fee_ppm / 1e4:g}%, finder bonus "
+            f"{setup.finder_bonus_ppm / 1e4:g}%; Scheduler: {setup.subspaces_per_member} subspaces per member, "
+            f"top_k {setup.top_k}, history {setup.history}, heartbeat {setup.heartbeat:g} s, timeout "
+            f"{setup.heartbeat_timeout:g} s. Model: bench/paper/simulate.py's docstring.")
+
+
+def _write(path: Path, title: str, setup_line: str, body: str, note: str) -> None:
+    path.write_text(f"# {title}\n\n{setup_line}\n\n{body}\n\n{note}\n")
+
+
+def _plot(path: Path, draw: Callable[[Any, Any], None], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    draw(ax, ax2)
+    ax.grid(alpha=0.3)
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, np.floating | np.integer):
+        return _json_safe(obj.item())
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# The run.
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What a run does: experiment sizes."""
+
+    ns: tuple[int, ...]
+    rounds: int
+    search_n: int
+    search_computes: tuple[int, ...]
+    search_rounds: int
+    churn_n: int
+    churn_ps: tuple[float, ...]
+    churn_thresholds: tuple[float, ...]
+    churn_rounds: int
+
+
+def make_plan(quick: bool, rounds: int | None) -> RunPlan:
+    """Full: N = 2..256, 1,500 rounds (``--rounds``); search sweep 1/4 of that, churn 1/2.
+    Quick: N = 1..16, 60 rounds."""
+    if quick:
+        r = rounds or 60
+        return RunPlan(ns=(1, 2, 4, 8, 16), rounds=r, search_n=8, search_computes=(1, 4, 16, 64), search_rounds=max(1, r // 2),
+                    churn_n=8, churn_ps=(0.0, 0.2), churn_thresholds=(NO_BACKUP, 0.25, 0.0), churn_rounds=r)
+    r = rounds or 1500
+    return RunPlan(ns=(2, 4, 8, 16, 32, 64, 128, 256), rounds=r, search_n=32,
+                search_computes=(1, 2, 4, 8, 16, 32, 64, 128), search_rounds=max(1, r // 4),
+                churn_n=32, churn_ps=(0.0, 0.05, 0.1, 0.2, 0.3), churn_thresholds=(NO_BACKUP, 0.25, 0.1, 0.05, 0.0),
+                churn_rounds=max(1, r // 2))
+
+
+def run_all(table: Table, setup: Setup, plan: RunPlan, seed: int, out: Path,
+            experiments: Sequence[str] = ("competitiveness", "income", "search", "churn")) -> dict[str, Any]:
+    """Run the experiments, write ``simulate.json`` and return what it holds."""
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Cache()
+    started = time.perf_counter()
+    results: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    _log(f"table {table.path}: {table.rows} rows of {SPACE.size}; compute c = {setup.compute}; seed {seed}")
+    steps: dict[str, Callable[[], dict[str, Any]]] = {
+        "competitiveness": lambda: exp_competitiveness(table, setup, plan.ns, plan.rounds, seed, out, cache),
+        "income": lambda: exp_income(table, setup, plan.ns, plan.rounds, seed, out, cache),
+        "search": lambda: exp_search(table, setup, plan.search_n, plan.search_computes, plan.ns, plan.search_rounds,
+                                     plan.rounds, seed, out, cache),
+        "churn": lambda: exp_churn(table, setup, plan.churn_n, plan.churn_ps, plan.churn_thresholds,
+                                   plan.churn_rounds, seed, out, cache),
+    }
+    for name in experiments:
+        t = time.perf_counter()
+        _log(f"{name} ...")
+        results[name] = steps[name]()
+        timings[name] = round(time.perf_counter() - t, 2)
+        _log(f"{name}: {timings[name]:.1f} s")
+    timings["total"] = round(time.perf_counter() - started, 2)
+    report = {
+        "table": {"path": table.path, "rows": table.rows, "space_size": SPACE.size, "val_total": table.val_total,
+                  "test_total": table.test_total, "best_val": max(table.val), "best_test": max(table.test)},
+        "seed": seed,
+        "setup": dataclasses.asdict(setup),
+        "plan": dataclasses.asdict(plan),
+        "results": results,
+        "timings_s": timings,
+    }
+    (out / "simulate.json").write_text(json.dumps(_json_safe(report), indent=1) + "\n")
+    _log(f"done in {timings['total']:.1f} s; results in {out}")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", default=str(DEFAULT_TABLE), help="the score table (gzip CSV)")
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default docs/results/)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, help="rounds of experiments 1 and 2 (default 1500; quick 60)")
+    ap.add_argument("--quick", action="store_true", help="a small run (under 30 s)")
+    ap.add_argument("--compute", default="auto", help="evaluations per member per round (default auto: 20 x rows/15625)")
+    ap.add_argument("--test-noise", type=float, default=0.0, help="std of the per-round test noise, in test images")
+    ap.add_argument("--only", nargs="+", choices=("competitiveness", "income", "search", "churn"),
+                    help="run only these experiments")
+    args = ap.parse_args(argv)
+    table = load_table(args.table)
+    compute = None if args.compute == "auto" else int(args.compute)
+    setup = make_setup(table, compute, args.test_noise)
+    plan = make_plan(args.quick, args.rounds)
+    run_all(table, setup, plan, args.seed, Path(args.out), args.only or ("competitiveness", "income", "search", "churn"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
