@@ -38,7 +38,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -310,8 +310,8 @@ def log_tail(path: str, lines: int = 15) -> str:
 class Launcher:
     """Starts the manifest's processes, watches them, stops them; keeps the manifest's pids."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any], say: Callable[[str], None]) -> None:
-        self.root, self.manifest, self.say = root, manifest, say
+    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+        self.root, self.manifest = root, manifest
         self.popen: dict[str, subprocess.Popen[bytes]] = {}
 
     def _env(self) -> dict[str, str]:
@@ -361,10 +361,9 @@ class Launcher:
                 if not waiting:
                     break
                 if time.monotonic() > deadline:
-                    names = ", ".join(waiting)
-                    raise fail("start-timeout", f"{names} did not answer within {START_TIMEOUT:.0f}s; the end of "
-                                                f"{entries[0]['log'] if len(waiting) > 1 else self._log(waiting[0])}:\n"
-                                                f"{log_tail(self._log(waiting[0]))}")
+                    log = self._log(waiting[0])
+                    raise fail("start-timeout", f"{', '.join(waiting)} did not answer within {START_TIMEOUT:.0f}s; "
+                                                f"the end of {log}:\n{log_tail(log)}")
                 text = (f"starting: {len(entries) - len(waiting)}/{len(entries)} {'/'.join(roles)} up, "
                         f"waiting for {', '.join(waiting[:4])}{'…' if len(waiting) > 4 else ''}")
                 if progress.tty:
@@ -588,7 +587,7 @@ def watch(root: Path, launcher: Launcher, rounds: int | None, send: str | None, 
                 seen, last_block = h, time.monotonic()
             if transfer is not None and transfer.result is None and transfer.error is None and transfer.poll():
                 progress.clear()
-                print(transfer_line(transfer, manifest), file=out, flush=True)
+                print(transfer_line(transfer), file=out, flush=True)
             done_rounds = seen - first
             transfer_done = transfer is None or transfer.result is not None or transfer.error is not None
             if rounds is not None and done_rounds >= rounds and transfer_done:
@@ -619,7 +618,7 @@ def watch(root: Path, launcher: Launcher, rounds: int | None, send: str | None, 
     return summarise(manifest, view, first, seen, transfer, time.monotonic() - t0, test_size)
 
 
-def transfer_line(transfer: Transfer, manifest: dict[str, Any]) -> str:
+def transfer_line(transfer: Transfer) -> str:
     if transfer.result is not None:
         r = transfer.result
         return (f"transfer alice -> bob {transfer.amount} coins: confirmed in block {r.get('height')} "
@@ -778,7 +777,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"devnet {manifest['chain_id']} in {root}: {topo['nodes']} nodes, a pool of {topo['pool_members']} members, "
           f"{topo['solo']} solo miners; first round at {time.strftime('%H:%M:%S', time.localtime(manifest['genesis_time']))}",
           file=out, flush=True)
-    launcher = Launcher(root, manifest, print)
+    launcher = Launcher(root, manifest)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         launcher.start(progress)

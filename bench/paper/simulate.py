@@ -78,8 +78,8 @@ draws among the known indices inside it. The number of rows is printed and recor
   timeout (``check``). Its shares sent before the drop count. A solo miner that drops during a
   round has no candidate that round. An offline member or miner comes back at the start of a
   round with probability ``q`` = 0.5 (so it is away two rounds on average), under the same id:
-  ``join`` at ``t0``, before the round's plan (the manager replans on every join; a join at the
-  round's start makes that replan the round's plan). The drop and comeback draws do not depend
+  ``join`` at ``t0``, after ``end_round`` and before the round's plan (the manager replans on
+  every join; a join at the round's start makes that replan the round's plan). The drop and comeback draws do not depend
   on the pool's decisions, so every threshold of one ``p`` sees the same churn.
 
 **Experiments** (each a function writing its table and plot): :func:`exp_competitiveness`,
@@ -300,6 +300,15 @@ def _assignments(sched: Scheduler, member_of: dict[str, int], sub_at: dict[tuple
     return lists
 
 
+def _winner(pool_score: float, solo_scores: np.ndarray, priority: Sequence[float]) -> int:
+    """-1 the pool, ``i`` solo miner ``i``, -2 nobody: the best score, ties to the highest priority."""
+    best = (pool_score, priority[0], -1)
+    for i, score in enumerate(solo_scores.tolist()):
+        if (score, priority[i + 1]) > best[:2]:
+            best = (score, priority[i + 1], i)
+    return -2 if best[0] == -math.inf else best[2]
+
+
 def run_race(
     table: Table,
     setup: Setup,
@@ -321,7 +330,10 @@ def run_race(
     ``union_evals``, ``union_distinct``, ``union_val``, ``union_score`` (the solo miners' work
     taken together, committed as one party: independent search); ``win_all`` (-1 the pool, else
     the winning solo: pool against every solo) and ``win_one`` (-1 the pool, 0 solo 0: the
-    pool against solo 0 alone); ``backups``, ``takeovers``, ``moves``, ``online``,
+    pool against solo 0 alone), both with ties to a random priority drawn per party and round;
+    ``pool_oracle``, ``solo_oracle`` and ``win_oracle``: the same contest if every party could
+    reveal the best test score among *everything* it evaluated (no bound of ``commit_k``
+    commitments per key; a diagnostic, not the protocol); ``backups``, ``takeovers``, ``moves``, ``online``,
     ``hr_subs``, ``hr_done``, ``hr_cover``, ``all_subs``, ``all_done``, ``all_cover``
     (completion, :func:`exp_churn`); ``split_ok`` (every split summed to the reward).
     """
@@ -370,6 +382,9 @@ def run_race(
     out["solo_scores"] = np.full((rounds, n_solo), -np.inf)
     out["win_all"] = np.zeros(rounds, dtype=np.int64)
     out["win_one"] = np.zeros(rounds, dtype=np.int64)
+    out["win_oracle"] = np.zeros(rounds, dtype=np.int64)
+    out["solo_oracle"] = np.full((rounds, n_solo), -np.inf)
+    out["pool_oracle"] = np.full(rounds, -np.inf)
     income = [np.zeros((rounds, n), dtype=np.int64) for _ in windows]
     split_ok = True
 
@@ -378,6 +393,7 @@ def run_race(
         # --- churn draws (independent of the pool's decisions) and comebacks
         drop_at = [math.inf] * n
         solo_drop = [False] * n_solo
+        back: list[int] = []
         if p_drop > 0:
             for i in range(n):
                 u, frac = rng_churn.random(), rng_churn.random()
@@ -385,8 +401,7 @@ def run_race(
                     if u < p_drop:
                         drop_at[i] = t0 + frac * setup.round_seconds
                 elif u < setup.p_back:
-                    online[i] = True
-                    sched.join(ids[i], t0, throughput)
+                    back.append(i)
             for i in range(n_solo):
                 u = rng_solo_churn.random()
                 if solo_online[i]:
@@ -396,6 +411,9 @@ def run_race(
         # --- the manager: close the last round, plan this one
         if pool_best is not None:
             sched.end_round(t0, pool_best)
+        for i in back:  # after the last round's stats (it was away), before this round's plan
+            online[i] = True
+            sched.join(ids[i], t0, throughput)
         plan = sched.plan_round(t0, rng_plan)
         high = {m for m in sched.live() if sched.high_reward(m)}
         sub_at = {sub.as_range(): i for i, sub in enumerate(plan.subspaces)}
@@ -408,13 +426,19 @@ def run_race(
             sub_span.append((lo, hi - lo))
 
         assign = _assignments(sched, member_of, sub_at)
-        # quota: what the plan intends for each subspace (the primary's round robin over its
-        # primary subspaces with rows, no backup roles, no churn)
+        # quota: what the plan intends for each subspace: the primary's own round robin (below)
+        # over its primary subspaces only (no backup roles), without churn
         quota = [0] * len(sub_span)
         for i in range(n):
-            prim = [s for s in assign[i] if plan.primaries[s] == ids[i] and sub_span[s][1] > 0]
-            for j in range(c if prim else 0):
-                quota[prim[(turn[i] + j) % len(prim)]] += 1
+            prim = [s for s in assign[i] if plan.primaries[s] == ids[i]]
+            if not any(sub_span[s][1] for s in prim):
+                continue
+            t_ = turn[i]
+            for _ in range(c):
+                while sub_span[prim[t_ % len(prim)]][1] == 0:
+                    t_ += 1
+                quota[prim[t_ % len(prim)]] += 1
+                t_ += 1
         out["backups"][r] = sum(1 for b in plan.backups if b is not None)
         out["online"][r] = sum(online)
 
@@ -488,6 +512,8 @@ def run_race(
             pool_score, _pos, finder = _reveal(top, test)
             out["pool_val"][r] = -top[0][0]
         out["pool_score"][r] = pool_score
+        pool_oracle = max((test[pos] for pos in evaluated), default=-math.inf)
+        out["pool_oracle"][r] = pool_oracle
         out["pool_evals"][r] = evals
         out["pool_distinct"][r] = len(evaluated)
         out["pool_idle"][r] = idle
@@ -532,6 +558,7 @@ def run_race(
                 solo_online[i] = False  # dropped during the round: no candidate
                 continue
             out["solo_scores"][r, i] = _reveal(mine_top, test)[0]
+            out["solo_oracle"][r, i] = max(test[pos] for pos in draws)
         out["solo_evals"][r] = solo_evals
         out["union_evals"][r] = solo_evals
         out["union_distinct"][r] = len(union)
@@ -541,21 +568,12 @@ def run_race(
         else:
             out["union_score"][r] = -math.inf
 
-        # --- the winners (ties at random)
-        scores = out["solo_scores"][r]
-        best = max(pool_score, float(scores.max()) if n_solo else -math.inf)
-        if best == -math.inf:
-            out["win_all"][r] = -2  # nobody had a candidate
-        else:
-            tied = ([-1] if pool_score == best else []) + [int(i) for i in np.flatnonzero(scores == best)]
-            out["win_all"][r] = tied[0] if len(tied) == 1 else rng_ties.choice(tied)
-        s0 = float(scores[0]) if n_solo else -math.inf
-        if max(pool_score, s0) == -math.inf:
-            out["win_one"][r] = -2
-        elif pool_score == s0:
-            out["win_one"][r] = rng_ties.choice([-1, 0])
-        else:
-            out["win_one"][r] = -1 if pool_score > s0 else 0
+        # --- the winners: best score, ties by a random priority per party and round (the same
+        # in every contest of the round, so the contests agree)
+        priority = [rng_ties.random() for _ in range(n_solo + 1)]  # [0] the pool, [i + 1] solo i
+        out["win_all"][r] = _winner(pool_score, out["solo_scores"][r], priority)
+        out["win_one"][r] = _winner(pool_score, out["solo_scores"][r, :1], priority)
+        out["win_oracle"][r] = _winner(pool_oracle, out["solo_oracle"][r], priority)
 
         # --- the pool's coinbase when it wins against every solo miner
         if out["win_all"][r] == -1:
@@ -637,6 +655,8 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
             "pool_share_vs_n": share_n,
             "pool_share_vs_n_se": _se(share_n, rounds),
             "solo_share_each": (1 - share_n) / n,
+            "pool_share_vs_n_unbounded": float(np.mean(race["win_oracle"] == -1)),
+            "backups_per_round": _mean(race["backups"]),
             "pool_share_vs_1": share_1,
             "pool_share_vs_1_se": _se(share_1, rounds),
             "proportional_vs_1": n / (n + 1),
@@ -650,17 +670,25 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
              f"[{time.perf_counter() - t:.1f} s]")
     md = _md_table(
         ["N", "pool wins vs N solo", "one solo's share", "pool wins vs 1 solo", "N/(N+1)",
-         "pool test", "best solo test", "solo 0 test"],
+         "pool test", "best solo test", "solo 0 test", "pool val", "N solo val", "vs N solo, unbounded commits",
+         "backups / round"],
         [[r["n"], _pct(r["pool_share_vs_n"], r["pool_share_vs_n_se"]), _pct(r["solo_share_each"]),
           _pct(r["pool_share_vs_1"], r["pool_share_vs_1_se"]), _pct(r["proportional_vs_1"]),
-          f"{r['pool_score']:.2f}", f"{r['best_solo_score']:.2f}", f"{r['solo0_score']:.2f}"] for r in rows_out])
+          f"{r['pool_score']:.2f}", f"{r['best_solo_score']:.2f}", f"{r['solo0_score']:.2f}",
+          f"{r['pool_val']:.2f}", f"{r['union_val']:.2f}", _pct(r["pool_share_vs_n_unbounded"]),
+          f"{r['backups_per_round']:.1f}"] for r in rows_out])
     _write(out / "competitiveness.md", "Competitiveness: a pool of N members against N solo miners and against one",
            _setup_line(table, setup, rounds, seed), md,
-           f"Scores are mean revealed test counts of {table.test_total} per round; ± is one standard error.")
+           f"Scores are mean revealed test counts of {table.test_total} per round; ± is one standard error. "
+           "'val' = mean best validation count found (the N solo miners' together). 'unbounded commits' = the "
+           "pool's share against the N solo miners if every party revealed the best test score of everything it "
+           "evaluated (a diagnostic: the chain bounds a key to "
+           f"{setup.commit_k} commitments). 'backups' = subspaces with a backup member in the round's plan.")
 
     def plot(ax: Any, ax2: Any) -> None:
         x = [r["n"] for r in rows_out]
         ax.plot(x, [r["pool_share_vs_n"] for r in rows_out], "o-", label="pool vs N solo miners")
+        ax.plot(x, [r["pool_share_vs_n_unbounded"] for r in rows_out], "x--", label="pool vs N solo, unbounded commits")
         ax.plot(x, [r["pool_share_vs_1"] for r in rows_out], "s-", label="pool vs 1 solo miner")
         ax.plot(x, [r["proportional_vs_1"] for r in rows_out], "k:", label="N/(N+1)")
         ax.plot(x, [1 / (r["n"] + 1) for r in rows_out], "k--", lw=0.8, label="1/(N+1)")
@@ -762,75 +790,92 @@ def exp_search(table: Table, setup: Setup, n: int, computes: Sequence[int], ns: 
                rounds_n: int, seed: int, out: Path, cache: Cache | None = None) -> dict[str, Any]:
     """Experiment 3. Partitioned search (the pool's N members on the Scheduler's plan) against
     independent search (N solo miners' work taken together) with the same total compute N c.
-    Per round: the duplicate-evaluation rate (1 - distinct rows / evaluations), the best
-    validation count found by the deadline, whether it is the table's best, and the test score
-    the party reveals when it commits its best 8 by validation. Two sweeps: compute ``c`` at
-    ``n`` members (``rounds`` rounds each), and N at the run's compute (the races of experiment 1,
-    ``rounds_n`` rounds).
+    The pool runs twice: as the project configures it (``std_threshold`` 0.25: backup members
+    search their primaries' subspaces again) and with the backup rule off. Per round: the
+    duplicate-evaluation rate (1 - distinct rows / evaluations), the best validation count
+    found by the deadline, whether it is the table's best, and the test score the party reveals
+    when it commits its best 8 by validation. Two sweeps: compute ``c`` at ``n`` members
+    (``rounds`` rounds each), and N at the run's compute (the pool with backups: the races of
+    experiment 1, ``rounds_n`` rounds; without backups: ``rounds`` rounds).
     """
     cache = cache or Cache()
     table_best = max(table.val)
 
-    def summary(race: dict[str, Any], n_: int, c: int, sweep: str) -> dict[str, Any]:
-        pe, pd = race["pool_evals"], race["pool_distinct"]
-        ue, ud = race["union_evals"], race["union_distinct"]
-        return {
-            "sweep": sweep, "n": n_, "compute": c, "total_over_rows": n_ * c / table.rows,
-            "pool_dup": float(np.sum(pe - pd) / max(1.0, np.sum(pe))),
-            "indep_dup": float(np.sum(ue - ud) / max(1.0, np.sum(ue))),
-            "pool_idle": float(np.sum(race["pool_idle"]) / max(1.0, rounds * n_ * c)),
-            "pool_distinct": _mean(pd), "indep_distinct": _mean(ud),
-            "pool_val": _mean(race["pool_val"]), "indep_val": _mean(race["union_val"]),
-            "pool_found_best": float(np.mean(race["pool_val"] == table_best)),
-            "indep_found_best": float(np.mean(race["union_val"] == table_best)),
-            "pool_score": _finite_mean(race["pool_score"]), "indep_score": _finite_mean(race["union_score"]),
-        }
+    def summary(race: dict[str, Any], bare: dict[str, Any], n_: int, c: int, sweep: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"sweep": sweep, "n": n_, "compute": c, "total_over_rows": n_ * c / table.rows}
+        for tag, r_, ev, dist, val_, score in (
+                ("pool", race, "pool_evals", "pool_distinct", "pool_val", "pool_score"),
+                ("bare", bare, "pool_evals", "pool_distinct", "pool_val", "pool_score"),
+                ("indep", race, "union_evals", "union_distinct", "union_val", "union_score")):
+            row[f"{tag}_dup"] = float(np.sum(r_[ev] - r_[dist]) / max(1.0, np.sum(r_[ev])))
+            row[f"{tag}_distinct"] = _mean(r_[dist])
+            row[f"{tag}_val"] = _mean(r_[val_])
+            row[f"{tag}_found_best"] = float(np.mean(r_[val_] == table_best))
+            row[f"{tag}_score"] = _finite_mean(r_[score])
+        row["pool_idle"] = float(np.sum(race["pool_idle"]) / max(1.0, np.sum(race["pool_evals"] + race["pool_idle"])))
+        row["pool_backups"] = _mean(race["backups"])
+        return row
 
     rows_c = []
     for c in computes:
         t = time.perf_counter()
         s = dataclasses.replace(setup, compute=c)
         race = cache.race(table, s, n, rounds, seed)
-        rows_c.append(summary(race, n, c, "compute"))
-        _log(f"  search N={n} c={c}: duplicates {rows_c[-1]['pool_dup']:.3f} partitioned, "
-             f"{rows_c[-1]['indep_dup']:.3f} independent [{time.perf_counter() - t:.1f} s]")
+        bare = cache.race(table, s, n, rounds, seed, std_threshold=NO_BACKUP)
+        rows_c.append(summary(race, bare, n, c, "compute"))
+        _log(f"  search N={n} c={c}: duplicates {rows_c[-1]['pool_dup']:.3f} partitioned "
+             f"({rows_c[-1]['bare_dup']:.3f} without backups), {rows_c[-1]['indep_dup']:.3f} independent "
+             f"[{time.perf_counter() - t:.1f} s]")
     rows_n = []
     for n_ in ns:
+        t = time.perf_counter()
         race = cache.race(table, setup, n_, rounds_n, seed, windows=_windows(setup, n_))
-        rows_n.append(summary(race, n_, setup.compute, "members"))
-    header = ["N", "c", "N c / rows", "dup partitioned", "dup independent", "distinct part.", "distinct indep.",
-              "best val part.", "best val indep.", "found table best part.", "… indep.", "test part.", "test indep.",
+        bare = cache.race(table, setup, n_, rounds, seed, std_threshold=NO_BACKUP)
+        rows_n.append(summary(race, bare, n_, setup.compute, "members"))
+        _log(f"  search N={n_} c={setup.compute}: duplicates {rows_n[-1]['pool_dup']:.3f} partitioned "
+             f"({rows_n[-1]['bare_dup']:.3f} without backups), {rows_n[-1]['indep_dup']:.3f} independent "
+             f"[{time.perf_counter() - t:.1f} s]")
+    header = ["N", "c", "N c / rows", "backups / round", "dup part.", "dup part. no backups", "dup indep.",
+              "distinct part.", "… no backups", "… indep.", "best val part.", "… no backups", "… indep.",
+              "found table best part.", "… no backups", "… indep.", "test part.", "… no backups", "… indep.",
               "idle slots part."]
 
     def line(r: dict[str, Any]) -> list[Any]:
-        return [r["n"], r["compute"], f"{r['total_over_rows']:.3f}", _pct(r["pool_dup"]), _pct(r["indep_dup"]),
-                f"{r['pool_distinct']:.1f}", f"{r['indep_distinct']:.1f}", f"{r['pool_val']:.2f}",
-                f"{r['indep_val']:.2f}", _pct(r["pool_found_best"]), _pct(r["indep_found_best"]),
-                f"{r['pool_score']:.2f}", f"{r['indep_score']:.2f}", _pct(r["pool_idle"])]
+        cells: list[Any] = [r["n"], r["compute"], f"{r['total_over_rows']:.3f}", f"{r['pool_backups']:.1f}"]
+        cells += [_pct(r[f"{t}_dup"]) for t in ("pool", "bare", "indep")]
+        cells += [f"{r[f'{t}_distinct']:.1f}" for t in ("pool", "bare", "indep")]
+        cells += [f"{r[f'{t}_val']:.2f}" for t in ("pool", "bare", "indep")]
+        cells += [_pct(r[f"{t}_found_best"]) for t in ("pool", "bare", "indep")]
+        cells += [f"{r[f'{t}_score']:.2f}" for t in ("pool", "bare", "indep")]
+        return cells + [_pct(r["pool_idle"])]
 
     _write(out / "search.md", "Search efficiency: partitioned (the pool) against independent search",
            _setup_line(table, setup, rounds, seed),
            f"Compute sweep, N = {n}, {rounds} rounds each:\n\n" + _md_table(header, [line(r) for r in rows_c])
-           + f"\n\nMembers sweep, c = {setup.compute}, {rounds_n} rounds each:\n\n"
-           + _md_table(header, [line(r) for r in rows_n]),
-           f"Best validation count in the table: {table_best} of {table.val_total}. 'test' = the revealed test count "
-           f"(of {table.test_total}) of the best 8 by validation. 'idle slots' = evaluations lost because all of a "
-           "member's subspaces lacked known rows (a partial table's artefact).")
+           + f"\n\nMembers sweep, c = {setup.compute}; the pool with backups {rounds_n} rounds each (experiment 1's "
+           f"races), without backups {rounds} rounds:\n\n" + _md_table(header, [line(r) for r in rows_n]),
+           f"Best validation count in the table: {table_best} of {table.val_total}. 'part.' = the pool as configured "
+           f"(std_threshold {setup.std_threshold}), 'no backups' = the same pool with the backup rule off, 'indep.' = "
+           f"the N solo miners' work together. 'test' = the revealed test count (of {table.test_total}) of the best "
+           f"{setup.commit_k} by validation. 'idle slots' = evaluations lost because all of a member's subspaces "
+           "lacked known rows (a partial table's artefact).")
 
     def plot(ax: Any, ax2: Any) -> None:
         x = [r["total_over_rows"] for r in rows_c]
-        ax.plot(x, [r["pool_dup"] for r in rows_c], "o-", label="partitioned (pool)")
+        ax.plot(x, [r["pool_dup"] for r in rows_c], "o-", label="partitioned (pool, with backups)")
+        ax.plot(x, [r["bare_dup"] for r in rows_c], "d--", label="partitioned, backup rule off")
         ax.plot(x, [r["indep_dup"] for r in rows_c], "s-", label="independent")
         ax.set_xscale("log")
         ax.set_xlabel(f"total compute N c / table rows (N = {n})")
         ax.set_ylabel("duplicate-evaluation rate")
         ax.legend(fontsize=8)
-        ax2.plot(x, [r["pool_val"] for r in rows_c], "o-", label="best validation, partitioned")
-        ax2.plot(x, [r["indep_val"] for r in rows_c], "s-", label="best validation, independent")
+        ax2.plot(x, [r["pool_val"] for r in rows_c], "o-", label="partitioned (pool, with backups)")
+        ax2.plot(x, [r["bare_val"] for r in rows_c], "d--", label="partitioned, backup rule off")
+        ax2.plot(x, [r["indep_val"] for r in rows_c], "s-", label="independent")
         ax2.axhline(table_best, color="k", ls=":", lw=0.8, label="table's best")
         ax2.set_xscale("log")
         ax2.set_xlabel(f"total compute N c / table rows (N = {n})")
-        ax2.set_ylabel(f"best validation count at the deadline (of {table.val_total})")
+        ax2.set_ylabel(f"mean best validation count at the deadline (of {table.val_total})")
         ax2.legend(fontsize=8)
 
     _plot(out / "search.png", plot, "Search efficiency")
@@ -989,13 +1034,13 @@ class RunPlan:
 
 
 def make_plan(quick: bool, rounds: int | None) -> RunPlan:
-    """Full: N = 2..256, 1,500 rounds (``--rounds``); search sweep 1/4 of that, churn 1/2.
+    """Full: N = 2..256, 1,000 rounds (``--rounds``); search sweeps 1/4 of that, churn 1/2.
     Quick: N = 1..16, 60 rounds."""
     if quick:
         r = rounds or 60
         return RunPlan(ns=(1, 2, 4, 8, 16), rounds=r, search_n=8, search_computes=(1, 4, 16, 64), search_rounds=max(1, r // 2),
                     churn_n=8, churn_ps=(0.0, 0.2), churn_thresholds=(NO_BACKUP, 0.25, 0.0), churn_rounds=r)
-    r = rounds or 1500
+    r = rounds or 1000
     return RunPlan(ns=(2, 4, 8, 16, 32, 64, 128, 256), rounds=r, search_n=32,
                 search_computes=(1, 2, 4, 8, 16, 32, 64, 128), search_rounds=max(1, r // 4),
                 churn_n=32, churn_ps=(0.0, 0.05, 0.1, 0.2, 0.3), churn_thresholds=(NO_BACKUP, 0.25, 0.1, 0.05, 0.0),
@@ -1046,7 +1091,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--table", default=str(DEFAULT_TABLE), help="the score table (gzip CSV)")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default docs/results/)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rounds", type=int, help="rounds of experiments 1 and 2 (default 1500; quick 60)")
+    ap.add_argument("--rounds", type=int, help="rounds of experiments 1 and 2 (default 1000, quick 60); "
+                    "experiment 3 runs a quarter of that, experiment 4 half")
     ap.add_argument("--quick", action="store_true", help="a small run (under 30 s)")
     ap.add_argument("--compute", default="auto", help="evaluations per member per round (default auto: 20 x rows/15625)")
     ap.add_argument("--test-noise", type=float, default=0.0, help="std of the per-round test noise, in test images")

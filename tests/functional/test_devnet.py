@@ -277,7 +277,7 @@ def test_a_process_that_dies_at_start_is_reported_and_the_rest_stopped(tmp_path:
              "api": "http://127.0.0.1:9", "pid": None},
         ],
     }
-    launcher = devnet.Launcher(root, manifest, print)
+    launcher = devnet.Launcher(root, manifest)
     try:
         with pytest.raises(Exception) as exc:
             launcher.start(devnet.logs.StatusLine())

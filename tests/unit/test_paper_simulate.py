@@ -1,0 +1,188 @@
+"""The paper's pool simulation (bench/paper/simulate.py) on a small synthetic score table.
+
+Proves: the table is read through build_table (rows counted); a pool of one member that sees every
+row reveals exactly what a solo miner of the same compute reveals, round after round, and with
+little compute wins about half the rounds against it; partitioned search has no more duplicate
+evaluations than independent search of the same total compute (none while no subspace is
+exhausted); members evaluate exactly N c rows a round, less the slots of members whose subspaces
+have no known row; every
+coinbase split sums to the reward, members get the reward less the pool's fee in the rounds the
+pool wins and nothing in the others; without churn every planned subspace is completed, nothing
+moves and, with the backup rule off, no backup is assigned, while churn makes subspaces incomplete
+and moves them; a quick run writes the JSON, the markdown tables and the plots; the same seed
+gives the same numbers and another seed other numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import random
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PAPER = ROOT / "bench" / "paper"
+sys.path.insert(0, str(PAPER))
+
+import build_table as bt  # noqa: E402
+import simulate as sim  # noqa: E402
+
+from consensus.engines.ponas.space import get_space  # noqa: E402
+
+SPACE = get_space("nb201")
+ROWS = 300
+
+
+def write_table(path: pathlib.Path, rows: int = ROWS, seed: int = 7) -> pathlib.Path:
+    """A uniform random sample of the space in the real format; the ten best validation
+    counts are distinct (so the best 8 by validation do not depend on the order of discovery)."""
+    rng = random.Random(seed)
+    indices = rng.sample(range(SPACE.size), rows)
+    best = set(rng.sample(indices, 10))
+    table = {}
+    top = iter(range(286, 296))
+    for i in sorted(indices):
+        v = next(top) if i in best else rng.randint(200, 285)
+        table[i] = bt.Row(i, SPACE.encode(i), v, 297, rng.randint(440, 500), 500, 1.0)
+    bt.write_table(path, table, [f"rows: {rows} of {SPACE.size}; synthetic"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> sim.Table:
+    return sim.load_table(write_table(tmp_path_factory.mktemp("table") / "t.csv.gz"))
+
+
+def test_table_is_read(table: sim.Table) -> None:
+    assert table.rows == ROWS
+    assert list(table.index) == sorted(table.index)
+    assert table.val_total == 297 and table.test_total == 500
+    lo, hi = table.span(0, SPACE.size)
+    assert (lo, hi) == (0, ROWS)
+    assert sim.auto_compute(2561) == 3 and sim.auto_compute(SPACE.size) == 20 and sim.auto_compute(10) == 1
+
+
+def test_setup_comes_from_the_project(table: sim.Table) -> None:
+    s = sim.make_setup(table)
+    assert (s.commit_window, s.round_seconds, s.commit_k) == (45.0, 60.0, 8)
+    assert (s.fee_ppm, s.finder_bonus_ppm, s.window, s.share_weight) == (10_000, 5_000, 600, 20)
+    assert (s.heartbeat, s.heartbeat_timeout, s.std_threshold, s.top_k, s.history) == (2.0, 10.0, 0.25, 3, 8)
+    assert s.reward == 50 * 10**8
+
+
+def test_pool_of_one_that_sees_everything_reveals_what_a_solo_miner_reveals(table: sim.Table) -> None:
+    # compute enough to exhaust every subspace and the whole table: both commit the same best 8
+    s = sim.make_setup(table, compute=4 * ROWS, test_noise=3.0)
+    race = sim.run_race(table, s, 1, 6, seed=1)
+    assert np.array_equal(race["pool_score"], race["solo_scores"][:, 0])
+    assert np.all(race["pool_val"] == max(table.val))
+    assert np.all(race["pool_distinct"] == ROWS) and np.all(race["union_distinct"] == ROWS)
+
+
+def test_pool_of_one_is_a_solo_miner_of_the_same_compute(table: sim.Table) -> None:
+    s = sim.make_setup(table, compute=3)
+    race = sim.run_race(table, s, 1, 500, seed=2)
+    share = float(np.mean(race["win_one"] == -1))
+    assert 0.4 < share < 0.6, share
+    assert abs(float(np.mean(race["pool_val"])) - float(np.mean(race["union_val"]))) < 3
+    assert np.all(race["pool_evals"] == 3) and np.all(race["solo_evals"] == 3)
+    assert np.array_equal(race["win_all"] == -1, race["win_one"] == -1)  # one solo miner: the same contest
+
+
+def test_members_do_their_compute_and_wins_add_up(table: sim.Table) -> None:
+    s = sim.make_setup(table, compute=4)
+    race = sim.run_race(table, s, 8, 40, seed=3)
+    assert np.all(race["pool_evals"] + race["pool_idle"] == 8 * 4)
+    assert np.all(race["union_evals"] == 8 * 4)
+    assert set(np.unique(race["win_all"])) <= set(range(-1, 8))
+    assert set(np.unique(race["win_one"])) <= {-1, 0}
+    # the pool wins against solo 0 whenever it wins against all of them
+    assert np.all((race["win_all"] != -1) | (race["win_one"] == -1))
+
+
+def test_partitioned_search_has_no_more_duplicates(table: sim.Table, tmp_path: pathlib.Path) -> None:
+    s = sim.make_setup(table, compute=2)
+    res = sim.exp_search(table, s, 8, (1, 2, 4, 16, 64), (2, 4, 8), 30, 30, 4, tmp_path)
+    rows = res["compute_sweep"] + res["members_sweep"]
+    for r in rows:  # the partition itself (backup rule off) never draws a row twice more often
+        assert r["bare_dup"] <= r["indep_dup"] + 1e-12, r
+    small = [r for r in res["compute_sweep"] if r["compute"] <= 4]
+    assert all(r["bare_dup"] == 0 for r in small)  # about 9 rows a subspace: nothing exhausted
+    assert any(r["indep_dup"] > 0 for r in res["compute_sweep"])
+    # with backups, a backup member searches its primary's subspace again: duplicates only then
+    for r in small:
+        assert (r["pool_dup"] > 0) <= (r["pool_backups"] > 0)
+    assert (tmp_path / "search.md").exists() and (tmp_path / "search.png").exists()
+
+
+def test_every_split_sums_to_the_reward(table: sim.Table, tmp_path: pathlib.Path) -> None:
+    s = sim.make_setup(table, compute=3)
+    race = sim.run_race(table, s, 6, 60, seed=5, windows=(s.window, 10_000))
+    assert race["split_ok"]
+    won = race["win_all"] == -1
+    assert won.any() and (~won).any()
+    members_part = s.reward - s.reward * s.fee_ppm // 10**6
+    for inc in race["income"].values():
+        totals = inc.sum(axis=1)
+        assert np.all(totals[won] == members_part)
+        assert np.all(totals[~won] == 0)
+        assert np.all(inc >= 0)
+    res = sim.exp_income(table, s, (2, 6), 60, 5, tmp_path)
+    assert res["split_sums_ok"]
+    assert (tmp_path / "income.md").exists() and (tmp_path / "income.png").exists()
+
+
+def test_churn_completion_and_backups(table: sim.Table) -> None:
+    s = sim.make_setup(table, compute=4)
+    calm = sim.run_race(table, s, 8, 40, seed=6, p_drop=0.0, std_threshold=sim.NO_BACKUP)
+    assert np.all(calm["all_done"] == calm["all_subs"]) and calm["all_subs"].sum() > 0
+    assert np.all(calm["hr_done"] == calm["hr_subs"]) and calm["hr_subs"].sum() > 0
+    assert calm["moves"].sum() == 0 and calm["backups"].sum() == 0
+    assert np.all(calm["online"] == 8)
+    stormy = sim.run_race(table, s, 8, 40, seed=6, p_drop=0.3, std_threshold=sim.NO_BACKUP)
+    assert stormy["moves"].sum() > 0 and stormy["takeovers"].sum() == 0
+    assert stormy["all_done"].sum() < stormy["all_subs"].sum()
+    assert stormy["online"].min() < 8
+    backed = sim.run_race(table, s, 8, 40, seed=6, p_drop=0.3, std_threshold=0.0)
+    assert backed["backups"].sum() > 0 and backed["takeovers"].sum() > 0
+    # the drops are drawn independently of the pool's decisions: the same members are online
+    assert np.array_equal(backed["online"], stormy["online"])
+
+
+def test_sparse_table_idles_but_completes_the_plan(tmp_path: pathlib.Path) -> None:
+    # 150 rows in 128 subspaces: some subspaces have no known row, some members idle a slot
+    sparse = sim.load_table(write_table(tmp_path / "sparse.csv.gz", rows=150, seed=9))
+    s = sim.make_setup(sparse, compute=3)
+    race = sim.run_race(sparse, s, 32, 20, seed=1, std_threshold=sim.NO_BACKUP)
+    assert race["pool_idle"].sum() > 0
+    assert np.all(race["pool_evals"] + race["pool_idle"] == 32 * 3)
+    assert np.all(race["all_done"] == race["all_subs"])
+
+
+def test_quick_run_writes_everything_and_is_deterministic(table: sim.Table, tmp_path: pathlib.Path) -> None:
+    s = sim.make_setup(table)
+    plan = sim.make_plan(quick=True, rounds=20)
+    a = sim.run_all(table, s, plan, 11, tmp_path / "a")
+    for name in ("competitiveness", "income", "search", "churn"):
+        assert (tmp_path / "a" / f"{name}.md").read_text().startswith("# ")
+        assert (tmp_path / "a" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((tmp_path / "a" / "simulate.json").read_text())
+    assert saved["table"]["rows"] == ROWS and saved["seed"] == 11
+    assert [r["n"] for r in saved["results"]["competitiveness"]["rows"]] == list(plan.ns)
+    b = sim.run_all(table, s, plan, 11, tmp_path / "b")
+    c = sim.run_all(table, s, plan, 12, tmp_path / "c")
+    assert json.dumps(sim._json_safe(a["results"])) == json.dumps(sim._json_safe(b["results"]))
+    assert json.dumps(sim._json_safe(a["results"])) != json.dumps(sim._json_safe(c["results"]))
+    assert (tmp_path / "a" / "churn.md").read_text() == (tmp_path / "b" / "churn.md").read_text()
+
+
+def test_cli_quick(tmp_path: pathlib.Path) -> None:
+    path = write_table(tmp_path / "t.csv.gz", rows=120, seed=3)
+    assert sim.main(["--table", str(path), "--out", str(tmp_path / "out"), "--quick", "--rounds", "8",
+                     "--compute", "2", "--only", "competitiveness", "churn"]) == 0
+    saved = json.loads((tmp_path / "out" / "simulate.json").read_text())
+    assert saved["table"]["rows"] == 120 and saved["setup"]["compute"] == 2
+    assert set(saved["results"]) == {"competitiveness", "churn"}
