@@ -112,8 +112,12 @@ def plan_ports(topo: Topology, base: int) -> dict[str, int]:
 
 
 def check_ports_free(ports: dict[str, int]) -> None:
+    """Raise ``port-in-use`` for a port another process listens on. Like the servers that will
+    bind them, the probe sets SO_REUSEADDR: connections of a devnet stopped a moment ago, still
+    in TIME_WAIT, do not count."""
     for what, port in ports.items():
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError as exc:

@@ -3,7 +3,7 @@ solo miners, and do backup members keep its high-reward subspaces searched under
 
 Usage (from the repo root)::
 
-    python bench/paper/simulate.py                       # full run, about 5 minutes on 2 cores
+    python bench/paper/simulate.py                       # full run: 4 minutes on 2 busy cores
     python bench/paper/simulate.py --quick --out /tmp/q  # a small run, under 30 s
     python bench/paper/simulate.py --table PATH --out DIR --seed N --rounds N
 

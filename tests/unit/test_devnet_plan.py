@@ -112,3 +112,21 @@ def test_brief_genotype() -> None:
     assert devnet.brief_genotype("mlp-64-32") == "mlp-64-32"
     assert devnet.brief_genotype("|weird~0|") == "|weird~0|"
     assert len(devnet.brief_genotype("x" * 100)) == 24
+
+
+def test_connections_of_a_stopped_server_do_not_hold_its_port() -> None:
+    """After a devnet stops, its ports' closed connections sit in TIME_WAIT for a minute; the
+    next devnet binds those ports anyway (SO_REUSEADDR, as its servers do)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    cli = socket.create_connection(("127.0.0.1", port))
+    conn, _ = srv.accept()
+    conn.close()  # the server side closes first: TIME_WAIT on its port
+    cli.close()
+    srv.close()
+    with socket.socket() as plain, pytest.raises(OSError):  # a probe without SO_REUSEADDR calls it taken
+        plain.bind(("127.0.0.1", port))
+    devnet.check_ports_free({"node0.p2p": port})
