@@ -12,8 +12,9 @@
   devnet (``--fresh`` replaces it), a directory that is not a devnet, a process that dies
   during start-up (its log's tail is in the message).
 
-The pool wins most rounds (three members against one solo miner), not all: the test waits up
-to three more rounds for a pool block before it calls that a failure. Every process is killed
+Who wins a round is chance: a solo miner that found a cell which does well on the rounds' test
+sets can win several rounds in a row. The test waits up to eight more rounds (about 100 s, only
+when needed) for a pool block before it calls that a failure. Every process is killed
 in a ``finally`` whatever failed.
 """
 
@@ -36,7 +37,7 @@ from node import devnet
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UP_TIMEOUT = 300.0  # start-up and three 12-second regtest rounds on a busy 2-core machine
-EXTRA_ROUNDS = 3
+EXTRA_ROUNDS = 8  # the pool usually wins within the first three; a lucky solo miner can hold on for a while
 
 
 def ponas(*args: str) -> list[str]:
