@@ -4,6 +4,7 @@ the node, and errors on stderr with exit 1."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -30,14 +31,22 @@ def test_create_shows_words_once_and_import_restores(tmp_path: Path) -> None:
     address = re.search(r"address: (pn1\w+)", made.stdout).group(1)  # type: ignore[union-attr]
     wallet = tmp_path / "a" / "wallets" / "savings.wallet"
     assert stat.S_IMODE(wallet.stat().st_mode) == 0o600
-    assert not any(w in wallet.read_text() for w in words if len(w) > 4)
+    # the words in the order shown by the grid (column-major)
+    grid = [re.findall(r"(\d+)\. ([a-z]+)", line) for line in made.stdout.splitlines()]
+    ordered = [w for _, w in sorted((int(n), w) for row in grid for n, w in row)]
+    # the file holds them sealed only: its fields are the sealed format's, and neither the phrase
+    # (nor its hex) nor any two of its words in a row are in it. (Single words are no test:
+    # "address", "dress", "version" and "wallet" are BIP-39 words and the format's own.)
+    text = wallet.read_text()
+    assert set(json.loads(text)) == {"format", "version", "name", "created", "path", "addresses", "kdf", "cipher",
+                                     "ciphertext"}
+    assert " ".join(ordered).encode().hex() not in text
+    assert not any(f"{a} {b}" in text or f"{a}{b}" in text for a, b in zip(ordered, ordered[1:]))
     listed = ponas(tmp_path / "a", "list")
     assert listed.returncode == 0 and "savings" in listed.stdout and address in listed.stdout
     assert not re.search(r"\d+\. [a-z]+", listed.stdout)  # the words are shown once: never again
 
-    # the words in the order shown by the grid (column-major) restore the same address
-    grid = [re.findall(r"(\d+)\. ([a-z]+)", line) for line in made.stdout.splitlines()]
-    ordered = [w for _, w in sorted((int(n), w) for row in grid for n, w in row)]
+    # the words in that order restore the same address
     restored = ponas(tmp_path / "b", "import", "--mnemonic-file", "-", stdin=" ".join(ordered) + "\n")
     assert restored.returncode == 0, restored.stderr
     assert address in restored.stdout
