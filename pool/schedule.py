@@ -26,8 +26,10 @@ located). At the end of a round each member that took part gets a :class:`RoundS
 three metrics, each already in ``0..1``, so that one threshold fits all:
 
 - ``throughput``: its throughput divided by the largest among the round's members;
-- ``quality``: its best reported score divided by the pool's best score of the round (0
-  without a result; clipped to ``0..1``);
+- ``quality``: its best reported score divided by the pool's best score of the round (clipped
+  to ``0..1``; ``None`` without a recorded result: the manager records the shares it verifies,
+  a sample, so a round without one says nothing of quality, and the standard deviation is taken
+  over the rounds that have one);
 - ``timeliness``: ``on_time / (on_time + late)`` over the round's heartbeats (1.0 with none):
   a heartbeat is on time when it comes within ``heartbeat_timeout`` of the previous one; being
   declared dead, leaving, and a silence longer than the timeout at the round's end each count
@@ -125,14 +127,15 @@ class RoundStats:
 
     round: int
     throughput: float
-    quality: float
+    quality: float | None  # None: no recorded result this round
     timeliness: float
     results: int  # results it reported
     top_results: int  # pool top results it reported
     top_owned: int  # pool top results found in its subspaces
 
-    def metric(self, name: str) -> float:
-        return float(getattr(self, name))
+    def metric(self, name: str) -> float | None:
+        value = getattr(self, name)
+        return None if value is None else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,8 +519,9 @@ class Scheduler:
                 member.late += 1
             beats = member.on_time + member.late
             mine = own_best.get(member_id)
+            quality: float | None
             if mine is None or best is None:
-                quality = 0.0
+                quality = None
             elif best > 0:
                 quality = min(1.0, max(0.0, mine / best))
             else:
@@ -548,11 +552,14 @@ class Scheduler:
         return any(r.top_owned > 0 for r in self._get(member_id).history)
 
     def std_devs(self, member_id: str) -> dict[str, float]:
-        """Population standard deviation of each metric over the kept rounds (0 if < 2)."""
+        """Population standard deviation of each metric over the kept rounds that have it (0 with
+        fewer than 2)."""
         history = self._get(member_id).history
-        if len(history) < 2:
-            return {name: 0.0 for name in METRICS}
-        return {name: statistics.pstdev([r.metric(name) for r in history]) for name in METRICS}
+        out = {}
+        for name in METRICS:
+            values = [v for v in (r.metric(name) for r in history) if v is not None]
+            out[name] = statistics.pstdev(values) if len(values) >= 2 else 0.0
+        return out
 
     def needs_backup(self, member_id: str) -> bool:
         """High-reward and its largest metric standard deviation above ``std_threshold``."""

@@ -211,6 +211,23 @@ def test_high_reward_and_std_devs() -> None:
     assert [r.quality for r in s.history_of("C")] == pytest.approx([0.1, 0.9])
 
 
+def test_a_round_without_a_recorded_result_says_nothing_of_quality() -> None:
+    """The manager records the shares it verifies, a sample: a member whose shares were not
+    sampled in a round has no quality that round (None), not quality 0, and its quality spread
+    is taken over the rounds that have one; otherwise sampling alone would call for backups."""
+    s = Scheduler(SPACE, std_threshold=0.25, top_k=1, heartbeat_timeout=15)
+    for member in ("A", "B"):
+        s.join(member, 0, 1.0)
+    rng = random.Random(5)
+    play_round(s, 0, rng, {"A": 100, "B": 90})
+    play_round(s, 10, rng, {"B": 90})  # none of A's shares sampled this round
+    play_round(s, 20, rng, {"A": 100, "B": 90})
+    assert [r.quality for r in s.history_of("A")] == [1.0, None, 1.0]
+    assert s.high_reward("A")
+    assert s.std_devs("A")["quality"] == 0.0
+    assert not s.needs_backup("A")  # with quality 0 for the unsampled round its spread would be 0.47
+
+
 @pytest.mark.parametrize("threshold, backed", [(0.3, False), (0.25, False), (0.24, True), (0.1, True)])
 def test_backup_only_above_threshold(threshold: float, backed: bool) -> None:
     s = scenario(threshold)
