@@ -218,8 +218,9 @@ def running(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in manifest["processes"] if process_alive(p)]
 
 
-def prepare_dir(root: Path, fresh: bool) -> None:
-    """Make ``root`` ready for a new devnet, or say clearly why not."""
+def prepare_dir(root: Path, fresh: bool, ports: dict[str, int] | None = None) -> None:
+    """Make ``root`` ready for a new devnet, or say clearly why not; ``ports`` (if given) must
+    be free. Every check comes before an earlier devnet is removed."""
     if (root / MANIFEST).exists():
         try:
             manifest = read_manifest(root)
@@ -233,9 +234,13 @@ def prepare_dir(root: Path, fresh: bool) -> None:
         if not fresh:
             raise fail("stale-devnet", f"{root} holds an earlier devnet (created {manifest.get('created', '?')}, "
                                        "not running): pass --fresh to replace it, or choose another --dir")
+        if ports is not None:
+            check_ports_free(ports)
         shutil.rmtree(root)
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise fail("dir-not-empty", f"{root} exists and is not a devnet directory; choose another --dir")
+    elif ports is not None:
+        check_ports_free(ports)
     root.mkdir(parents=True, exist_ok=True)
 
 
@@ -300,6 +305,14 @@ def node_apis(manifest: dict[str, Any]) -> list[tuple[str, str]]:
 # --- starting and stopping ----------------------------------------------------------------------
 
 
+def child_env() -> dict[str, str]:
+    """The environment of the devnet's processes: ours, unbuffered, without any ``PONAS_*``
+    setting of the user's (token, node, wallet home, password) leaking into them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PONAS_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def log_tail(path: str, lines: int = 15) -> str:
     try:
         with open(path, "rb") as fh:
@@ -314,22 +327,15 @@ def log_tail(path: str, lines: int = 15) -> str:
 class Launcher:
     """Starts the manifest's processes, watches them, stops them; keeps the manifest's pids."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
-        self.root, self.manifest = root, manifest
+    def __init__(self, root: Path, manifest: dict[str, Any], start_timeout: float = START_TIMEOUT) -> None:
+        self.root, self.manifest, self.start_timeout = root, manifest, start_timeout
         self.popen: dict[str, subprocess.Popen[bytes]] = {}
-
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        for name in ("PONAS_TOKEN", "PONAS_NODE", "PONAS_HOME", "PONAS_WALLET_PASSWORD"):
-            env.pop(name, None)
-        return env
 
     def spawn(self, entry: dict[str, Any]) -> None:
         nice = int(entry.get("nice") or 0)
         with open(entry["log"], "ab") as log:
             proc = subprocess.Popen(  # noqa: S603 - our own argv
-                entry["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self._env(),
+                entry["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
                 cwd=self.root, start_new_session=True, preexec_fn=(lambda: os.nice(nice)) if nice else None,
             )
         self.popen[entry["name"]] = proc
@@ -358,7 +364,7 @@ class Launcher:
                 continue
             for entry in entries:
                 self.spawn(entry)
-            deadline = time.monotonic() + START_TIMEOUT
+            deadline = time.monotonic() + self.start_timeout
             while True:
                 self.check_alive()
                 waiting = [e["name"] for e in entries if not self.healthy(e)]
@@ -366,7 +372,7 @@ class Launcher:
                     break
                 if time.monotonic() > deadline:
                     log = self._log(waiting[0])
-                    raise fail("start-timeout", f"{', '.join(waiting)} did not answer within {START_TIMEOUT:.0f}s; "
+                    raise fail("start-timeout", f"{', '.join(waiting)} did not answer within {self.start_timeout:.0f}s; "
                                                 f"the end of {log}:\n{log_tail(log)}")
                 text = (f"starting: {len(entries) - len(waiting)}/{len(entries)} {'/'.join(roles)} up, "
                         f"waiting for {', '.join(waiting[:4])}{'…' if len(waiting) > 4 else ''}")
@@ -474,7 +480,6 @@ class RoundsView:
 
     def __init__(self, manifest: dict[str, Any]) -> None:
         self.names = {a: n for n, a in manifest["accounts"].items()}
-        self.pool_key = manifest["accounts"].get("pool")
         self.members = {manifest["accounts"][p["name"]] for p in manifest["processes"] if p["role"] == "member"}
         self.last_time: int | None = manifest.get("genesis_time")
         self.rows: list[dict[str, Any]] = []
@@ -482,8 +487,7 @@ class RoundsView:
     def winner(self, miner: str | None) -> str:
         if miner is None:
             return "?"
-        name = self.names.get(miner, miner[:12] + "…")
-        return "pool" if name == "pool" else name
+        return self.names.get(miner, miner[:12] + "…")
 
     def add(self, block: dict[str, Any]) -> dict[str, Any]:
         header = block.get("header", {})
@@ -529,7 +533,7 @@ class Transfer:
                                "--wait-timeout", str(6 * manifest["round_seconds"])]
         with open(log, "ab") as out:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=out,  # noqa: S603
-                                    env={k: v for k, v in os.environ.items() if not k.startswith("PONAS_")})
+                                    env=child_env())
         return cls(proc, log, amount)
 
     def poll(self) -> bool:
@@ -741,15 +745,19 @@ def default_lead(topo: Topology) -> float:
     return 6.0 + 1.5 * (topo.nodes + (1 if topo.pool_members else 0) + topo.pool_members + topo.solo)
 
 
+def _lead(args: argparse.Namespace, topo: Topology) -> float:
+    lead = default_lead(topo) if args.lead is None else float(args.lead)
+    if not 0 <= lead <= 3600:
+        raise fail("bad-args", "--lead is 0..3600 seconds")
+    return lead
+
+
 def _setup(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     topo = _topology(args)
     root = Path(args.dir).resolve()
     ports = plan_ports(topo, args.base_port)
-    prepare_dir(root, args.fresh)
-    check_ports_free(ports)
-    lead = default_lead(topo) if args.lead is None else args.lead
-    if not 0 <= lead <= 3600:
-        raise fail("bad-args", "--lead is 0..3600 seconds")
+    lead = _lead(args, topo)
+    prepare_dir(root, args.fresh, ports)
     return root, init(root, topo, ports, lead)
 
 
@@ -761,8 +769,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 0
     topo = _topology(args)
     ports = plan_ports(topo, args.base_port)
+    lead = _lead(args, topo)
     prepare_dir(root, args.fresh)
-    manifest = init(root, topo, ports, default_lead(topo) if args.lead is None else args.lead)
+    manifest = init(root, topo, ports, lead)
     print(f"wrote a {topo.preset} devnet in {root}: chain {manifest['chain_id']}, genesis {manifest['genesis'][:16]}…")
     return 0
 
@@ -800,7 +809,6 @@ def cmd_up(args: argparse.Namespace) -> int:
             manifest["supervisor"] = None
             save_manifest(root, manifest)
             print(f"still running: `ponas devnet down --dir {args.dir}` stops it", file=out, flush=True)
-            return 0 if ok else 1
         return 0 if ok else 1
     except KeyboardInterrupt:
         progress.clear()

@@ -191,6 +191,11 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
         manifest = devnet.read_manifest(root)
         assert manifest["state"] == "running"
         assert len(devnet.running(manifest)) == 5
+        # a second up on the running devnet, even with --fresh, refuses and touches nothing
+        for extra in ([], ["--fresh"]):
+            again = run("devnet", "up", "--preset", "regtest", "--dir", str(root), "--base-port", "0", *extra)
+            assert again.returncode == 1 and "error: devnet-running:" in again.stderr, again.stderr
+        assert len(devnet.running(manifest)) == 5
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
         text = out.decode()
@@ -228,6 +233,15 @@ def test_stale_and_foreign_directories(tmp_path: Path) -> None:
     assert (root / "genesis.json").read_text() == genesis  # nothing lost
     same = run("devnet", "init", "--dir", str(root), "--if-missing")
     assert same.returncode == 0 and "nothing to do" in same.stdout
+    # --fresh checks the ports before it removes the earlier devnet: a port in use removes nothing
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        base = s.getsockname()[1]
+        if base <= 65535 - 300:
+            r = run("devnet", "up", "--dir", str(root), "--base-port", str(base), "--fresh")
+            assert r.returncode == 1 and "error: port-in-use:" in r.stderr
+            assert (root / "genesis.json").read_text() == genesis
     fresh = run("devnet", "init", "--dir", str(root), "--preset", "regtest", "--base-port", "0", "--fresh")
     assert fresh.returncode == 0 and (root / "genesis.json").read_text() != genesis
     # what init wrote: keys, wallets, a genesis that prefunds the wallets
@@ -262,6 +276,29 @@ def test_bad_arguments(tmp_path: Path, args: list[str], reason: str) -> None:
     r = run("devnet", "up", "--dir", str(tmp_path / "dn"), "--base-port", "0", *args)
     assert r.returncode == 1 and f"error: {reason}" in r.stderr, r.stderr
     assert not (tmp_path / "dn" / devnet.MANIFEST).exists()
+
+
+def test_a_process_that_never_answers_is_a_start_timeout(tmp_path: Path) -> None:
+    root = tmp_path / "dn"
+    (root / "logs").mkdir(parents=True)
+    mute = [sys.executable, "-c", "import time; print('still loading', flush=True); time.sleep(60)"]
+    manifest: dict[str, Any] = {
+        "format": devnet.FORMAT, "dir": str(root), "state": "initialised", "topology": {"nodes": 1},
+        "processes": [{"name": "node0", "role": "node", "argv": mute, "log": str(root / "logs" / "node0.log"),
+                       "nice": 0, "api": "http://127.0.0.1:9", "pid": None}],
+    }
+    launcher = devnet.Launcher(root, manifest, start_timeout=2)
+    try:
+        with pytest.raises(Exception) as exc:
+            launcher.start(devnet.logs.StatusLine())
+        assert getattr(exc.value, "reason", None) == "start-timeout"
+        assert "node0 did not answer within 2s" in exc.value.detail and "still loading" in exc.value.detail
+        assert devnet.stop_processes(manifest, launcher.popen) == (["node0"], [])
+    finally:
+        for p in launcher.popen.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def test_a_process_that_dies_at_start_is_reported_and_the_rest_stopped(tmp_path: Path) -> None:
