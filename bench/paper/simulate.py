@@ -9,7 +9,8 @@ Usage (from the repo root)::
 
 Outputs in ``--out`` (default ``docs/results/``): ``simulate.json`` (every number and the setup),
 one markdown table per experiment (``competitiveness.md``, ``income.md``, ``search.md``,
-``churn.md``) and a PNG plot each. Progress lines go to stderr. Same table, same arguments, same
+``churn.md``, ``network.md``) and a PNG plot each. ``bench/paper/report.py`` turns them into
+``docs/results.md`` (``make bench-paper`` runs both). Progress lines go to stderr. Same table, same arguments, same
 seed: same numbers.
 
 **The project's own pool logic** does the pool's work: ``get_space("nb201")`` (15,625 cells:
@@ -30,10 +31,12 @@ draws among the known indices inside it. The number of rows is printed and recor
 **The model of a round.**
 
 - Discrete rounds of ``round_seconds`` = 60 s (commit window 45 s, then the reveal window). Round
-  ``r`` starts at ``t0 = 60 r``. Every round is a *fresh search*: a party's results of a round
-  are not carried into the next (as if every round posted a new task with this table's
-  landscape). The project's manager, on one unchanging task, keeps its best results across
-  rounds; that is not modelled here.
+  ``r`` starts at ``t0 = 60 r``. Rounds are grouped in *tasks* of ``task_rounds`` T rounds
+  (:func:`run_race`): within a task every party keeps what it evaluated, its best results and
+  its search state, as the project's manager and miners do on an unchanging task; a new task
+  starts every party afresh (as if a new task with this table's landscape were posted). T = 1
+  (the default) is a fresh search every round; the devnet's single built-in task is the limit
+  of long tasks. Experiment 1 runs both, experiment 5 uses the real runs' length.
 - A party is a pool or a solo miner. Every member and every solo miner has the same compute
   ``c``: ``c`` evaluations per round, at times ``t0 + (k + 1/2) * 45 / c`` inside the commit
   window. An evaluation is the lookup of one table row: the miner sees the validation count;
@@ -62,7 +65,8 @@ draws among the known indices inside it. The number of rows is printed and recor
   with the devnet recipe's weight (20 units). Shares of one evaluation slot reach the manager
   in a random order.
 - At the deadline a party commits its best 8 distinct results by validation (ties: the earlier
-  result) and reveals the one with the best test score. The round's winner is the best revealed
+  result) and reveals the one with the best test score. A pool that commits under ``pool_keys``
+  keys (a what-if of experiment 1) commits its best ``8 * pool_keys``. The round's winner is the best revealed
   score over the parties, ties broken at random.
 - Test noise (``--test-noise SIGMA``, default 0 = off): each round, every row's test score gets
   an independent normal perturbation of standard deviation SIGMA test images (of 500), the same
@@ -83,8 +87,9 @@ draws among the known indices inside it. The number of rows is printed and recor
   on the pool's decisions, so every threshold of one ``p`` sees the same churn.
 
 **Experiments** (each a function writing its table and plot): :func:`exp_competitiveness`,
-:func:`exp_income`, :func:`exp_search` and :func:`exp_churn`; their docstrings define their
-numbers.
+:func:`exp_income`, :func:`exp_search`, :func:`exp_churn` and :func:`exp_network` (the
+real-network runs of ``bench/paper/network/`` against the simulation of their setup); their
+docstrings define their numbers.
 """
 
 from __future__ import annotations
@@ -137,6 +142,8 @@ __all__ = [
 SPACE = get_space("nb201")
 DEFAULT_TABLE = HERE / "nb201_digits_devnet.csv.gz"
 DEFAULT_OUT = REPO / "docs" / "results"
+DEFAULT_NETWORK = HERE / "network"
+EXPERIMENTS = ("competitiveness", "income", "search", "churn", "network")
 FEE_ADDRESS = b"\xff" * 20
 NO_BACKUP = 1.0  # std_threshold that no metric can exceed: every metric is in 0..1, so pstdev <= 0.5
 
@@ -249,22 +256,40 @@ def _address(i: int) -> bytes:
 # The race: one pool against n solo miners, round after round.
 
 
-def _top_insert(top: list[tuple[int, int, int, int]], k: int, val: int, seq: int, pos: int, who: int) -> None:
-    """Keep the ``k`` best distinct results by validation (ties: the earlier), as the manager's
-    ``_add_top``: entries ``(-val, seq, pos, who)`` sorted."""
-    if len(top) >= k and -val >= top[-1][0]:
-        return
-    for entry in top:
-        if entry[2] == pos:
+class _Top:
+    """The ``k`` best distinct results by validation (ties: the earlier), as the manager's
+    ``_add_top``: entries ``(-val, seq, pos, who)`` sorted, best first."""
+
+    __slots__ = ("k", "entries", "held")
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.entries: list[tuple[int, int, int, int]] = []
+        self.held: set[int] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def at_least(self, val: int) -> int:
+        """How many kept results have a validation count of at least ``val``."""
+        return bisect.bisect_right(self.entries, (-val, math.inf))
+
+    def add(self, val: int, seq: int, pos: int, who: int) -> None:
+        entries = self.entries
+        if len(entries) >= self.k and -val >= entries[-1][0]:
+            return
+        if pos in self.held:
             return  # the same architecture, same score: nothing new
-    bisect.insort(top, (-val, seq, pos, who))
-    del top[k:]
+        bisect.insort(entries, (-val, seq, pos, who))
+        self.held.add(pos)
+        if len(entries) > self.k:
+            self.held.discard(entries.pop()[2])
 
 
-def _reveal(top: list[tuple[int, int, int, int]], test: Sequence[float]) -> tuple[float, int, int]:
+def _reveal(top: _Top, test: Sequence[float]) -> tuple[float, int, int]:
     """The committed result with the best test score (ties: the first): (score, pos, who)."""
     best = None
-    for _neg, _seq, pos, who in top:
+    for _neg, _seq, pos, who in top.entries:
         score = test[pos]
         if best is None or score > best[0]:
             best = (score, pos, who)
@@ -282,14 +307,6 @@ def _draw(rng: random.Random, n: int, drawn: set[int]) -> int:
         o = rng.randrange(n)
         if o not in drawn:
             return o
-
-
-def _solo_draws(rng: random.Random, rows: int, c: int) -> list[int]:
-    """``c`` positions uniformly without replacement (cycles when ``c > rows``)."""
-    out: list[int] = []
-    while len(out) < c:
-        out.extend(rng.sample(range(rows), min(rows, c - len(out))))
-    return out
 
 
 def _assignments(sched: Scheduler, member_of: dict[str, int], sub_at: dict[tuple[int, int], int]) -> list[list[int]]:
@@ -320,19 +337,28 @@ def run_race(
     std_threshold: float | None = None,
     windows: Sequence[int] = (),
     solos: int | None = None,
+    task_rounds: int = 1,
+    pool_keys: int = 1,
 ) -> dict[str, Any]:
     """A pool of ``n`` members against ``solos`` (default ``n``) solo miners, for ``rounds``
     rounds (model in the module docstring). Returns per-round numpy arrays (keys below) and,
     per PPLNS window size in ``windows``, the members' income per round in base units.
 
-    Per round: ``pool_score``, ``pool_val``, ``pool_evals``, ``pool_distinct``, ``pool_idle``;
+    ``task_rounds`` T: a task lasts T rounds, and every party keeps its results, its best
+    results and its search state (what it drew) across the rounds of one task, as the project's
+    manager and miners do on an unchanging task; T = 1 is a fresh search every round.
+    ``pool_keys``: the pool commits under that many keys, so it commits up to
+    ``pool_keys * commit_k`` results (a what-if: the project's manager commits under one key).
+
+    Per round: ``pool_score``, ``pool_val``, ``pool_evals``, ``pool_distinct`` (evaluations of
+    rows the pool had not evaluated before in the task), ``pool_idle``;
     ``solo_scores`` (rounds x solos, ``-inf`` without a candidate), ``solo_evals``,
-    ``union_evals``, ``union_distinct``, ``union_val``, ``union_score`` (the solo miners' work
+    ``union_evals``, ``union_distinct`` (new rows, as for the pool), ``union_val``, ``union_score`` (the solo miners' work
     taken together, committed as one party: independent search); ``win_all`` (-1 the pool, else
     the winning solo: pool against every solo) and ``win_one`` (-1 the pool, 0 solo 0: the
     pool against solo 0 alone), both with ties to a random priority drawn per party and round;
     ``pool_oracle``, ``solo_oracle`` and ``win_oracle``: the same contest if every party could
-    reveal the best test score among *everything* it evaluated (no bound of ``commit_k``
+    reveal the best test score among *everything* it evaluated in the task (no bound of ``commit_k``
     commitments per key; a diagnostic, not the protocol); ``backups``, ``takeovers``, ``moves``, ``online``,
     ``hr_subs``, ``hr_done``, ``hr_cover``, ``all_subs``, ``all_done``, ``all_cover``
     (completion, :func:`exp_churn`); ``split_ok`` (every split summed to the reward).
@@ -343,6 +369,8 @@ def run_race(
     rows = table.rows
     val, test_exact = table.val, table.test
     k = setup.commit_k
+    if task_rounds < 1 or pool_keys < 1:
+        raise ValueError("task_rounds and pool_keys must be at least 1")
     hb = setup.heartbeat
     ticks = int(round(setup.round_seconds / hb))
     slot_time = [(j + 0.5) * setup.commit_window / c for j in range(c)]
@@ -351,9 +379,9 @@ def run_race(
         slots_in_tick[max(1, math.ceil(t / hb - 1e-9))].append(j)
     throughput = c / setup.commit_window
 
-    rng_pool = random.Random(_seed(seed, "pool", n, c, p_drop, threshold))
-    rng_plan = random.Random(_seed(seed, "plan", n, c, p_drop, threshold))
-    rng_solo = random.Random(_seed(seed, "solo", n_solo, c, p_drop))
+    rng_pool = random.Random(_seed(seed, "pool", n, c, p_drop, threshold, task_rounds, pool_keys))
+    rng_plan = random.Random(_seed(seed, "plan", n, c, p_drop, threshold, task_rounds, pool_keys))
+    rng_solo = random.Random(_seed(seed, "solo", n_solo, c, p_drop, task_rounds))
     rng_churn = random.Random(_seed(seed, "churn", n, p_drop))
     rng_solo_churn = random.Random(_seed(seed, "solo-churn", n_solo, p_drop))
     rng_ties = random.Random(_seed(seed, "ties", n, n_solo, c, p_drop, threshold))
@@ -366,7 +394,7 @@ def run_race(
     addrs = [_address(i) for i in range(n)]
     addr_index = {a: i for i, a in enumerate(addrs)}
     pplns = [PPLNSWindow(w) for w in windows]
-    seq = 0
+    seq = useq = 0
     for m in ids:
         sched.join(m, 0.0, throughput)
     online = [True] * n
@@ -390,6 +418,15 @@ def run_race(
 
     for r in range(rounds):
         t0 = r * setup.round_seconds
+        if r % task_rounds == 0:  # a new task: every party starts afresh
+            top = _Top(k * pool_keys)
+            drawn: dict[tuple[int, tuple[int, int]], set[int]] = {}
+            evaluated: set[int] = set()
+            solo_top = [_Top(k) for _ in range(n_solo)]
+            solo_seen: list[set[int]] = [set() for _ in range(n_solo)]  # its search state (cycles)
+            solo_all: list[set[int]] = [set() for _ in range(n_solo)]  # everything it evaluated
+            union_top = _Top(k)
+            union: set[int] = set()
         # --- churn draws (independent of the pool's decisions) and comebacks
         drop_at = [math.inf] * n
         solo_drop = [False] * n_solo
@@ -417,6 +454,7 @@ def run_race(
         plan = sched.plan_round(t0, rng_plan)
         high = {m for m in sched.live() if sched.high_reward(m)}
         sub_at = {sub.as_range(): i for i, sub in enumerate(plan.subspaces)}
+        sub_key = [sub.as_range() for sub in plan.subspaces]
         sub_span = []
         for sub in plan.subspaces:
             rng_ = sub.as_range()
@@ -443,11 +481,8 @@ def run_race(
         out["online"][r] = sum(online)
 
         # --- the round: evaluation slots, heartbeats and the watchdog, tick by tick
-        drawn: dict[tuple[int, int], set[int]] = {}
         done: list[set[int]] = [set() for _ in sub_span]
-        evaluated: set[int] = set()
-        top: list[tuple[int, int, int, int]] = []
-        evals = idle = 0
+        evals = idle = new = 0
         takeovers = moves_n = 0
         for tick in range(1, ticks + 1):
             now = t0 + tick * hb
@@ -468,23 +503,24 @@ def run_race(
                         idle += 1
                         continue
                     lo, size = sub_span[s]
-                    key = (i, s)
-                    seen = drawn.setdefault(key, set())
+                    seen = drawn.setdefault((i, sub_key[s]), set())
                     off = _draw(rng_pool, size, seen)
                     seen.add(off)
                     pos = lo + off
                     v = val[pos]
                     evals += 1
-                    evaluated.add(pos)
+                    if pos not in evaluated:
+                        new += 1
+                        evaluated.add(pos)
                     done[s].add(pos)
                     seq += 1
                     for w in pplns:
                         w.add(Share(addrs[i], setup.share_weight, r, seq))
-                    better = sum(1 for e in top if -e[0] >= v)
-                    if better < k or rng_pool.random() < setup.verify_rate:
+                    better = top.at_least(v)
+                    if better < top.k or rng_pool.random() < setup.verify_rate:
                         sched.record(ids[i], table.index[pos], v, ts)
-                        if better < k:
-                            _top_insert(top, k, v, seq, pos, i)
+                        if better < top.k:
+                            top.add(v, seq, pos, i)
             for i in range(n):
                 if online[i] and drop_at[i] > now:
                     sched.heartbeat(ids[i], now, throughput)
@@ -498,7 +534,7 @@ def run_race(
                 assign = _assignments(sched, member_of, sub_at)
         # every evaluation slot lies inside the commit window: the state now is the deadline's
         done_n = [len(d) for d in done]
-        pool_best = [(ids[e[3]], -e[0]) for e in top[: setup.top_k]]
+        pool_best = [(ids[e[3]], -e[0]) for e in top.entries[: setup.top_k]]
 
         # --- this round's test scores and the parties' reveals
         if setup.test_noise > 0:
@@ -510,12 +546,12 @@ def run_race(
         finder = -1
         if top:
             pool_score, _pos, finder = _reveal(top, test)
-            out["pool_val"][r] = -top[0][0]
+            out["pool_val"][r] = -top.entries[0][0]
         out["pool_score"][r] = pool_score
         pool_oracle = max((test[pos] for pos in evaluated), default=-math.inf)
         out["pool_oracle"][r] = pool_oracle
         out["pool_evals"][r] = evals
-        out["pool_distinct"][r] = len(evaluated)
+        out["pool_distinct"][r] = new
         out["pool_idle"][r] = idle
         out["takeovers"][r] = takeovers
         out["moves"][r] = moves_n
@@ -539,31 +575,32 @@ def run_race(
         out["all_subs"][r], out["all_done"][r], out["all_cover"][r] = al_n, al, cov_al
 
         # solo miners: each its own search; together, the independent search of exp_search
-        union: set[int] = set()
-        union_top: list[tuple[int, int, int, int]] = []
-        solo_evals = 0
-        useq = 0
+        solo_evals = union_new = 0
         for i in range(n_solo):
             if not solo_online[i]:
                 continue
-            draws = _solo_draws(rng_solo, rows, c)
-            solo_evals += len(draws)
-            mine_top: list[tuple[int, int, int, int]] = []
-            for pos in draws:
+            seen_i, top_i = solo_seen[i], solo_top[i]
+            for _ in range(c):
+                pos = _draw(rng_solo, rows, seen_i)
+                seen_i.add(pos)
+                solo_all[i].add(pos)
                 useq += 1
-                _top_insert(mine_top, k, val[pos], useq, pos, i)
-                union.add(pos)
-                _top_insert(union_top, k, val[pos], useq, pos, i)
+                top_i.add(val[pos], useq, pos, i)
+                if pos not in union:
+                    union_new += 1
+                    union.add(pos)
+                union_top.add(val[pos], useq, pos, i)
+            solo_evals += c
             if solo_drop[i]:
                 solo_online[i] = False  # dropped during the round: no candidate
                 continue
-            out["solo_scores"][r, i] = _reveal(mine_top, test)[0]
-            out["solo_oracle"][r, i] = max(test[pos] for pos in draws)
+            out["solo_scores"][r, i] = _reveal(top_i, test)[0]
+            out["solo_oracle"][r, i] = max(test[pos] for pos in solo_all[i])
         out["solo_evals"][r] = solo_evals
         out["union_evals"][r] = solo_evals
-        out["union_distinct"][r] = len(union)
+        out["union_distinct"][r] = union_new
         if union_top:
-            out["union_val"][r] = -union_top[0][0]
+            out["union_val"][r] = -union_top.entries[0][0]
             out["union_score"][r] = _reveal(union_top, test)[0]
         else:
             out["union_score"][r] = -math.inf
@@ -586,7 +623,7 @@ def run_race(
                     i = addr_index.get(p.address)
                     if i is not None:
                         inc[r, i] += p.amount
-    out["income"] = {int(w): inc for w, inc in zip(windows, income)}
+    out["income"] = {int(w): inc for w, inc in zip(windows, income)}  # equal windows: equal incomes
     out["split_ok"] = bool(split_ok)
     return out
 
@@ -632,9 +669,12 @@ def _se(p: float, n: int) -> float:
 
 
 def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: int, seed: int, out: Path,
-                        cache: Cache | None = None) -> dict[str, Any]:
+                        cache: Cache | None = None, carry_rounds: int = 12) -> dict[str, Any]:
     """Experiment 1. For each N: a pool of N members against N solo miners (equal total
     compute) and, in the same rounds, against solo miner 0 alone (the compute of one member).
+    Two more races per N go further: ``keys`` (the pool commits under N keys, so it may commit
+    as many results as the N solo miners together) and ``carry`` (tasks of ``carry_rounds``
+    rounds: every party keeps its results across the rounds of a task, as on the devnet).
 
     Numbers: ``pool_share_vs_n`` (share of rounds the pool wins against the N solo miners;
     ``solo_share_each`` = the mean share of one of them), ``pool_share_vs_1`` (against one; a
@@ -650,12 +690,23 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
         share_n = float(np.mean(win_all == -1))
         share_1 = float(np.mean(win_one == -1))
         solo_best = race["solo_scores"].max(axis=1)
+        keys = cache.race(table, setup, n, rounds, seed, pool_keys=n)
+        carry = cache.race(table, setup, n, rounds, seed, task_rounds=carry_rounds)
+        share_keys = float(np.mean(keys["win_all"] == -1))
+        share_carry = float(np.mean(carry["win_all"] == -1))
+        share_carry_1 = float(np.mean(carry["win_one"] == -1))
         rows_out.append({
             "n": n,
             "pool_share_vs_n": share_n,
             "pool_share_vs_n_se": _se(share_n, rounds),
             "solo_share_each": (1 - share_n) / n,
             "pool_share_vs_n_unbounded": float(np.mean(race["win_oracle"] == -1)),
+            "pool_share_vs_n_keys": share_keys,
+            "pool_share_vs_n_keys_se": _se(share_keys, rounds),
+            "pool_share_vs_n_carry": share_carry,
+            "pool_share_vs_n_carry_se": _se(share_carry, rounds),
+            "solo_share_each_carry": (1 - share_carry) / n,
+            "pool_share_vs_1_carry": share_carry_1,
             "backups_per_round": _mean(race["backups"]),
             "pool_share_vs_1": share_1,
             "pool_share_vs_1_se": _se(share_1, rounds),
@@ -666,29 +717,40 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
             "pool_val": _mean(race["pool_val"]),
             "union_val": _mean(race["union_val"]),
         })
-        _log(f"  competitiveness N={n}: pool wins {share_n:.3f} vs {n} solo, {share_1:.3f} vs 1 solo "
+        _log(f"  competitiveness N={n}: pool wins {share_n:.3f} vs {n} solo ({share_keys:.3f} with {n} keys, "
+             f"{share_carry:.3f} with tasks of {carry_rounds} rounds), {share_1:.3f} vs 1 solo "
              f"[{time.perf_counter() - t:.1f} s]")
     md = _md_table(
         ["N", "pool wins vs N solo", "one solo's share", "pool wins vs 1 solo", "N/(N+1)",
          "pool test", "best solo test", "solo 0 test", "pool val", "N solo val", "vs N solo, unbounded commits",
-         "backups / round"],
+         "backups / round", "vs N solo, N keys", f"vs N solo, tasks of {carry_rounds}", "one solo's share (tasks)",
+         f"vs 1 solo, tasks of {carry_rounds}"],
         [[r["n"], _pct(r["pool_share_vs_n"], r["pool_share_vs_n_se"]), _pct(r["solo_share_each"]),
           _pct(r["pool_share_vs_1"], r["pool_share_vs_1_se"]), _pct(r["proportional_vs_1"]),
           f"{r['pool_score']:.2f}", f"{r['best_solo_score']:.2f}", f"{r['solo0_score']:.2f}",
           f"{r['pool_val']:.2f}", f"{r['union_val']:.2f}", _pct(r["pool_share_vs_n_unbounded"]),
-          f"{r['backups_per_round']:.1f}"] for r in rows_out])
+          f"{r['backups_per_round']:.1f}", _pct(r["pool_share_vs_n_keys"], r["pool_share_vs_n_keys_se"]),
+          _pct(r["pool_share_vs_n_carry"], r["pool_share_vs_n_carry_se"]), _pct(r["solo_share_each_carry"]),
+          _pct(r["pool_share_vs_1_carry"])] for r in rows_out])
     _write(out / "competitiveness.md", "Competitiveness: a pool of N members against N solo miners and against one",
            _setup_line(table, setup, rounds, seed), md,
            f"Scores are mean revealed test counts of {table.test_total} per round; ± is one standard error. "
            "'val' = mean best validation count found (the N solo miners' together). 'unbounded commits' = the "
            "pool's share against the N solo miners if every party revealed the best test score of everything it "
            "evaluated (a diagnostic: the chain bounds a key to "
-           f"{setup.commit_k} commitments). 'backups' = subspaces with a backup member in the round's plan.")
+           f"{setup.commit_k} commitments). 'backups' = subspaces with a backup member in the round's plan. "
+           f"'N keys' = the pool commits under N keys (up to {setup.commit_k} N results, as many as the N solo "
+           f"miners together). 'tasks of {carry_rounds}' = every party keeps its results and search state across "
+           f"the {carry_rounds} rounds of a task (the devnet's one task is the limit of long tasks); the other "
+           "columns search afresh every round.")
 
     def plot(ax: Any, ax2: Any) -> None:
         x = [r["n"] for r in rows_out]
         ax.plot(x, [r["pool_share_vs_n"] for r in rows_out], "o-", label="pool vs N solo miners")
         ax.plot(x, [r["pool_share_vs_n_unbounded"] for r in rows_out], "x--", label="pool vs N solo, unbounded commits")
+        ax.plot(x, [r["pool_share_vs_n_keys"] for r in rows_out], "v-", label="pool vs N solo, pool commits under N keys")
+        ax.plot(x, [r["pool_share_vs_n_carry"] for r in rows_out], "^-",
+                label=f"pool vs N solo, tasks of {carry_rounds} rounds")
         ax.plot(x, [r["pool_share_vs_1"] for r in rows_out], "s-", label="pool vs 1 solo miner")
         ax.plot(x, [r["proportional_vs_1"] for r in rows_out], "k:", label="N/(N+1)")
         ax.plot(x, [1 / (r["n"] + 1) for r in rows_out], "k--", lw=0.8, label="1/(N+1)")
@@ -706,7 +768,7 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
         ax2.legend(fontsize=8)
 
     _plot(out / "competitiveness.png", plot, "Competitiveness")
-    return {"rounds": rounds, "compute": setup.compute, "rows": rows_out}
+    return {"rounds": rounds, "compute": setup.compute, "carry_rounds": carry_rounds, "rows": rows_out}
 
 
 def exp_income(table: Table, setup: Setup, ns: Sequence[int], rounds: int, seed: int, out: Path,
@@ -733,8 +795,8 @@ def exp_income(table: Table, setup: Setup, ns: Sequence[int], rounds: int, seed:
             solo_inc[r, win[r]] = setup.reward / coin
         row: dict[str, Any] = {"n": n, "pool_share": float(np.mean(win == -1))}
         row["solo_mean"], row["solo_cv"], row["solo_paid"] = _income_stats(solo_inc)
-        for w, inc in race["income"].items():
-            tag = "default" if w == setup.window else "3rounds"
+        for tag, w in zip(("default", "3rounds"), _windows(setup, n)):
+            inc = race["income"][w]
             row[f"member_mean_{tag}"], row[f"member_cv_{tag}"], row[f"member_paid_{tag}"] = _income_stats(inc / coin)
             row[f"window_{tag}"] = w
         row["fair_member_mean"] = row["pool_share"] * setup.reward / coin * (1 - (setup.fee_ppm / 1e6)) / n
@@ -957,6 +1019,127 @@ def exp_churn(table: Table, setup: Setup, n: int, ps: Sequence[float], threshold
     return {"rounds": rounds, "n": n, "p_back": setup.p_back, "rows": rows_out}
 
 
+def load_network_runs(folder: Path) -> list[dict[str, Any]]:
+    """The real-network runs (``bench/paper/network/*.json``): for each, its file name, rounds,
+    pool members, solo miners, wins by party and mean trainings per miner process."""
+    runs = []
+    for path in sorted(Path(folder).glob("*.json")):
+        d = json.loads(path.read_text())
+        summary = d["summary"]
+        trainings = d["trainings_per_process"]
+        members = sorted(k for k in trainings if k.startswith("member"))
+        solos = sorted(k for k in trainings if k.startswith("solo"))
+        wins = {name: 0 for name in ["pool", *solos]}
+        for block in summary["blocks"]:
+            wins[block["winner"]] = wins.get(block["winner"], 0) + 1
+        runs.append({"name": path.stem, "rounds": int(summary["rounds"]), "members": len(members),
+                     "solos": len(solos), "wins": wins,
+                     "trainings_per_process": float(np.mean(list(trainings.values())))})
+    return runs
+
+
+def exp_network(table: Table, setup: Setup, runs: Sequence[dict[str, Any]], reps: int, seed: int, out: Path,
+                noises: Sequence[float] = (0.0, 3.0), cache: Cache | None = None) -> dict[str, Any]:
+    """Experiment 5. Each real-network run's setup in the simulation: a pool of its members
+    against its solo miners, every process with the run's mean trainings per round (scaled by
+    the table's coverage of the space, at least 1), one task for the run's R rounds with results
+    kept across them (as on the devnet), ``reps`` times with fresh tasks, at each per-round test
+    noise in ``noises``; and, for contrast, searching afresh every round. Numbers: the pool's
+    share of rounds, one solo miner's mean share, the sign of their difference (the direction
+    the real run is compared on), and how often a simulated run of R rounds is at least as
+    extreme as the real one (pool wins at most the real count; the best solo miner wins at
+    least the real count).
+    """
+    cache = cache or Cache()
+    rows_out = []
+    for run in runs:
+        R, n, n_solo = run["rounds"], run["members"], run["solos"]
+        c = max(1, round(run["trainings_per_process"] / R * table.rows / SPACE.size))
+        real_pool = run["wins"].get("pool", 0)
+        real_solo = [v for k, v in run["wins"].items() if k != "pool"]
+        real_max_solo = max(real_solo, default=0)
+        real_row = {"run": run["name"], "model": "real network", "noise": None, "rounds": R, "compute": None,
+                    "pool_share": real_pool / R, "solo_share_each": sum(real_solo) / (R * max(1, n_solo)),
+                    "pool_wins": real_pool, "max_solo_wins": real_max_solo}
+        _directions(real_row)
+        rows_out.append(real_row)
+        for noise in noises:
+            s = dataclasses.replace(setup, compute=c, test_noise=noise)
+            for model, T in (("tasks of R rounds", R), ("fresh every round", 1)):
+                race = cache.race(table, s, n, R * reps, seed, solos=n_solo, task_rounds=T)
+                win = race["win_all"].reshape(reps, R)
+                pool_wins = (win == -1).sum(axis=1)
+                solo_wins = np.stack([(win == i).sum(axis=1) for i in range(n_solo)], axis=1)
+                row = {"run": run["name"], "model": model, "noise": noise, "rounds": R, "compute": c,
+                       "pool_share": float(np.mean(win == -1)),
+                       "solo_share_each": float(np.mean(win >= 0)) / n_solo,
+                       "p_pool_at_most_real": float(np.mean(pool_wins <= real_pool)),
+                       "p_max_solo_at_least_real": float(np.mean(solo_wins.max(axis=1) >= real_max_solo)),
+                       "pool_wins_hist": np.bincount(pool_wins, minlength=R + 1).tolist()}
+                _directions(row)
+                row["agrees"] = row["direction"] == real_row["direction"]
+                row["agrees_one"] = row["direction_one"] == real_row["direction_one"]
+                rows_out.append(row)
+                _log(f"  network {run['name']} {model}, noise {noise:g}: pool {row['pool_share']:.3f}, "
+                     f"each solo {row['solo_share_each']:.3f} (real {real_row['pool_share']:.3f} / "
+                     f"{real_row['solo_share_each']:.3f})")
+    md = _md_table(
+        ["run", "model", "test noise", "c", "pool share", "one solo's share", "vs the solos together", "agrees",
+         "vs one solo", "agrees", "P(pool wins ≤ real)", "P(best solo wins ≥ real)"],
+        [[r["run"], r["model"], "–" if r["noise"] is None else f"{r['noise']:g}", r["compute"] or "–",
+          _pct(r["pool_share"]), _pct(r["solo_share_each"]), r["direction"],
+          "–" if "agrees" not in r else ("yes" if r["agrees"] else "no"), r["direction_one"],
+          "–" if "agrees_one" not in r else ("yes" if r["agrees_one"] else "no"),
+          _pct(r.get("p_pool_at_most_real", float("nan"))), _pct(r.get("p_max_solo_at_least_real", float("nan")))]
+         for r in rows_out])
+    _write(out / "network.md", "The real-network runs against the simulation of their setup",
+           _setup_line(table, setup, reps, seed).replace(f"compute c = {setup.compute} evaluations per member per "
+                                                         f"round; {reps} rounds", f"{reps} simulated runs per row"), md,
+           "'vs the solos together': the pool's share of rounds against the solo miners' together (the same total "
+           "compute when there are as many solo miners as members); 'vs one solo': against one solo miner's mean "
+           "share. 'agrees': the simulation's direction is the real run's. 'c' = evaluations per "
+           "process and round in the simulation: the real run's trainings per process and round, scaled by the "
+           "table's coverage of the space. 'test noise' = standard deviation of the per-round test noise in test "
+           f"images of {table.test_total} (a round's real test set is a fresh key-chosen sample). The last two "
+           "columns: how often a simulated run of the same length is at least as extreme as the real one.")
+
+    def plot(ax: Any, ax2: Any) -> None:
+        sims = [r for r in rows_out if "agrees" in r]
+        labels = [f"{r['model']}, noise {r['noise']:g}" for r in sims]
+        y = np.arange(len(sims))
+        ax.barh(y - 0.2, [r["pool_share"] for r in sims], 0.4, label="pool")
+        ax.barh(y + 0.2, [r["solo_share_each"] for r in sims], 0.4, label="one solo miner")
+        for r in rows_out:
+            if "agrees" not in r:
+                ax.axvline(r["pool_share"], color="C0", ls="--", lw=1, label="real: pool")
+                ax.axvline(r["solo_share_each"], color="C1", ls="--", lw=1, label="real: one solo miner")
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_xlabel("share of rounds won")
+        ax.legend(fontsize=7)
+        for r in sims:
+            ax2.plot(range(len(r["pool_wins_hist"])), np.asarray(r["pool_wins_hist"]) / reps, "o-",
+                     label=f"{r['model']}, noise {r['noise']:g}")
+        for r in rows_out:
+            if "agrees" not in r:
+                ax2.axvline(r["pool_wins"], color="k", ls="--", lw=1, label="real run")
+        ax2.set_xlabel("rounds the pool wins in one run")
+        ax2.set_ylabel("share of simulated runs")
+        ax2.legend(fontsize=7)
+
+    if runs:
+        _plot(out / "network.png", plot, "Real network against the simulation")
+    return {"reps": reps, "rows": rows_out}
+
+
+def _directions(row: dict[str, Any]) -> None:
+    """The directions a real run is compared on: the pool against the solo miners together (the
+    same total compute when each has a member's compute) and against one solo miner."""
+    pool, each = row["pool_share"], row["solo_share_each"]
+    together = 1.0 - pool
+    row["direction"] = "pool > solos" if pool > together else "pool < solos" if pool < together else "equal"
+    row["direction_one"] = "pool > one solo" if pool > each else "pool < one solo" if pool < each else "equal"
+
+
 # ---------------------------------------------------------------------------------------------
 # Output helpers.
 
@@ -1031,6 +1214,8 @@ class RunPlan:
     churn_ps: tuple[float, ...]
     churn_thresholds: tuple[float, ...]
     churn_rounds: int
+    carry_rounds: int = 12
+    network_reps: int = 500
 
 
 def make_plan(quick: bool, rounds: int | None) -> RunPlan:
@@ -1039,7 +1224,8 @@ def make_plan(quick: bool, rounds: int | None) -> RunPlan:
     if quick:
         r = rounds or 60
         return RunPlan(ns=(1, 2, 4, 8, 16), rounds=r, search_n=8, search_computes=(1, 4, 16, 64), search_rounds=max(1, r // 2),
-                    churn_n=8, churn_ps=(0.0, 0.2), churn_thresholds=(NO_BACKUP, 0.25, 0.0), churn_rounds=r)
+                    churn_n=8, churn_ps=(0.0, 0.2), churn_thresholds=(NO_BACKUP, 0.25, 0.0), churn_rounds=r,
+                    network_reps=20)
     r = rounds or 1000
     return RunPlan(ns=(2, 4, 8, 16, 32, 64, 128, 256), rounds=r, search_n=32,
                 search_computes=(1, 2, 4, 8, 16, 32, 64, 128), search_rounds=max(1, r // 4),
@@ -1048,7 +1234,7 @@ def make_plan(quick: bool, rounds: int | None) -> RunPlan:
 
 
 def run_all(table: Table, setup: Setup, plan: RunPlan, seed: int, out: Path,
-            experiments: Sequence[str] = ("competitiveness", "income", "search", "churn")) -> dict[str, Any]:
+            experiments: Sequence[str] = EXPERIMENTS, network: Path = DEFAULT_NETWORK) -> dict[str, Any]:
     """Run the experiments, write ``simulate.json`` and return what it holds."""
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache()
@@ -1057,12 +1243,15 @@ def run_all(table: Table, setup: Setup, plan: RunPlan, seed: int, out: Path,
     timings: dict[str, float] = {}
     _log(f"table {table.path}: {table.rows} rows of {SPACE.size}; compute c = {setup.compute}; seed {seed}")
     steps: dict[str, Callable[[], dict[str, Any]]] = {
-        "competitiveness": lambda: exp_competitiveness(table, setup, plan.ns, plan.rounds, seed, out, cache),
+        "competitiveness": lambda: exp_competitiveness(table, setup, plan.ns, plan.rounds, seed, out, cache,
+                                                       plan.carry_rounds),
         "income": lambda: exp_income(table, setup, plan.ns, plan.rounds, seed, out, cache),
         "search": lambda: exp_search(table, setup, plan.search_n, plan.search_computes, plan.ns, plan.search_rounds,
                                      plan.rounds, seed, out, cache),
         "churn": lambda: exp_churn(table, setup, plan.churn_n, plan.churn_ps, plan.churn_thresholds,
                                    plan.churn_rounds, seed, out, cache),
+        "network": lambda: exp_network(table, setup, load_network_runs(network), plan.network_reps, seed, out,
+                                       cache=cache),
     }
     for name in experiments:
         t = time.perf_counter()
@@ -1096,14 +1285,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a small run (under 30 s)")
     ap.add_argument("--compute", default="auto", help="evaluations per member per round (default auto: 20 x rows/15625)")
     ap.add_argument("--test-noise", type=float, default=0.0, help="std of the per-round test noise, in test images")
-    ap.add_argument("--only", nargs="+", choices=("competitiveness", "income", "search", "churn"),
-                    help="run only these experiments")
+    ap.add_argument("--only", nargs="+", choices=EXPERIMENTS, help="run only these experiments")
+    ap.add_argument("--network", default=str(DEFAULT_NETWORK),
+                    help="folder of the real-network runs (JSON) that experiment 5 simulates")
     args = ap.parse_args(argv)
     table = load_table(args.table)
     compute = None if args.compute == "auto" else int(args.compute)
     setup = make_setup(table, compute, args.test_noise)
     plan = make_plan(args.quick, args.rounds)
-    run_all(table, setup, plan, args.seed, Path(args.out), args.only or ("competitiveness", "income", "search", "churn"))
+    run_all(table, setup, plan, args.seed, Path(args.out), args.only or EXPERIMENTS, Path(args.network))
     return 0
 
 

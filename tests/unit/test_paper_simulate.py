@@ -10,7 +10,11 @@ coinbase split sums to the reward, members get the reward less the pool's fee in
 pool wins and nothing in the others; without churn every planned subspace is completed, nothing
 moves and, with the backup rule off, no backup is assigned, while churn makes subspaces incomplete
 and moves them; a quick run writes the JSON, the markdown tables and the plots; the same seed
-gives the same numbers and another seed other numbers.
+gives the same numbers and another seed other numbers; within a task of several rounds a party
+keeps what it found and never draws a row twice; a pool with keys enough for everything it
+evaluated reveals its best test score; the real-network experiment reads a run's file and
+compares directions; the report states a verdict per claim and refuses a missing or broken
+results folder with a stable reason.
 """
 
 from __future__ import annotations
@@ -186,3 +190,88 @@ def test_cli_quick(tmp_path: pathlib.Path) -> None:
     saved = json.loads((tmp_path / "out" / "simulate.json").read_text())
     assert saved["table"]["rows"] == 120 and saved["setup"]["compute"] == 2
     assert set(saved["results"]) == {"competitiveness", "churn"}
+
+
+def test_results_carry_over_the_rounds_of_a_task(table: sim.Table) -> None:
+    s = sim.make_setup(table, compute=2)
+    T, rounds = 5, 20
+    race = sim.run_race(table, s, 2, rounds, seed=4, task_rounds=T, std_threshold=sim.NO_BACKUP)
+    fresh = sim.run_race(table, s, 2, rounds, seed=4, std_threshold=sim.NO_BACKUP)
+    for key in ("pool_val", "union_val", "pool_oracle"):
+        by_task = race[key].reshape(rounds // T, T)
+        assert np.all(np.diff(by_task, axis=1) >= 0), key  # what a party found stays found
+    assert np.any(np.diff(fresh["pool_val"]) < 0)  # a fresh search every round forgets
+    assert race["union_distinct"].sum() <= race["union_evals"].sum() == 2 * 2 * rounds
+    # a member or a solo miner never evaluates a row twice in a task (40 draws of 300 rows); in a
+    # pool of two, a subspace the plan moves to the other member may be searched again
+    one = sim.run_race(table, s, 1, rounds, seed=4, task_rounds=rounds)
+    assert one["pool_distinct"].sum() == one["pool_evals"].sum() == 2 * rounds
+    assert one["union_distinct"].sum() == one["union_evals"].sum() == 2 * rounds
+    assert race["pool_distinct"].sum() >= race["pool_evals"].sum() - 4
+    with pytest.raises(ValueError):
+        sim.run_race(table, s, 1, 2, seed=4, task_rounds=0)
+
+
+def test_a_pool_with_enough_keys_reveals_the_best_it_evaluated(table: sim.Table) -> None:
+    s = sim.make_setup(table, compute=6)  # 4 members x 6 = 24 evaluations a round, 3 keys' worth
+    one_key = sim.run_race(table, s, 4, 30, seed=8, std_threshold=sim.NO_BACKUP)
+    keys = sim.run_race(table, s, 4, 30, seed=8, std_threshold=sim.NO_BACKUP, pool_keys=3)
+    assert np.all(keys["pool_score"] == keys["pool_oracle"])
+    assert np.all(one_key["pool_score"] <= one_key["pool_oracle"])
+    assert np.any(one_key["pool_score"] < one_key["pool_oracle"])  # 8 of 24 by validation miss some
+
+
+def network_run(folder: pathlib.Path, winners: list[str]) -> pathlib.Path:
+    """A real-network run file in the format of bench/paper/network/."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "run.json"
+    blocks = [{"height": h + 1, "winner": w} for h, w in enumerate(winners)]
+    path.write_text(json.dumps({
+        "command": "ponas devnet up --rounds 7", "trainings_per_process": {
+            "member0": 30, "member1": 30, "solo0": 30, "solo1": 30},
+        "summary": {"rounds": len(winners), "blocks": blocks}}))
+    return path
+
+
+def test_network_experiment_compares_directions(table: sim.Table, tmp_path: pathlib.Path) -> None:
+    network_run(tmp_path / "net", ["pool", "solo1", "solo1", "solo0", "pool", "solo1", "pool"])
+    runs = sim.load_network_runs(tmp_path / "net")
+    assert runs == [{"name": "run", "rounds": 7, "members": 2, "solos": 2, "wins": {"pool": 3, "solo0": 1, "solo1": 3},
+                     "trainings_per_process": 30.0}]
+    s = sim.make_setup(table)
+    res = sim.exp_network(table, s, runs, 25, 3, tmp_path, noises=(0.0,))
+    real, *sims = res["rows"]
+    assert real["model"] == "real network" and real["pool_share"] == pytest.approx(3 / 7)
+    assert real["direction"] == "pool < solos" and real["direction_one"] == "pool > one solo"
+    assert [r["model"] for r in sims] == ["tasks of R rounds", "fresh every round"]
+    for r in sims:
+        assert sum(r["pool_wins_hist"]) == 25 and len(r["pool_wins_hist"]) == 8
+        assert r["compute"] == max(1, round(30 / 7 * table.rows / SPACE.size))
+        assert r["agrees"] == (r["direction"] == "pool < solos")
+        assert 0 <= r["p_pool_at_most_real"] <= 1
+    assert (tmp_path / "network.md").read_text().count("\n| run | model |") == 1
+    assert (tmp_path / "network.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_states_a_verdict_per_claim(table: sim.Table, tmp_path: pathlib.Path) -> None:
+    import report
+
+    network_run(tmp_path / "net", ["pool", "solo0", "solo1"])
+    s = sim.make_setup(table)
+    sim.run_all(table, s, sim.make_plan(quick=True, rounds=10), 5, tmp_path / "res", network=tmp_path / "net")
+    page = report.build(tmp_path / "res", tmp_path)
+    claims = report.verdicts(json.loads((tmp_path / "res" / "simulate.json").read_text()))
+    assert len(claims) == 6 and all(v in page for _c, v, _t in [(c, v.capitalize(), t) for c, v, t in claims])
+    for name in ("competitiveness", "income", "search", "churn", "network"):
+        assert f"](res/{name}.png)" in page
+    assert "300 of 15,625" in page
+    # bad inputs: a clear error with a stable reason, and nothing written
+    assert report.main(["--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "r.md")]) == 2
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "simulate.json").write_text("{not json")
+    with pytest.raises(report.ReportError) as e:
+        report.build(tmp_path / "bad", tmp_path)
+    assert e.value.reason == "bad-results"
+    assert not (tmp_path / "r.md").exists()
+    assert report.main(["--results", str(tmp_path / "res"), "--out", str(tmp_path / "r.md")]) == 0
+    assert (tmp_path / "r.md").read_text() == page
