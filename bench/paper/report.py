@@ -238,7 +238,7 @@ def build(results: Path, page_dir: Path, meta_path: Path = TABLE_META, corr_path
     if corr_line:
         out.append(corr_line)
     out += [
-        f"- **Simulation** (`bench/paper/simulate.py`, its docstring has the whole model): the project's own "
+        "- **Simulation** (`bench/paper/simulate.py`, its docstring has the whole model): the project's own "
         "`get_space(\"nb201\").partition`, `pool.schedule.Scheduler` (join, heartbeat, check, plan_round, record, "
         "end_round: high reward, standard deviations, backups), `PPLNSWindow` and `split_reward`, driven in the "
         "pool manager's call order. An evaluation is a table lookup: the miner sees the validation count, and the "
