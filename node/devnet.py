@@ -64,6 +64,7 @@ START_TIMEOUT = 120.0  # seconds for one group of processes to answer
 STOP_TIMEOUT = 20.0  # seconds between SIGTERM and SIGKILL
 HTTP_TIMEOUT = 3.0
 MAX_NODES, MAX_MEMBERS, MAX_SOLO = 16, 32, 16
+MAX_POOL_KEYS = 64  # pool.driver.MAX_COMMIT_KEYS (ponas pool serve checks it too)
 
 
 def fail(reason: str, detail: str) -> ConsensusError:
@@ -79,6 +80,7 @@ class Topology:
     pool_members: int = 3
     solo: int = 1
     preset: str = "devnet"
+    pool_keys: int = 1  # keys the pool commits under (ponas pool serve --commit-keys)
 
     def check(self) -> Topology:
         if self.preset not in PRESETS:
@@ -89,6 +91,8 @@ class Topology:
             raise fail("bad-args", f"--pool-members is 0..{MAX_MEMBERS}")
         if not 0 <= self.solo <= MAX_SOLO:
             raise fail("bad-args", f"--solo is 0..{MAX_SOLO}")
+        if not 1 <= self.pool_keys <= MAX_POOL_KEYS:
+            raise fail("bad-args", f"--pool-keys is 1..{MAX_POOL_KEYS}")
         if self.pool_members + self.solo == 0:
             raise fail("bad-args", "nobody would mine: give --pool-members or --solo")
         return self
@@ -155,7 +159,8 @@ def plan_processes(root: Path, topo: Topology, ports: dict[str, int], accounts: 
         add("pool", "pool", ["pool", "serve", "--node", f"http://127.0.0.1:{ports[f'node{pool_node}.api']}",
                              "--address", accounts["pool-fee"], "--key", str(root / "keys" / "pool.key"),
                              "--datadir", str(root / "pool"), "--port", str(ports["pool"]),
-                             "--token-file", str(root / f"node{pool_node}" / ".cookie")],
+                             "--token-file", str(root / f"node{pool_node}" / ".cookie")]
+            + (["--commit-keys", str(topo.pool_keys)] if topo.pool_keys > 1 else []),
             api=f"http://127.0.0.1:{ports['pool']}")
         for i in range(topo.pool_members):
             add(f"member{i}", "member", ["pool", "join", f"ws://127.0.0.1:{ports['pool']}/ws",
@@ -276,7 +281,8 @@ def init(root: Path, topo: Topology, ports: dict[str, int], lead: float, now: fl
     manifest = {
         "format": FORMAT, "dir": str(root), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "state": "initialised", "supervisor": None,
-        "topology": {"nodes": topo.nodes, "pool_members": topo.pool_members, "solo": topo.solo, "preset": topo.preset},
+        "topology": {"nodes": topo.nodes, "pool_members": topo.pool_members, "solo": topo.solo, "preset": topo.preset,
+                     "pool_keys": topo.pool_keys},
         "chain_id": params.chain_id, "genesis": genesis_block(params).header.hash().hex(), "genesis_time": start,
         "round_seconds": params.ponas.commit_window + params.ponas.reveal_window,
         "ports": ports, "accounts": accounts, "wallet_node": wallet_node,
@@ -708,6 +714,8 @@ def register_devnet(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         q.add_argument("--nodes", type=int, default=3, help="full nodes; node0 closes the rounds (default 3)")
         q.add_argument("--pool-members", type=int, default=3, help="pool members; 0: no pool (default 3)")
         q.add_argument("--solo", type=int, default=1, help="solo miners (default 1)")
+        q.add_argument("--pool-keys", type=int, default=1,
+                       help="keys the pool commits under (default 1; N gives it the commitment slots of N solo miners)")
         q.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
                        help=f"node i's API is BASE+i, its P2P BASE+100+i, the pool BASE+200 (default {DEFAULT_BASE_PORT}; "
                             "0: free ports)")
@@ -736,7 +744,7 @@ def register_devnet(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _topology(args: argparse.Namespace) -> Topology:
-    return Topology(args.nodes, args.pool_members, args.solo, args.preset).check()
+    return Topology(args.nodes, args.pool_members, args.solo, args.preset, args.pool_keys).check()
 
 
 def default_lead(topo: Topology) -> float:

@@ -46,6 +46,8 @@ def register_mine(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="where to train during search (default cpu; verification is always on CPU)")
     p.add_argument("--key", metavar="FILE", help="key file that signs the commitments (default: a fresh key)")
     p.add_argument("--token-file", metavar="FILE", help="the node's DATADIR/.cookie (default: $PONAS_TOKEN)")
+    p.add_argument("--commit-keys", type=int, default=1, metavar="N",
+                   help="commit under N keys: the given key and N-1 derived from it (1..64, default 1). The chain bounds commitments per key, so N keys give N times the slots")
     p.add_argument("--seed", type=int, help="seed of the search and training seeds (default: random, logged)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the per-round lines, no per-training log")
     p.set_defaults(func=cmd_mine)
@@ -73,7 +75,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
         token = read_token(args.token_file)
         address = _address_or_key(args.address, key, "the address that receives the rewards")
         miner = Miner(args.node, address, args.strategy, args.device, key, token, random.Random(seed),
-                      token_file=args.token_file)
+                      token_file=args.token_file, commit_keys=check_commit_keys(args.commit_keys))
     except (MinerError, SearchError, NodeError) as exc:
         raise _reason(exc) from None
     if token is None:
@@ -87,7 +89,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
         logging.getLogger("ponas.miner").setLevel(logging.INFO)  # progress lines on stderr by default
     print(
         f"mining for {format_address(miner.address)} on {miner.node_url}: strategy {args.strategy}, "
-        f"device {args.device}, seed {seed}, commitment key {miner.key.public_key.hex()[:16]}…",
+        f"device {args.device}, seed {seed}, commitment key {miner.key.public_key.hex()[:16]}…"
+        + (f" and {args.commit_keys - 1} derived" if args.commit_keys > 1 else ""),
         flush=True,
     )
     stats = asyncio.run(_run(miner))
@@ -138,6 +141,8 @@ def register_pool(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     s.add_argument("--port", type=int, default=0, help="members and dashboard port (0: any free port)")
     s.add_argument("--token-file", metavar="FILE", help="the node's DATADIR/.cookie (default: $PONAS_TOKEN)")
     s.add_argument("--key", metavar="FILE", help="key file that signs the pool's commitments (default: a fresh key)")
+    s.add_argument("--commit-keys", type=int, default=1, metavar="N",
+                   help="the pool commits under N keys: the given key and N-1 derived from it (1..64, default 1). The chain bounds commitments per key, so N keys give N times the slots")
     s.set_defaults(func=cmd_pool_serve)
     j = psub.add_parser("join", help="join a pool as a member: search the subspaces it assigns, stream shares")
     j.add_argument("url", metavar="URL", help="the pool's address, e.g. ws://127.0.0.1:3333")
@@ -164,6 +169,15 @@ def _address_or_key(address: str | None, key: Any, what: str) -> str:
     from consensus.crypto import format_address
 
     return format_address(key.address)
+
+
+def check_commit_keys(n: int) -> int:
+    """``--commit-keys``: 1..MAX_COMMIT_KEYS, else reason ``bad-commit-keys``."""
+    from pool.driver import MAX_COMMIT_KEYS
+
+    if not 1 <= n <= MAX_COMMIT_KEYS:
+        raise ConsensusError("bad-commit-keys", f"--commit-keys must be 1 to {MAX_COMMIT_KEYS}, not {n}")
+    return n
 
 
 def percent_ppm(text: str, name: str) -> int:
@@ -206,7 +220,8 @@ def cmd_pool_serve(args: argparse.Namespace) -> int:
         raise ConsensusError("no-token", "the pool commits through the node: --token-file DATADIR/.cookie or $PONAS_TOKEN")
     config = ManagerConfig(args.node, fee_address, args.datadir, fee_ppm=percent_ppm(args.fee, "fee"),
                            finder_bonus_ppm=percent_ppm(args.finder_bonus, "finder-bonus"), window=args.window,
-                           host=args.host, port=args.port, token=token, token_file=args.token_file)
+                           host=args.host, port=args.port, token=token, token_file=args.token_file,
+                           commit_keys=check_commit_keys(args.commit_keys))
     if config.fee_ppm + config.finder_bonus_ppm > 1_000_000:
         raise ConsensusError("bad-args", "--fee plus --finder-bonus exceed 100%")
 

@@ -10,7 +10,8 @@ members' verified results and whose coinbase is split among them. Per round (des
    for a template paying the source's split of the reward (``POST /template``), sign a
    :class:`~consensus.types.Commitment` to it (seq 0) and ``POST /commitments``; a better
    result found before the deadline is committed again with seq 1, 2, ... up to
-   ``max_commitments_per_key``;
+   ``max_commitments_per_key``; a driver with several commit keys (:func:`commit_keys`) goes
+   on with its next key when one is full, so it commits up to ``keys x max_commitments_per_key``;
 3. **reveal**: once the round's close appears, fetch the close's ordered commitments, score
    each of our included commitments on the round's test set, and ``POST /candidates`` the
    best with its weights.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -104,11 +106,29 @@ class DriverStats:
     wins: int = 0
 
 
+MAX_COMMIT_KEYS = 64
+_COMMIT_KEY_TAG = b"ponas/commit-key/v1"
+
+
+def commit_keys(key: PrivateKey, count: int) -> list[PrivateKey]:
+    """``key`` and ``count - 1`` keys derived from it, to commit under. The chain bounds the
+    commitments of a key, not of a miner, so N solo miners commit N times what one pool of N
+    members can under one key; a pool that commits under N keys has as many slots as they
+    have. Derived deterministically, so a restarted pool commits under the same keys (and the
+    node's ``duplicate-seq`` answers keep its sequence numbers). ``ValueError`` outside
+    1..:data:`MAX_COMMIT_KEYS`."""
+    if not 1 <= count <= MAX_COMMIT_KEYS:
+        raise ValueError(f"commit keys must be 1 to {MAX_COMMIT_KEYS}, not {count}")
+    return [key] + [PrivateKey(hashlib.sha256(_COMMIT_KEY_TAG + key.seed + i.to_bytes(4, "big")).digest())
+                    for i in range(1, count)]
+
+
 @dataclass
 class _Committed:
     result: TrainResult
     block: Block  # the template, unsealed
     commitment: Commitment
+    key_index: int = 0
 
 
 @dataclass
@@ -119,8 +139,8 @@ class _RoundState:
     commits: list[_Committed] = field(default_factory=list)
     attempted: set[bytes] = field(default_factory=set)  # weights hashes refused for this round
     pending: _Committed | None = None  # posted, but the answer was lost
-    next_seq: int = 0
-    exhausted: bool = False
+    next_seq: list[int] = field(default_factory=lambda: [0])  # per commit key
+    full: set[int] = field(default_factory=set)  # commit keys the node reports full
     scores: list[int] | None = None  # test scores of the included commitments, once computed
     revealed: bool = False
     candidate: bytes | None = None
@@ -130,8 +150,9 @@ class _RoundState:
 
 class RoundDriver:
     """Commits and reveals what ``source`` offers, on one node. ``key`` signs the commitments
-    (an ephemeral key when None); ``token`` is the API write token (``token_file`` lets a 401
-    re-read it); ``clock`` gives unix seconds; ``report`` receives one human line per round."""
+    (an ephemeral key when None), with ``keys - 1`` more derived from it (:func:`commit_keys`);
+    ``token`` is the API write token (``token_file`` lets a 401 re-read it); ``clock`` gives
+    unix seconds; ``report`` receives one human line per round."""
 
     def __init__(
         self,
@@ -145,10 +166,12 @@ class RoundDriver:
         report: Callable[[str], None] | None = None,
         poll_interval: float | None = None,
         scorer: Callable[..., Any] | None = None,
+        keys: int = 1,
     ) -> None:
         self.node_url = normalise_url(node_url)
         self.source = source
         self.key = key if key is not None else PrivateKey.generate()
+        self.keys = commit_keys(self.key, keys)
         self.token = token
         self.token_file = token_file
         self.clock = clock
@@ -245,12 +268,12 @@ class RoundDriver:
         st.info = rnd
         ready = self.source.prepare(rnd)
         self.source.set_training(rnd.phase == "commit" and ready)
-        results = self.source.candidates(rnd, rnd.max_commitments_per_key) if ready else []
+        results = self.source.candidates(rnd, rnd.max_commitments_per_key * len(self.keys)) if ready else []
         if rnd.phase == "commit" and ready:
             if st.pending is not None:
                 await self._repost_pending(st)
             for result in results:
-                if st.pending is not None or st.exhausted or st.next_seq >= rnd.max_commitments_per_key:
+                if st.pending is not None or self._free_key(st) is None:
                     break
                 if result.weights_hash in st.attempted:
                     continue
@@ -282,7 +305,7 @@ class RoundDriver:
                 self.report(f"round {height}: WON with block {block_hash.hex()[:16]} (score {score})")
             elif rnd.height > height:
                 self._last_candidate = None
-        self._round = _RoundState(rnd)
+        self._round = _RoundState(rnd, next_seq=[0] * len(self.keys))
         self.stats.rounds += 1
         self.source.round_opened(rnd)
         log.info("round-open", extra={"height": rnd.height, "parent": rnd.parent.hex()[:16], "phase": rnd.phase,
@@ -290,6 +313,11 @@ class RoundDriver:
                                       "space": rnd.space, "recipe": rnd.recipe})
 
     # -- commit ------------------------------------------------------------------------------
+
+    def _free_key(self, st: _RoundState) -> int | None:
+        """The first commit key with a free slot this round, or None."""
+        bound = st.info.max_commitments_per_key
+        return next((i for i, seq in enumerate(st.next_seq) if seq < bound and i not in st.full), None)
 
     async def _commit(self, st: _RoundState, result: TrainResult) -> None:
         assert self._client is not None and self.chain_id is not None
@@ -300,26 +328,26 @@ class RoundDriver:
             st.attempted.add(result.weights_hash)
             log.warning("template-refused", extra={"height": rnd.height, "reason": exc.reason, "detail": exc.detail})
             return
-        while st.next_seq < rnd.max_commitments_per_key:
-            commitment = commitment_for(block.header, self.key, self.chain_id, st.next_seq)
-            entry = _Committed(result, block, commitment)
+        while (i := self._free_key(st)) is not None:
+            commitment = commitment_for(block.header, self.keys[i], self.chain_id, st.next_seq[i])
+            entry = _Committed(result, block, commitment, i)
             st.pending = entry
             try:
                 ack = await self._client.post("/api/v1/commitments", {"commitment": commitment.encode().hex()})
             except NodeRejected as exc:
                 st.pending = None
                 if exc.reason == "duplicate-seq":  # e.g. this key committed before a restart
-                    st.next_seq += 1
+                    st.next_seq[i] += 1
                     continue
                 if exc.reason == "too-many-commitments":
-                    st.exhausted = True
+                    st.full.add(i)
+                    continue  # the next key may still commit it
                 st.attempted.add(result.weights_hash)
                 log.warning("commit-refused", extra={"height": rnd.height, "seq": commitment.seq, "reason": exc.reason,
                                                      "detail": exc.detail})
                 return
             self._accept_commit(st, entry, ack)
             return
-        st.exhausted = True
 
     async def _template(self, rnd: RoundInfo, result: TrainResult) -> Block:
         """The node's template for ``result`` paying what the source splits. The reward (subsidy
@@ -368,11 +396,12 @@ class RoundDriver:
         st.pending = None
         st.commits.append(entry)
         st.attempted.add(entry.result.weights_hash)
-        st.next_seq = entry.commitment.seq + 1
+        st.next_seq[entry.key_index] = entry.commitment.seq + 1
         self.stats.commitments += 1
         self.source.committed(st.info, entry.result, entry.block)
         index = ack.get("index") if isinstance(ack, dict) else None
-        log.info("committed", extra={"height": st.info.height, "seq": entry.commitment.seq, "index": index,
+        log.info("committed", extra={"height": st.info.height, "key": entry.key_index, "seq": entry.commitment.seq,
+                                     "index": index,
                                      "genotype": entry.result.genotype, "validation": entry.result.validation,
                                      "deadline_in_s": f"{st.info.deadline - self.clock():.2f}"})
 

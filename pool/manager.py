@@ -47,7 +47,7 @@ __all__ = ["Manager", "ManagerConfig", "MemberConn"]
 log = logging.getLogger("ponas.pool")
 
 PPM = 1_000_000
-TOP_RESULTS = 8  # verified results kept to commit: up to the round's bound per key, best first
+TOP_RESULTS = 8  # verified results kept to commit per commit key: up to the round's bound per key, best first
 
 
 @dataclass
@@ -74,6 +74,7 @@ class ManagerConfig:
     history: int = 8  # rounds of performance kept per member
     max_members: int = 2000
     solo: bool = False  # a pool of one: the whole coinbase to ``fee_address``
+    commit_keys: int = 1  # keys the pool commits under (pool.driver.commit_keys)
 
 
 @dataclass
@@ -124,7 +125,8 @@ class Manager:
         self.window = PPLNSWindow(config.window)
         self.store: PoolStore | None = None
         self.driver = RoundDriver(config.node_url, self, self.key, config.token, clock, token_file=config.token_file,
-                                  report=self.report)  # its reveal scoring never waits for share checks
+                                  report=self.report, keys=config.commit_keys)  # reveal scoring never waits for share checks
+        self.top_results = TOP_RESULTS * config.commit_keys
         self.port = 0
         self._round: RoundInfo | None = None
         self._task: tuple[str, str] | None = None
@@ -228,7 +230,7 @@ class Manager:
             return False
         top = sorted([r for r in self._top if r.result.genotype != res.result.genotype] + [res],
                      key=lambda r: -r.result.validation)
-        self._top = top[:TOP_RESULTS]
+        self._top = top[: self.top_results]
         return self._top[0] is res
 
     def rest_address(self) -> bytes:
@@ -444,7 +446,7 @@ class Manager:
         # a share that may enter the pool's best results must show its weights; others by sample
         better = sum(1 for r in self._top if r.result.validation >= share.validation)
         better += sum(1 for v in self._inflight.values() if v >= share.validation)
-        if better < TOP_RESULTS or self.rng.random() < self.config.verify_rate:
+        if better < self.top_results or self.rng.random() < self.config.verify_rate:
             self._inflight[(m.id, share.id)] = share.validation
             m.wanted[share.id] = (self.clock(), share)
             await self._send(m, P.encode("want", id=share.id))

@@ -52,6 +52,7 @@ class Miner:
         token_file: str | None = None,
         report: Callable[[str], None] | None = None,
         poll_interval: float | None = None,
+        commit_keys: int = 1,
     ) -> None:
         self.address = parse_address(address)  # BadAddress (reason bad-address) on a typo
         self.address_text = format_address(self.address)
@@ -60,7 +61,8 @@ class Miner:
         self.rng = rng if rng is not None else random.Random()
         self._dir = tempfile.mkdtemp(prefix="ponas-solo-")
         config = ManagerConfig(node_url, self.address, self._dir, fee_ppm=0, finder_bonus_ppm=0, solo=True,
-                               token=token, token_file=token_file, verify_rate=0.0, retrain_rate=0.0)
+                               token=token, token_file=token_file, verify_rate=0.0, retrain_rate=0.0,
+                               commit_keys=commit_keys)
         self.manager = Manager(config, key=key, rng=random.Random(self.rng.getrandbits(64)), clock=clock, report=report)
         self.manager.driver.poll_interval = poll_interval
         self.member = Member("ws://127.0.0.1:0/ws", PrivateKey.generate(), "solo", strategy_name, device,

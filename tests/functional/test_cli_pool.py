@@ -1,6 +1,6 @@
 """``ponas pool serve`` and ``ponas pool join`` refuse bad input with a reason and exit 1 before
 touching anything: a member must prove its payout address, fees are exact percentages, the
-manager needs the node's token."""
+manager needs the node's token, commit keys are 1..64."""
 
 from __future__ import annotations
 
@@ -65,3 +65,16 @@ def test_without_address_or_key_there_is_nobody_to_pay(tmp_path: Path, capsys: p
     code, err = run(capsys, "mine", "--node", "http://127.0.0.1:9", "--token-file", str(tmp_path / "cookie"))
     assert code == 1 and err.startswith("error: no-address:")
     assert run(capsys, "pool", "join", "ws://127.0.0.1:9") == (1, run_err("no-key"))
+
+
+@pytest.mark.parametrize("n", ["0", "65", "-3"])
+def test_commit_keys_are_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str], n: str) -> None:
+    (tmp_path / "cookie").write_text("t0ken\n")
+    addr = format_address(K.address)
+    code, err = run(capsys, "pool", "serve", "--node", "http://127.0.0.1:9", "--address", addr, "--datadir",
+                    str(tmp_path / "p"), "--token-file", str(tmp_path / "cookie"), "--commit-keys", n)
+    assert code == 1 and err.startswith("error: bad-commit-keys: --commit-keys must be 1 to 64")
+    assert not (tmp_path / "p").exists()
+    code, err = run(capsys, "mine", "--node", "http://127.0.0.1:9", "--address", addr, "--token-file",
+                    str(tmp_path / "cookie"), "--commit-keys", n)
+    assert code == 1 and err.startswith("error: bad-commit-keys:")

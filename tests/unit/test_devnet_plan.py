@@ -59,6 +59,11 @@ def test_every_process_is_a_real_ponas_command_wired_as_the_topology_says(tmp_pa
         s = parsed[f"solo{i}"]
         assert s.node == "http://127.0.0.1:28402" and s.token_file == str(tmp_path / "node2" / ".cookie")
         assert s.address == accts[f"solo{i}"]
+    assert parsed["pool"].commit_keys == 1  # one key unless --pool-keys says otherwise
+    keyed = devnet.Topology(nodes=2, pool_members=2, solo=1, pool_keys=4).check()
+    pool = next(p for p in devnet.plan_processes(tmp_path, keyed, devnet.plan_ports(keyed, 28400), accounts(keyed))
+                if p["name"] == "pool")
+    assert parse(pool["argv"]).commit_keys == 4
     # miners yield the CPU to nodes
     assert {p["nice"] for p in procs if p["role"] in ("member", "solo")} == {devnet.MINER_NICE}
     assert {p["nice"] for p in procs if p["role"] in ("node", "pool")} == {0}
@@ -91,7 +96,7 @@ def test_a_port_in_use_is_named() -> None:
 
 @pytest.mark.parametrize("kwargs", [
     {"nodes": 0}, {"nodes": devnet.MAX_NODES + 1}, {"pool_members": -1}, {"solo": devnet.MAX_SOLO + 1},
-    {"pool_members": 0, "solo": 0}, {"preset": "mainnet"},
+    {"pool_members": 0, "solo": 0}, {"preset": "mainnet"}, {"pool_keys": 0}, {"pool_keys": devnet.MAX_POOL_KEYS + 1},
 ])
 def test_topology_limits(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConsensusError) as exc:

@@ -275,3 +275,23 @@ def test_report_states_a_verdict_per_claim(table: sim.Table, tmp_path: pathlib.P
     assert not (tmp_path / "r.md").exists()
     assert report.main(["--results", str(tmp_path / "res"), "--out", str(tmp_path / "r.md")]) == 0
     assert (tmp_path / "r.md").read_text() == page
+
+
+def test_network_run_records_a_finished_devnet(table: sim.Table, tmp_path: pathlib.Path) -> None:
+    import network_run
+
+    devnet = tmp_path / "devnet"
+    (devnet / "logs").mkdir(parents=True)
+    share = "ts=2026-11-24T19:58:18 level=info logger=ponas.member msg=share id=1 validation=287\n"
+    (devnet / "logs" / "member0.log").write_text(share * 3 + "msg=job job=3\n")
+    (devnet / "logs" / "solo0.log").write_text(share * 2 + "msg=committed\nmsg=shares x\n")
+    (devnet / "logs" / "node0.log").write_text(share)
+    (devnet / "summary.json").write_text(json.dumps({"rounds": 2, "blocks": [{"winner": "pool"}, {"winner": "solo0"}]}))
+    first = network_run.record(devnet, ["devnet", "up"], tmp_path / "net", 1, 1)
+    second = network_run.record(devnet, ["devnet", "up"], tmp_path / "net", 1, 1)
+    assert first != second and second.name.endswith("-2.json")  # an earlier run is never overwritten
+    saved = json.loads(first.read_text())
+    assert saved["trainings_per_process"] == {"member0": 3, "solo0": 2}
+    runs = sim.load_network_runs(tmp_path / "net")
+    assert [r["wins"] for r in runs] == [{"pool": 1, "solo0": 1}] * 2
+    assert runs[0]["trainings_per_process"] == 2.5
