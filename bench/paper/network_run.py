@@ -8,7 +8,7 @@ Usage (from the repo root)::
 
 It runs ``ponas devnet up --preset devnet --fresh --base-port 0`` (every member and every solo
 miner is one process with one training thread, so they have equal compute), then writes
-``bench/paper/network/devnet-poolM-soloS-DATE[-K].json``: the command, the machine, the
+``bench/paper/network/devnet-poolM[-keysK]-soloS-DATE[-N].json``: the command, the machine, the
 trainings each miner process made (its ``share`` log lines: one per finished training) and the
 devnet's ``summary.json`` (every block's winner, score and payouts). ``simulate.py``'s
 experiment 5 simulates each such file's setup and compares. The devnet's progress is shown as
@@ -54,11 +54,12 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def record(devnet: Path, command: Sequence[str], folder: Path, members: int, solo: int) -> Path:
+def record(devnet: Path, command: Sequence[str], folder: Path, members: int, solo: int, pool_keys: int = 1) -> Path:
     """Write the run's file from a finished devnet directory; returns its path."""
     summary = json.loads((devnet / "summary.json").read_text())
     date = dt.date.today().isoformat()
-    base = f"devnet-pool{members}-solo{solo}-{date}"
+    keys = f"-keys{pool_keys}" if pool_keys > 1 else ""
+    base = f"devnet-pool{members}{keys}-solo{solo}-{date}"
     path = folder / f"{base}.json"
     k = 2
     while path.exists():
@@ -69,6 +70,7 @@ def record(devnet: Path, command: Sequence[str], folder: Path, members: int, sol
         "command": " ".join(["ponas", *command]),
         "date": date,
         "machine": f"{os.cpu_count()} cores ({cpu_name()})",
+        "pool_keys": pool_keys,
         "trainings_per_process": trainings(devnet / "logs"),
         "summary": summary,
     }, indent=1) + "\n")
@@ -80,17 +82,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=15, help="blocks to mine (at least 10 for the issue's comparison)")
     ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--solo", type=int, default=3)
+    ap.add_argument("--pool-keys", type=int, default=1, help="keys the pool commits under (default 1)")
     ap.add_argument("--dir", default=str(REPO / "paper-devnet"), help="the devnet's directory (replaced)")
     ap.add_argument("--out", default=str(DEFAULT_FOLDER), help="where the run's file goes")
     args = ap.parse_args(argv)
     command = ["devnet", "up", "--dir", args.dir, "--fresh", "--preset", "devnet", "--rounds", str(args.rounds),
-               "--pool-members", str(args.members), "--solo", str(args.solo), "--base-port", "0"]
+               "--pool-members", str(args.members), "--solo", str(args.solo), "--base-port", "0",
+               "--pool-keys", str(args.pool_keys)]
     ponas = Path(sys.executable).with_name("ponas")
     rc = subprocess.call([str(ponas) if ponas.exists() else "ponas", *command])
     if rc != 0:
         print(f"network_run: the devnet failed (exit {rc}); nothing recorded", file=sys.stderr)
         return rc
-    path = record(Path(args.dir), command, Path(args.out), args.members, args.solo)
+    path = record(Path(args.dir), command, Path(args.out), args.members, args.solo, args.pool_keys)
     print(f"network_run: wrote {path}", file=sys.stderr)
     return 0
 

@@ -674,7 +674,8 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
     compute) and, in the same rounds, against solo miner 0 alone (the compute of one member).
     Two more races per N go further: ``keys`` (the pool commits under N keys, so it may commit
     as many results as the N solo miners together) and ``carry`` (tasks of ``carry_rounds``
-    rounds: every party keeps its results across the rounds of a task, as on the devnet).
+    rounds: every party keeps its results across the rounds of a task, as on the devnet; the
+    rounds of a task are correlated, so its standard error counts tasks, not rounds).
 
     Numbers: ``pool_share_vs_n`` (share of rounds the pool wins against the N solo miners;
     ``solo_share_each`` = the mean share of one of them), ``pool_share_vs_1`` (against one; a
@@ -704,9 +705,10 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
             "pool_share_vs_n_keys": share_keys,
             "pool_share_vs_n_keys_se": _se(share_keys, rounds),
             "pool_share_vs_n_carry": share_carry,
-            "pool_share_vs_n_carry_se": _se(share_carry, rounds),
+            "pool_share_vs_n_carry_se": _se(share_carry, max(1, rounds // carry_rounds)),
             "solo_share_each_carry": (1 - share_carry) / n,
             "pool_share_vs_1_carry": share_carry_1,
+            "pool_share_vs_1_carry_se": _se(share_carry_1, max(1, rounds // carry_rounds)),
             "backups_per_round": _mean(race["backups"]),
             "pool_share_vs_1": share_1,
             "pool_share_vs_1_se": _se(share_1, rounds),
@@ -731,7 +733,7 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
           f"{r['pool_val']:.2f}", f"{r['union_val']:.2f}", _pct(r["pool_share_vs_n_unbounded"]),
           f"{r['backups_per_round']:.1f}", _pct(r["pool_share_vs_n_keys"], r["pool_share_vs_n_keys_se"]),
           _pct(r["pool_share_vs_n_carry"], r["pool_share_vs_n_carry_se"]), _pct(r["solo_share_each_carry"]),
-          _pct(r["pool_share_vs_1_carry"])] for r in rows_out])
+          _pct(r["pool_share_vs_1_carry"], r["pool_share_vs_1_carry_se"])] for r in rows_out])
     _write(out / "competitiveness.md", "Competitiveness: a pool of N members against N solo miners and against one",
            _setup_line(table, setup, rounds, seed), md,
            f"Scores are mean revealed test counts of {table.test_total} per round; ± is one standard error. "
@@ -1016,7 +1018,7 @@ def exp_churn(table: Table, setup: Setup, n: int, ps: Sequence[float], threshold
         ax2.legend(fontsize=8)
 
     _plot(out / "churn.png", plot, "Churn and backups")
-    return {"rounds": rounds, "n": n, "p_back": setup.p_back, "rows": rows_out}
+    return {"rounds": rounds, "n": n, "p_back": setup.p_back, "default_threshold": setup.std_threshold, "rows": rows_out}
 
 
 def load_network_runs(folder: Path) -> list[dict[str, Any]]:
