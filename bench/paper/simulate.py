@@ -3,7 +3,7 @@ solo miners, and do backup members keep its high-reward subspaces searched under
 
 Usage (from the repo root)::
 
-    python bench/paper/simulate.py                       # full run: 4 minutes on 2 busy cores
+    python bench/paper/simulate.py                       # full run: about 6 minutes on 2 busy cores
     python bench/paper/simulate.py --quick --out /tmp/q  # a small run, under 30 s
     python bench/paper/simulate.py --table PATH --out DIR --seed N --rounds N
 
@@ -759,8 +759,8 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
         ax.set_xscale("log", base=2)
         ax.set_xlabel("members N")
         ax.set_ylabel("share of rounds won by the pool")
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=8)
+        ax.set_ylim(0, 1.45)  # room for the legend above the lines
+        ax.legend(fontsize=7, loc="upper left", ncol=2)
         ax2.plot(x, [r["pool_score"] for r in rows_out], "o-", label="pool")
         ax2.plot(x, [r["best_solo_score"] for r in rows_out], "^-", label="best of N solo miners")
         ax2.plot(x, [r["solo0_score"] for r in rows_out], "s-", label="one solo miner")
@@ -1023,7 +1023,8 @@ def exp_churn(table: Table, setup: Setup, n: int, ps: Sequence[float], threshold
 
 def load_network_runs(folder: Path) -> list[dict[str, Any]]:
     """The real-network runs (``bench/paper/network/*.json``): for each, its file name, rounds,
-    pool members, solo miners, wins by party and mean trainings per miner process."""
+    pool members, solo miners, the keys the pool committed under, wins by party and mean
+    trainings per miner process."""
     runs = []
     for path in sorted(Path(folder).glob("*.json")):
         d = json.loads(path.read_text())
@@ -1035,47 +1036,61 @@ def load_network_runs(folder: Path) -> list[dict[str, Any]]:
         for block in summary["blocks"]:
             wins[block["winner"]] = wins.get(block["winner"], 0) + 1
         runs.append({"name": path.stem, "rounds": int(summary["rounds"]), "members": len(members),
-                     "solos": len(solos), "wins": wins,
+                     "solos": len(solos), "pool_keys": int(d.get("pool_keys", 1)), "wins": wins,
                      "trainings_per_process": float(np.mean(list(trainings.values())))})
     return runs
+
+
+NETWORK_MODELS = ("tasks of R rounds", "fresh every round")
 
 
 def exp_network(table: Table, setup: Setup, runs: Sequence[dict[str, Any]], reps: int, seed: int, out: Path,
                 noises: Sequence[float] = (0.0, 3.0), cache: Cache | None = None) -> dict[str, Any]:
     """Experiment 5. Each real-network run's setup in the simulation: a pool of its members
-    against its solo miners, every process with the run's mean trainings per round (scaled by
-    the table's coverage of the space, at least 1), one task for the run's R rounds with results
-    kept across them (as on the devnet), ``reps`` times with fresh tasks, at each per-round test
-    noise in ``noises``; and, for contrast, searching afresh every round. Numbers: the pool's
-    share of rounds, one solo miner's mean share, the sign of their difference (the direction
-    the real run is compared on), and how often a simulated run of R rounds is at least as
-    extreme as the real one (pool wins at most the real count; the best solo miner wins at
-    least the real count).
+    (committing under its keys) against its solo miners, every process with the run's mean
+    trainings per round (scaled by the table's coverage of the space, at least 1), one task for
+    the run's R rounds with results kept across them (as on the devnet), ``reps`` times with
+    fresh tasks, at each per-round test noise in ``noises``; and, for contrast, searching afresh
+    every round. Runs of one setup (members, solo miners, pool keys) are also taken together:
+    their rounds summed, simulated run j of each summed likewise.
+
+    Numbers: the pool's share of rounds and one solo miner's mean share; the directions a real
+    run is compared on (the pool against the solo miners together, the same total compute when
+    there are as many as members; and against one solo miner) and whether the simulation's
+    agree; how often simulated runs are at least as extreme as the real ones (the pool winning
+    at most, resp. at least, as often; per run also the best solo miner winning at least as
+    often).
     """
     cache = cache or Cache()
-    rows_out = []
+    rows_out: list[dict[str, Any]] = []
+    groups: dict[tuple[int, int, int], list[dict[str, Any]]] = {}
+    sims: dict[tuple[str, str, float], np.ndarray] = {}  # (run, model, noise) -> pool wins per simulated run
     for run in runs:
-        R, n, n_solo = run["rounds"], run["members"], run["solos"]
+        R, n, n_solo, keys = run["rounds"], run["members"], run["solos"], run["pool_keys"]
+        groups.setdefault((n, n_solo, keys), []).append(run)
         c = max(1, round(run["trainings_per_process"] / R * table.rows / SPACE.size))
         real_pool = run["wins"].get("pool", 0)
         real_solo = [v for k, v in run["wins"].items() if k != "pool"]
         real_max_solo = max(real_solo, default=0)
         real_row = {"run": run["name"], "model": "real network", "noise": None, "rounds": R, "compute": None,
-                    "pool_share": real_pool / R, "solo_share_each": sum(real_solo) / (R * max(1, n_solo)),
+                    "pool_keys": keys, "pool_share": real_pool / R,
+                    "solo_share_each": sum(real_solo) / (R * max(1, n_solo)),
                     "pool_wins": real_pool, "max_solo_wins": real_max_solo}
         _directions(real_row)
         rows_out.append(real_row)
         for noise in noises:
             s = dataclasses.replace(setup, compute=c, test_noise=noise)
-            for model, T in (("tasks of R rounds", R), ("fresh every round", 1)):
-                race = cache.race(table, s, n, R * reps, seed, solos=n_solo, task_rounds=T)
+            for model, T in zip(NETWORK_MODELS, (R, 1)):
+                race = cache.race(table, s, n, R * reps, seed, solos=n_solo, task_rounds=T, pool_keys=keys)
                 win = race["win_all"].reshape(reps, R)
                 pool_wins = (win == -1).sum(axis=1)
+                sims[(run["name"], model, noise)] = pool_wins
                 solo_wins = np.stack([(win == i).sum(axis=1) for i in range(n_solo)], axis=1)
                 row = {"run": run["name"], "model": model, "noise": noise, "rounds": R, "compute": c,
-                       "pool_share": float(np.mean(win == -1)),
+                       "pool_keys": keys, "pool_share": float(np.mean(win == -1)),
                        "solo_share_each": float(np.mean(win >= 0)) / n_solo,
                        "p_pool_at_most_real": float(np.mean(pool_wins <= real_pool)),
+                       "p_pool_at_least_real": float(np.mean(pool_wins >= real_pool)),
                        "p_max_solo_at_least_real": float(np.mean(solo_wins.max(axis=1) >= real_max_solo)),
                        "pool_wins_hist": np.bincount(pool_wins, minlength=R + 1).tolist()}
                 _directions(row)
@@ -1085,52 +1100,82 @@ def exp_network(table: Table, setup: Setup, runs: Sequence[dict[str, Any]], reps
                 _log(f"  network {run['name']} {model}, noise {noise:g}: pool {row['pool_share']:.3f}, "
                      f"each solo {row['solo_share_each']:.3f} (real {real_row['pool_share']:.3f} / "
                      f"{real_row['solo_share_each']:.3f})")
-    md = _md_table(
-        ["run", "model", "test noise", "c", "pool share", "one solo's share", "vs the solos together", "agrees",
-         "vs one solo", "agrees", "P(pool wins ≤ real)", "P(best solo wins ≥ real)"],
-        [[r["run"], r["model"], "–" if r["noise"] is None else f"{r['noise']:g}", r["compute"] or "–",
-          _pct(r["pool_share"]), _pct(r["solo_share_each"]), r["direction"],
-          "–" if "agrees" not in r else ("yes" if r["agrees"] else "no"), r["direction_one"],
-          "–" if "agrees_one" not in r else ("yes" if r["agrees_one"] else "no"),
-          _pct(r.get("p_pool_at_most_real", float("nan"))), _pct(r.get("p_max_solo_at_least_real", float("nan")))]
+    aggregates: list[dict[str, Any]] = []
+    for (n, n_solo, keys), members in groups.items():
+        name = f"{len(members)} run{'s' if len(members) > 1 else ''}: pool of {n}" + (
+            f" ({keys} keys)" if keys > 1 else "") + f", {n_solo} solo"
+        R = sum(r["rounds"] for r in members)
+        real_pool = sum(r["wins"].get("pool", 0) for r in members)
+        real = {"setup": name, "model": "real network", "noise": None, "rounds": R, "pool_keys": keys,
+                "pool_share": real_pool / R, "solo_share_each": (R - real_pool) / (R * max(1, n_solo)),
+                "pool_wins": real_pool}
+        _directions(real)
+        aggregates.append(real)
+        for noise in noises:
+            for model in NETWORK_MODELS:
+                total = sum(sims[(r["name"], model, noise)] for r in members)
+                row = {"setup": name, "model": model, "noise": noise, "rounds": R, "pool_keys": keys,
+                       "pool_share": float(np.mean(total)) / R,
+                       "solo_share_each": (1 - float(np.mean(total)) / R) / max(1, n_solo),
+                       "p_pool_at_most_real": float(np.mean(total <= real_pool)),
+                       "p_pool_at_least_real": float(np.mean(total >= real_pool))}
+                _directions(row)
+                row["agrees"] = row["direction"] == real["direction"]
+                row["agrees_one"] = row["direction_one"] == real["direction_one"]
+                aggregates.append(row)
+
+    def yes(r: dict[str, Any], key: str) -> str:
+        return "–" if key not in r else ("yes" if r[key] else "no")
+
+    md = ("Each run:\n\n" + _md_table(
+        ["run", "pool keys", "model", "test noise", "c", "pool share", "one solo's share", "vs the solos together",
+         "agrees", "vs one solo", "agrees", "P(pool wins ≤ real)", "P(pool wins ≥ real)", "P(best solo wins ≥ real)"],
+        [[r["run"], r["pool_keys"], r["model"], "–" if r["noise"] is None else f"{r['noise']:g}", r["compute"] or "–",
+          _pct(r["pool_share"]), _pct(r["solo_share_each"]), r["direction"], yes(r, "agrees"), r["direction_one"],
+          yes(r, "agrees_one"), _pct(r.get("p_pool_at_most_real", float("nan"))),
+          _pct(r.get("p_pool_at_least_real", float("nan"))), _pct(r.get("p_max_solo_at_least_real", float("nan")))]
          for r in rows_out])
+        + "\n\nRuns of one setup taken together:\n\n" + _md_table(
+        ["setup", "rounds", "model", "test noise", "pool share", "one solo's share", "vs the solos together", "agrees",
+         "vs one solo", "agrees", "P(pool wins ≤ real)", "P(pool wins ≥ real)"],
+        [[r["setup"], r["rounds"], r["model"], "–" if r["noise"] is None else f"{r['noise']:g}", _pct(r["pool_share"]),
+          _pct(r["solo_share_each"]), r["direction"], yes(r, "agrees"), r["direction_one"], yes(r, "agrees_one"),
+          _pct(r.get("p_pool_at_most_real", float("nan"))), _pct(r.get("p_pool_at_least_real", float("nan")))]
+         for r in aggregates]))
     _write(out / "network.md", "The real-network runs against the simulation of their setup",
            _setup_line(table, setup, reps, seed).replace(f"compute c = {setup.compute} evaluations per member per "
                                                          f"round; {reps} rounds", f"{reps} simulated runs per row"), md,
            "'vs the solos together': the pool's share of rounds against the solo miners' together (the same total "
            "compute when there are as many solo miners as members); 'vs one solo': against one solo miner's mean "
-           "share. 'agrees': the simulation's direction is the real run's. 'c' = evaluations per "
-           "process and round in the simulation: the real run's trainings per process and round, scaled by the "
-           "table's coverage of the space. 'test noise' = standard deviation of the per-round test noise in test "
-           f"images of {table.test_total} (a round's real test set is a fresh key-chosen sample). The last two "
-           "columns: how often a simulated run of the same length is at least as extreme as the real one.")
+           "share. 'agrees': the simulation's direction is the real run's. 'c' = evaluations per process and round "
+           "in the simulation: the real run's trainings per process and round, scaled by the table's coverage of the "
+           "space. 'test noise' = standard deviation of the per-round test noise in test images of "
+           f"{table.test_total} (a round's real test set is a fresh key-chosen sample). The P columns: how often "
+           "simulated runs (of the same lengths, summed for a setup) are at least as extreme as the real ones.")
 
     def plot(ax: Any, ax2: Any) -> None:
-        sims = [r for r in rows_out if "agrees" in r]
-        labels = [f"{r['model']}, noise {r['noise']:g}" for r in sims]
-        y = np.arange(len(sims))
-        ax.barh(y - 0.2, [r["pool_share"] for r in sims], 0.4, label="pool")
-        ax.barh(y + 0.2, [r["solo_share_each"] for r in sims], 0.4, label="one solo miner")
-        for r in rows_out:
-            if "agrees" not in r:
-                ax.axvline(r["pool_share"], color="C0", ls="--", lw=1, label="real: pool")
-                ax.axvline(r["solo_share_each"], color="C1", ls="--", lw=1, label="real: one solo miner")
-        ax.set_yticks(y, labels, fontsize=7)
-        ax.set_xlabel("share of rounds won")
+        shown = [r for r in aggregates if r["model"] != "real network" and r["noise"] == noises[0]]
+        labels = [f"{r['setup']}\n{r['model']}" for r in shown]
+        y = np.arange(len(shown))
+        ax.barh(y, [r["pool_share"] for r in shown], 0.6, label=f"simulated (noise {noises[0]:g})", color="C0")
+        reals = {r["setup"]: r for r in aggregates if r["model"] == "real network"}
+        ax.scatter([reals[r["setup"]]["pool_share"] for r in shown], y, color="k", marker="D", zorder=3,
+                   label="real network")
+        ax.set_yticks(y, labels, fontsize=6)
+        ax.set_xlabel("pool's share of rounds")
+        ax.set_xlim(0, 1)
         ax.legend(fontsize=7)
-        for r in sims:
-            ax2.plot(range(len(r["pool_wins_hist"])), np.asarray(r["pool_wins_hist"]) / reps, "o-",
-                     label=f"{r['model']}, noise {r['noise']:g}")
         for r in rows_out:
-            if "agrees" not in r:
-                ax2.axvline(r["pool_wins"], color="k", ls="--", lw=1, label="real run")
-        ax2.set_xlabel("rounds the pool wins in one run")
+            if r["model"] == NETWORK_MODELS[0] and r["noise"] == noises[0]:
+                ax2.plot(range(len(r["pool_wins_hist"])), np.asarray(r["pool_wins_hist"]) / reps, "o-", ms=3,
+                         label=f"{r['run']} (real: {next(x['pool_wins'] for x in rows_out if x['run'] == r['run'] and x['model'] == 'real network')})")
+        ax2.set_xlabel(f"rounds the pool wins in one run ({NETWORK_MODELS[0]}, noise {noises[0]:g})")
         ax2.set_ylabel("share of simulated runs")
-        ax2.legend(fontsize=7)
+        ax2.legend(fontsize=6)
 
     if runs:
         _plot(out / "network.png", plot, "Real network against the simulation")
-    return {"reps": reps, "rows": rows_out}
+    return {"reps": reps, "rows": rows_out, "aggregates": aggregates}
 
 
 def _directions(row: dict[str, Any]) -> None:

@@ -221,10 +221,10 @@ def test_a_pool_with_enough_keys_reveals_the_best_it_evaluated(table: sim.Table)
     assert np.any(one_key["pool_score"] < one_key["pool_oracle"])  # 8 of 24 by validation miss some
 
 
-def network_run(folder: pathlib.Path, winners: list[str]) -> pathlib.Path:
+def network_run(folder: pathlib.Path, winners: list[str], name: str = "run") -> pathlib.Path:
     """A real-network run file in the format of bench/paper/network/."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "run.json"
+    path = folder / f"{name}.json"
     blocks = [{"height": h + 1, "winner": w} for h, w in enumerate(winners)]
     path.write_text(json.dumps({
         "command": "ponas devnet up --rounds 7", "trainings_per_process": {
@@ -236,11 +236,14 @@ def network_run(folder: pathlib.Path, winners: list[str]) -> pathlib.Path:
 def test_network_experiment_compares_directions(table: sim.Table, tmp_path: pathlib.Path) -> None:
     network_run(tmp_path / "net", ["pool", "solo1", "solo1", "solo0", "pool", "solo1", "pool"])
     runs = sim.load_network_runs(tmp_path / "net")
-    assert runs == [{"name": "run", "rounds": 7, "members": 2, "solos": 2, "wins": {"pool": 3, "solo0": 1, "solo1": 3},
-                     "trainings_per_process": 30.0}]
+    assert runs == [{"name": "run", "rounds": 7, "members": 2, "solos": 2, "pool_keys": 1,
+                     "wins": {"pool": 3, "solo0": 1, "solo1": 3}, "trainings_per_process": 30.0}]
+    network_run(tmp_path / "net", ["solo0", "pool", "pool"], name="again")
+    runs = sim.load_network_runs(tmp_path / "net")
     s = sim.make_setup(table)
     res = sim.exp_network(table, s, runs, 25, 3, tmp_path, noises=(0.0,))
-    real, *sims = res["rows"]
+    assert [r["run"] for r in res["rows"]] == ["again"] * 3 + ["run"] * 3
+    real, *sims = res["rows"][3:]
     assert real["model"] == "real network" and real["pool_share"] == pytest.approx(3 / 7)
     assert real["direction"] == "pool < solos" and real["direction_one"] == "pool > one solo"
     assert [r["model"] for r in sims] == ["tasks of R rounds", "fresh every round"]
@@ -249,7 +252,16 @@ def test_network_experiment_compares_directions(table: sim.Table, tmp_path: path
         assert r["compute"] == max(1, round(30 / 7 * table.rows / SPACE.size))
         assert r["agrees"] == (r["direction"] == "pool < solos")
         assert 0 <= r["p_pool_at_most_real"] <= 1
-    assert (tmp_path / "network.md").read_text().count("\n| run | model |") == 1
+    # the two runs of one setup together: 5 of 10 rounds; the simulated totals pair run j with run j
+    agg_real, *agg_sims = res["aggregates"]
+    assert agg_real["rounds"] == 10 and agg_real["pool_wins"] == 5 and agg_real["direction"] == "equal"
+    for r in agg_sims:
+        runs_of = [x for x in sims if x["model"] == r["model"]] + [
+            x for x in res["rows"][:3] if x["model"] == r["model"]]
+        assert r["pool_share"] == pytest.approx(sum(x["pool_share"] * x["rounds"] for x in runs_of) / 10)
+        assert 0 <= r["p_pool_at_most_real"] <= 1 and r["p_pool_at_most_real"] + r["p_pool_at_least_real"] >= 1
+    text = (tmp_path / "network.md").read_text()
+    assert text.count("\n| run | pool keys | model |") == 1 and text.count("\n| setup | rounds | model |") == 1
     assert (tmp_path / "network.png").read_bytes()[:4] == b"\x89PNG"
 
 
