@@ -118,6 +118,20 @@ class PrivateKey:
         return f"PrivateKey(address={format_address(self.address)})"
 
 
+_DERIVED_KEY_TAG = b"ponas/commit-key/v1"
+
+
+def derived_key(key: PrivateKey, index: int) -> PrivateKey:
+    """Key number ``index`` derived from ``key`` (0 is ``key`` itself): the seed is
+    ``sha256(tag || key.seed || index as 4 bytes)``. A miner that commits under several keys
+    derives them, so a restart finds the same keys and whoever holds ``key`` can name them."""
+    if not 0 <= index < 1 << 32:
+        raise ValueError(f"key index {index} outside 0..2**32-1")
+    if index == 0:
+        return key
+    return PrivateKey(hashlib.sha256(_DERIVED_KEY_TAG + key.seed + index.to_bytes(4, "big")).digest())
+
+
 def key_from_json(data: object, where: str = "key file") -> PrivateKey:
     """The key in a parsed key file ``{"type": "ed25519", "seed": HEX, ...}`` (the format
     of node, beacon, demo and miner key files); ``bad-key-file`` otherwise."""

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from consensus.amounts import parse_amount
-from consensus.crypto import PrivateKey, format_address
+from consensus.crypto import PrivateKey, derived_key, format_address
 from consensus.errors import ConsensusError
 from consensus.files import write_json_atomic, write_text_atomic
 from consensus.params import PRESETS
@@ -258,12 +258,15 @@ def init(root: Path, topo: Topology, ports: dict[str, int], lead: float, now: fl
     for sub in ("keys", "logs", "home"):
         (root / sub).mkdir(mode=0o700, exist_ok=True)
     accounts: dict[str, str] = {}
+    aliases: dict[str, str] = {}  # the pool's other commit keys' addresses -> "pool"
     names = ["pool", "pool-fee"] if topo.pool_members else []
     names += [f"member{i}" for i in range(topo.pool_members)] + [f"solo{i}" for i in range(topo.solo)]
     for name in names:
         key = PrivateKey.generate()
         save_key(key, str(root / "keys" / f"{name}.key"))
         accounts[name] = format_address(key.address)
+        if name == "pool":
+            aliases.update({format_address(derived_key(key, i).address): "pool" for i in range(1, topo.pool_keys)})
     home = root / "home"
     prefunds: dict[bytes, int] = {}
     for name in DEMO_WALLETS:
@@ -285,7 +288,7 @@ def init(root: Path, topo: Topology, ports: dict[str, int], lead: float, now: fl
                      "pool_keys": topo.pool_keys},
         "chain_id": params.chain_id, "genesis": genesis_block(params).header.hash().hex(), "genesis_time": start,
         "round_seconds": params.ponas.commit_window + params.ponas.reveal_window,
-        "ports": ports, "accounts": accounts, "wallet_node": wallet_node,
+        "ports": ports, "accounts": accounts, "aliases": aliases, "wallet_node": wallet_node,
         "processes": plan_processes(root, topo, ports, accounts),
     }
     save_manifest(root, manifest)
@@ -485,7 +488,7 @@ class RoundsView:
     COLUMNS = ("HEIGHT", "WINNER", "ARCHITECTURE", "SCORE", "PAYOUTS", "TIME")
 
     def __init__(self, manifest: dict[str, Any]) -> None:
-        self.names = {a: n for n, a in manifest["accounts"].items()}
+        self.names = {a: n for n, a in manifest["accounts"].items()} | manifest.get("aliases", {})
         self.members = {manifest["accounts"][p["name"]] for p in manifest["processes"] if p["role"] == "member"}
         self.last_time: int | None = manifest.get("genesis_time")
         self.rows: list[dict[str, Any]] = []

@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from consensus.crypto import PrivateKey, format_address
+from consensus.crypto import PrivateKey, derived_key, format_address
 from consensus.engines.ponas.rounds import commitment_for, commitments_root
 from consensus.errors import ConsensusError
 from consensus.types import Block, Commitment, Payout
@@ -107,11 +106,11 @@ class DriverStats:
 
 
 MAX_COMMIT_KEYS = 64
-_COMMIT_KEY_TAG = b"ponas/commit-key/v1"
 
 
 def commit_keys(key: PrivateKey, count: int) -> list[PrivateKey]:
-    """``key`` and ``count - 1`` keys derived from it, to commit under. The chain bounds the
+    """``key`` and ``count - 1`` keys derived from it (:func:`consensus.crypto.derived_key`), to
+    commit under. The chain bounds the
     commitments of a key, not of a miner, so N solo miners commit N times what one pool of N
     members can under one key; a pool that commits under N keys has as many slots as they
     have. Derived deterministically, so a restarted pool commits under the same keys (and the
@@ -119,8 +118,7 @@ def commit_keys(key: PrivateKey, count: int) -> list[PrivateKey]:
     1..:data:`MAX_COMMIT_KEYS`."""
     if not 1 <= count <= MAX_COMMIT_KEYS:
         raise ValueError(f"commit keys must be 1 to {MAX_COMMIT_KEYS}, not {count}")
-    return [key] + [PrivateKey(hashlib.sha256(_COMMIT_KEY_TAG + key.seed + i.to_bytes(4, "big")).digest())
-                    for i in range(1, count)]
+    return [derived_key(key, i) for i in range(count)]
 
 
 @dataclass

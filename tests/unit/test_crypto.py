@@ -106,3 +106,19 @@ def test_bad_amounts(text: str, reason: str) -> None:
     with pytest.raises(BadAmount) as err:
         parse_amount(text)
     assert err.value.reason == reason
+
+
+def test_derived_keys_are_deterministic_and_distinct() -> None:
+    import hashlib
+
+    from consensus.crypto import derived_key
+
+    key = PrivateKey(bytes(range(32)))
+    keys = [derived_key(key, i) for i in range(5)]
+    assert keys[0] is key and len({k.seed for k in keys}) == 5
+    assert derived_key(key, 3) == keys[3] and derived_key(PrivateKey(bytes(32)), 3) != keys[3]
+    # pinned: a change of the derivation would move every pool's commit keys
+    assert derived_key(key, 1).seed == hashlib.sha256(b"ponas/commit-key/v1" + key.seed + (1).to_bytes(4, "big")).digest()
+    for bad in (-1, 1 << 32):
+        with pytest.raises(ValueError):
+            derived_key(key, bad)

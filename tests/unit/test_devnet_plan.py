@@ -135,3 +135,18 @@ def test_connections_of_a_stopped_server_do_not_hold_its_port() -> None:
     with socket.socket() as plain, pytest.raises(OSError):  # a probe without SO_REUSEADDR calls it taken
         plain.bind(("127.0.0.1", port))
     devnet.check_ports_free({"node0.p2p": port})
+
+
+def test_blocks_won_under_the_pools_other_commit_keys_are_the_pools(tmp_path: Path) -> None:
+    from consensus.crypto import derived_key, format_address
+    from consensus.files import load_key_file
+
+    topo = devnet.Topology(nodes=1, pool_members=1, solo=1, preset="regtest", pool_keys=3).check()
+    manifest = devnet.init(tmp_path, topo, devnet.plan_ports(topo, 0), lead=5)
+    pool_key = load_key_file(str(tmp_path / "keys" / "pool.key"))
+    derived = [format_address(derived_key(pool_key, i).address) for i in (1, 2)]
+    assert manifest["aliases"] == {a: "pool" for a in derived}
+    view = devnet.RoundsView(manifest)
+    assert [view.winner(a) for a in derived] == ["pool", "pool"]
+    assert view.winner(manifest["accounts"]["pool"]) == "pool" and view.winner(manifest["accounts"]["solo0"]) == "solo0"
+    assert view.winner("pn1unknownaddress") == "pn1unknownad…"
