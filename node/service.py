@@ -87,6 +87,7 @@ class Node:
         # reveal window is open; at the window's end the import finds it in the verifier's cache.
         self._retrainer: concurrent.futures.ThreadPoolExecutor | None = None
         self._retrains: dict[tuple[str, int], concurrent.futures.Future[Any]] = {}
+        self._awaited: dict[tuple[str, int], int] = {}  # retrains a relayed block waits for: never cancelled
         self.api_port = 0
         self.p2p_port = 0
         self.started = asyncio.Event()
@@ -187,9 +188,15 @@ class Node:
         key = (best.block.header.genotype, best.block.header.seed)
         if key in self._retrains or engine.verifier.retrained(*key):
             return
-        for done in [k for k, f in self._retrains.items() if f.done()]:
-            del self._retrains[done]
+        self._drop_superseded()
         self._retrains[key] = self._retrainer.submit(engine.verifier.retrain, *key)
+
+    def _drop_superseded(self) -> None:
+        """Forget finished retrains, and cancel the queued ones a better candidate superseded
+        before they started (one worker: a queue of them, one per new best, held a loaded
+        node's round end for minutes), except those a relayed block waits for."""
+        for old in [k for k, f in self._retrains.items() if f.done() or (k not in self._awaited and f.cancel())]:
+            del self._retrains[old]
 
     async def _retrain_first(self, block: Block, weights: bytes) -> bool:
         """For a block from a peer that its round's retrain check will retrain: once its seal
@@ -210,12 +217,17 @@ class Node:
         except ConsensusError:
             return False  # the import says why
         future = self._retrains.get(key)
-        if future is None:
+        if future is None or future.cancelled():
             future = self._retrains[key] = self._retrainer.submit(engine.verifier.retrain, *key)
+        self._awaited[key] = self._awaited.get(key, 0) + 1
         try:
             await asyncio.wrap_future(future)
         except Exception:  # noqa: BLE001 - a genotype that does not train: the import refuses it
             return False
+        finally:
+            self._awaited[key] -= 1
+            if not self._awaited[key]:
+                del self._awaited[key]
         return True
 
     async def _await_retrains(self) -> None:

@@ -120,3 +120,34 @@ async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path, monkeyp
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_queued_retrains_a_better_candidate_superseded_are_cancelled(tmp_path: Path) -> None:
+    """One worker retrains: while it is busy, a retrain queued for an earlier best is cancelled
+    when a new best comes (it would only delay the round's end), unless a relayed block waits
+    for it; finished ones are forgotten."""
+    import threading
+
+    from node.service import Node, NodeConfig
+
+    node = Node(NodeConfig(str(tmp_path / "n"), tick=3600), PARAMS)
+    await node.start()
+    gate = threading.Event()
+    try:
+        assert node._retrainer is not None
+        busy = node._retrainer.submit(gate.wait, 30)
+        done = node._retrainer.submit(lambda: None)
+        queued = node._retrainer.submit(lambda: "old best")
+        awaited = node._retrainer.submit(lambda: "relayed")
+        node._retrains = {("a", 1): busy, ("b", 2): queued, ("c", 3): awaited}
+        node._awaited = {("c", 3): 1}
+        node._drop_superseded()
+        assert queued.cancelled() and not awaited.cancelled() and not busy.cancelled()
+        assert set(node._retrains) == {("a", 1), ("c", 3)}
+        gate.set()
+        assert awaited.result(timeout=30) == "relayed" and done.done()
+        node._drop_superseded()
+        assert node._retrains == {}
+    finally:
+        gate.set()
+        await node.stop()
