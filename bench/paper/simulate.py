@@ -1034,7 +1034,10 @@ def load_network_runs(folder: Path) -> list[dict[str, Any]]:
         solos = sorted(k for k in trainings if k.startswith("solo"))
         wins = {name: 0 for name in ["pool", *solos]}
         for block in summary["blocks"]:
-            wins[block["winner"]] = wins.get(block["winner"], 0) + 1
+            # a block won under one of the pool's other commit keys pays its members (devnets
+            # started before the manifest named those keys show their address as the winner)
+            who = "pool" if block["winner"] not in solos and block.get("members_paid", 0) > 0 else block["winner"]
+            wins[who] = wins.get(who, 0) + 1
         runs.append({"name": path.stem, "rounds": int(summary["rounds"]), "members": len(members),
                      "solos": len(solos), "pool_keys": int(d.get("pool_keys", 1)), "wins": wins,
                      "trainings_per_process": float(np.mean(list(trainings.values())))})

@@ -298,12 +298,14 @@ def test_network_run_records_a_finished_devnet(table: sim.Table, tmp_path: pathl
     (devnet / "logs" / "member0.log").write_text(share * 3 + "msg=job job=3\n")
     (devnet / "logs" / "solo0.log").write_text(share * 2 + "msg=committed\nmsg=shares x\n")
     (devnet / "logs" / "node0.log").write_text(share)
-    (devnet / "summary.json").write_text(json.dumps({"rounds": 2, "blocks": [{"winner": "pool"}, {"winner": "solo0"}]}))
+    (devnet / "summary.json").write_text(json.dumps({"rounds": 3, "blocks": [
+        {"winner": "pool", "members_paid": 1}, {"winner": "solo0", "members_paid": 0},
+        {"winner": "pn1hcp8a338k…", "members_paid": 1}]}))  # won under another of the pool's keys
     first = network_run.record(devnet, ["devnet", "up"], tmp_path / "net", 1, 1)
     second = network_run.record(devnet, ["devnet", "up"], tmp_path / "net", 1, 1)
     assert first != second and second.name.endswith("-2.json")  # an earlier run is never overwritten
     saved = json.loads(first.read_text())
     assert saved["trainings_per_process"] == {"member0": 3, "solo0": 2}
     runs = sim.load_network_runs(tmp_path / "net")
-    assert [r["wins"] for r in runs] == [{"pool": 1, "solo0": 1}] * 2
+    assert [r["wins"] for r in runs] == [{"pool": 2, "solo0": 1}] * 2
     assert runs[0]["trainings_per_process"] == 2.5
