@@ -237,8 +237,9 @@ class Node:
         reveal_end = self.rounds.round.reveal_end
         if reveal_end is None or self.clock() < reveal_end:
             return
-        pending = [asyncio.wrap_future(f) for f in self._retrains.values() if not f.done()]
-        if pending:
+        # a late candidate that arrives meanwhile may start another retrain (a new best): wait
+        # for that one too, or the import would train it again on the event loop
+        while pending := [asyncio.wrap_future(f) for f in self._retrains.values() if not f.done()]:
             await asyncio.wait(pending)
 
     def _announce(self, ann: Announce) -> None:

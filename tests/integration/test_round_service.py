@@ -4,6 +4,7 @@ given a fresh window on every node (same height, parent and beacon key) instead 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -150,4 +151,39 @@ async def test_queued_retrains_a_better_candidate_superseded_are_cancelled(tmp_p
         assert node._retrains == {}
     finally:
         gate.set()
+        await node.stop()
+
+
+async def test_the_round_end_waits_for_a_retrain_a_late_candidate_started(tmp_path: Path) -> None:
+    """At the reveal window's end the node waits for the running retrains before it picks the
+    block; a candidate that arrives during that wait and becomes the best starts another
+    retrain, and the wait covers it too (else the import retrained it on the event loop, twice
+    the work, for minutes on a loaded devnet)."""
+    import threading
+    import types
+
+    from node.service import Node, NodeConfig
+
+    node = Node(NodeConfig(str(tmp_path / "n"), tick=3600), PARAMS)
+    await node.start()
+    first, second = threading.Event(), threading.Event()
+    assert node.rounds is not None and node._retrainer is not None
+    real_round = node.rounds.round
+    try:
+        node.rounds.round = types.SimpleNamespace(reveal_end=0.0)  # type: ignore[assignment]
+        node._retrains = {("a", 1): node._retrainer.submit(first.wait, 30)}
+        waiting = asyncio.ensure_future(node._await_retrains())
+        await asyncio.sleep(0.05)
+        late = node._retrainer.submit(second.wait, 30)  # the late candidate's retrain, queued
+        node._retrains[("b", 2)] = late
+        first.set()
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # still waiting: for the late one
+        second.set()
+        await asyncio.wait_for(waiting, 10)
+        assert late.done()
+    finally:
+        first.set()
+        second.set()
+        node.rounds.round = real_round
         await node.stop()
