@@ -165,7 +165,8 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         cost = max((off[r["p"]]["all_complete"] - r["all_complete"] for r in on), default=0.0)
         default = [r for r in on if r["threshold"] == res["churn"].get("default_threshold", 0.25)]
         d_gain = max((r["hr_complete"] - off[r["p"]]["hr_complete"] for r in default), default=float("nan"))
-        verdict = "holds" if gain >= 0.05 else "holds weakly" if gain > 0.005 else "does not hold"
+        verdict = ("does not hold" if gain <= 0.005 else "holds weakly" if gain < 0.05
+                   else "holds, at a cost" if cost > gain else "holds")
         text = ("; ".join(lines) + ". " if lines else "No churn rows with p > 0. ")
         text += (f"The best threshold gains at most {100 * gain:.1f} points of high-reward completion"
                  + (f" (the default 0.25: {100 * d_gain:.1f})" if d_gain == d_gain else "")
@@ -179,23 +180,27 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     if aggs:
         reals = [r for r in aggs if r["model"] == "real network"]
         carried = [r for r in aggs if r["model"] == "tasks of R rounds"]
-        parts = []
-        for real in reals:
+        def setup_text(real: dict[str, Any]) -> str:
             sims = [r for r in carried if r["setup"] == real["setup"]]
-            parts.append(
-                f"{real['setup']}, {real['rounds']} rounds: the pool won {pct(real['pool_share'])} of them "
-                f"({real['direction']}); simulated with results kept across the task: " + ", ".join(
-                    f"{pct(r['pool_share'])} at noise {r['noise']:g} ({r['direction']}: "
-                    f"{'agrees' if r['agrees'] else 'disagrees'}; as few or fewer pool wins in "
-                    f"{pct(r['p_pool_at_most_real'])} of simulated sets of runs, as many or more in "
-                    f"{pct(r['p_pool_at_least_real'])})" for r in sims))
-        runs = [r for r in _rows(res, "network") if r["model"] == "real network"]
+            return (f"{real['setup']}, {real['rounds']} rounds: the pool won {pct(real['pool_share'])} of them "
+                    f"({real['direction']}); simulated with results kept across the task: " + ", ".join(
+                        f"{pct(r['pool_share'])} at noise {r['noise']:g} ({r['direction']}: "
+                        f"{'agrees' if r['agrees'] else 'disagrees'}; as few or fewer pool wins in "
+                        f"{pct(r['p_pool_at_most_real'])} of simulated sets of runs, as many or more in "
+                        f"{pct(r['p_pool_at_least_real'])})" for r in sims))
+
+        parts = [setup_text(r) for r in reals if r.get("pool_keys", 1) == 1]
+        keyed = [setup_text(r) for r in reals if r.get("pool_keys", 1) > 1]
+        if keyed:
+            parts.append("beyond the issue's comparison, with the pool committing under several keys (a what-if "
+                         "that `--commit-keys` makes real): " + "; ".join(keyed))
+        runs = [r for r in _rows(res, "network") if r["model"] == "real network" and r.get("pool_keys", 1) == 1]
         won = ", ".join(f"{r['pool_wins']} of {r['rounds']}" for r in runs)
-        spread = (f" Single runs vary widely: the pool won {won}"
+        spread = (f" Single runs under one key vary widely: the pool won {won}"
                   " rounds, and the simulation gives runs that far apart too (per-run table below)." if len(runs) > 1
                   else "")
         one_key = [r for r in carried if r.get("pool_keys", 1) == 1]
-        ok = bool(one_key) and all(r["agrees"] for r in one_key)
+        ok = bool(one_key) and all(r["agrees"] for r in one_key)  # the project's pool: one key
         out.append((
             "The real network agrees in direction with the simulation (a pool against the same compute mining solo).",
             "holds" if ok else "does not hold",
