@@ -110,12 +110,11 @@ MAX_COMMIT_KEYS = 64
 
 def commit_keys(key: PrivateKey, count: int) -> list[PrivateKey]:
     """``key`` and ``count - 1`` keys derived from it (:func:`consensus.crypto.derived_key`), to
-    commit under. The chain bounds the
-    commitments of a key, not of a miner, so N solo miners commit N times what one pool of N
-    members can under one key; a pool that commits under N keys has as many slots as they
-    have. Derived deterministically, so a restarted pool commits under the same keys (and the
-    node's ``duplicate-seq`` answers keep its sequence numbers). ``ValueError`` outside
-    1..:data:`MAX_COMMIT_KEYS`."""
+    commit under. The chain bounds the commitments of a key, not of a miner, so N solo miners
+    commit N times what one pool of N members can under one key; a pool that commits under N
+    keys has as many slots as they have. Derived deterministically, so a restarted pool commits
+    under the same keys (and the node's ``duplicate-seq`` answers keep its sequence numbers).
+    ``ValueError`` outside 1..:data:`MAX_COMMIT_KEYS`."""
     if not 1 <= count <= MAX_COMMIT_KEYS:
         raise ValueError(f"commit keys must be 1 to {MAX_COMMIT_KEYS}, not {count}")
     return [derived_key(key, i) for i in range(count)]

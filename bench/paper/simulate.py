@@ -10,8 +10,8 @@ Usage (from the repo root)::
 Outputs in ``--out`` (default ``docs/results/``): ``simulate.json`` (every number and the setup),
 one markdown table per experiment (``competitiveness.md``, ``income.md``, ``search.md``,
 ``churn.md``, ``network.md``) and a PNG plot each. ``bench/paper/report.py`` turns them into
-``docs/results.md`` (``make bench-paper`` runs both). Progress lines go to stderr. Same table, same arguments, same
-seed: same numbers.
+``docs/results.md`` (``make bench-paper`` runs both). Progress lines go to stderr. Same table,
+same arguments, same seed: same numbers.
 
 **The project's own pool logic** does the pool's work: ``get_space("nb201")`` (15,625 cells:
 indices, ``partition``), :class:`pool.schedule.Scheduler` (join, heartbeat, check, plan_round,
@@ -66,8 +66,8 @@ draws among the known indices inside it. The number of rows is printed and recor
   in a random order.
 - At the deadline a party commits its best 8 distinct results by validation (ties: the earlier
   result) and reveals the one with the best test score. A pool that commits under ``pool_keys``
-  keys (a what-if of experiment 1) commits its best ``8 * pool_keys``. The round's winner is the best revealed
-  score over the parties, ties broken at random.
+  keys (a what-if of experiment 1) commits its best ``8 * pool_keys``. The round's winner is
+  the best revealed score over the parties, ties broken at random.
 - Test noise (``--test-noise SIGMA``, default 0 = off): each round, every row's test score gets
   an independent normal perturbation of standard deviation SIGMA test images (of 500), the same
   for every party (one test set per round). The real round test set (300 key-chosen, key-perturbed
