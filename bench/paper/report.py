@@ -128,7 +128,11 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str]]:
             "rounds (claim above) less the 1% fee. "
             + (f"Steadier at N = {', '.join(map(str, steadier))}" if steadier else "Never steadier")
             + (": where the pool rarely wins, its members' income is as lumpy as a solo miner's."
-               if len(steadier) < len(inc) else ".")))
+               if len(steadier) < len(inc) else ".")
+            + (f" The default PPLNS window ({inc[-1]['window_default']} units) is small against a big pool's "
+               f"round: at N = {inc[-1]['n']} a window of three rounds of the pool's work gives members a CV of "
+               f"{inc[-1]['member_cv_3rounds']:.2f} instead of {inc[-1]['member_cv_default']:.2f}."
+               if inc[-1].get("member_cv_3rounds", math.inf) < inc[-1]["member_cv_default"] else "")))
     srch = res.get("search")
     if srch:
         rows_c = srch["compute_sweep"]
