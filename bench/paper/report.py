@@ -111,6 +111,13 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str]]:
                  "of 8 candidates against the N solo miners' best of 8 N; validation predicts the test score weakly, "
                  "so the party with more candidates wins more rounds. Partitioning saves duplicate work (claim 4), but "
                  "while the miners' compute is small against the space, duplicates are rare anyway.")
+        by_val = [r.get("pool_share_vs_n_by_val") for r in comp]
+        if all(v is not None for v in by_val):
+            text += (f" A rule that made every party reveal its best result by validation (no choice on the test set) "
+                     f"would not help: the pool would win {span(by_val, ns)}, about one party's share 1/(N+1) "
+                     f"({span([1 / (n + 1) for n in ns], ns)}). On this task the best architecture by validation is "
+                     "hardly better on the test set than another party's, so the contest is close to a lottery over "
+                     "parties, and compute buys little.")
         out.append(("A pool is more competitive than the same compute mining solo.",
                     "holds" if better else "holds only as a fair share" if fair else "does not hold", text))
     inc = [r for r in _rows(res, "income") if r["n"] >= 2]

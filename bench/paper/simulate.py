@@ -286,10 +286,11 @@ class _Top:
             self.held.discard(entries.pop()[2])
 
 
-def _reveal(top: _Top, test: Sequence[float]) -> tuple[float, int, int]:
-    """The committed result with the best test score (ties: the first): (score, pos, who)."""
+def _reveal(top: _Top, test: Sequence[float], by_validation: bool = False) -> tuple[float, int, int]:
+    """The committed result with the best test score (ties: the first): (score, pos, who). With
+    ``by_validation``, the best by validation instead (the first entry), whatever its test score."""
     best = None
-    for _neg, _seq, pos, who in top.entries:
+    for _neg, _seq, pos, who in top.entries[:1] if by_validation else top.entries:
         score = test[pos]
         if best is None or score > best[0]:
             best = (score, pos, who)
@@ -339,6 +340,7 @@ def run_race(
     solos: int | None = None,
     task_rounds: int = 1,
     pool_keys: int = 1,
+    reveal_by_validation: bool = False,
 ) -> dict[str, Any]:
     """A pool of ``n`` members against ``solos`` (default ``n``) solo miners, for ``rounds``
     rounds (model in the module docstring). Returns per-round numpy arrays (keys below) and,
@@ -349,6 +351,9 @@ def run_race(
     manager and miners do on an unchanging task; T = 1 is a fresh search every round.
     ``pool_keys``: the pool commits under that many keys, so it commits up to
     ``pool_keys * commit_k`` results (a what-if: the project's manager commits under one key).
+    ``reveal_by_validation``: every party reveals its best result by validation, not the best
+    of its commitments on the test set (a what-if of a protocol rule that would leave no choice
+    on the test set).
 
     Per round: ``pool_score``, ``pool_val``, ``pool_evals``, ``pool_distinct`` (evaluations of
     rows the pool had not evaluated before in the task), ``pool_idle``;
@@ -545,7 +550,7 @@ def run_race(
         pool_score = -math.inf
         finder = -1
         if top:
-            pool_score, _pos, finder = _reveal(top, test)
+            pool_score, _pos, finder = _reveal(top, test, reveal_by_validation)
             out["pool_val"][r] = -top.entries[0][0]
         out["pool_score"][r] = pool_score
         pool_oracle = max((test[pos] for pos in evaluated), default=-math.inf)
@@ -594,14 +599,14 @@ def run_race(
             if solo_drop[i]:
                 solo_online[i] = False  # dropped during the round: no candidate
                 continue
-            out["solo_scores"][r, i] = _reveal(top_i, test)[0]
+            out["solo_scores"][r, i] = _reveal(top_i, test, reveal_by_validation)[0]
             out["solo_oracle"][r, i] = max(test[pos] for pos in solo_all[i])
         out["solo_evals"][r] = solo_evals
         out["union_evals"][r] = solo_evals
         out["union_distinct"][r] = union_new
         if union_top:
             out["union_val"][r] = -union_top.entries[0][0]
-            out["union_score"][r] = _reveal(union_top, test)[0]
+            out["union_score"][r] = _reveal(union_top, test, reveal_by_validation)[0]
         else:
             out["union_score"][r] = -math.inf
 
@@ -672,8 +677,9 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
                         cache: Cache | None = None, carry_rounds: int = 12) -> dict[str, Any]:
     """Experiment 1. For each N: a pool of N members against N solo miners (equal total
     compute) and, in the same rounds, against solo miner 0 alone (the compute of one member).
-    Two more races per N go further: ``keys`` (the pool commits under N keys, so it may commit
-    as many results as the N solo miners together) and ``carry`` (tasks of ``carry_rounds``
+    Three more races per N go further: ``keys`` (the pool commits under N keys, so it may commit
+    as many results as the N solo miners together), ``by_val`` (every party reveals its best
+    result by validation: no choice among commitments on the test set) and ``carry`` (tasks of ``carry_rounds``
     rounds: every party keeps its results across the rounds of a task, as on the devnet; the
     rounds of a task are correlated, so its standard error counts tasks, not rounds).
 
@@ -693,6 +699,8 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
         solo_best = race["solo_scores"].max(axis=1)
         keys = cache.race(table, setup, n, rounds, seed, pool_keys=n)
         carry = cache.race(table, setup, n, rounds, seed, task_rounds=carry_rounds)
+        by_val = cache.race(table, setup, n, rounds, seed, reveal_by_validation=True)
+        share_val = float(np.mean(by_val["win_all"] == -1))
         share_keys = float(np.mean(keys["win_all"] == -1))
         share_carry = float(np.mean(carry["win_all"] == -1))
         share_carry_1 = float(np.mean(carry["win_one"] == -1))
@@ -707,6 +715,9 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
             "pool_share_vs_n_carry": share_carry,
             "pool_share_vs_n_carry_se": _se(share_carry, max(1, rounds // carry_rounds)),
             "solo_share_each_carry": (1 - share_carry) / n,
+            "pool_share_vs_n_by_val": share_val,
+            "pool_share_vs_n_by_val_se": _se(share_val, rounds),
+            "pool_share_vs_1_by_val": float(np.mean(by_val["win_one"] == -1)),
             "pool_share_vs_1_carry": share_carry_1,
             "pool_share_vs_1_carry_se": _se(share_carry_1, max(1, rounds // carry_rounds)),
             "backups_per_round": _mean(race["backups"]),
@@ -726,14 +737,16 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
         ["N", "pool wins vs N solo", "one solo's share", "pool wins vs 1 solo", "N/(N+1)",
          "pool test", "best solo test", "solo 0 test", "pool val", "N solo val", "vs N solo, unbounded commits",
          "backups / round", "vs N solo, N keys", f"vs N solo, tasks of {carry_rounds}", "one solo's share (tasks)",
-         f"vs 1 solo, tasks of {carry_rounds}"],
+         f"vs 1 solo, tasks of {carry_rounds}", "vs N solo, reveal by validation", "vs 1 solo, reveal by validation"],
         [[r["n"], _pct(r["pool_share_vs_n"], r["pool_share_vs_n_se"]), _pct(r["solo_share_each"]),
           _pct(r["pool_share_vs_1"], r["pool_share_vs_1_se"]), _pct(r["proportional_vs_1"]),
           f"{r['pool_score']:.2f}", f"{r['best_solo_score']:.2f}", f"{r['solo0_score']:.2f}",
           f"{r['pool_val']:.2f}", f"{r['union_val']:.2f}", _pct(r["pool_share_vs_n_unbounded"]),
           f"{r['backups_per_round']:.1f}", _pct(r["pool_share_vs_n_keys"], r["pool_share_vs_n_keys_se"]),
           _pct(r["pool_share_vs_n_carry"], r["pool_share_vs_n_carry_se"]), _pct(r["solo_share_each_carry"]),
-          _pct(r["pool_share_vs_1_carry"], r["pool_share_vs_1_carry_se"])] for r in rows_out])
+          _pct(r["pool_share_vs_1_carry"], r["pool_share_vs_1_carry_se"]),
+          _pct(r["pool_share_vs_n_by_val"], r["pool_share_vs_n_by_val_se"]), _pct(r["pool_share_vs_1_by_val"])]
+         for r in rows_out])
     _write(out / "competitiveness.md", "Competitiveness: a pool of N members against N solo miners and against one",
            _setup_line(table, setup, rounds, seed), md,
            f"Scores are mean revealed test counts of {table.test_total} per round; ± is one standard error. "
@@ -744,7 +757,8 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
            f"'N keys' = the pool commits under N keys (up to {setup.commit_k} N results, as many as the N solo "
            f"miners together). 'tasks of {carry_rounds}' = every party keeps its results and search state across "
            f"the {carry_rounds} rounds of a task (the devnet's one task is the limit of long tasks); the other "
-           "columns search afresh every round.")
+           "columns search afresh every round. 'reveal by validation' = every party reveals its best result by "
+           "validation, not its commitment that scores best on the test set (a what-if of a protocol rule).")
 
     def plot(ax: Any, ax2: Any) -> None:
         x = [r["n"] for r in rows_out]
@@ -753,6 +767,7 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
         ax.plot(x, [r["pool_share_vs_n_keys"] for r in rows_out], "v-", label="pool vs N solo, pool commits under N keys")
         ax.plot(x, [r["pool_share_vs_n_carry"] for r in rows_out], "^-",
                 label=f"pool vs N solo, tasks of {carry_rounds} rounds")
+        ax.plot(x, [r["pool_share_vs_n_by_val"] for r in rows_out], "P-", label="pool vs N solo, reveal by validation")
         ax.plot(x, [r["pool_share_vs_1"] for r in rows_out], "s-", label="pool vs 1 solo miner")
         ax.plot(x, [r["proportional_vs_1"] for r in rows_out], "k:", label="N/(N+1)")
         ax.plot(x, [1 / (r["n"] + 1) for r in rows_out], "k--", lw=0.8, label="1/(N+1)")

@@ -309,3 +309,15 @@ def test_network_run_records_a_finished_devnet(table: sim.Table, tmp_path: pathl
     runs = sim.load_network_runs(tmp_path / "net")
     assert [r["wins"] for r in runs] == [{"pool": 2, "solo0": 1}] * 2
     assert runs[0]["trainings_per_process"] == 2.5
+
+
+def test_revealing_by_validation_reveals_the_best_validation_result(table: sim.Table) -> None:
+    s = sim.make_setup(table, compute=60)  # 60 of 300 rows a round: mostly one of the 10 distinct best
+    race = sim.run_race(table, s, 1, 30, seed=9, std_threshold=sim.NO_BACKUP, reveal_by_validation=True)
+    free = sim.run_race(table, s, 1, 30, seed=9, std_threshold=sim.NO_BACKUP)
+    unique = [r for r in range(30) if race["pool_val"][r] >= 286]  # the ten best validation counts are distinct
+    assert len(unique) > 15
+    for r in unique:
+        assert race["pool_score"][r] == table.test[table.val.index(int(race["pool_val"][r]))]
+    assert np.all(free["pool_score"] >= race["pool_score"])  # the same draws; a choice on the test set does better
+    assert np.any(free["pool_score"] > race["pool_score"])
