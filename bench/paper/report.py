@@ -132,7 +132,7 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"Coefficient of variation of income per round: member {cv_m[0]:.2f} to {cv_m[-1]:.2f}, solo "
             f"{cv_s[0]:.2f} to {cv_s[-1]:.2f} (N = {inc[0]['n']} to {inc[-1]['n']}). Mean income of a member over "
             f"a solo miner's: {min(mean_ratio):.2f} to {max(mean_ratio):.2f}, which follows the pool's share of "
-            "rounds (claim above) less the 1% fee. "
+            f"rounds (claim above) less the {report['setup']['fee_ppm'] / 1e4:g}% fee. "
             + (f"Steadier at N = {', '.join(map(str, steadier))}" if steadier else "Never steadier")
             + (": where the pool rarely wins, its members' income is as lumpy as a solo miner's."
                if len(steadier) < len(inc) else ".")
