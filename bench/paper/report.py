@@ -50,6 +50,21 @@ def pct(x: float | None) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
+def f2(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:.2f}"
+
+
+def _nan_for_none(obj: Any) -> Any:
+    """simulate.json writes NaN (a mean or CV with nothing to average) as null: read it back as NaN."""
+    if obj is None:
+        return math.nan
+    if isinstance(obj, dict):
+        return {k: _nan_for_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_for_none(v) for v in obj]
+    return obj
+
+
 def span(values: Sequence[float], at: Sequence[Any] = (), name: str = "N") -> str:
     """The first and the last value in percent, each with its ``name = at[i]`` when given."""
     def one(i: int) -> str:
@@ -129,8 +144,8 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         out.append((
             "Pool members earn a steadier income than solo miners of equal compute.",
             "holds" if len(steadier) == len(inc) else "holds in part" if steadier else "does not hold",
-            f"Coefficient of variation of income per round: member {cv_m[0]:.2f} to {cv_m[-1]:.2f}, solo "
-            f"{cv_s[0]:.2f} to {cv_s[-1]:.2f} (N = {inc[0]['n']} to {inc[-1]['n']}). Mean income of a member over "
+            f"Coefficient of variation of income per round: member {f2(cv_m[0])} to {f2(cv_m[-1])}, solo "
+            f"{f2(cv_s[0])} to {f2(cv_s[-1])} (N = {inc[0]['n']} to {inc[-1]['n']}). Mean income of a member over "
             f"a solo miner's: {min(mean_ratio):.2f} to {max(mean_ratio):.2f}, which follows the pool's share of "
             f"rounds (claim above) less the {report['setup']['fee_ppm'] / 1e4:g}% fee. "
             + (f"Steadier at N = {', '.join(map(str, steadier))}" if steadier else "Never steadier")
@@ -138,7 +153,7 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str]]:
                if len(steadier) < len(inc) else ".")
             + (f" The default PPLNS window ({inc[-1]['window_default']} units) is small against a big pool's "
                f"round: at N = {inc[-1]['n']} a window of three rounds of the pool's work gives members a CV of "
-               f"{inc[-1]['member_cv_3rounds']:.2f} instead of {inc[-1]['member_cv_default']:.2f}."
+               f"{f2(inc[-1]['member_cv_3rounds'])} instead of {f2(inc[-1]['member_cv_default'])}."
                if inc[-1].get("member_cv_3rounds", math.inf) < inc[-1]["member_cv_default"] else "")))
     srch = res.get("search")
     if srch:
@@ -264,6 +279,7 @@ def build(results: Path, page_dir: Path, meta_path: Path = TABLE_META, corr_path
         raise ReportError("bad-results", f"{sim_path}: {e}") from None
     if not isinstance(report, dict) or not isinstance(report.get("results"), dict) or "table" not in report:
         raise ReportError("bad-results", f"{sim_path}: not a simulate.py report")
+    report["results"] = _nan_for_none(report["results"])
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
     corr = json.loads(corr_path.read_text()) if corr_path.exists() else None
     rel = Path(os.path.relpath(results.resolve(), page_dir.resolve())).as_posix()
