@@ -63,6 +63,7 @@ MINER_NICE = 10  # miners yield the CPU to nodes
 START_TIMEOUT = 120.0  # seconds for one group of processes to answer
 STOP_TIMEOUT = 20.0  # seconds between SIGTERM and SIGKILL
 HTTP_TIMEOUT = 3.0
+AGREE_WAIT = 30.0  # seconds the summary waits for every node to hold the last block
 MAX_NODES, MAX_MEMBERS, MAX_SOLO = 16, 32, 16
 MAX_POOL_KEYS = 64  # pool.driver.MAX_COMMIT_KEYS (ponas pool serve checks it too)
 
@@ -646,10 +647,16 @@ def transfer_line(transfer: Transfer) -> str:
 def summarise(manifest: dict[str, Any], view: RoundsView, first: int, last: int, transfer: Transfer | None,
               seconds: float, test_size: int) -> dict[str, Any]:
     apis = node_apis(manifest)
-    tips: dict[str, Any] = {}
-    for name, api in apis:
-        status = http_json(f"{api}/api/v1/status") or {}
-        tips[name] = {"height": status.get("height"), "tip": status.get("tip")}
+    deadline = time.monotonic() + AGREE_WAIT
+    while True:  # a node still retraining the last block connects it a few seconds after the others
+        tips: dict[str, Any] = {}
+        for name, api in apis:
+            status = http_json(f"{api}/api/v1/status") or {}
+            tips[name] = {"height": status.get("height"), "tip": status.get("tip")}
+        behind = [t for t in tips.values() if isinstance(t["height"], int) and t["height"] < last]  # silent: no wait
+        if not behind or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
     # every node's block at the last watched height must be the same block
     agree_height = min([last] + [t["height"] for t in tips.values() if isinstance(t["height"], int)])
     hashes = {}

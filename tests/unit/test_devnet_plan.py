@@ -150,3 +150,31 @@ def test_blocks_won_under_the_pools_other_commit_keys_are_the_pools(tmp_path: Pa
     assert [view.winner(a) for a in derived] == ["pool", "pool"]
     assert view.winner(manifest["accounts"]["pool"]) == "pool" and view.winner(manifest["accounts"]["solo0"]) == "solo0"
     assert view.winner("pn1unknownaddress") == "pn1unknownad…"
+
+
+def test_the_summary_waits_for_a_node_still_connecting_the_last_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = {"processes": [{"name": f"node{i}", "role": "node", "api": f"http://n{i}"} for i in range(2)],
+                "accounts": {}, "genesis": "00" * 32}
+    polls = {"http://n1": 0}
+
+    def fake(url: str, timeout: float = 0) -> object:
+        if url.endswith("/status"):
+            base = url.removesuffix("/api/v1/status")
+            if base == "http://n1":
+                polls[base] += 1
+                return {"height": 4 if polls[base] < 3 else 5, "tip": "t"}  # connects block 5 late
+            return {"height": 5, "tip": "t"}
+        if "/blocks/" in url:
+            return {"hash": "h" + url.rsplit("/", 1)[1]}
+        return None
+
+    monkeypatch.setattr(devnet, "http_json", fake)
+    monkeypatch.setattr(devnet.time, "sleep", lambda s: None)
+    view = devnet.RoundsView({"accounts": {}, "processes": [], "genesis_time": 0})
+    summary = devnet.summarise(manifest, view, 0, 5, None, 1.0, 300)
+    assert summary["agree"] == {"height": 5, "hashes": {"node0": "h5", "node1": "h5"}, "same": True}
+    assert polls["http://n1"] == 3
+    # a node that never catches up: the summary stops waiting and reports the height all hold
+    polls["http://n1"] = -10**9
+    monkeypatch.setattr(devnet, "AGREE_WAIT", 0.0)
+    assert devnet.summarise(manifest, view, 0, 5, None, 1.0, 300)["agree"]["height"] == 4
