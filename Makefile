@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_pool.py
 
 # The paper's claims measured on the score table (bench/paper/): the simulations, then
-# docs/results.md with their tables, plots and a verdict per claim. About 10 minutes on 2 cores.
+# docs/results.md with their tables, plots and a verdict per claim. About 7 minutes on 2 cores.
 bench-paper: $(STAMP)
 	$(PY) bench/paper/simulate.py --out docs/results
 	$(PY) bench/paper/report.py --results docs/results --out docs/results.md
