@@ -448,7 +448,7 @@ def build(
         "python": platform.python_version(),
         "device": device,
         "cuda_device": torch.cuda.get_device_name(0) if device == "cuda" else None,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "machine": platform.machine(),
         "workers": workers,
         "rows_added": 0,
@@ -525,7 +525,8 @@ def _finish(out: Path, meta: dict[str, Any], rows: dict[int, Row], run_info: dic
     write_json(meta_path(out), meta)
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo), else what platform knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

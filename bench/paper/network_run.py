@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -30,6 +29,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from build_table import cpu_name  # noqa: E402
+
 DEFAULT_FOLDER = HERE / "network"
 SHARE_LINE = re.compile(r"\bmsg=share\b")
 
@@ -42,16 +46,6 @@ def trainings(logs: Path) -> dict[str, int]:
             with log.open(errors="replace") as f:
                 out[log.stem] = sum(1 for line in f if SHARE_LINE.search(line))
     return out
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def record(devnet: Path, command: Sequence[str], folder: Path, members: int, solo: int, pool_keys: int = 1) -> Path:

@@ -1039,23 +1039,30 @@ def exp_churn(table: Table, setup: Setup, n: int, ps: Sequence[float], threshold
 def load_network_runs(folder: Path) -> list[dict[str, Any]]:
     """The real-network runs (``bench/paper/network/*.json``): for each, its file name, rounds,
     pool members, solo miners, the keys the pool committed under, wins by party and mean
-    trainings per miner process."""
+    trainings per miner process. ``ValueError`` naming the file for one that is not such a run
+    (a pool and solo miners, at least one round, one winner per round)."""
     runs = []
     for path in sorted(Path(folder).glob("*.json")):
-        d = json.loads(path.read_text())
-        summary = d["summary"]
-        trainings = d["trainings_per_process"]
-        members = sorted(k for k in trainings if k.startswith("member"))
-        solos = sorted(k for k in trainings if k.startswith("solo"))
-        wins = {name: 0 for name in ["pool", *solos]}
-        for block in summary["blocks"]:
-            # a block won under one of the pool's other commit keys pays its members (devnets
-            # started before the manifest named those keys show their address as the winner)
-            who = "pool" if block["winner"] not in solos and block.get("members_paid", 0) > 0 else block["winner"]
-            wins[who] = wins.get(who, 0) + 1
-        runs.append({"name": path.stem, "rounds": int(summary["rounds"]), "members": len(members),
-                     "solos": len(solos), "pool_keys": int(d.get("pool_keys", 1)), "wins": wins,
-                     "trainings_per_process": float(np.mean(list(trainings.values())))})
+        try:
+            d = json.loads(path.read_text())
+            summary = d["summary"]
+            trainings = d["trainings_per_process"]
+            members = sorted(k for k in trainings if k.startswith("member"))
+            solos = sorted(k for k in trainings if k.startswith("solo"))
+            rounds = int(summary["rounds"])
+            if not members or not solos or rounds < 1 or len(summary["blocks"]) != rounds:
+                raise ValueError("needs pool members, solo miners and one block per round")
+            wins = {name: 0 for name in ["pool", *solos]}
+            for block in summary["blocks"]:
+                # a block won under one of the pool's other commit keys pays its members (devnets
+                # started before the manifest named those keys show their address as the winner)
+                who = "pool" if block["winner"] not in solos and block.get("members_paid", 0) > 0 else block["winner"]
+                wins[who] = wins.get(who, 0) + 1
+            runs.append({"name": path.stem, "rounds": rounds, "members": len(members), "solos": len(solos),
+                         "pool_keys": int(d.get("pool_keys", 1)), "wins": wins,
+                         "trainings_per_process": float(np.mean([float(v) for v in trainings.values()]))})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}: not a real-network run: {exc}") from None
     return runs
 
 
@@ -1301,6 +1308,7 @@ def make_plan(quick: bool, rounds: int | None) -> RunPlan:
 def run_all(table: Table, setup: Setup, plan: RunPlan, seed: int, out: Path,
             experiments: Sequence[str] = EXPERIMENTS, network: Path = DEFAULT_NETWORK) -> dict[str, Any]:
     """Run the experiments, write ``simulate.json`` and return what it holds."""
+    runs = load_network_runs(network) if "network" in experiments else []  # a bad file fails first, not last
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache()
     started = time.perf_counter()
@@ -1315,8 +1323,7 @@ def run_all(table: Table, setup: Setup, plan: RunPlan, seed: int, out: Path,
                                      plan.rounds, seed, out, cache),
         "churn": lambda: exp_churn(table, setup, plan.churn_n, plan.churn_ps, plan.churn_thresholds,
                                    plan.churn_rounds, seed, out, cache),
-        "network": lambda: exp_network(table, setup, load_network_runs(network), plan.network_reps, seed, out,
-                                       cache=cache),
+        "network": lambda: exp_network(table, setup, runs, plan.network_reps, seed, out, cache=cache),
     }
     for name in experiments:
         t = time.perf_counter()
@@ -1354,11 +1361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--network", default=str(DEFAULT_NETWORK),
                     help="folder of the real-network runs (JSON) that experiment 5 simulates")
     args = ap.parse_args(argv)
-    table = load_table(args.table)
-    compute = None if args.compute == "auto" else int(args.compute)
-    setup = make_setup(table, compute, args.test_noise)
-    plan = make_plan(args.quick, args.rounds)
-    run_all(table, setup, plan, args.seed, Path(args.out), args.only or EXPERIMENTS, Path(args.network))
+    try:
+        table = load_table(args.table)
+        compute = None if args.compute == "auto" else int(args.compute)
+        setup = make_setup(table, compute, args.test_noise)
+        plan = make_plan(args.quick, args.rounds)
+        run_all(table, setup, plan, args.seed, Path(args.out), args.only or EXPERIMENTS, Path(args.network))
+    except (OSError, ValueError, bt.TableError) as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

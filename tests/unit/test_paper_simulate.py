@@ -326,3 +326,37 @@ def test_revealing_by_validation_reveals_the_best_validation_result(table: sim.T
         assert race["pool_score"][r] == table.test[table.val.index(int(race["pool_val"][r]))]
     assert np.all(free["pool_score"] >= race["pool_score"])  # the same draws; a choice on the test set does better
     assert np.any(free["pool_score"] > race["pool_score"])
+
+
+def test_bad_inputs_are_refused_before_any_work(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import report
+
+    path = write_table(tmp_path / "t.csv.gz", rows=120, seed=3)
+    args = ["--table", str(path), "--out", str(tmp_path / "out"), "--quick", "--rounds", "4"]
+    # a network run file that is not one: named, exit 2, nothing written
+    for i, bad in enumerate(["{not json", json.dumps({"summary": {"rounds": 0, "blocks": []},
+                                                      "trainings_per_process": {"member0": 1, "solo0": 1}}),
+                             json.dumps({"summary": {"rounds": 1, "blocks": [{"winner": "pool"}]},
+                                         "trainings_per_process": {"solo0": 3}})]):
+        net = tmp_path / f"net{i}"
+        net.mkdir()
+        (net / "broken.json").write_text(bad)
+        assert sim.main([*args, "--network", str(net)]) == 2
+        assert "broken.json: not a real-network run" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+    # a table that is missing or has no rows
+    assert sim.main(["--table", str(tmp_path / "none.csv.gz"), "--out", str(tmp_path / "out"), "--quick"]) == 2
+    assert "no rows" in capsys.readouterr().err
+    # a results folder whose simulate.json is JSON but not a report
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "simulate.json").write_text(json.dumps({"results": []}))
+    assert report.main(["--results", str(tmp_path / "res"), "--out", str(tmp_path / "r.md")]) == 2
+    assert "bad-results" in capsys.readouterr().err and not (tmp_path / "r.md").exists()
+
+
+def test_network_run_records_nothing_when_the_devnet_fails(tmp_path: pathlib.Path) -> None:
+    import network_run
+
+    code = network_run.main(["--rounds", "10", "--members", "99", "--dir", str(tmp_path / "d"),
+                             "--out", str(tmp_path / "net")])
+    assert code != 0 and not (tmp_path / "net").exists()
