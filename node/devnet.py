@@ -17,7 +17,8 @@ Ctrl-C reaches the launcher only, and waits until each answers. Miners run at a 
 priority than nodes: on a small machine the nodes' verification must not starve. It then shows
 one row per block (winner, architecture, score, payouts) until ``--rounds`` blocks are in, checks
 that every node has the same blocks, prints a summary and stops every process (``--keep``
-leaves them running; ``ponas devnet status`` and ``ponas devnet down`` work on them).
+leaves them running; ``ponas devnet status`` and ``ponas devnet down`` work on them). Ctrl-C
+or SIGTERM while it watches prints the summary of the blocks so far, then stops every process.
 
 This module only starts processes and talks to them over their HTTP APIs; the one library it
 uses from above the node is the wallet's keystore, to write the demo wallets.
@@ -586,6 +587,7 @@ def watch(root: Path, launcher: Launcher, rounds: int | None, send: str | None, 
     print(format_row(RoundsView.COLUMNS, widths), file=out, flush=True)
     t0 = last_block = time.monotonic()
     phase_said = None
+    interrupted = False
     try:
         while True:
             launcher.check_alive()
@@ -628,12 +630,19 @@ def watch(root: Path, launcher: Launcher, rounds: int | None, send: str | None, 
                     phase_said = (rnd.get("height"), phase)
                     progress(text)
             time.sleep(0.5)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the summary of what came in, unless `down` stops us
+        if _stopped_elsewhere(root):
+            raise
+        interrupted = True
     finally:
         progress.clear()
         if transfer is not None:
             transfer.poll()
             transfer.stop()
-    return summarise(manifest, view, first, seen, transfer, time.monotonic() - t0, test_size)
+    summary = summarise(manifest, view, first, seen, transfer, time.monotonic() - t0, test_size,
+                        agree_wait=0.0 if interrupted else AGREE_WAIT)
+    summary["interrupted"] = interrupted
+    return summary
 
 
 def transfer_line(transfer: Transfer) -> str:
@@ -645,9 +654,11 @@ def transfer_line(transfer: Transfer) -> str:
 
 
 def summarise(manifest: dict[str, Any], view: RoundsView, first: int, last: int, transfer: Transfer | None,
-              seconds: float, test_size: int) -> dict[str, Any]:
+              seconds: float, test_size: int, agree_wait: float = AGREE_WAIT) -> dict[str, Any]:
+    """The run's summary: blocks, wins, balances, and whether every node holds the same block at
+    the lowest height they all reached (waiting up to ``agree_wait`` s for nodes still behind)."""
     apis = node_apis(manifest)
-    deadline = time.monotonic() + AGREE_WAIT
+    deadline = time.monotonic() + agree_wait
     while True:  # a node still retraining the last block connects it a few seconds after the others
         tips: dict[str, Any] = {}
         for name, api in apis:
@@ -685,7 +696,8 @@ def summarise(manifest: dict[str, Any], view: RoundsView, first: int, last: int,
 def print_summary(summary: dict[str, Any], manifest: dict[str, Any], out: TextIO) -> None:
     wins = ", ".join(f"{n} {k}" for n, k in sorted(summary["wins"].items(), key=lambda x: -x[1])) or "nobody"
     agree = summary["agree"]
-    print(f"\n{summary['rounds']} blocks in {fmt_duration(summary['seconds'])}: won by {wins}", file=out)
+    said = "interrupted after " if summary.get("interrupted") else ""
+    print(f"\n{said}{summary['rounds']} blocks in {fmt_duration(summary['seconds'])}: won by {wins}", file=out)
     if agree["same"]:
         print(f"all {len(agree['hashes'])} nodes have block {agree['height']} "
               f"{next(iter(agree['hashes'].values()))[:16]}…", file=out)
@@ -822,6 +834,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         summary = watch(root, launcher, args.rounds, args.send, out, progress)
         write_json_atomic(str(root / "summary.json"), summary)
         print_summary(summary, manifest, out)
+        if summary["interrupted"]:
+            print("interrupted: stopping the devnet", file=out, flush=True)
+            _shutdown(root, launcher, out)
+            return 130
         ok = summary["agree"]["same"] and (summary["transfer"] is None or summary["transfer"]["result"] is not None)
         if args.keep:
             manifest["supervisor"] = None

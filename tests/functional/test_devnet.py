@@ -7,7 +7,8 @@
   from the chain itself, through the nodes' API); the transfer from wallet alice to wallet bob
   is in a block, and bob's balance shows it. ``status`` lists every process running;
   ``down`` stops them all and leaves no process behind; ``status`` then says stopped.
-* Ctrl-C (SIGINT) on a foreground ``up`` stops every process it started.
+* Ctrl-C (SIGINT) on a foreground ``up`` that watches the blocks prints the summary of what came
+  in (``summary.json`` too, marked interrupted) and stops every process it started.
 * Bad starts give a reason and start nothing: a port in use, a directory that holds an earlier
   devnet (``--fresh`` replaces it), a directory that is not a devnet, a process that dies
   during start-up (its log's tail is in the message).
@@ -26,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -107,7 +109,7 @@ def test_devnet_up_mines_pays_the_pool_members_confirms_a_transfer_and_goes_down
         assert "blocks in" in up.stdout and "transfer alice -> bob 5 coins: confirmed in block" in up.stdout
         assert "still running" in up.stdout
         summary = json.loads((root / "summary.json").read_text())
-        assert summary["rounds"] >= 3 and summary["agree"]["same"]
+        assert summary["rounds"] >= 3 and summary["agree"]["same"] and summary["interrupted"] is False
 
         # status: every process runs
         st = run("devnet", "status", "--dir", str(root), "--json")
@@ -196,11 +198,25 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
             again = run("devnet", "up", "--preset", "regtest", "--dir", str(root), "--base-port", "0", *extra)
             assert again.returncode == 1 and "error: devnet-running:" in again.stderr, again.stderr
         assert len(devnet.running(manifest)) == 5
+        # once it watches the blocks (its table's header is out), Ctrl-C prints the summary first
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, b"")), daemon=True)
+        reader.start()
+        end = time.monotonic() + 30
+        while not any(line.startswith(b"HEIGHT") for line in list(lines)) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert any(line.startswith(b"HEIGHT") for line in list(lines)), b"".join(lines).decode()
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-        text = out.decode()
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+        text = b"".join(lines).decode()
         assert proc.returncode == 130, text
         assert "interrupted: stopping the devnet" in text and "stopped 5 processes" in text
+        assert "\ninterrupted after " in text and " blocks in " in text and "balances:" in text, text
+        assert text.index("balances:") < text.index("interrupted: stopping the devnet"), text
+        summary = json.loads((root / "summary.json").read_text())
+        assert summary["interrupted"] is True and summary["agree"]["same"] is True
+        assert set(summary["balances"]) >= {"alice", "bob", "member0", "solo0"}
         assert pids_gone(manifest) == []
         assert devnet.read_manifest(root)["state"] == "stopped"
     finally:
