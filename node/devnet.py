@@ -583,6 +583,10 @@ def watch(root: Path, launcher: Launcher, rounds: int | None, send: str | None, 
     transfer = Transfer.start(root, manifest, send) if send else None
     status0 = http_json(f"{api0}/api/v1/status") or {}
     seen = first = int(status0.get("height", 0))
+    if first > 0:  # a resumed devnet: the next block's time counts from its tip, not from genesis
+        tip = http_json(f"{api0}/api/v1/blocks/{first}") or {}
+        t = tip.get("header", {}).get("timestamp") if isinstance(tip, dict) else None
+        view.last_time = t if isinstance(t, int) else None
     widths = (6, 8, 18, 14, 60, 5)
     print(format_row(RoundsView.COLUMNS, widths), file=out, flush=True)
     t0 = last_block = time.monotonic()
@@ -697,7 +701,8 @@ def print_summary(summary: dict[str, Any], manifest: dict[str, Any], out: TextIO
     wins = ", ".join(f"{n} {k}" for n, k in sorted(summary["wins"].items(), key=lambda x: -x[1])) or "nobody"
     agree = summary["agree"]
     said = "interrupted after " if summary.get("interrupted") else ""
-    print(f"\n{said}{summary['rounds']} blocks in {fmt_duration(summary['seconds'])}: won by {wins}", file=out)
+    n = summary["rounds"]
+    print(f"\n{said}{n} block{'' if n == 1 else 's'} in {fmt_duration(summary['seconds'])}: won by {wins}", file=out)
     if agree["same"]:
         print(f"all {len(agree['hashes'])} nodes have block {agree['height']} "
               f"{next(iter(agree['hashes'].values()))[:16]}…", file=out)
@@ -732,20 +737,20 @@ def register_devnet(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     def shape(q: argparse.ArgumentParser) -> None:
         common(q)
-        q.add_argument("--preset", choices=PRESETS, default="devnet", help="chain preset (default devnet: a block a minute)")
-        q.add_argument("--nodes", type=int, default=3, help="full nodes; node0 closes the rounds (default 3)")
-        q.add_argument("--pool-members", type=int, default=3, help="pool members; 0: no pool (default 3)")
-        q.add_argument("--solo", type=int, default=1, help="solo miners (default 1)")
-        q.add_argument("--pool-keys", type=int, default=1,
+        q.add_argument("--preset", choices=PRESETS, help="chain preset (default devnet: a block a minute)")
+        q.add_argument("--nodes", type=int, help="full nodes; node0 closes the rounds (default 3)")
+        q.add_argument("--pool-members", type=int, help="pool members; 0: no pool (default 3)")
+        q.add_argument("--solo", type=int, help="solo miners (default 1)")
+        q.add_argument("--pool-keys", type=int,
                        help="keys the pool commits under (default 1; N gives it the commitment slots of N solo miners)")
-        q.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
+        q.add_argument("--base-port", type=int,
                        help=f"node i's API is BASE+i, its P2P BASE+100+i, the pool BASE+200 (default {DEFAULT_BASE_PORT}; "
                             "0: free ports)")
-        q.add_argument("--fresh", action="store_true", help="replace an earlier devnet in --dir")
+        q.add_argument("--fresh", action="store_true", help="replace an earlier devnet in --dir (up: instead of resuming it)")
         q.add_argument("--lead", type=float, default=None, metavar="SECONDS",
-                       help="seconds from now to the first round's start (default: enough to start every process)")
+                       help="seconds from now to the first round's start of a new devnet (default: enough to start every process)")
 
-    up = dsub.add_parser("up", help="write a devnet, start it, show its blocks")
+    up = dsub.add_parser("up", help="write a devnet (or resume the stopped one in --dir), start it, show its blocks")
     shape(up)
     up.add_argument("--rounds", type=int, help="stop after this many blocks and print a summary (default: run until Ctrl-C)")
     up.add_argument("--send", metavar="COINS", help="also send COINS from wallet alice to wallet bob and wait for the block")
@@ -765,8 +770,17 @@ def register_devnet(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     dn.set_defaults(func=cmd_down)
 
 
+#: The shape flags (argparse dest) and their Topology fields; None (not given) takes the default.
+SHAPE_FLAGS = ("nodes", "pool_members", "solo", "preset", "pool_keys")
+
+
 def _topology(args: argparse.Namespace) -> Topology:
-    return Topology(args.nodes, args.pool_members, args.solo, args.preset, args.pool_keys).check()
+    given = {f: getattr(args, f) for f in SHAPE_FLAGS if getattr(args, f) is not None}
+    return Topology(**given).check()
+
+
+def _base_port(args: argparse.Namespace) -> int:
+    return DEFAULT_BASE_PORT if args.base_port is None else args.base_port
 
 
 def default_lead(topo: Topology) -> float:
@@ -782,13 +796,42 @@ def _lead(args: argparse.Namespace, topo: Topology) -> float:
     return lead
 
 
-def _setup(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
-    topo = _topology(args)
+def _setup(args: argparse.Namespace) -> tuple[Path, dict[str, Any], bool]:
+    """The devnet to start: the stopped one in ``--dir`` (resumed: same chain, keys, ports),
+    or a new one (``--fresh`` replaces an earlier one). The bool says whether it resumes."""
     root = Path(args.dir).resolve()
-    ports = plan_ports(topo, args.base_port)
+    if not args.fresh and (root / MANIFEST).exists():
+        return root, resume(root, read_manifest(root), args), True
+    topo = _topology(args)
+    ports = plan_ports(topo, _base_port(args))
     lead = _lead(args, topo)
     prepare_dir(root, args.fresh, ports)
-    return root, init(root, topo, ports, lead)
+    return root, init(root, topo, ports, lead), False
+
+
+def resume(root: Path, manifest: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Make a stopped devnet ready to start again, as it was: its processes keep their datadirs
+    (chains, the pool's shares), keys and ports. Raises ``devnet-running`` if any of them runs,
+    ``devnet-mismatch`` if a shape flag given asks for another devnet (nothing is touched), and
+    ``port-in-use`` if one of its ports is taken."""
+    alive = running(manifest)
+    if alive:
+        raise fail("devnet-running", f"a devnet is running in {root} ({len(alive)} processes, "
+                                     f"e.g. {alive[0]['name']} pid {alive[0]['pid']}): "
+                                     f"`ponas devnet status --dir {root}`, or `ponas devnet down --dir {root}` first")
+    topo = manifest.get("topology", {})
+    have = {f: topo.get(f, 1 if f == "pool_keys" else None) for f in SHAPE_FLAGS}  # older manifests: one key
+    differ = [f"--{f.replace('_', '-')} {getattr(args, f)} (it has {have[f]})" for f in SHAPE_FLAGS
+              if getattr(args, f) is not None and getattr(args, f) != have[f]]
+    base = manifest["ports"].get("node0.api")
+    if args.base_port not in (None, 0, base):
+        differ.append(f"--base-port {args.base_port} (it has {base})")
+    if differ:
+        raise fail("devnet-mismatch", f"{root} holds a stopped devnet of another shape: {'; '.join(differ)}. "
+                                      "Leave those flags out to resume it, or pass --fresh to replace it")
+    check_ports_free(manifest["ports"])
+    manifest["state"] = "initialised"
+    return manifest
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -798,7 +841,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"{root} already holds a devnet; nothing to do")
         return 0
     topo = _topology(args)
-    ports = plan_ports(topo, args.base_port)
+    ports = plan_ports(topo, _base_port(args))
     lead = _lead(args, topo)
     prepare_dir(root, args.fresh)
     manifest = init(root, topo, ports, lead)
@@ -813,13 +856,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise fail("bad-args", "--detach returns at once: it takes no --rounds or --send")
     if args.send is not None:
         parse_amount(args.send)
-    root, manifest = _setup(args)
+    root, manifest, resumed = _setup(args)
     out = sys.stdout
     progress = logs.StatusLine()
     topo = manifest["topology"]
+    when = ("resuming its chain" if resumed
+            else f"first round at {time.strftime('%H:%M:%S', time.localtime(manifest['genesis_time']))}")
     print(f"devnet {manifest['chain_id']} in {root}: {topo['nodes']} nodes, a pool of {topo['pool_members']} members, "
-          f"{topo['solo']} solo miners; first round at {time.strftime('%H:%M:%S', time.localtime(manifest['genesis_time']))}",
-          file=out, flush=True)
+          f"{topo['solo']} solo miners; {when}", file=out, flush=True)
     launcher = Launcher(root, manifest)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
