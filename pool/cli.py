@@ -124,6 +124,8 @@ async def _run(miner: Miner) -> MinerStats:
 
 
 def register_pool(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from pool.shares import DEFAULT_WINDOW_ROUNDS, MAX_WINDOW_ROUNDS
+
     p = sub.add_parser("pool", help="a mining pool: run its manager, or join one as a member")
     psub = p.add_subparsers(dest="pool_command", metavar="ACTION")
     psub.required = True
@@ -135,7 +137,11 @@ def register_pool(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     s.add_argument("--address", metavar="ADDR", help="the pool's fee address (default: --key's address)")
     s.add_argument("--fee", default="1", metavar="PCT", help="pool fee in percent (default 1)")
     s.add_argument("--finder-bonus", default="0.5", metavar="PCT", help="bonus to the member whose result is committed (0.5)")
-    s.add_argument("--window", type=int, default=600, help="PPLNS window in work units (training epochs; default 600)")
+    s.add_argument("--window-rounds", type=int, metavar="K",
+                   help=f"PPLNS over the shares of the last K rounds (1..{MAX_WINDOW_ROUNDS}, default {DEFAULT_WINDOW_ROUNDS}: "
+                        "P2Pool's three blocks' worth of work)")
+    s.add_argument("--window", type=int, metavar="UNITS",
+                   help="PPLNS over the last UNITS work units (training epochs) instead of by rounds")
     s.add_argument("--datadir", required=True, help="where the pool keeps shares and payouts (LevelDB)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=0, help="members and dashboard port (0: any free port)")
@@ -180,6 +186,21 @@ def check_commit_keys(n: int) -> int:
     return n
 
 
+def check_window(units: int | None, rounds: int | None) -> dict[str, Any]:
+    """``--window UNITS`` or ``--window-rounds K`` (not both) as ManagerConfig fields; a bad
+    one is reason ``bad-window``."""
+    from pool.shares import DEFAULT_WINDOW_ROUNDS, PoolError, make_window
+
+    if units is not None and rounds is not None:
+        raise ConsensusError("bad-window", "give --window (units) or --window-rounds, not both")
+    k = DEFAULT_WINDOW_ROUNDS if rounds is None else rounds
+    try:
+        make_window(units, k)
+    except PoolError as exc:
+        raise ConsensusError(exc.reason, exc.detail) from None
+    return {"window": units, "window_rounds": k}
+
+
 def percent_ppm(text: str, name: str) -> int:
     """``"1.5"`` (percent) -> 15000 parts per million, exactly; 0..100 with at most 4 decimals."""
     from decimal import Decimal, InvalidOperation
@@ -219,7 +240,8 @@ def cmd_pool_serve(args: argparse.Namespace) -> int:
     if token is None:
         raise ConsensusError("no-token", "the pool commits through the node: --token-file DATADIR/.cookie or $PONAS_TOKEN")
     config = ManagerConfig(args.node, fee_address, args.datadir, fee_ppm=percent_ppm(args.fee, "fee"),
-                           finder_bonus_ppm=percent_ppm(args.finder_bonus, "finder-bonus"), window=args.window,
+                           finder_bonus_ppm=percent_ppm(args.finder_bonus, "finder-bonus"),
+                           **check_window(args.window, args.window_rounds),
                            host=args.host, port=args.port, token=token, token_file=args.token_file,
                            commit_keys=check_commit_keys(args.commit_keys))
     if config.fee_ppm + config.finder_bonus_ppm > 1_000_000:

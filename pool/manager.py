@@ -39,7 +39,7 @@ from pool import protocol as P
 from pool.driver import RoundDriver
 from pool.rounds import RoundInfo, TrainResult
 from pool.schedule import Move, Scheduler
-from pool.shares import PPLNSWindow, Share, split_reward
+from pool.shares import DEFAULT_WINDOW_ROUNDS, Share, make_window, split_reward
 from pool.store import PoolStore
 
 __all__ = ["Manager", "ManagerConfig", "MemberConn"]
@@ -57,7 +57,8 @@ class ManagerConfig:
     datadir: str
     fee_ppm: int = 10_000  # 1%
     finder_bonus_ppm: int = 5_000  # 0.5%, as P2Pool
-    window: int = 600  # PPLNS window in work units (epochs of accepted trainings)
+    window: int | None = None  # PPLNS window in work units (epochs of accepted trainings); None: by rounds
+    window_rounds: int = DEFAULT_WINDOW_ROUNDS  # else the shares of the last this many rounds (P2Pool: ~3 blocks)
     host: str = "127.0.0.1"
     port: int = 0
     token: str | None = None
@@ -122,7 +123,7 @@ class Manager:
         self.chain_id = chain_id
         self.members: dict[str, MemberConn] = {}
         self.scheduler: Scheduler | None = None
-        self.window = PPLNSWindow(config.window)
+        self.window = make_window(config.window, config.window_rounds)
         self.store: PoolStore | None = None
         self.driver = RoundDriver(config.node_url, self, self.key, config.token, clock, token_file=config.token_file,
                                   report=self.report, keys=config.commit_keys)  # reveal scoring never waits for share checks
@@ -248,6 +249,7 @@ class Manager:
                             fee_ppm=self.config.fee_ppm, finder=finder, finder_bonus_ppm=self.config.finder_bonus_ppm)
 
     def round_opened(self, rnd: RoundInfo) -> None:
+        self.window.advance(rnd.height)
         if self.scheduler is None:
             return
         pool_best = [(r.member, r.result.validation) for r in self._top[: self.config.top_k]]
@@ -361,6 +363,7 @@ class Manager:
         self.members[m.id] = m
         await ws.send_str(P.encode("welcome", member=m.id, fee_ppm=self.config.fee_ppm,
                                    finder_bonus_ppm=self.config.finder_bonus_ppm, window=self.config.window,
+                                   window_rounds=self._window_rounds(),
                                    heartbeat=self.config.heartbeat))
         log.info("member-joined", extra={"member": m.id})
         if self.scheduler is not None:
@@ -534,6 +537,9 @@ class Manager:
 
     # --- dashboard ------------------------------------------------------------------------------
 
+    def _window_rounds(self) -> int | None:
+        return self.config.window_rounds if self.config.window is None else None
+
     def snapshot(self) -> dict[str, Any]:
         weights = self.window.weights_by_member()
         # what each address would get if the pool won now: the split of the last reward the
@@ -554,6 +560,7 @@ class Manager:
                             "schedule": sched.get(m.id) if isinstance(sched, dict) else None})
         return {"pool": {"fee_ppm": self.config.fee_ppm, "finder_bonus_ppm": self.config.finder_bonus_ppm,
                          "fee_address": format_address(self.config.fee_address), "window": self.config.window,
+                         "window_rounds": self._window_rounds(), "window_units": self.window.total,
                          "port": self.port, **self.stats},
                 "round": None if self._round is None else {"height": self._round.height, "phase": self._round.phase},
                 "best": None if self._best is None else {"member": self._best.member, "genotype": self._best.result.genotype,
@@ -613,7 +620,8 @@ td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}th{backgroun
 function row(cells,tag){return '<tr>'+cells.map(c=>'<'+(tag||'td')+'>'+c+'</'+(tag||'td')+'>').join('')+'</tr>';}
 async function load(){const s=await (await fetch('/api/pool')).json();
 document.getElementById('pool').textContent='fee '+s.pool.fee_ppm/1e4+'%  finder bonus '+s.pool.finder_bonus_ppm/1e4+
-'%  accepted '+s.pool.accepted+'  rejected '+s.pool.rejected+'  verified '+s.pool.verified+'  won '+s.pool.won+
+'%  PPLNS '+(s.pool.window_rounds?'last '+s.pool.window_rounds+' rounds':'last '+s.pool.window+' units')+
+' ('+s.pool.window_units+' units now)  accepted '+s.pool.accepted+'  rejected '+s.pool.rejected+'  verified '+s.pool.verified+'  won '+s.pool.won+
 (s.round?'  round '+s.round.height+' ('+s.round.phase+')':'')+(s.best?'  best '+s.best.validation+' by '+s.best.member:'');
 document.getElementById('members').innerHTML=row(['member','throughput/s','trainings','accepted','rejected','verified',
 'window','expected payout','paid','subspaces','backup','high reward','withholding'],'th')+s.members.map(m=>{

@@ -3,16 +3,26 @@
 A pool pays its members in the coinbase of the block it commits: the payouts are fixed at
 commit time from the verified shares (ARCHITECTURE section 6). Two pieces live here:
 
-**The PPLNS window** (:class:`PPLNSWindow`, Rosenfeld's "pay per last N shares", as P2Pool
-does over about three blocks' worth of work). A :class:`Share` carries a positive ``weight``
-in work units (the manager uses training epochs times a per-architecture cost; here it is an
-opaque positive int). The window keeps the newest shares (by ``seq``, which must strictly
-increase) whose weights cover the last ``size`` units: a share is evicted once the shares
-newer than it hold ``size`` units or more. The oldest kept share may *straddle* the window's
-start; it then counts only for its part inside (standard PPLNS), so the counted weights of
-:meth:`PPLNSWindow.weights_by_member` always sum to ``min(size, total weight added)``.
-:meth:`PPLNSWindow.void` removes every share of a banned member: they are never paid. Voiding
-frees room that later shares fill; shares already evicted do not come back.
+**The PPLNS window** (Rosenfeld's "pay per last N shares", as P2Pool does over about three
+blocks' worth of work). A :class:`Share` carries a positive ``weight`` in work units (the
+manager uses training epochs; here it is an opaque positive int) and the ``height`` of the
+round it was found for. Two windows, both keeping shares in ``seq`` order (which must strictly
+increase):
+
+- :class:`RoundsWindow` (the pool's default, 3 rounds): the shares of the last ``rounds``
+  rounds, each counting whole. In this chain every round lasts the same time and yields one
+  block, so three rounds are P2Pool's three blocks' worth of work, for a pool of any size.
+- :class:`PPLNSWindow`: the shares covering the last ``size`` units: a share is evicted once
+  the shares newer than it hold ``size`` units or more. The oldest kept share may *straddle*
+  the window's start; it then counts only for its part inside (standard PPLNS), so the
+  counted weights of :meth:`PPLNSWindow.weights_by_member` always sum to ``min(size, total
+  weight added)``. A fixed size covers less of a round as a pool grows: at about 20 devnet
+  trainings (of 20 units) per member and round, 600 units are half a round of a three-member
+  pool and a fortieth of a 64-member one, so only the shares of the round's last moments are
+  paid.
+
+``void`` removes every share of a banned member: they are never paid. Voiding frees room that
+later shares fill; shares already evicted do not come back.
 
 **The split** (:func:`split_reward`), exact integer arithmetic, deterministic:
 
@@ -47,12 +57,17 @@ from dataclasses import dataclass
 from consensus.types import MAX_AMOUNT, Payout
 from pool.errors import PoolError
 
-__all__ = ["PoolError", "Share", "PPLNSWindow", "split_reward", "PPM", "DEFAULT_MAX_OUTPUTS"]
+__all__ = ["PoolError", "Share", "PPLNSWindow", "RoundsWindow", "split_reward", "PPM", "DEFAULT_MAX_OUTPUTS",
+           "MAX_WINDOW_ROUNDS", "DEFAULT_WINDOW_ROUNDS", "make_window"]
 
 #: Parts per million: the unit of fee and bonus rates (``10_000`` ppm = 1 %).
 PPM = 1_000_000
 #: P2Pool's bound on coinbase outputs (the chain's ``MAX_PAYOUTS``).
 DEFAULT_MAX_OUTPUTS = 4_000
+#: A pool's default PPLNS window: the shares of the last three rounds (P2Pool: about three
+#: blocks' worth of work), and the most rounds a window may span.
+DEFAULT_WINDOW_ROUNDS = 3
+MAX_WINDOW_ROUNDS = 1_000
 ADDRESS_LEN = 20
 
 
@@ -84,19 +99,16 @@ class Share:
                 raise PoolError("bad-share", f"{name} must be a non-negative int, got {value!r}")
 
 
-class PPLNSWindow:
-    """The shares covering the last ``size`` work units (see the module docstring).
+class _Window:
+    """The verified shares a PPLNS window keeps, oldest first; subclasses say which to keep.
 
     ``add`` requires ``seq`` to increase strictly (``bad-share`` otherwise), so the window is
     in ``seq`` order and a replay from storage rebuilds the same window.
     """
 
-    def __init__(self, size: int) -> None:
-        if not _is_int(size) or size <= 0:
-            raise PoolError("bad-window", f"window size must be a positive int, got {size!r}")
-        self.size = size
+    def __init__(self) -> None:
         self._shares: deque[Share] = deque()
-        self._total = 0  # sum of the weights of the kept shares (may exceed size by the straddler)
+        self._total = 0  # sum of the weights of the kept shares
         self._last_seq: int | None = None
 
     def add(self, share: Share) -> None:
@@ -108,8 +120,13 @@ class PPLNSWindow:
         self._last_seq = share.seq
         self._shares.append(share)
         self._total += share.weight
-        while self._total - self._shares[0].weight >= self.size:
-            self._total -= self._shares.popleft().weight
+        self._evict()
+
+    def _evict(self) -> None:
+        raise NotImplementedError
+
+    def advance(self, height: int) -> None:
+        """Round ``height`` has opened (a window of rounds forgets the rounds now out of it)."""
 
     def void(self, member: bytes) -> int:
         """Remove every share of ``member`` (a banned member is never paid); returns how many."""
@@ -119,25 +136,71 @@ class PPLNSWindow:
         self._total = sum(s.weight for s in kept)
         return removed
 
-    def shares(self) -> list[Share]:
-        """The kept shares, oldest first (the first may straddle the window's start)."""
+    def _counted(self) -> list[Share]:
+        """The shares in the window, oldest first."""
         return list(self._shares)
 
+    def shares(self) -> list[Share]:
+        """The shares in the window, oldest first (in a window of units the first may straddle
+        its start)."""
+        return self._counted()
+
     def __len__(self) -> int:
-        return len(self._shares)
+        return len(self._counted())
 
     def __iter__(self) -> Iterator[Share]:
-        return iter(list(self._shares))
+        return iter(self._counted())
 
     @property
     def total(self) -> int:
-        """Work units counted in the window: ``min(size, weight of the kept shares)``."""
-        return min(self.size, self._total)
+        """Work units counted in the window."""
+        return sum(s.weight for s in self._counted())
 
     @property
     def oldest_seq(self) -> int | None:
         """``seq`` of the oldest kept share (older shares can be pruned from storage)."""
         return self._shares[0].seq if self._shares else None
+
+    def weights_by_member(self) -> dict[bytes, int]:
+        """Counted weight per member address, sorted by address."""
+        out: dict[bytes, int] = {}
+        for share in self._counted():
+            out[share.member] = out.get(share.member, 0) + share.weight
+        return {a: out[a] for a in sorted(out)}
+
+    def to_list(self) -> list[tuple[bytes, int, int, int]]:
+        """Plain ``(member, weight, height, seq)`` tuples, oldest first, for persistence."""
+        return [(s.member, s.weight, s.height, s.seq) for s in self._counted()]
+
+    def _load(self, items: Iterable[Sequence[object]]) -> None:
+        for item in items:
+            if len(item) != 4:
+                raise PoolError("bad-window", f"a share is [member, weight, height, seq], got {item!r}")
+            member, weight, height, seq = item
+            self.add(Share(member, weight, height, seq))  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class PPLNSWindow(_Window):
+    """The shares covering the last ``size`` work units (see the module docstring); the oldest
+    kept share may straddle the window's start and then counts only for its part inside."""
+
+    def __init__(self, size: int) -> None:
+        if not _is_int(size) or size <= 0:
+            raise PoolError("bad-window", f"window size must be a positive int, got {size!r}")
+        super().__init__()
+        self.size = size
+
+    def _evict(self) -> None:
+        while self._total - self._shares[0].weight >= self.size:
+            self._total -= self._shares.popleft().weight
+
+    @property
+    def total(self) -> int:
+        """Work units counted in the window: ``min(size, weight of the kept shares)``."""
+        return min(self.size, self._total)
 
     def weights_by_member(self) -> dict[bytes, int]:
         """Counted weight per member address, sorted by address; the straddling oldest share
@@ -149,20 +212,72 @@ class PPLNSWindow:
             out[share.member] = out.get(share.member, 0) + weight
         return {a: out[a] for a in sorted(out)}
 
-    def to_list(self) -> list[tuple[bytes, int, int, int]]:
-        """Plain ``(member, weight, height, seq)`` tuples, oldest first, for persistence."""
-        return [(s.member, s.weight, s.height, s.seq) for s in self._shares]
-
     @classmethod
     def from_list(cls, size: int, items: Iterable[Sequence[object]]) -> PPLNSWindow:
         """Rebuild a window of ``size`` units from :meth:`to_list`'s form (re-validated)."""
         window = cls(size)
-        for item in items:
-            if len(item) != 4:
-                raise PoolError("bad-window", f"a share is [member, weight, height, seq], got {item!r}")
-            member, weight, height, seq = item
-            window.add(Share(member, weight, height, seq))  # type: ignore[arg-type]
+        window._load(items)
         return window
+
+    def describe(self) -> str:
+        return f"the last {self.size} work units"
+
+
+class RoundsWindow(_Window):
+    """The shares of the last ``rounds`` rounds: found for a round at most ``rounds - 1`` below
+    the newest round seen (by :meth:`advance` or by a share's ``height``). Shares of a round
+    count whole. This is P2Pool's window of about three blocks' worth of work, measured in
+    this chain's fixed-length rounds: it holds three rounds of the pool's work whatever the
+    pool's size, where a fixed number of units covers less of a round as the pool grows."""
+
+    def __init__(self, rounds: int) -> None:
+        if not _is_int(rounds) or not 1 <= rounds <= MAX_WINDOW_ROUNDS:
+            raise PoolError("bad-window", f"window rounds must be an int in 1..{MAX_WINDOW_ROUNDS}, got {rounds!r}")
+        super().__init__()
+        self.rounds = rounds
+        self.height: int | None = None  # the newest round seen
+
+    def advance(self, height: int) -> None:
+        if not _is_int(height) or height < 0:
+            raise PoolError("bad-window", f"a round height is a non-negative int, got {height!r}")
+        if self.height is None or height > self.height:
+            self.height = height
+            if self._shares:
+                self._evict()
+
+    def _evict(self) -> None:
+        newest = self._shares[-1].height
+        if self.height is None or newest > self.height:
+            self.height = newest
+        floor = self._floor()
+        while self._shares and self._shares[0].height <= floor:
+            self._total -= self._shares.popleft().weight
+
+    def _floor(self) -> int:
+        """Shares found for this round or an older one are out of the window."""
+        return -1 if self.height is None else self.height - self.rounds
+
+    def _counted(self) -> list[Share]:
+        # heights follow seq but for a late share of an older round (or after a reorg): such a
+        # share behind the oldest kept one is out of the window although not yet evicted
+        floor = self._floor()
+        return [s for s in self._shares if s.height > floor]
+
+    @classmethod
+    def from_list(cls, rounds: int, items: Iterable[Sequence[object]]) -> RoundsWindow:
+        """Rebuild a window of ``rounds`` rounds from :meth:`to_list`'s form (re-validated)."""
+        window = cls(rounds)
+        window._load(items)
+        return window
+
+    def describe(self) -> str:
+        return f"the shares of the last {self.rounds} rounds"
+
+
+def make_window(units: int | None = None, rounds: int = DEFAULT_WINDOW_ROUNDS) -> PPLNSWindow | RoundsWindow:
+    """A pool's PPLNS window: the last ``units`` work units if given, else the last ``rounds``
+    rounds (``bad-window`` if out of range)."""
+    return PPLNSWindow(units) if units is not None else RoundsWindow(rounds)
 
 
 def _largest_remainder(part: int, members: Sequence[tuple[bytes, int]]) -> dict[bytes, int]:

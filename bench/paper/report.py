@@ -73,6 +73,13 @@ def span(values: Sequence[float], at: Sequence[Any] = (), name: str = "N") -> st
     return one(0) if len(values) == 1 else f"{one(0)} to {one(-1)}"
 
 
+def _window_text(setup: dict[str, Any]) -> str:
+    """The PPLNS window of a setup: units, or rounds (``window`` None)."""
+    if setup.get("window") is not None:
+        return f"{setup['window']} units"
+    return f"the shares of the last {setup.get('window_rounds')} rounds"
+
+
 def _rows(results: dict[str, Any], name: str) -> list[dict[str, Any]]:
     exp = results.get(name)
     if not exp:
@@ -151,10 +158,10 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str]]:
             + (f"Steadier at N = {', '.join(map(str, steadier))}" if steadier else "Never steadier")
             + (": where the pool rarely wins, its members' income is as lumpy as a solo miner's."
                if len(steadier) < len(inc) else ".")
-            + (f" The default PPLNS window ({inc[-1]['window_default']} units) is small against a big pool's "
-               f"round: at N = {inc[-1]['n']} a window of three rounds of the pool's work gives members a CV of "
-               f"{f2(inc[-1]['member_cv_3rounds'])} instead of {f2(inc[-1]['member_cv_default'])}."
-               if inc[-1].get("member_cv_3rounds", math.inf) < inc[-1]["member_cv_default"] else "")))
+            + (f" The pool's PPLNS window ({inc[-1]['window_default']}) keeps a big pool's members steadier than a "
+               f"fixed {inc[-1]['window_fixed']} would, which covers only the end of its round: at N = {inc[-1]['n']} a "
+               f"member's CV is {f2(inc[-1]['member_cv_default'])}, against {f2(inc[-1]['member_cv_fixed'])}."
+               if inc[-1]["member_cv_default"] < inc[-1].get("member_cv_fixed", -math.inf) else "")))
     srch = res.get("search")
     if srch:
         rows_c = srch["compute_sweep"]
@@ -301,13 +308,13 @@ def build(results: Path, page_dir: Path, meta_path: Path = TABLE_META, corr_path
     out += [
         "- **Simulation** (`bench/paper/simulate.py`, its docstring has the whole model): the project's own "
         "`get_space(\"nb201\").partition`, `pool.schedule.Scheduler` (join, heartbeat, check, plan_round, record, "
-        "end_round: high reward, standard deviations, backups), `PPLNSWindow` and `split_reward`, driven in the "
+        "end_round: high reward, standard deviations, backups), `make_window` and `split_reward`, driven in the "
         "pool manager's call order. An evaluation is a table lookup: the miner sees the validation count, and the "
         "test count stands for the score on the round's secret test set.",
         f"- Constants from the devnet preset and `ManagerConfig`: {setup['commit_window']:g} s commit window, "
         f"{setup['round_seconds']:g} s rounds, {setup['commit_k']} commitments per key, fee "
         f"{setup['fee_ppm'] / 1e4:g}%, finder bonus {setup['finder_bonus_ppm'] / 1e4:g}%, PPLNS window "
-        f"{setup['window']} units, std_threshold {setup['std_threshold']}, top_k {setup['top_k']}, history "
+        f"{_window_text(setup)}, std_threshold {setup['std_threshold']}, top_k {setup['top_k']}, history "
         f"{setup['history']}. Compute: {setup['compute']} evaluations per member (and per solo miner) per round, "
         "20 trainings per commit window scaled by the table's coverage of the space.",
         f"- Runs: N = {', '.join(map(str, plan['ns']))}; {plan['rounds']:,} rounds per race in experiments 1 and 2; "

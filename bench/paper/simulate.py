@@ -15,12 +15,12 @@ same arguments, same seed: same numbers.
 
 **The project's own pool logic** does the pool's work: ``get_space("nb201")`` (15,625 cells:
 indices, ``partition``), :class:`pool.schedule.Scheduler` (join, heartbeat, check, plan_round,
-record, end_round; high reward, standard deviations and backups), :class:`pool.shares.PPLNSWindow`,
+record, end_round; high reward, standard deviations and backups), :func:`pool.shares.make_window`,
 :class:`pool.shares.Share` and :func:`pool.shares.split_reward`. The constants come from the
 project too: the devnet preset (``preset_params("devnet")``: a 45 s commit window and a 15 s
 reveal window, 8 commitments per key, a 50-coin subsidy), the devnet recipe's 20 epochs (the
 weight of one share) and :class:`pool.manager.ManagerConfig`'s defaults (fee 1 %, finder bonus
-0.5 %, PPLNS window 600 units, heartbeat 2 s, heartbeat timeout 10 s, ``std_threshold`` 0.25,
+0.5 %, PPLNS over the last 3 rounds' shares, heartbeat 2 s, heartbeat timeout 10 s, ``std_threshold`` 0.25,
 ``top_k`` 3, ``history`` 8, a quarter of the shares verified by sample).
 
 **The table** is ``bench/paper/nb201_digits_devnet.csv.gz`` read with ``build_table.read_table``.
@@ -123,7 +123,7 @@ from consensus.params import preset_params  # noqa: E402
 from consensus.types import COIN  # noqa: E402
 from pool.manager import ManagerConfig  # noqa: E402
 from pool.schedule import Scheduler  # noqa: E402
-from pool.shares import PPLNSWindow, Share, split_reward  # noqa: E402
+from pool.shares import Share, make_window, split_reward  # noqa: E402
 
 __all__ = [
     "Table",
@@ -203,7 +203,8 @@ class Setup:
     verify_rate: float
     fee_ppm: int
     finder_bonus_ppm: int
-    window: int
+    window: int | None  # PPLNS window in units, or None: by rounds
+    window_rounds: int
     share_weight: int
     reward: int
     test_noise: float
@@ -237,6 +238,7 @@ def make_setup(table: Table, compute: int | None = None, test_noise: float = 0.0
         fee_ppm=manager.fee_ppm,
         finder_bonus_ppm=manager.finder_bonus_ppm,
         window=manager.window,
+        window_rounds=manager.window_rounds,
         share_weight=RECIPES[ponas.recipe].epochs,
         reward=params.subsidy(1),
         test_noise=float(test_noise),
@@ -336,7 +338,7 @@ def run_race(
     *,
     p_drop: float = 0.0,
     std_threshold: float | None = None,
-    windows: Sequence[int] = (),
+    windows: Sequence[tuple[int | None, int]] = (),
     solos: int | None = None,
     task_rounds: int = 1,
     pool_keys: int = 1,
@@ -344,7 +346,8 @@ def run_race(
 ) -> dict[str, Any]:
     """A pool of ``n`` members against ``solos`` (default ``n``) solo miners, for ``rounds``
     rounds (model in the module docstring). Returns per-round numpy arrays (keys below) and,
-    per PPLNS window size in ``windows``, the members' income per round in base units.
+    per PPLNS window in ``windows`` (``make_window``'s ``(units, rounds)``), the members' income
+    per round in base units.
 
     ``task_rounds`` T: a task lasts T rounds, and every party keeps its results, its best
     results and its search state (what it drew) across the rounds of one task, as the project's
@@ -398,7 +401,7 @@ def run_race(
     member_of = {m: i for i, m in enumerate(ids)}
     addrs = [_address(i) for i in range(n)]
     addr_index = {a: i for i, a in enumerate(addrs)}
-    pplns = [PPLNSWindow(w) for w in windows]
+    pplns = [make_window(u, k) for u, k in windows]
     seq = useq = 0
     for m in ids:
         sched.join(m, 0.0, throughput)
@@ -423,6 +426,8 @@ def run_race(
 
     for r in range(rounds):
         t0 = r * setup.round_seconds
+        for w in pplns:
+            w.advance(r)  # the round opens (the manager's round_opened)
         if r % task_rounds == 0:  # a new task: every party starts afresh
             top = _Top(k * pool_keys)
             drawn: dict[tuple[int, tuple[int, int]], set[int]] = {}
@@ -628,7 +633,7 @@ def run_race(
                     i = addr_index.get(p.address)
                     if i is not None:
                         inc[r, i] += p.amount
-    out["income"] = {int(w): inc for w, inc in zip(windows, income)}  # equal windows: equal incomes
+    out["income"] = {tuple(w): inc for w, inc in zip(windows, income)}  # equal windows: equal incomes
     out["split_ok"] = bool(split_ok)
     return out
 
@@ -655,9 +660,14 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _windows(setup: Setup, n: int) -> tuple[int, ...]:
-    """The default PPLNS window and one of three rounds of the pool's work (P2Pool's choice)."""
-    return (setup.window, 3 * n * setup.compute * setup.share_weight)
+#: The fixed PPLNS window the income experiment compares with the default: 600 units, the
+#: pool's default before the window counted rounds (30 devnet shares).
+FIXED_WINDOW = 600
+
+
+def _windows(setup: Setup) -> tuple[tuple[int | None, int], ...]:
+    """``(units, rounds)`` of the pool's default PPLNS window and of the fixed one."""
+    return ((setup.window, setup.window_rounds), (FIXED_WINDOW, setup.window_rounds))
 
 
 def _mean(x: np.ndarray) -> float:
@@ -692,7 +702,7 @@ def exp_competitiveness(table: Table, setup: Setup, ns: Sequence[int], rounds: i
     rows_out = []
     for n in ns:
         t = time.perf_counter()
-        race = cache.race(table, setup, n, rounds, seed, windows=_windows(setup, n))
+        race = cache.race(table, setup, n, rounds, seed, windows=_windows(setup))
         win_all, win_one = race["win_all"], race["win_one"]
         share_n = float(np.mean(win_all == -1))
         share_1 = float(np.mean(win_one == -1))
@@ -796,15 +806,15 @@ def exp_income(table: Table, setup: Setup, ns: Sequence[int], rounds: int, seed:
     bonus to the member whose result was revealed); a solo miner gets the whole subsidy when it
     wins. Numbers (coins per round, pooled over members, resp. solo miners, and rounds): the
     mean, the coefficient of variation (std / mean) and the share of rounds with a payment; for
-    the default window (600 units = 30 devnet shares) and for a window of three rounds of the
-    pool's work (``3 N c`` shares).
+    the pool's default window (the shares of the last 3 rounds) and for a fixed window of
+    ``FIXED_WINDOW`` units (600 = 30 devnet shares, the default before).
     """
     cache = cache or Cache()
     coin = float(COIN)
     rows_out = []
     split_ok = True
     for n in ns:
-        race = cache.race(table, setup, n, rounds, seed, windows=_windows(setup, n))
+        race = cache.race(table, setup, n, rounds, seed, windows=_windows(setup))
         split_ok &= race["split_ok"]
         win = race["win_all"]
         solo_inc = np.zeros((rounds, n))
@@ -812,42 +822,41 @@ def exp_income(table: Table, setup: Setup, ns: Sequence[int], rounds: int, seed:
             solo_inc[r, win[r]] = setup.reward / coin
         row: dict[str, Any] = {"n": n, "pool_share": float(np.mean(win == -1))}
         row["solo_mean"], row["solo_cv"], row["solo_paid"] = _income_stats(solo_inc)
-        for tag, w in zip(("default", "3rounds"), _windows(setup, n)):
+        for tag, w in zip(("default", "fixed"), _windows(setup)):
             inc = race["income"][w]
             row[f"member_mean_{tag}"], row[f"member_cv_{tag}"], row[f"member_paid_{tag}"] = _income_stats(inc / coin)
-            row[f"window_{tag}"] = w
+            row[f"window_{tag}"] = _window_name(*w)
         row["fair_member_mean"] = row["pool_share"] * setup.reward / coin * (1 - (setup.fee_ppm / 1e6)) / n
         rows_out.append(row)
         _log(f"  income N={n}: member {row['member_mean_default']:.3f} coins/round (CV {row['member_cv_default']:.2f}), "
              f"solo {row['solo_mean']:.3f} (CV {row['solo_cv']:.2f})")
+    default, fixed = (_window_name(*w) for w in _windows(setup))
     md = _md_table(
-        ["N", "pool wins", "member mean", "member CV", "member paid", "member mean (3 rounds)", "member CV (3 rounds)",
-         "member paid (3 rounds)", "solo mean", "solo CV", "solo paid"],
+        ["N", "pool wins", "member mean", "member CV", "member paid", f"member mean ({fixed})", f"member CV ({fixed})",
+         f"member paid ({fixed})", "solo mean", "solo CV", "solo paid"],
         [[r["n"], _pct(r["pool_share"]), f"{r['member_mean_default']:.4f}", f"{r['member_cv_default']:.2f}",
-          _pct(r["member_paid_default"]), f"{r['member_mean_3rounds']:.4f}", f"{r['member_cv_3rounds']:.2f}",
-          _pct(r["member_paid_3rounds"]), f"{r['solo_mean']:.4f}", f"{r['solo_cv']:.2f}", _pct(r["solo_paid"])]
+          _pct(r["member_paid_default"]), f"{r['member_mean_fixed']:.4f}", f"{r['member_cv_fixed']:.2f}",
+          _pct(r["member_paid_fixed"]), f"{r['solo_mean']:.4f}", f"{r['solo_cv']:.2f}", _pct(r["solo_paid"])]
          for r in rows_out])
     _write(out / "income.md", "Income per round: a pool member against a solo miner of equal compute",
            _setup_line(table, setup, rounds, seed), md,
            f"Coins per round (subsidy {setup.reward / coin:g}); CV = standard deviation / mean over all "
-           f"member-rounds (resp. solo-rounds); 'paid' = share of rounds with a payment. Default PPLNS window "
-           f"{setup.window} units ({setup.window // setup.share_weight} shares of {setup.share_weight} units); "
-           "'3 rounds' = a window of 3 N c shares. Every split summed to the reward: "
+           f"member-rounds (resp. solo-rounds); 'paid' = share of rounds with a payment. Member columns: the "
+           f"pool's default PPLNS window ({default}), then a fixed one ({fixed}, {FIXED_WINDOW // setup.share_weight} "
+           f"shares of {setup.share_weight} units, the default before). Every split summed to the reward: "
            f"{'yes' if split_ok else 'NO'}.")
 
     def plot(ax: Any, ax2: Any) -> None:
         x = [r["n"] for r in rows_out]
-        ax.plot(x, [r["member_mean_default"] for r in rows_out], "o-", label="member (window 600)")
-        ax.plot(x, [r["member_mean_3rounds"] for r in rows_out], "d-", label="member (window 3 rounds)")
-        ax.plot(x, [r["solo_mean"] for r in rows_out], "s-", label="solo miner")
+        for a, what in ((ax, "mean"), (ax2, "cv")):
+            a.plot(x, [r[f"member_{what}_default"] for r in rows_out], "o-", label=f"member ({default})")
+            a.plot(x, [r[f"member_{what}_fixed"] for r in rows_out], "d-", label=f"member ({fixed})")
+            a.plot(x, [r[f"solo_{what}"] for r in rows_out], "s-", label="solo miner")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("members N (and solo miners)")
         ax.set_ylabel("mean income (coins per round)")
         ax.legend(fontsize=8)
-        ax2.plot(x, [r["member_cv_default"] for r in rows_out], "o-", label="member (window 600)")
-        ax2.plot(x, [r["member_cv_3rounds"] for r in rows_out], "d-", label="member (window 3 rounds)")
-        ax2.plot(x, [r["solo_cv"] for r in rows_out], "s-", label="solo miner")
         ax2.set_xscale("log", base=2)
         ax2.set_yscale("log")
         ax2.set_xlabel("members N (and solo miners)")
@@ -856,6 +865,10 @@ def exp_income(table: Table, setup: Setup, ns: Sequence[int], rounds: int, seed:
 
     _plot(out / "income.png", plot, "Income per round")
     return {"rounds": rounds, "split_sums_ok": bool(split_ok), "rows": rows_out}
+
+
+def _window_name(units: int | None, rounds: int) -> str:
+    return f"{units} units" if units is not None else f"{rounds} rounds"
 
 
 def _income_stats(inc: np.ndarray) -> tuple[float, float, float]:
@@ -908,7 +921,7 @@ def exp_search(table: Table, setup: Setup, n: int, computes: Sequence[int], ns: 
     rows_n = []
     for n_ in ns:
         t = time.perf_counter()
-        race = cache.race(table, setup, n_, rounds_n, seed, windows=_windows(setup, n_))
+        race = cache.race(table, setup, n_, rounds_n, seed, windows=_windows(setup))
         bare = cache.race(table, setup, n_, rounds, seed, std_threshold=NO_BACKUP)
         rows_n.append(summary(race, bare, n_, setup.compute, "members"))
         _log(f"  search N={n_} c={setup.compute}: duplicates {rows_n[-1]['pool_dup']:.3f} partitioned "

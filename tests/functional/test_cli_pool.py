@@ -1,6 +1,6 @@
 """``ponas pool serve`` and ``ponas pool join`` refuse bad input with a reason and exit 1 before
 touching anything: a member must prove its payout address, fees are exact percentages, the
-manager needs the node's token, commit keys are 1..64."""
+manager needs the node's token, commit keys are 1..64, the PPLNS window is units or rounds in range."""
 
 from __future__ import annotations
 
@@ -78,3 +78,18 @@ def test_commit_keys_are_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, err = run(capsys, "mine", "--node", "http://127.0.0.1:9", "--address", addr, "--token-file",
                     str(tmp_path / "cookie"), "--commit-keys", n)
     assert code == 1 and err.startswith("error: bad-commit-keys:")
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--window", "0"], "window size must be a positive int"),
+    (["--window-rounds", "0"], "window rounds must be an int in 1..1000"),
+    (["--window-rounds", "1001"], "window rounds must be an int in 1..1000"),
+    (["--window", "600", "--window-rounds", "3"], "give --window (units) or --window-rounds, not both"),
+])
+def test_the_pplns_window_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                     said: str) -> None:
+    (tmp_path / "cookie").write_text("t0ken\n")
+    code, err = run(capsys, "pool", "serve", "--node", "http://127.0.0.1:9", "--address", format_address(K.address),
+                    "--datadir", str(tmp_path / "p"), "--token-file", str(tmp_path / "cookie"), *args)
+    assert code == 1 and err.startswith(f"error: bad-window: {said}"), err
+    assert not (tmp_path / "p").exists()

@@ -1,9 +1,9 @@
 """A pool on 127.0.0.1 (regtest): one node holding the beacon's closer key, a pool manager on it
 and four members that really train, each in the subspaces the manager assigns. The pool wins
 blocks, and the coinbase of a won block pays each member exactly what the PPLNS computation
-over the manager's stored shares says. A member that forges its validation score is caught by
-re-evaluation, banned, and its shares voided; a restarted manager still has every share,
-ban and booked block."""
+over the manager's stored shares (the default window: the last three rounds) says. A member
+that forges its validation score is caught by re-evaluation, banned, and its shares voided; a
+restarted manager still has every share, ban and booked block."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from consensus.types import Payout
 from pool.manager import Manager, ManagerConfig
 from pool.member import Member
 from pool.rounds import TrainResult, train_one
-from pool.shares import PPLNSWindow, Share, split_reward
+from pool.shares import RoundsWindow, Share, split_reward
 from pool.store import PoolStore
 from tests.builders import keys
 from tests.network_kit import start_node, wait_for
@@ -40,7 +40,7 @@ async def test_pool_of_four_wins_and_pays_pplns_then_bans_a_cheater(tmp_path: Pa
     node = await start_node(tmp_path, "n0", params, closer=True)
     url = f"http://127.0.0.1:{node.api_port}"
     config = ManagerConfig(url, FEE.address, str(tmp_path / "pool"), fee_ppm=10_000, finder_bonus_ppm=5_000,
-                           window=120, token=node.token, verify_rate=0.5, retrain_rate=0.0)
+                           token=node.token, verify_rate=0.5, retrain_rate=0.0)  # the default window: 3 rounds
     manager = Manager(config, rng=random.Random(5), report=lambda line: None)
     await manager.start()
     ws = f"ws://127.0.0.1:{manager.port}/ws"
@@ -66,11 +66,13 @@ async def test_pool_of_four_wins_and_pays_pplns_then_bans_a_cheater(tmp_path: Pa
         assert list(block.coinbase.payouts) == payouts
         # the split is what PPLNS over the stored shares says, recomputed independently
         weights, finder, reward, last_seq = manager.split_log[block.header.payouts_root]
-        window = PPLNSWindow(config.window)
+        assert config.window is None and isinstance(manager.window, RoundsWindow)
+        window = RoundsWindow(config.window_rounds)
+        window.advance(height)
         for s in manager.store.shares():  # type: ignore[union-attr]
             if s.seq <= last_seq:
                 window.add(Share(s.address, s.weight, s.height, s.seq))
-        assert window.weights_by_member() == weights
+        assert window.weights_by_member() == weights and sum(weights.values()) > 0
         assert reward == sum(p.amount for p in block.coinbase.payouts)
         want = split_reward(reward, weights, fee_address=FEE.address, fee_ppm=10_000, finder=finder,
                             finder_bonus_ppm=5_000)

@@ -72,7 +72,7 @@ def test_table_is_read(table: sim.Table) -> None:
 def test_setup_comes_from_the_project(table: sim.Table) -> None:
     s = sim.make_setup(table)
     assert (s.commit_window, s.round_seconds, s.commit_k) == (45.0, 60.0, 8)
-    assert (s.fee_ppm, s.finder_bonus_ppm, s.window, s.share_weight) == (10_000, 5_000, 600, 20)
+    assert (s.fee_ppm, s.finder_bonus_ppm, s.window, s.window_rounds, s.share_weight) == (10_000, 5_000, None, 3, 20)
     assert (s.heartbeat, s.heartbeat_timeout, s.std_threshold, s.top_k, s.history) == (2.0, 10.0, 0.25, 3, 8)
     assert s.reward == 50 * 10**8
 
@@ -124,7 +124,7 @@ def test_partitioned_search_has_no_more_duplicates(table: sim.Table, tmp_path: p
 
 def test_every_split_sums_to_the_reward(table: sim.Table, tmp_path: pathlib.Path) -> None:
     s = sim.make_setup(table, compute=3)
-    race = sim.run_race(table, s, 6, 60, seed=5, windows=(s.window, 10_000))
+    race = sim.run_race(table, s, 6, 60, seed=5, windows=((s.window, s.window_rounds), (600, 3), (10_000, 3)))
     assert race["split_ok"]
     won = race["win_all"] == -1
     assert won.any() and (~won).any()

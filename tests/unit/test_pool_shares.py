@@ -2,7 +2,9 @@
 
 Proves: a PPLNS window counts at most its size, keeps the newest shares, counts a straddling
 share only for its part inside the window, refuses out-of-order shares, forgets a voided
-member entirely and survives a to_list/from_list round trip; the split pays the fee and
+member entirely and survives a to_list/from_list round trip; a window of rounds (the pool's
+default) counts exactly the shares of the last K rounds, whole, as rounds open with or without
+new shares, also by hypothesis against a brute-force count; the split pays the fee and
 finder's bonus by their floors, splits the rest by the largest-remainder method (ties to the
 lower address), merges an address in several roles, sends everything to the fee address when
 nobody has shares, respects the output cap and the minimum payout; and, by hypothesis over
@@ -19,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.types import MAX_AMOUNT, Payout
-from pool.shares import PoolError, PPLNSWindow, Share, split_reward
+from pool.shares import PoolError, PPLNSWindow, RoundsWindow, Share, make_window, split_reward
 
 
 def addr(i: int) -> bytes:
@@ -118,6 +120,66 @@ def test_window_properties(size: int, items: list[tuple[int, int]], banned: int)
     # other members never gain from a void (a straddler may regain its evicted part: at most its weight)
     for address, value in after.items():
         assert value >= before.get(address, 0)
+
+
+def test_rounds_window_keeps_the_last_rounds_whole() -> None:
+    w = RoundsWindow(3)
+    for seq, (member, height) in enumerate([(A, 1), (B, 1), (A, 2), (C, 3)]):
+        w.add(Share(member, 20, height, seq))
+    assert w.weights_by_member() == {A: 40, B: 20, C: 20} and w.total == 80 and len(w) == 4
+    w.add(Share(D, 20, 4, 4))  # round 4: round 1 is out
+    assert w.weights_by_member() == {A: 20, C: 20, D: 20} and w.oldest_seq == 2
+    w.advance(6)  # rounds 5 and 6 open without a share: only round 4's share is left
+    assert w.weights_by_member() == {D: 20} and [s.seq for s in w.shares()] == [4]
+    w.advance(5)  # an older round (a reorg) never brings shares back nor moves the window back
+    assert w.height == 6 and w.weights_by_member() == {D: 20}
+    w.add(Share(A, 20, 3, 5))  # a late share of a round out of the window is not counted
+    assert w.weights_by_member() == {D: 20} and w.total == 20
+    w.advance(7)
+    assert w.weights_by_member() == {} and w.total == 0 and len(w) == 0
+
+
+def test_rounds_window_void_round_trip_and_bad_input() -> None:
+    w = RoundsWindow(2)
+    for seq, member in enumerate([A, B, A]):
+        w.add(Share(member, 5, 9, seq))
+    assert w.void(A) == 2 and w.weights_by_member() == {B: 5}
+    again = RoundsWindow.from_list(2, w.to_list())
+    assert again.to_list() == w.to_list() == [(B, 5, 9, 1)]
+    for bad in (0, 1001, True, 2.0):
+        with pytest.raises(PoolError) as err:
+            RoundsWindow(bad)  # type: ignore[arg-type]
+        assert err.value.reason == "bad-window"
+    with pytest.raises(PoolError) as err:
+        w.advance(-1)
+    assert err.value.reason == "bad-window"
+    assert isinstance(make_window(), RoundsWindow) and make_window().rounds == 3
+    assert isinstance(make_window(600), PPLNSWindow) and make_window(600).size == 600
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rounds=st.integers(1, 5),
+    steps=st.lists(st.tuples(st.integers(0, 2), st.integers(1, 4), st.integers(1, 30), st.booleans()), max_size=60),
+)
+def test_rounds_window_matches_a_brute_force_count(rounds: int, steps: list[tuple[int, int, int, bool]]) -> None:
+    w = RoundsWindow(rounds)
+    height, added, top = 0, [], 0
+    for seq, (step, member, weight, just_open) in enumerate(steps):
+        height += step
+        top = max(top, height)
+        if just_open:
+            w.advance(height)
+        else:
+            share = Share(addr(member), weight, height, seq)
+            w.add(share)
+            added.append(share)
+        expect: dict[bytes, int] = {}
+        for s in added:
+            if s.height > top - rounds:
+                expect[s.member] = expect.get(s.member, 0) + s.weight
+        assert w.weights_by_member() == dict(sorted(expect.items()))
+        assert w.total == sum(expect.values())
 
 
 # --- the split: examples ----------------------------------------------------------------------
