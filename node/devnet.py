@@ -117,7 +117,7 @@ def plan_ports(topo: Topology, base: int) -> dict[str, int]:
     return ports | ({"pool": base + 200} if topo.pool_members else {})
 
 
-def check_ports_free(ports: dict[str, int]) -> None:
+def check_ports_free(ports: dict[str, int], hint: str = "or give another --base-port (0 picks free ports)") -> None:
     """Raise ``port-in-use`` for a port another process listens on. Like the servers that will
     bind them, the probe sets SO_REUSEADDR: connections of a devnet stopped a moment ago, still
     in TIME_WAIT, do not count."""
@@ -129,8 +129,7 @@ def check_ports_free(ports: dict[str, int]) -> None:
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise
-                raise fail("port-in-use", f"127.0.0.1:{port} (for {what}) is in use: stop what holds it, "
-                                          "or give another --base-port (0 picks free ports)") from None
+                raise fail("port-in-use", f"127.0.0.1:{port} (for {what}) is in use: stop what holds it, {hint}") from None
 
 
 def ponas_argv() -> list[str]:
@@ -829,7 +828,7 @@ def resume(root: Path, manifest: dict[str, Any], args: argparse.Namespace) -> di
     if differ:
         raise fail("devnet-mismatch", f"{root} holds a stopped devnet of another shape: {'; '.join(differ)}. "
                                       "Leave those flags out to resume it, or pass --fresh to replace it")
-    check_ports_free(manifest["ports"])
+    check_ports_free(manifest["ports"], "or pass --fresh to replace the devnet (its ports are kept when it resumes)")
     manifest["state"] = "initialised"
     return manifest
 

@@ -23,6 +23,7 @@ in a ``finally`` whatever failed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -268,6 +269,15 @@ def test_stale_and_foreign_directories(tmp_path: Path) -> None:
         r = run("devnet", "up", "--dir", str(root), *args)
         assert r.returncode == 1 and "error: devnet-mismatch:" in r.stderr and said in r.stderr, r.stderr
         assert (root / "genesis.json").read_text() == genesis
+    # a resume keeps the devnet's ports: one of them taken, it starts nothing and says so
+    with socket.socket() as s:
+        port = devnet.read_manifest(root)["ports"]["node1.p2p"]
+        with contextlib.suppress(OSError):  # if something else took it meanwhile, it is in use all the same
+            s.bind(("127.0.0.1", port))
+            s.listen()
+        r = run("devnet", "up", "--dir", str(root))
+        assert r.returncode == 1 and f"error: port-in-use: 127.0.0.1:{port} (for node1.p2p)" in r.stderr, r.stderr
+        assert "--fresh" in r.stderr and devnet.read_manifest(root)["state"] == "initialised"
     # --fresh checks the ports before it removes the earlier devnet: a port in use removes nothing
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
