@@ -52,10 +52,11 @@ draws among the known indices inside it. The number of rows is printed and recor
   replacement among the known rows of the subspace (a fresh search state per round; a
   subspace exhausted within a round starts a new cycle, which makes duplicates). A subspace
   without any known row is skipped (its architectures have no score yet); a member whose
-  subspaces all lack rows idles (counted as ``idle``). Members use random search, not the
-  members' default regularised evolution: with ``c`` at most a few evaluations per subspace per
-  round, :class:`pool.search.RegularizedEvolution` (population 10) never leaves its random
-  phase, so it would behave the same.
+  subspaces all lack rows idles (counted as ``idle``). Members and solo miners use random
+  search, not the miners' default regularised evolution: with ``c`` at most a few evaluations
+  per subspace per round, :class:`pool.search.RegularizedEvolution` (population 10) hardly
+  leaves its random phase within a round. Over tasks of several rounds it does, so experiment 6
+  (:func:`exp_strategy`) runs the tasks of experiment 1 with the project's evolution too.
 - The pool follows the manager's call order (``pool/manager.py``): members ``join`` with their
   throughput ``c / 45`` trainings per second; at every round start ``end_round(t0, pool_best)``
   (the pool's ``top_k`` best of the round just ended) and then ``plan_round(t0, rng)``; every
@@ -87,9 +88,10 @@ draws among the known indices inside it. The number of rows is printed and recor
   on the pool's decisions, so every threshold of one ``p`` sees the same churn.
 
 **Experiments** (each a function writing its table and plot): :func:`exp_competitiveness`,
-:func:`exp_income`, :func:`exp_search`, :func:`exp_churn` and :func:`exp_network` (the
-real-network runs of ``bench/paper/network/`` against the simulation of their setup); their
-docstrings define their numbers.
+:func:`exp_income`, :func:`exp_search`, :func:`exp_churn`, :func:`exp_network` (the
+real-network runs of ``bench/paper/network/`` against the simulation of their setup) and
+:func:`exp_strategy` (random search against regularised evolution); their docstrings define
+their numbers.
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ from consensus.params import preset_params  # noqa: E402
 from consensus.types import COIN  # noqa: E402
 from pool.manager import ManagerConfig  # noqa: E402
 from pool.schedule import Scheduler  # noqa: E402
+from pool.search import SearchStrategy, make_strategy  # noqa: E402
 from pool.shares import Share, make_window, split_reward  # noqa: E402
 
 __all__ = [
@@ -143,7 +146,7 @@ SPACE = get_space("nb201")
 DEFAULT_TABLE = HERE / "nb201_digits_devnet.csv.gz"
 DEFAULT_OUT = REPO / "docs" / "results"
 DEFAULT_NETWORK = HERE / "network"
-EXPERIMENTS = ("competitiveness", "income", "search", "churn", "network")
+EXPERIMENTS = ("competitiveness", "income", "search", "churn", "network", "strategy")
 FEE_ADDRESS = b"\xff" * 20
 NO_BACKUP = 1.0  # std_threshold that no metric can exceed: every metric is in 0..1, so pstdev <= 0.5
 
@@ -312,6 +315,27 @@ def _draw(rng: random.Random, n: int, drawn: set[int]) -> int:
             return o
 
 
+#: Proposals :func:`_evolve` tries before it falls back to a random known row.
+EVOLVE_TRIES = 20
+
+
+def _evolve(strategy: SearchStrategy, table: Table, pos_of: dict[int, int], rng: random.Random, lo: int,
+            size: int) -> int:
+    """One evaluation by a search strategy: its proposal's table position, observed with the
+    row's validation count. A proposal the table lacks (a partial table) is proposed again, up
+    to ``EVOLVE_TRIES`` times, then a random known row of the region ``[lo, lo + size)`` stands in."""
+    for _ in range(EVOLVE_TRIES):
+        genotype = strategy.propose()
+        pos = pos_of.get(SPACE.decode(genotype))
+        if pos is not None:
+            break
+    else:
+        pos = lo + rng.randrange(size)
+        genotype = SPACE.encode(table.index[pos])
+    strategy.observe(genotype, table.val[pos])
+    return pos
+
+
 def _assignments(sched: Scheduler, member_of: dict[str, int], sub_at: dict[tuple[int, int], int]) -> list[list[int]]:
     """Each member's subspaces (positions in the plan), in plan order, moves included."""
     lists: list[list[int]] = [[] for _ in member_of]
@@ -343,6 +367,7 @@ def run_race(
     task_rounds: int = 1,
     pool_keys: int = 1,
     reveal_by_validation: bool = False,
+    strategy: str = "random",
 ) -> dict[str, Any]:
     """A pool of ``n`` members against ``solos`` (default ``n``) solo miners, for ``rounds``
     rounds (model in the module docstring). Returns per-round numpy arrays (keys below) and,
@@ -356,11 +381,15 @@ def run_race(
     ``pool_keys * commit_k`` results (a what-if: the project's manager commits under one key).
     ``reveal_by_validation``: every party reveals its best result by validation, not the best
     of its commitments on the test set (a what-if of a protocol rule that would leave no choice
-    on the test set).
+    on the test set). ``strategy``: ``"random"`` (draws without replacement, the model above) or
+    ``"evolution"``: every solo miner runs :class:`pool.search.RegularizedEvolution` over the
+    space and every member one per assigned subspace (as ``pool/member.py``), proposals and
+    observations through the project's class, its state kept for the task (:func:`_evolve`).
 
     Per round: ``pool_score``, ``pool_val``, ``pool_evals``, ``pool_distinct`` (evaluations of
     rows the pool had not evaluated before in the task), ``pool_idle``;
-    ``solo_scores`` (rounds x solos, ``-inf`` without a candidate), ``solo_evals``,
+    ``solo_scores`` (rounds x solos, ``-inf`` without a candidate), ``solo_val`` (their best
+    validation counts, likewise), ``solo_evals``,
     ``union_evals``, ``union_distinct`` (new rows, as for the pool), ``union_val``, ``union_score`` (the solo miners' work
     taken together, committed as one party: independent search); ``win_all`` (-1 the pool, else
     the winning solo: pool against every solo) and ``win_one`` (-1 the pool, 0 solo 0: the
@@ -379,6 +408,10 @@ def run_race(
     k = setup.commit_k
     if task_rounds < 1 or pool_keys < 1:
         raise ValueError("task_rounds and pool_keys must be at least 1")
+    if strategy not in ("random", "evolution"):
+        raise ValueError(f"unknown strategy {strategy!r}")
+    evolve = strategy == "evolution"
+    pos_of = {index: pos for pos, index in enumerate(table.index)}
     hb = setup.heartbeat
     ticks = int(round(setup.round_seconds / hb))
     slot_time = [(j + 0.5) * setup.commit_window / c for j in range(c)]
@@ -416,6 +449,7 @@ def run_race(
         "union_distinct", "union_val", "union_score", "backups", "takeovers", "moves", "online", "hr_subs",
         "hr_done", "hr_cover", "all_subs", "all_done", "all_cover")}
     out["solo_scores"] = np.full((rounds, n_solo), -np.inf)
+    out["solo_val"] = np.full((rounds, n_solo), -np.inf)
     out["win_all"] = np.zeros(rounds, dtype=np.int64)
     out["win_one"] = np.zeros(rounds, dtype=np.int64)
     out["win_oracle"] = np.zeros(rounds, dtype=np.int64)
@@ -431,6 +465,8 @@ def run_race(
         if r % task_rounds == 0:  # a new task: every party starts afresh
             top = _Top(k * pool_keys)
             drawn: dict[tuple[int, tuple[int, int]], set[int]] = {}
+            member_evo: dict[tuple[int, tuple[int, int]], SearchStrategy] = {}
+            solo_evo = [make_strategy("evolution", SPACE, rng_solo) for _ in range(n_solo)] if evolve else []
             evaluated: set[int] = set()
             solo_top = [_Top(k) for _ in range(n_solo)]
             solo_seen: list[set[int]] = [set() for _ in range(n_solo)]  # its search state (cycles)
@@ -513,10 +549,16 @@ def run_race(
                         idle += 1
                         continue
                     lo, size = sub_span[s]
-                    seen = drawn.setdefault((i, sub_key[s]), set())
-                    off = _draw(rng_pool, size, seen)
-                    seen.add(off)
-                    pos = lo + off
+                    if evolve:
+                        evo = member_evo.get((i, sub_key[s]))
+                        if evo is None:
+                            evo = member_evo[i, sub_key[s]] = make_strategy("evolution", plan.subspaces[s], rng_pool)
+                        pos = _evolve(evo, table, pos_of, rng_pool, lo, size)
+                    else:
+                        seen = drawn.setdefault((i, sub_key[s]), set())
+                        off = _draw(rng_pool, size, seen)
+                        seen.add(off)
+                        pos = lo + off
                     v = val[pos]
                     evals += 1
                     if pos not in evaluated:
@@ -591,8 +633,11 @@ def run_race(
                 continue
             seen_i, top_i = solo_seen[i], solo_top[i]
             for _ in range(c):
-                pos = _draw(rng_solo, rows, seen_i)
-                seen_i.add(pos)
+                if evolve:
+                    pos = _evolve(solo_evo[i], table, pos_of, rng_solo, 0, rows)
+                else:
+                    pos = _draw(rng_solo, rows, seen_i)
+                    seen_i.add(pos)
                 solo_all[i].add(pos)
                 useq += 1
                 top_i.add(val[pos], useq, pos, i)
@@ -605,6 +650,7 @@ def run_race(
                 solo_online[i] = False  # dropped during the round: no candidate
                 continue
             out["solo_scores"][r, i] = _reveal(top_i, test, reveal_by_validation)[0]
+            out["solo_val"][r, i] = -top_i.entries[0][0]
             out["solo_oracle"][r, i] = max(test[pos] for pos in solo_all[i])
         out["solo_evals"][r] = solo_evals
         out["union_evals"][r] = solo_evals
@@ -975,6 +1021,70 @@ def exp_search(table: Table, setup: Setup, n: int, computes: Sequence[int], ns: 
             "compute_sweep": rows_c, "members_sweep": rows_n}
 
 
+def exp_strategy(table: Table, setup: Setup, ns: Sequence[int], rounds: int, seed: int, out: Path,
+                 cache: Cache | None = None, carry_rounds: int = 12) -> dict[str, Any]:
+    """Experiment 6. The search strategy: the races of experiment 1 with tasks of ``carry_rounds``
+    rounds (search state kept across a task's rounds, as on the devnet), once with random search
+    and once with the miners' default, :class:`pool.search.RegularizedEvolution` (population 10,
+    sample 3): every solo miner evolves one population over the whole space, every member one per
+    assigned subspace, as ``pool/member.py`` does. Does partitioning the space help or hinder an
+    evolutionary search? Numbers per N and strategy: the pool's share of rounds against the N
+    solo miners and against one, and the mean best validation count at the deadline of the pool
+    and of the best solo miner (standard errors count tasks).
+    """
+    cache = cache or Cache()
+    rows_out = []
+    tasks = max(1, rounds // carry_rounds)
+    for n in ns:
+        t = time.perf_counter()
+        row: dict[str, Any] = {"n": n}
+        for name in ("random", "evolution"):
+            kw: dict[str, Any] = {"task_rounds": carry_rounds}
+            if name != "random":
+                kw["strategy"] = name  # the random race is experiment 1's carry race (cached)
+            race = cache.race(table, setup, n, rounds, seed, **kw)
+            share_n, share_1 = float(np.mean(race["win_all"] == -1)), float(np.mean(race["win_one"] == -1))
+            row[f"{name}_vs_n"], row[f"{name}_vs_n_se"] = share_n, _se(share_n, tasks)
+            row[f"{name}_vs_1"], row[f"{name}_vs_1_se"] = share_1, _se(share_1, tasks)
+            row[f"{name}_pool_val"] = _mean(race["pool_val"])
+            row[f"{name}_solo_val"] = _finite_mean(race["solo_val"].max(axis=1))
+        rows_out.append(row)
+        _log(f"  strategy N={n}: pool vs {n} solo random {row['random_vs_n']:.3f}, evolution "
+             f"{row['evolution_vs_n']:.3f}; vs 1 solo {row['random_vs_1']:.3f}, {row['evolution_vs_1']:.3f} "
+             f"[{time.perf_counter() - t:.1f} s]")
+    md = _md_table(
+        ["N", "vs N solo, random", "vs N solo, evolution", "vs 1 solo, random", "vs 1 solo, evolution",
+         "pool val, random", "pool val, evolution", "best solo val, random", "best solo val, evolution"],
+        [[r["n"], _pct(r["random_vs_n"], r["random_vs_n_se"]), _pct(r["evolution_vs_n"], r["evolution_vs_n_se"]),
+          _pct(r["random_vs_1"], r["random_vs_1_se"]), _pct(r["evolution_vs_1"], r["evolution_vs_1_se"]),
+          f"{r['random_pool_val']:.2f}", f"{r['evolution_pool_val']:.2f}", f"{r['random_solo_val']:.2f}",
+          f"{r['evolution_solo_val']:.2f}"] for r in rows_out])
+    _write(out / "strategy.md", "Search strategy: random search against regularised evolution",
+           _setup_line(table, setup, rounds, seed), md,
+           f"Tasks of {carry_rounds} rounds ({tasks} tasks; ± one standard error over tasks). 'val': the mean "
+           f"best validation count at the deadline (of {table.val_total}). Evolution: pool.search.RegularizedEvolution "
+           "(population 10, sample 3), one per solo miner over the space, one per member and assigned subspace.")
+
+    def plot(ax: Any, ax2: Any) -> None:
+        x = [r["n"] for r in rows_out]
+        for name, mark in (("random", "o-"), ("evolution", "d-")):
+            ax.plot(x, [r[f"{name}_vs_n"] for r in rows_out], mark, label=f"vs N solo, {name}")
+            ax.plot(x, [r[f"{name}_vs_1"] for r in rows_out], mark.replace("-", "--"), label=f"vs 1 solo, {name}")
+            ax2.plot(x, [r[f"{name}_pool_val"] for r in rows_out], mark, label=f"pool, {name}")
+            ax2.plot(x, [r[f"{name}_solo_val"] for r in rows_out], mark.replace("-", "--"), label=f"best solo, {name}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("members N (and solo miners)")
+        ax.set_ylabel("pool's share of rounds won")
+        ax.legend(fontsize=8)
+        ax2.set_xscale("log", base=2)
+        ax2.set_xlabel("members N (and solo miners)")
+        ax2.set_ylabel(f"best validation count at the deadline (of {table.val_total})")
+        ax2.legend(fontsize=8)
+
+    _plot(out / "strategy.png", plot, "Search strategy")
+    return {"rounds": rounds, "carry_rounds": carry_rounds, "rows": rows_out}
+
+
 def exp_churn(table: Table, setup: Setup, n: int, ps: Sequence[float], thresholds: Sequence[float], rounds: int,
               seed: int, out: Path, cache: Cache | None = None) -> dict[str, Any]:
     """Experiment 4. A pool of ``n`` members against ``n`` solo miners, both under churn
@@ -1301,6 +1411,7 @@ class RunPlan:
     churn_rounds: int
     carry_rounds: int = 12
     network_reps: int = 500
+    strategy_ns: tuple[int, ...] = (2, 4, 8, 16)
 
 
 def make_plan(quick: bool, rounds: int | None) -> RunPlan:
@@ -1310,7 +1421,7 @@ def make_plan(quick: bool, rounds: int | None) -> RunPlan:
         r = rounds or 60
         return RunPlan(ns=(1, 2, 4, 8, 16), rounds=r, search_n=8, search_computes=(1, 4, 16, 64), search_rounds=max(1, r // 2),
                     churn_n=8, churn_ps=(0.0, 0.2), churn_thresholds=(NO_BACKUP, 0.25, 0.0), churn_rounds=r,
-                    network_reps=20)
+                    network_reps=20, strategy_ns=(2, 4))
     r = rounds or 1000
     return RunPlan(ns=(2, 4, 8, 16, 32, 64, 128, 256), rounds=r, search_n=32,
                 search_computes=(1, 2, 4, 8, 16, 32, 64, 128), search_rounds=max(1, r // 4),
@@ -1337,6 +1448,8 @@ def run_all(table: Table, setup: Setup, plan: RunPlan, seed: int, out: Path,
         "churn": lambda: exp_churn(table, setup, plan.churn_n, plan.churn_ps, plan.churn_thresholds,
                                    plan.churn_rounds, seed, out, cache),
         "network": lambda: exp_network(table, setup, runs, plan.network_reps, seed, out, cache=cache),
+        "strategy": lambda: exp_strategy(table, setup, plan.strategy_ns, plan.rounds, seed, out, cache,
+                                         plan.carry_rounds),
     }
     for name in experiments:
         t = time.perf_counter()

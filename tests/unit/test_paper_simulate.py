@@ -12,7 +12,8 @@ moves and, with the backup rule off, no backup is assigned, while churn makes su
 and moves them; a quick run writes the JSON, the markdown tables and the plots; the same seed
 gives the same numbers and another seed other numbers; within a task of several rounds a party
 keeps what it found and never draws a row twice; a pool with keys enough for everything it
-evaluated reveals its best test score; the real-network experiment reads a run's file and
+evaluated reveals its best test score; evolution searches through pool.search's class, inside
+each member's region, and keeps what it found; the real-network experiment reads a run's file and
 compares directions; the report states a verdict per claim and refuses a missing or broken
 results folder with a stable reason.
 """
@@ -170,7 +171,7 @@ def test_quick_run_writes_everything_and_is_deterministic(table: sim.Table, tmp_
     s = sim.make_setup(table)
     plan = sim.make_plan(quick=True, rounds=20)
     a = sim.run_all(table, s, plan, 11, tmp_path / "a")
-    for name in ("competitiveness", "income", "search", "churn"):
+    for name in ("competitiveness", "income", "search", "churn", "strategy"):
         assert (tmp_path / "a" / f"{name}.md").read_text().startswith("# ")
         assert (tmp_path / "a" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "a" / "simulate.json").read_text())
@@ -210,6 +211,39 @@ def test_results_carry_over_the_rounds_of_a_task(table: sim.Table) -> None:
     assert race["pool_distinct"].sum() >= race["pool_evals"].sum() - 4
     with pytest.raises(ValueError):
         sim.run_race(table, s, 1, 2, seed=4, task_rounds=0)
+
+
+def test_evolution_searches_through_the_projects_strategy(table: sim.Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pool.search import RegularizedEvolution, make_strategy
+
+    # one evaluation: a proposal inside the region, observed with its row's validation count
+    pos_of = {index: pos for pos, index in enumerate(table.index)}
+    lo, hi = table.span(5000, 9000)
+    region = SPACE.subspace(5000, 9000)
+    evo = RegularizedEvolution(region, random.Random(3))
+    got = [sim._evolve(evo, table, pos_of, random.Random(4), lo, hi - lo) for _ in range(60)]
+    assert all(lo <= pos < hi for pos in got)
+    assert evo.observed == 60 and all(v == table.val[pos_of[SPACE.decode(g)]] for g, v in evo.population)
+    # a race: one strategy per solo miner over the space and one per member and subspace it
+    # searched in the task; every slot evaluates; what a party found stays found in the task
+    made: list[RegularizedEvolution] = []
+
+    def counting(name: str, region: object, rng: random.Random) -> object:
+        made.append(make_strategy(name, region, rng))  # type: ignore[arg-type]
+        return made[-1]
+
+    monkeypatch.setattr(sim, "make_strategy", counting)
+    s = sim.make_setup(table, compute=3)
+    race = sim.run_race(table, s, 2, 12, seed=4, task_rounds=12, strategy="evolution")
+    assert all(isinstance(e, RegularizedEvolution) for e in made)
+    whole = [e for e in made if e.region.size == SPACE.size]
+    # members: one per (member, subspace) pair met in the task (the plan may hand a subspace to
+    # the other member in a later round, as the manager does), at most 2 members x 8 subspaces
+    assert len(whole) == 2 and 2 <= len(made) - 2 <= 2 * 2 * s.subspaces_per_member
+    assert sum(e.observed for e in made) == race["pool_evals"].sum() + race["solo_evals"].sum() == 2 * 2 * 3 * 12
+    assert np.all(np.diff(race["pool_val"]) >= 0) and np.all(np.isfinite(race["solo_val"]))
+    with pytest.raises(ValueError):
+        sim.run_race(table, s, 1, 2, seed=4, strategy="annealing")
 
 
 def test_a_pool_with_enough_keys_reveals_the_best_it_evaluated(table: sim.Table) -> None:
@@ -273,8 +307,8 @@ def test_report_states_a_verdict_per_claim(table: sim.Table, tmp_path: pathlib.P
     sim.run_all(table, s, sim.make_plan(quick=True, rounds=10), 5, tmp_path / "res", network=tmp_path / "net")
     page = report.build(tmp_path / "res", tmp_path)
     claims = report.verdicts(json.loads((tmp_path / "res" / "simulate.json").read_text()))
-    assert len(claims) == 6 and all(v in page for _c, v, _t in [(c, v.capitalize(), t) for c, v, t in claims])
-    for name in ("competitiveness", "income", "search", "churn", "network"):
+    assert len(claims) == 7 and all(v in page for _c, v, _t in [(c, v.capitalize(), t) for c, v, t in claims])
+    for name in ("competitiveness", "income", "search", "churn", "network", "strategy"):
         assert f"](res/{name}.png)" in page
     assert "300 of 15,625" in page
     # bad inputs: a clear error with a stable reason, and nothing written
