@@ -13,7 +13,9 @@ One process holds:
   source: the pool's best verified result is committed with a coinbase split by
   :func:`~pool.shares.split_reward` (pool fee, finder's bonus, PPLNS over the accepted shares),
   and revealed after the close;
-- the :class:`~pool.store.PoolStore` (LevelDB): every accepted share, bans, payouts, blocks won;
+- the :class:`~pool.store.PoolStore` (LevelDB): the accepted shares still in (or just out of) the
+  PPLNS window, every training ever credited (so none is credited twice), bans, payouts, blocks
+  won;
 - a dashboard page at ``/``, its data at ``/api/pool`` and Prometheus text at ``/metrics``.
 
 Solo mining is a pool of one: ``ponas mine`` runs a manager with no fee and one member in the
@@ -27,6 +29,7 @@ import logging
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +50,8 @@ __all__ = ["Manager", "ManagerConfig", "MemberConn"]
 log = logging.getLogger("ponas.pool")
 
 PPM = 1_000_000
+#: Round opens a stored share outlives the PPLNS window by before it is pruned.
+PRUNE_LAG_ROUNDS = 2
 TOP_RESULTS = 8  # verified results kept to commit per commit key: up to the round's bound per key, best first
 
 
@@ -135,7 +140,8 @@ class Manager:
         self._top: list[_Result] = []  # the pool's best verified results, distinct genotypes, best first
         #: shares whose weights are asked for or being checked: (member, id) -> validation
         self._inflight: dict[tuple[str, int], int] = {}
-        self._seen: set[tuple[str, int]] = set()  # (genotype, seed) submitted to the pool
+        #: the stored shares' prune points (the window's oldest seq) at the last round opens
+        self._prune_marks: deque[int] = deque()
         self._verify: asyncio.Queue[tuple[MemberConn, P.Share, bytes]] = asyncio.Queue()
         self._runner: web.AppRunner | None = None
         #: what each split was computed from: weights hash -> (window weights, finder, reward,
@@ -154,7 +160,6 @@ class Manager:
         self.store = PoolStore(os.path.join(self.config.datadir, "pool"), self.chain_id)
         for s in self.store.shares():
             self.window.add(Share(s.address, s.weight, s.height, s.seq))
-            self._seen.add((s.genotype, s.seed))
         app = web.Application()
         app.router.add_get("/ws", self._ws_handler)
         app.router.add_get("/api/pool", self._api_pool)
@@ -250,12 +255,25 @@ class Manager:
 
     def round_opened(self, rnd: RoundInfo) -> None:
         self.window.advance(rnd.height)
+        self._prune()
         if self.scheduler is None:
             return
         pool_best = [(r.member, r.result.validation) for r in self._top[: self.config.top_k]]
         self.scheduler.end_round(self.clock(), pool_best)
         self._round = rnd
         self._send_jobs(replan=True)
+
+    def _prune(self) -> None:
+        """Forget stored shares that left the PPLNS window ``PRUNE_LAG_ROUNDS`` round opens ago
+        (the lag keeps the shares of the last blocks' splits for a while, for audits)."""
+        if self.store is None:
+            return
+        oldest = self.window.oldest_seq
+        self._prune_marks.append(self.store.next_seq if oldest is None else oldest)
+        if len(self._prune_marks) > PRUNE_LAG_ROUNDS:
+            pruned = self.store.prune(self._prune_marks.popleft())
+            if pruned:
+                log.info("shares-pruned", extra={"pruned": pruned})
 
     def committed(self, rnd: RoundInfo, result: TrainResult, block: Block) -> None:
         if result.weights_hash in self._splits:
@@ -438,7 +456,6 @@ class Manager:
         weight = PRESETS[self._task[1]].epochs if self._task else 1
         stored = self.store.add_share(m.address, m.worker, weight, self._round.height, share.genotype, share.seed,
                                       share.validation)
-        self._seen.add((share.genotype, share.seed))
         self.window.add(Share(m.address, weight, self._round.height, stored.seq))
         m.accepted += 1
         m.pending[share.id] = share
@@ -471,7 +488,7 @@ class Manager:
         index = space.decode(share.genotype)
         if not any(a <= index < b for a, b in ranges):
             return "outside-subspace"
-        if (share.genotype, share.seed) in self._seen:
+        if self.store is not None and self.store.credited(share.genotype, share.seed):
             return "duplicate"
         from consensus.engines.ponas.data import VALIDATION_SIZE
 

@@ -6,16 +6,24 @@ Keys (one prefix byte each; integers 8-byte big-endian so iteration follows thei
 |----------------------|------------------------------------------------------------------|
 | ``M``                | ``[schema, chain_id, next_share_seq]``                            |
 | ``s`` + seq          | a share ``[address, worker, weight, height, genotype, seed, validation]`` |
+| ``d`` + digest       | empty: a training ``(genotype, seed)`` the pool has credited (16-byte BLAKE2b) |
 | ``x`` + address      | ``[reason, time]``: a banned address                              |
 | ``p`` + address      | total paid to the address by the pool's won blocks (base units)   |
 | ``b`` + height       | a block won ``[hash, time, [[address, amount], ...]]``            |
 
 Each change is one synced batch, so a restarted manager has every share and payout it
 acknowledged (a share is acknowledged to the member only after its batch is written).
+
+Shares older than every future PPLNS window are pruned (:meth:`PoolStore.prune`, the manager
+does it as rounds open), so the store and a restart's replay stay as small as the window. The
+``d`` keys outlive them: a training the pool credited once is never credited again, however
+old, at about 20 bytes per share and without holding them in memory. Schema 1 (without ``d``
+keys) is upgraded in place on open, its shares' keys written in the same batch as the schema.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +33,7 @@ import plyvel
 from consensus.encoding import decode, encode
 from consensus.types import Payout
 
-SCHEMA = 1
+SCHEMA = 2
 
 
 class StoreError(RuntimeError):
@@ -50,6 +58,10 @@ def _u64(n: int) -> bytes:
     return n.to_bytes(8, "big")
 
 
+def _credited_key(genotype: str, seed: int) -> bytes:
+    return b"d" + hashlib.blake2b(encode([genotype, seed]), digest_size=16).digest()
+
+
 class PoolStore:
     def __init__(self, path: str, chain_id: str) -> None:
         os.makedirs(path, exist_ok=True)
@@ -59,15 +71,24 @@ class PoolStore:
             reason = "datadir-locked" if "lock" in str(exc).lower() else "db-io"
             raise StoreError(reason, f"{path}: {exc}") from None
         meta = self.db.get(b"M")
+        self.chain_id = chain_id
         if meta is None:
             self.next_seq = 1
             self.db.put(b"M", encode([SCHEMA, chain_id, 1]), sync=True)
         else:
             schema, stored_chain, self.next_seq = decode(meta)
-            if schema != SCHEMA or stored_chain != chain_id:
+            if schema not in (1, SCHEMA) or stored_chain != chain_id:
                 self.db.close()
                 raise StoreError("wrong-chain", f"{path} holds pool data of chain {stored_chain} (schema {schema})")
-        self.chain_id = chain_id
+            if schema == 1:
+                self._upgrade_from_1()
+
+    def _upgrade_from_1(self) -> None:
+        """Schema 1 -> 2: a ``d`` key for every stored share, with the new schema, in one batch."""
+        with self.db.write_batch(sync=True) as wb:
+            for share in self.shares():
+                wb.put(_credited_key(share.genotype, share.seed), b"")
+            wb.put(b"M", encode([SCHEMA, self.chain_id, self.next_seq]))
 
     def close(self) -> None:
         if not self.db.closed:
@@ -80,9 +101,14 @@ class PoolStore:
         share = StoredShare(self.next_seq, address, worker, weight, height, genotype, seed, validation)
         with self.db.write_batch(sync=True) as wb:
             wb.put(b"s" + _u64(share.seq), encode([address, worker, weight, height, genotype, seed, validation]))
+            wb.put(_credited_key(genotype, seed), b"")
             wb.put(b"M", encode([SCHEMA, self.chain_id, share.seq + 1]))
         self.next_seq = share.seq + 1
         return share
+
+    def credited(self, genotype: str, seed: int) -> bool:
+        """Whether a share of this training was ever accepted (pruned or voided ones included)."""
+        return self.db.get(_credited_key(genotype, seed)) is not None
 
     def shares(self, reverse: bool = False) -> Iterator[StoredShare]:
         with self.db.iterator(prefix=b"s", reverse=reverse) as it:
@@ -98,13 +124,17 @@ class PoolStore:
                 wb.delete(b"s" + _u64(seq))
         return len(doomed)
 
-    def prune(self, keep_from_seq: int) -> None:
-        """Forget shares older than ``keep_from_seq`` (outside every future PPLNS window)."""
+    def prune(self, keep_from_seq: int) -> int:
+        """Forget shares older than ``keep_from_seq`` (outside every future PPLNS window; their
+        trainings stay :meth:`credited`); returns how many."""
+        n = 0
         with self.db.write_batch(sync=True) as wb, self.db.iterator(prefix=b"s", include_value=False) as it:
             for key in it:
                 if int.from_bytes(key[1:], "big") >= keep_from_seq:
                     break
                 wb.delete(key)
+                n += 1
+        return n
 
     # --- bans, payouts, blocks ---------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The pool manager's door, with a raw websocket client on 127.0.0.1 and no node: a hello must
 prove its address for this challenge; shares outside the member's subspaces, duplicates,
-stale jobs, impossible scores and floods are rejected with their reason; a banned address is
-refused at the door."""
+stale jobs, impossible scores and floods are rejected with their reason (a training is credited
+once, even after its share is pruned); a banned address is refused at the door; stored shares
+are pruned as they leave the PPLNS window."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from consensus.engines.ponas.space import get_space
 from pool import protocol as P
 from pool.manager import Manager, ManagerConfig
 from pool.rounds import RoundInfo
+from pool.shares import Share
 from tests.builders import keys
 
 K, OTHER, FEE, PEER, LATE = keys(5, seed=71)
@@ -73,6 +75,8 @@ async def test_door_and_share_checks(tmp_path: Path) -> None:
                 assert await share(1, inside) == "accept"
                 assert await share(2, inside) == "duplicate"  # same genotype and seed
                 assert await share(3, inside, seed=2) == "accept"  # another seed is another training
+                assert manager.store is not None and manager.store.prune(manager.store.next_seq) == 2
+                assert await share(10, inside, seed=2) == "duplicate"  # pruned, but credited once for ever
                 assert await share(4, outside) == "outside-subspace"
                 assert await share(5, inside, seed=3, job_id=999) == "stale-job"
                 assert await share(6, inside, seed=4, validation=10_000) == "bad-validation"
@@ -136,3 +140,43 @@ async def test_a_member_survives_a_manager_that_breaks_the_protocol(tmp_path: Pa
     finally:
         await runner.cleanup()
     assert stats.connections == 0 and stats.trainings == 0 and stats.banned is None
+
+
+async def test_stored_shares_are_pruned_two_round_opens_after_they_leave_the_window(tmp_path: Path) -> None:
+    """With the default window (the last 3 rounds), a round opening at height h keeps in the store
+    the shares the windows of h and of the two opens before it count; older ones are pruned,
+    their trainings still credited; a restarted manager replays only what is kept."""
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"))
+    manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test")
+    await manager.start()
+    try:
+        store = manager.store
+        assert store is not None
+        now = time.time()
+        for h in range(1, 9):
+            manager.round_opened(RoundInfo(h, b"\x01" * 32, b"\x02" * 32, "nb201", "regtest", "commit", now, now + 60,
+                                           None, 0, 4, 200, None))
+            for k in range(2):  # two shares found for round h
+                stored = store.add_share(K.address, "w", 20, h, SPACE.encode(10 * h + k), k, 150)
+                manager.window.add(Share(stored.address, stored.weight, stored.height, stored.seq))
+            kept = sorted({x.height for x in store.shares()})
+            # the window of round h: rounds h-2..h; the store also keeps what the windows of the
+            # two opens before counted (from round h-4)
+            assert kept == list(range(max(1, h - 4), h + 1)), (h, kept)
+        assert all(store.credited(SPACE.encode(10 * h + k), k) for h in range(1, 9) for k in range(2))
+    finally:
+        if manager._runner is not None:
+            await manager._runner.cleanup()
+        if manager.store is not None:
+            manager.store.close()
+    again = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test")
+    await again.start()
+    try:
+        assert again.store is not None
+        assert sorted({s.height for s in again.window.shares()}) == [6, 7, 8]
+        assert sorted({x.height for x in again.store.shares()}) == [4, 5, 6, 7, 8]
+    finally:
+        if again._runner is not None:
+            await again._runner.cleanup()
+        if again.store is not None:
+            again.store.close()

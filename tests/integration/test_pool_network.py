@@ -73,6 +73,7 @@ async def test_pool_of_four_wins_and_pays_pplns_then_bans_a_cheater(tmp_path: Pa
             if s.seq <= last_seq:
                 window.add(Share(s.address, s.weight, s.height, s.seq))
         assert window.weights_by_member() == weights and sum(weights.values()) > 0
+        accepted = [(x.genotype, x.seed) for x in manager.store.shares()]  # type: ignore[union-attr]
         assert reward == sum(p.amount for p in block.coinbase.payouts)
         want = split_reward(reward, weights, fee_address=FEE.address, fee_ppm=10_000, finder=finder,
                             finder_bonus_ppm=5_000)
@@ -112,7 +113,12 @@ async def test_pool_of_four_wins_and_pays_pplns_then_bans_a_cheater(tmp_path: Pa
     try:
         assert store.banned(CHEAT.address) == "score-mismatch"
         assert [b[1] for b in store.blocks()][:1] == [block_hash]
-        assert sum(1 for _ in store.shares()) == manager.stats["accepted"] - manager.stats["voided"]
+        # the shares of the window (and of the last two rounds' windows) are kept; every training
+        # accepted stays credited, pruned or not
+        kept = {x.seq for x in store.shares()}
+        assert {x.seq for x in manager.window.shares()} <= kept
+        assert len(kept) <= manager.stats["accepted"] - manager.stats["voided"]
+        assert all(store.credited(g, seed) for g, seed in accepted)
         assert all(store.paid(p.address) >= p.amount for p in payouts)
     finally:
         store.close()

@@ -1,5 +1,7 @@
 """The pool manager's LevelDB store: shares, bans, payouts and won blocks survive a restart;
-voiding removes exactly a banned member's shares; another chain's store is refused."""
+voiding removes exactly a banned member's shares; pruning forgets old shares but not that their
+trainings were credited; a schema-1 store is upgraded in place, losing nothing; another chain's
+store is refused."""
 
 from __future__ import annotations
 
@@ -26,9 +28,31 @@ def test_store_survives_restart_and_voids_one_member(tmp_path: Path) -> None:
     assert [(x.seq, x.address, x.genotype) for x in s.shares()] == [(1, B, "|g0|"), (3, B, "|g2|"), (5, B, "|g4|")]
     assert s.next_seq == 6 and s.banned(A) == "score-mismatch" and s.banned(B) is None
     assert (s.paid(A), s.paid(B)) == (30, 70) and [b[0] for b in s.blocks()] == [4]
-    s.prune(4)
+    assert s.prune(4) == 2
     assert [x.seq for x in s.shares()] == [5]
+    assert all(s.credited(f"|g{i}|", i) for i in range(5))  # pruned and voided trainings stay credited
+    assert not s.credited("|g0|", 1) and not s.credited("|g9|", 9)
     s.close()
     with pytest.raises(StoreError) as err:
         PoolStore(str(tmp_path / "pool"), "other-chain")
     assert err.value.reason == "wrong-chain"
+
+
+def test_a_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    import plyvel
+
+    from consensus.encoding import encode
+
+    path = str(tmp_path / "pool")
+    db = plyvel.DB(path, create_if_missing=True)  # what the schema-1 store wrote: no "d" keys
+    db.put(b"M", encode([1, "ponas-test", 3]))
+    for seq in (1, 2):
+        db.put(b"s" + seq.to_bytes(8, "big"), encode([A, "w", 20, 7, f"|g{seq}|", seq, 250]))
+    db.close()
+    s = PoolStore(path, "ponas-test")
+    assert [x.seq for x in s.shares()] == [1, 2] and s.next_seq == 3
+    assert s.credited("|g1|", 1) and s.credited("|g2|", 2) and not s.credited("|g1|", 2)
+    s.close()
+    db = plyvel.DB(path)
+    assert db.get(b"M") == encode([2, "ponas-test", 3])
+    db.close()
