@@ -971,6 +971,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             print(f"  {n['name']:<9} {n['api']}  height {n['height']}  tip {str(n['tip'])[:16]}…  "
                   f"peers {n['peers']}  round {n['round']}")
+    if state == "stopped":
+        print(f"`ponas devnet up --dir {args.dir}` resumes it")
     return 0 if state == "running" else 1
 
 
@@ -990,6 +992,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     if left:
         raise fail("stop-failed", f"still running: {', '.join(p['name'] for p in left)}")
     extra = f" ({', '.join(killed)} killed after {STOP_TIMEOUT:.0f}s)" if killed else ""
-    print(f"stopped {len(stopped) + len(killed)} processes{extra}; the chain and logs stay in {root}")
+    print(f"stopped {len(stopped) + len(killed)} processes{extra}; the chain and logs stay in {root} "
+          f"(`ponas devnet up --dir {args.dir}` resumes it)")
     return 0
 

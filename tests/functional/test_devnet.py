@@ -163,13 +163,13 @@ def test_devnet_up_mines_pays_the_pool_members_confirms_a_transfer_and_goes_down
         # down: every process stops, none is left
         dn = run("devnet", "down", "--dir", str(root), timeout=90)
         assert dn.returncode == 0, dn.stdout + dn.stderr
-        assert "stopped 8 processes" in dn.stdout
+        assert "stopped 8 processes" in dn.stdout and "resumes it" in dn.stdout
         assert pids_gone(manifest) == []
         for p in manifest["processes"]:  # gone, or a zombie that init has yet to reap
             stat = Path(f"/proc/{p['pid']}/stat")
             assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", p["name"]
         st = run("devnet", "status", "--dir", str(root))
-        assert st.returncode == 1 and "stopped (0/8 processes)" in st.stdout
+        assert st.returncode == 1 and "stopped (0/8 processes)" in st.stdout and "devnet up --dir" in st.stdout
         again = run("devnet", "down", "--dir", str(root))
         assert again.returncode == 0 and "no process" in again.stdout
         # the chain stays: an up of another shape refuses it; an up without --fresh resumes it
