@@ -214,14 +214,20 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     if aggs:
         reals = [r for r in aggs if r["model"] == "real network"]
         carried = [r for r in aggs if r["model"] == "tasks of R rounds"]
+        evolved = [r for r in aggs if r["model"] == "tasks of R rounds, evolution"]
+
         def setup_text(real: dict[str, Any]) -> str:
             sims = [r for r in carried if r["setup"] == real["setup"]]
+            evo = [r for r in evolved if r["setup"] == real["setup"]]
             return (f"{real['setup']}, {real['rounds']} rounds: the pool won {pct(real['pool_share'])} of them "
                     f"({real['direction']}); simulated with results kept across the task: " + ", ".join(
                         f"{pct(r['pool_share'])} at noise {r['noise']:g} ({r['direction']}: "
                         f"{'agrees' if r['agrees'] else 'disagrees'}; as few or fewer pool wins in "
                         f"{pct(r['p_pool_at_most_real'])} of simulated sets of runs, as many or more in "
-                        f"{pct(r['p_pool_at_least_real'])})" for r in sims))
+                        f"{pct(r['p_pool_at_least_real'])})" for r in sims)
+                    + ("" if not evo else "; with the miners' evolution, as on the devnet: " + ", ".join(
+                        f"{pct(r['pool_share'])} at noise {r['noise']:g} ({'agrees' if r['agrees'] else 'disagrees'})"
+                        for r in evo)))
 
         parts = [setup_text(r) for r in reals if r.get("pool_keys", 1) == 1]
         keyed = [setup_text(r) for r in reals if r.get("pool_keys", 1) > 1]

@@ -276,13 +276,13 @@ def test_network_experiment_compares_directions(table: sim.Table, tmp_path: path
     runs = sim.load_network_runs(tmp_path / "net")
     s = sim.make_setup(table)
     res = sim.exp_network(table, s, runs, 25, 3, tmp_path, noises=(0.0,))
-    assert [r["run"] for r in res["rows"]] == ["again"] * 3 + ["run"] * 3
-    real, *sims = res["rows"][3:]
+    assert [r["run"] for r in res["rows"]] == ["again"] * 4 + ["run"] * 4
+    real, *sims = res["rows"][4:]
     assert real["model"] == "real network" and real["pool_share"] == pytest.approx(3 / 7)
     assert real["direction"] == "pool < solos" and real["direction_one"] == "pool > one solo"
-    assert [r["model"] for r in sims] == ["tasks of R rounds", "fresh every round"]
-    for r in sims:
-        assert sum(r["pool_wins_hist"]) == 25 and len(r["pool_wins_hist"]) == 8
+    assert [r["model"] for r in sims] == ["tasks of R rounds", "fresh every round", "tasks of R rounds, evolution"]
+    for r in sims:  # evolution: a fifth of the simulated runs
+        assert sum(r["pool_wins_hist"]) == (5 if "evolution" in r["model"] else 25) and len(r["pool_wins_hist"]) == 8
         assert r["compute"] == max(1, round(30 / 7 * table.rows / SPACE.size))
         assert r["agrees"] == (r["direction"] == "pool < solos")
         assert 0 <= r["p_pool_at_most_real"] <= 1
@@ -291,7 +291,7 @@ def test_network_experiment_compares_directions(table: sim.Table, tmp_path: path
     assert agg_real["rounds"] == 10 and agg_real["pool_wins"] == 5 and agg_real["direction"] == "equal"
     for r in agg_sims:
         runs_of = [x for x in sims if x["model"] == r["model"]] + [
-            x for x in res["rows"][:3] if x["model"] == r["model"]]
+            x for x in res["rows"][:4] if x["model"] == r["model"]]
         assert r["pool_share"] == pytest.approx(sum(x["pool_share"] * x["rounds"] for x in runs_of) / 10)
         assert 0 <= r["p_pool_at_most_real"] <= 1 and r["p_pool_at_most_real"] + r["p_pool_at_least_real"] >= 1
     text = (tmp_path / "network.md").read_text()
