@@ -50,6 +50,8 @@ __all__ = ["Manager", "ManagerConfig", "MemberConn"]
 log = logging.getLogger("ponas.pool")
 
 PPM = 1_000_000
+#: Departures (left, banned, silent) the dashboard lists.
+DEPARTED_KEPT = 100
 #: Round opens a stored share outlives the PPLNS window by before it is pruned.
 PRUNE_LAG_ROUNDS = 2
 TOP_RESULTS = 8  # verified results kept to commit per commit key: up to the round's bound per key, best first
@@ -97,6 +99,7 @@ class MemberConn:
     trainings: int = 0
     accepted: int = 0
     rejected: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)  # rejected shares by reason
     verified: int = 0
     best: int = -1
     jobs: dict[int, tuple[float, list[tuple[int, int]]]] = field(default_factory=dict)  # job -> (sent, ranges)
@@ -105,6 +108,7 @@ class MemberConn:
     bucket: float = 0.0
     bucket_t: float = 0.0
     floods: int = 0
+    silent: bool = False  # no message for longer than the heartbeat timeout (listed in ``departed``)
 
 
 @dataclass
@@ -140,6 +144,8 @@ class Manager:
         self._top: list[_Result] = []  # the pool's best verified results, distinct genotypes, best first
         #: shares whose weights are asked for or being checked: (member, id) -> validation
         self._inflight: dict[tuple[str, int], int] = {}
+        #: members that left, were banned or fell silent, newest last (the dashboard's alerts)
+        self.departed: deque[dict[str, Any]] = deque(maxlen=DEPARTED_KEPT)
         #: the stored shares' prune points (the window's oldest seq) at the last round opens
         self._prune_marks: deque[int] = deque()
         self._verify: asyncio.Queue[tuple[MemberConn, P.Share, bytes]] = asyncio.Queue()
@@ -389,8 +395,14 @@ class Manager:
             self._send_jobs(replan=True)
         return m
 
+    def _depart(self, m: MemberConn, why: str) -> None:
+        self.departed.append({"member": m.id, "address": format_address(m.address), "why": why,
+                              "at": round(self.clock(), 1), "connected_s": round(self.clock() - m.joined, 1),
+                              "accepted": m.accepted})
+
     def _drop(self, m: MemberConn, why: str) -> None:
         self.members.pop(m.id, None)
+        self._depart(m, why)
         for key in [k for k in self._inflight if k[0] == m.id]:  # its weights will not come now
             del self._inflight[key]
         log.info("member-left", extra={"member": m.id, "why": why})
@@ -401,6 +413,7 @@ class Manager:
 
     async def _on_message(self, m: MemberConn, data: dict[str, Any]) -> None:
         m.last_seen = self.clock()
+        m.silent = False
         kind = data["type"]
         if kind == "heartbeat":
             _job, trainings, throughput = P.parse_heartbeat(data)
@@ -409,19 +422,15 @@ class Manager:
                 self.scheduler.heartbeat(m.id, m.last_seen, throughput)
         elif kind == "share":
             if not self._rate_ok(m, m.last_seen):  # before any parsing: floods cost us little
-                m.rejected += 1
                 m.floods += 1
-                self.stats["rejected"] += 1
-                await self._send(m, P.encode("reject", id=data.get("id"), reason="rate-limited"))
+                await self._reject(m, data.get("id"), "rate-limited")
                 if m.floods > 50:
                     raise P.ProtocolError("flood", "too many shares; reconnect later")
                 return
             try:
                 share = P.parse_share(data)
             except P.ProtocolError as exc:  # answered like any refused share; the session goes on
-                m.rejected += 1
-                self.stats["rejected"] += 1
-                await self._send(m, P.encode("reject", id=data.get("id"), reason=exc.reason, detail=exc.detail))
+                await self._reject(m, data.get("id"), exc.reason, exc.detail)
                 return
             await self._on_share(m, share)
         elif kind == "weights":
@@ -433,6 +442,14 @@ class Manager:
             self._verify.put_nowait((m, shown, weights))
         else:
             raise P.ProtocolError("bad-message", f"unknown type {kind!r}")
+
+    async def _reject(self, m: MemberConn, share_id: Any, reason: str, detail: str | None = None) -> None:
+        """Refuse a share: counted per member and reason, answered with the reason."""
+        m.rejected += 1
+        m.rejects[reason] = m.rejects.get(reason, 0) + 1
+        self.stats["rejected"] += 1
+        extra = {} if detail is None else {"detail": detail}
+        await self._send(m, P.encode("reject", id=share_id, reason=reason, **extra))
 
     def _rate_ok(self, m: MemberConn, now: float) -> bool:
         cap = self.config.max_share_rate
@@ -446,9 +463,7 @@ class Manager:
     async def _on_share(self, m: MemberConn, share: P.Share) -> None:
         reason = self._check_share(m, share)
         if reason is not None:
-            m.rejected += 1
-            self.stats["rejected"] += 1
-            await self._send(m, P.encode("reject", id=share.id, reason=reason))
+            await self._reject(m, share.id, reason)
             return
         assert self.store is not None and self._round is not None
         from consensus.engines.ponas.recipe import PRESETS
@@ -546,6 +561,11 @@ class Manager:
             moves = self.scheduler.check(now) if self.scheduler is not None else []
             if moves:
                 self._send_jobs(moves=moves)
+            for m in self.members.values():  # a dead worker's alert, once per silence
+                if not m.silent and now - m.last_seen > self.config.heartbeat_timeout:
+                    m.silent = True
+                    self._depart(m, "silent")
+                    log.warning("member-silent", extra={"member": m.id, "silent_s": round(now - m.last_seen, 1)})
             for m in self.members.values():
                 for sid, (asked, _share) in list(m.wanted.items()):
                     if now - asked > self.config.want_timeout:
@@ -571,6 +591,7 @@ class Manager:
         for m in self.members.values():
             members.append({"member": m.id, "address": format_address(m.address), "throughput": round(m.throughput, 3),
                             "trainings": m.trainings, "accepted": m.accepted, "rejected": m.rejected,
+                            "rejects": dict(sorted(m.rejects.items())),
                             "verified": m.verified, "window_weight": weights.get(m.address, 0),
                             "expected_payout": expected.get(m.address) if expected else None,
                             "paid": self.store.paid(m.address) if self.store else 0,
@@ -584,6 +605,7 @@ class Manager:
                                                          "validation": self._best.result.validation},
                 "members": members,
                 "banned": {format_address(a): r for a, r in (self.store.bans().items() if self.store else [])},
+                "departed": list(self.departed),
                 "blocks": [{"height": h, "hash": b.hex(), "time": t,
                             "payouts": [[format_address(p.address), p.amount] for p in ps]}
                            for h, b, t, ps in (self.store.blocks() if self.store else [])]}
@@ -632,6 +654,7 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>PoNAS pool</t
 <style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}th{background:#f4f4f4}.n{text-align:right}</style>
 </head><body><h1>PoNAS pool</h1><div id="pool"></div><h2>Members</h2><table id="members"></table>
+<h2>Gone recently</h2><table id="departed"></table>
 <h2>Blocks won</h2><table id="blocks"></table><h2>Banned</h2><table id="banned"></table>
 <script>
 function row(cells,tag){return '<tr>'+cells.map(c=>'<'+(tag||'td')+'>'+c+'</'+(tag||'td')+'>').join('')+'</tr>';}
@@ -642,12 +665,16 @@ document.getElementById('pool').textContent='fee '+s.pool.fee_ppm/1e4+'%  finder
 (s.round?'  round '+s.round.height+' ('+s.round.phase+')':'')+(s.best?'  best '+s.best.validation+' by '+s.best.member:'');
 document.getElementById('members').innerHTML=row(['member','throughput/s','trainings','accepted','rejected','verified',
 'window','expected payout','paid','subspaces','backup','high reward','withholding'],'th')+s.members.map(m=>{
-const sc=m.schedule||{};return row([m.member,m.throughput,m.trainings,m.accepted,m.rejected,m.verified,m.window_weight,
+const sc=m.schedule||{};const why=Object.entries(m.rejects||{}).map(([r,n])=>r+' '+n).join(', ');
+return row([m.member,m.throughput,m.trainings,m.accepted,m.rejected+(why?' ('+why+')':''),m.verified,m.window_weight,
 m.expected_payout,m.paid,JSON.stringify(sc.subspaces||''),JSON.stringify(sc.backup_of||sc.backed_up_by||''),
 sc.high_reward?'yes':'',sc.flagged?'FLAGGED p='+sc.withholding_p.toExponential(1):(sc.withholding_p==null?'':
 'p='+sc.withholding_p.toFixed(2))])}).join('');
 document.getElementById('blocks').innerHTML=row(['height','hash','payouts'],'th')+s.blocks.map(b=>row([b.height,
 b.hash.slice(0,16),b.payouts.length])).join('');
+document.getElementById('departed').innerHTML=row(['member','why','when','connected s','accepted'],'th')+
+s.departed.slice().reverse().map(d=>row([d.member,d.why,new Date(d.at*1000).toLocaleTimeString(),d.connected_s,
+d.accepted])).join('');
 document.getElementById('banned').innerHTML=Object.entries(s.banned).map(([a,r])=>row([a,r])).join('');}
 load();setInterval(load,2000);
 </script></body></html>"""

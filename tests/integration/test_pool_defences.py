@@ -2,7 +2,8 @@
 prove its address for this challenge; shares outside the member's subspaces, duplicates,
 stale jobs, impossible scores and floods are rejected with their reason (a training is credited
 once, even after its share is pruned); a banned address is refused at the door; stored shares
-are pruned as they leave the PPLNS window."""
+are pruned as they leave the PPLNS window; the dashboard counts refusals per member and reason
+and lists workers that left or fell silent."""
 
 from __future__ import annotations
 
@@ -96,6 +97,21 @@ async def test_door_and_share_checks(tmp_path: Path) -> None:
                 # a bucket of 20 shares refilled at 20/s by the manager's clock: full again after
                 # the 0.7 s step, share 9 took one, so 19 of these 25 pass and the last 6 are refused
                 assert flood[:19] == ["accept"] * 19 and flood[19:] == ["rate-limited"] * 6
+                # the dashboard counts each member's refusals by reason
+                mine = next(x for x in manager.snapshot()["members"] if x["address"] == P.format_address(K.address))
+                assert mine["rejects"] == {"bad-share": 2, "bad-validation": 1, "duplicate": 2, "outside-subspace": 1,
+                                           "rate-limited": 6, "stale-job": 2} and mine["rejected"] == 14
+                # a worker silent past the heartbeat timeout is listed once as gone (a dead-worker alert)
+                fake[0] += config.heartbeat_timeout + 1
+                watch_stop = asyncio.Event()
+                watcher = asyncio.create_task(manager._watch_loop(watch_stop))
+                await asyncio.sleep(1.2)
+                watch_stop.set()
+                await watcher
+                silent = [d for d in manager.departed if d["why"] == "silent"]
+                assert mine["member"] in {d["member"] for d in silent} and len(silent) == len({d["member"] for d in silent})
+            await asyncio.sleep(0.2)  # the manager sees the socket close
+            assert any(d["member"] == mine["member"] and d["why"] == "left" for d in manager.snapshot()["departed"])
             await peer.close()
             assert manager.stats["accepted"] >= 2 and manager.store is not None
             manager.store.ban(OTHER.address, "score-mismatch", time.time())
