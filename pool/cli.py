@@ -137,6 +137,9 @@ def register_pool(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     s.add_argument("--address", metavar="ADDR", help="the pool's fee address (default: --key's address)")
     s.add_argument("--fee", default="1", metavar="PCT", help="pool fee in percent (default 1)")
     s.add_argument("--finder-bonus", default="0.5", metavar="PCT", help="bonus to the member whose result is committed (0.5)")
+    s.add_argument("--min-payout", default="0.00000001", metavar="COINS",
+                   help="smallest coinbase output paid to a member (default one base unit); a smaller part goes to the "
+                        "other members, as the pool never holds coins to pay it later")
     s.add_argument("--window-rounds", type=int, metavar="K",
                    help=f"PPLNS over the shares of the last K rounds (1..{MAX_WINDOW_ROUNDS}, default {DEFAULT_WINDOW_ROUNDS}: "
                         "P2Pool's three blocks' worth of work)")
@@ -224,6 +227,7 @@ async def _until_signal(work: Callable[[asyncio.Event], Awaitable[Any]]) -> Any:
 
 
 def cmd_pool_serve(args: argparse.Namespace) -> int:
+    from consensus.amounts import parse_amount
     from consensus.crypto import parse_address
     from consensus.files import load_key_file
     from pool.manager import Manager, ManagerConfig
@@ -241,7 +245,7 @@ def cmd_pool_serve(args: argparse.Namespace) -> int:
         raise ConsensusError("no-token", "the pool commits through the node: --token-file DATADIR/.cookie or $PONAS_TOKEN")
     config = ManagerConfig(args.node, fee_address, args.datadir, fee_ppm=percent_ppm(args.fee, "fee"),
                            finder_bonus_ppm=percent_ppm(args.finder_bonus, "finder-bonus"),
-                           **check_window(args.window, args.window_rounds),
+                           **check_window(args.window, args.window_rounds), min_payout=parse_amount(args.min_payout),
                            host=args.host, port=args.port, token=token, token_file=args.token_file,
                            commit_keys=check_commit_keys(args.commit_keys))
     if config.fee_ppm + config.finder_bonus_ppm > 1_000_000:

@@ -64,6 +64,7 @@ class ManagerConfig:
     datadir: str
     fee_ppm: int = 10_000  # 1%
     finder_bonus_ppm: int = 5_000  # 0.5%, as P2Pool
+    min_payout: int = 1  # base units: a member's smaller part goes to the other members (no dust outputs)
     window: int | None = None  # PPLNS window in work units (epochs of accepted trainings); None: by rounds
     window_rounds: int = DEFAULT_WINDOW_ROUNDS  # else the shares of the last this many rounds (P2Pool: ~3 blocks)
     host: str = "127.0.0.1"
@@ -257,7 +258,8 @@ class Manager:
         last_seq = self.store.next_seq - 1 if self.store is not None else 0
         self._splits[result.weights_hash] = (weights, finder, reward, last_seq)
         return split_reward(reward, weights, fee_address=self.config.fee_address,
-                            fee_ppm=self.config.fee_ppm, finder=finder, finder_bonus_ppm=self.config.finder_bonus_ppm)
+                            fee_ppm=self.config.fee_ppm, finder=finder, finder_bonus_ppm=self.config.finder_bonus_ppm,
+                            min_payout=self.config.min_payout)
 
     def round_opened(self, rnd: RoundInfo) -> None:
         self.window.advance(rnd.height)
@@ -585,7 +587,7 @@ class Manager:
         if self._last_reward is not None:
             expected = {p.address: p.amount for p in split_reward(
                 self._last_reward, weights, fee_address=self.config.fee_address, fee_ppm=self.config.fee_ppm,
-                finder=None, finder_bonus_ppm=0)}
+                finder=None, finder_bonus_ppm=0, min_payout=self.config.min_payout)}
         sched = self.scheduler.stats() if self.scheduler is not None else {}
         members = []
         for m in self.members.values():
@@ -599,6 +601,7 @@ class Manager:
         return {"pool": {"fee_ppm": self.config.fee_ppm, "finder_bonus_ppm": self.config.finder_bonus_ppm,
                          "fee_address": format_address(self.config.fee_address), "window": self.config.window,
                          "window_rounds": self._window_rounds(), "window_units": self.window.total,
+                         "min_payout": self.config.min_payout,
                          "port": self.port, **self.stats},
                 "round": None if self._round is None else {"height": self._round.height, "phase": self._round.phase},
                 "best": None if self._best is None else {"member": self._best.member, "genotype": self._best.result.genotype,

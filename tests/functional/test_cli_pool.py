@@ -1,6 +1,7 @@
 """``ponas pool serve`` and ``ponas pool join`` refuse bad input with a reason and exit 1 before
 touching anything: a member must prove its payout address, fees are exact percentages, the
-manager needs the node's token, commit keys are 1..64, the PPLNS window is units or rounds in range."""
+manager needs the node's token, commit keys are 1..64, the PPLNS window is units or rounds in range, the
+minimum payout is an amount."""
 
 from __future__ import annotations
 
@@ -92,4 +93,14 @@ def test_the_pplns_window_is_checked(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, err = run(capsys, "pool", "serve", "--node", "http://127.0.0.1:9", "--address", format_address(K.address),
                     "--datadir", str(tmp_path / "p"), "--token-file", str(tmp_path / "cookie"), *args)
     assert code == 1 and err.startswith(f"error: bad-window: {said}"), err
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(("value", "reason"), [("0", "bad-amount"), ("-1", "bad-amount"), ("0.000000001", "too-precise")])
+def test_the_minimum_payout_is_an_amount(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str,
+                                         reason: str) -> None:
+    (tmp_path / "cookie").write_text("t0ken\n")
+    code, err = run(capsys, "pool", "serve", "--node", "http://127.0.0.1:9", "--address", format_address(K.address),
+                    "--datadir", str(tmp_path / "p"), "--token-file", str(tmp_path / "cookie"), "--min-payout", value)
+    assert code == 1 and err.startswith(f"error: {reason}:"), err
     assert not (tmp_path / "p").exists()

@@ -3,7 +3,7 @@ prove its address for this challenge; shares outside the member's subspaces, dup
 stale jobs, impossible scores and floods are rejected with their reason (a training is credited
 once, even after its share is pruned); a banned address is refused at the door; stored shares
 are pruned as they leave the PPLNS window; the dashboard counts refusals per member and reason
-and lists workers that left or fell silent."""
+and lists workers that left or fell silent; a minimum payout moves a member's dust to the others."""
 
 from __future__ import annotations
 
@@ -196,3 +196,19 @@ async def test_stored_shares_are_pruned_two_round_opens_after_they_leave_the_win
             await again._runner.cleanup()
         if again.store is not None:
             again.store.close()
+
+
+def test_the_minimum_payout_moves_dust_to_the_other_members(tmp_path: Path) -> None:
+    from pool.rounds import TrainResult
+
+    small, big = keys(2, seed=72)
+    for min_payout, small_paid in ((1, True), (10**8, False)):
+        config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), min_payout=min_payout)
+        manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test")
+        manager.window.add(Share(big.address, 20 * 300, 1, 1))
+        manager.window.add(Share(small.address, 20, 1, 2))  # 1/301 of 49.5 coins: about 0.16 coins
+        result = TrainResult(SPACE.encode(0), 1, 150, b"\x00" * 32, b"", 1.0)
+        payouts = {p.address: p.amount for p in manager.payouts(result, 50 * 10**8)}
+        assert sum(payouts.values()) == 50 * 10**8
+        assert all(amount >= min_payout for address, amount in payouts.items() if address != FEE.address)
+        assert (small.address in payouts) is small_paid
