@@ -30,7 +30,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,7 @@ from pool.driver import RoundDriver
 from pool.rounds import RoundInfo, TrainResult
 from pool.schedule import Move, Scheduler
 from pool.shares import DEFAULT_WINDOW_ROUNDS, Share, make_window, split_reward
-from pool.store import PoolStore
+from pool.store import CONFIRM_DEPTH, PoolStore
 
 __all__ = ["Manager", "ManagerConfig", "MemberConn"]
 
@@ -147,6 +147,7 @@ class Manager:
         self._inflight: dict[tuple[str, int], int] = {}
         #: members that left, were banned or fell silent, newest last (the dashboard's alerts)
         self.departed: deque[dict[str, Any]] = deque(maxlen=DEPARTED_KEPT)
+        self._tasks: set[asyncio.Future[None]] = set()  # background bookkeeping (wins, block checks)
         #: the stored shares' prune points (the window's oldest seq) at the last round opens
         self._prune_marks: deque[int] = deque()
         self._verify: asyncio.Queue[tuple[MemberConn, P.Share, bytes]] = asyncio.Queue()
@@ -264,6 +265,8 @@ class Manager:
     def round_opened(self, rnd: RoundInfo) -> None:
         self.window.advance(rnd.height)
         self._prune()
+        if self.store is not None and any(b.status == "pending" for b in self.store.blocks()):
+            self._background(self._check_blocks(rnd.height - 1))
         if self.scheduler is None:
             return
         pool_best = [(r.member, r.result.validation) for r in self._top[: self.config.top_k]]
@@ -291,7 +294,31 @@ class Manager:
 
     def won(self, height: int, block_hash: bytes, score: int) -> None:
         self.stats["won"] += 1
-        asyncio.ensure_future(self._record_win(height, block_hash, score))
+        self._background(self._record_win(height, block_hash, score))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)  # a reference until it ends (the loop keeps only weak ones)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _check_blocks(self, tip: int) -> None:
+        """Settle the won blocks still ``pending``: ``confirmed`` once canonical under
+        ``CONFIRM_DEPTH`` blocks, ``orphaned`` once that deep off the canonical chain (their
+        payouts leave the paid totals). ``tip``: the node's height."""
+        client = self.driver._client
+        if client is None or self.store is None:
+            return
+        for block in [b for b in self.store.blocks() if b.status == "pending" and tip - b.height + 1 >= CONFIRM_DEPTH]:
+            try:
+                data = await client.get(f"/api/v1/blocks/{block.hash.hex()}")
+                canonical = bool(data["canonical"])
+            except Exception as exc:  # the node went away or lost it: ask again next round
+                log.warning("block-check-failed", extra={"height": block.height, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            status = "confirmed" if canonical else "orphaned"
+            self.store.set_block_status(block.height, status)
+            self.report(f"block {block.height} {block.hash.hex()[:16]} won by the pool is {status}"
+                        + ("" if canonical else ": its payouts leave the members' paid totals"))
 
     async def _record_win(self, height: int, block_hash: bytes, score: int) -> None:
         """Book a won block with the payouts its coinbase really holds (read from the node)."""
@@ -609,9 +636,9 @@ class Manager:
                 "members": members,
                 "banned": {format_address(a): r for a, r in (self.store.bans().items() if self.store else [])},
                 "departed": list(self.departed),
-                "blocks": [{"height": h, "hash": b.hex(), "time": t,
-                            "payouts": [[format_address(p.address), p.amount] for p in ps]}
-                           for h, b, t, ps in (self.store.blocks() if self.store else [])]}
+                "blocks": [{"height": b.height, "hash": b.hash.hex(), "time": b.when, "status": b.status,
+                            "payouts": [[format_address(p.address), p.amount] for p in b.payouts]}
+                           for b in (self.store.blocks() if self.store else [])]}
 
     async def _api_pool(self, request: web.Request) -> web.Response:
         return web.json_response(self.snapshot())
@@ -673,8 +700,8 @@ return row([m.member,m.throughput,m.trainings,m.accepted,m.rejected+(why?' ('+wh
 m.expected_payout,m.paid,JSON.stringify(sc.subspaces||''),JSON.stringify(sc.backup_of||sc.backed_up_by||''),
 sc.high_reward?'yes':'',sc.flagged?'FLAGGED p='+sc.withholding_p.toExponential(1):(sc.withholding_p==null?'':
 'p='+sc.withholding_p.toFixed(2))])}).join('');
-document.getElementById('blocks').innerHTML=row(['height','hash','payouts'],'th')+s.blocks.map(b=>row([b.height,
-b.hash.slice(0,16),b.payouts.length])).join('');
+document.getElementById('blocks').innerHTML=row(['height','hash','status','payouts'],'th')+s.blocks.map(b=>row([b.height,
+b.hash.slice(0,16),b.status,b.payouts.length])).join('');
 document.getElementById('departed').innerHTML=row(['member','why','when','connected s','accepted'],'th')+
 s.departed.slice().reverse().map(d=>row([d.member,d.why,new Date(d.at*1000).toLocaleTimeString(),d.connected_s,
 d.accepted])).join('');

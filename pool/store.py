@@ -9,7 +9,7 @@ Keys (one prefix byte each; integers 8-byte big-endian so iteration follows thei
 | ``d`` + digest       | empty: a training ``(genotype, seed)`` the pool has credited (16-byte BLAKE2b) |
 | ``x`` + address      | ``[reason, time]``: a banned address                              |
 | ``p`` + address      | total paid to the address by the pool's won blocks (base units)   |
-| ``b`` + height       | a block won ``[hash, time, [[address, amount], ...]]``            |
+| ``b`` + height       | a block won ``[hash, time, [[address, amount], ...], status]``    |
 
 Each change is one synced batch, so a restarted manager has every share and payout it
 acknowledged (a share is acknowledged to the member only after its batch is written).
@@ -19,6 +19,11 @@ does it as rounds open), so the store and a restart's replay stay as small as th
 ``d`` keys outlive them: a training the pool credited once is never credited again, however
 old, at about 20 bytes per share and without holding them in memory. Schema 1 (without ``d``
 keys) is upgraded in place on open, its shares' keys written in the same batch as the schema.
+
+A won block is ``pending`` until the node shows it canonical under ``CONFIRM_DEPTH`` blocks
+(``confirmed``) or off the canonical chain that deep (``orphaned``); an orphaned block's payouts
+leave the paid totals, and come back if a reorganisation makes it canonical again. Blocks of
+schema 1 read as ``pending``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import plyvel
 
@@ -40,6 +46,19 @@ class StoreError(RuntimeError):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason, self.detail = reason, detail
+
+
+#: Blocks on top of a won block (itself included) before its status is final, as Bitcoin's six.
+CONFIRM_DEPTH = 6
+BLOCK_STATUSES = ("pending", "confirmed", "orphaned")
+
+
+class WonBlock(NamedTuple):
+    height: int
+    hash: bytes
+    when: int
+    payouts: list[Payout]
+    status: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +75,12 @@ class StoredShare:
 
 def _u64(n: int) -> bytes:
     return n.to_bytes(8, "big")
+
+
+def _won(height: int, value: bytes) -> WonBlock:
+    fields = decode(value)
+    status = fields[3] if len(fields) > 3 else "pending"  # schema 1 kept no status
+    return WonBlock(height, fields[0], fields[1], [Payout(a, n) for a, n in fields[2]], status)
 
 
 def _credited_key(genotype: str, seed: int) -> bytes:
@@ -150,22 +175,39 @@ class PoolStore:
             return {key[1:]: str(decode(value)[0]) for key, value in it}
 
     def record_block(self, height: int, block_hash: bytes, when: float, payouts: list[Payout]) -> None:
-        """A block the pool won: its payouts are added to each address's paid total, once."""
+        """A block the pool won (``pending``): its payouts are added to each address's paid
+        total, once."""
         if self.db.get(b"b" + _u64(height)) is not None:
             return
         with self.db.write_batch(sync=True) as wb:
-            wb.put(b"b" + _u64(height), encode([block_hash, int(when), [[p.address, p.amount] for p in payouts]]))
+            wb.put(b"b" + _u64(height), encode([block_hash, int(when), [[p.address, p.amount] for p in payouts],
+                                                "pending"]))
             for p in payouts:
                 wb.put(b"p" + p.address, encode(self.paid(p.address) + p.amount))
+
+    def set_block_status(self, height: int, status: str) -> None:
+        """Move a won block to ``status``; entering or leaving ``orphaned`` takes its payouts out
+        of the paid totals or puts them back, in the same batch."""
+        if status not in BLOCK_STATUSES:
+            raise StoreError("bad-status", f"a block's status is one of {', '.join(BLOCK_STATUSES)}, not {status!r}")
+        value = self.db.get(b"b" + _u64(height))
+        if value is None:
+            raise StoreError("no-block", f"the pool won no block at height {height}")
+        block = _won(height, value)
+        if block.status == status:
+            return
+        sign = -1 if status == "orphaned" else 1 if block.status == "orphaned" else 0
+        with self.db.write_batch(sync=True) as wb:
+            wb.put(b"b" + _u64(height), encode([block.hash, block.when, [[p.address, p.amount] for p in block.payouts],
+                                                status]))
+            for p in block.payouts if sign else ():
+                wb.put(b"p" + p.address, encode(self.paid(p.address) + sign * p.amount))
 
     def paid(self, address: bytes) -> int:
         value = self.db.get(b"p" + address)
         return 0 if value is None else int(decode(value))
 
-    def blocks(self) -> list[tuple[int, bytes, int, list[Payout]]]:
+    def blocks(self) -> list[WonBlock]:
+        """The blocks won, by height."""
         with self.db.iterator(prefix=b"b") as it:
-            out = []
-            for key, value in it:
-                h, when, payouts = decode(value)
-                out.append((int.from_bytes(key[1:], "big"), h, when, [Payout(a, n) for a, n in payouts]))
-            return out
+            return [_won(int.from_bytes(key[1:], "big"), value) for key, value in it]

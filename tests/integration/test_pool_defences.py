@@ -3,7 +3,8 @@ prove its address for this challenge; shares outside the member's subspaces, dup
 stale jobs, impossible scores and floods are rejected with their reason (a training is credited
 once, even after its share is pruned); a banned address is refused at the door; stored shares
 are pruned as they leave the PPLNS window; the dashboard counts refusals per member and reason
-and lists workers that left or fell silent; a minimum payout moves a member's dust to the others."""
+and lists workers that left or fell silent; a minimum payout moves a member's dust to the others;
+won blocks settle as confirmed or orphaned by the node's word once 6 deep."""
 
 from __future__ import annotations
 
@@ -212,3 +213,44 @@ def test_the_minimum_payout_moves_dust_to_the_other_members(tmp_path: Path) -> N
         assert sum(payouts.values()) == 50 * 10**8
         assert all(amount >= min_payout for address, amount in payouts.items() if address != FEE.address)
         assert (small.address in payouts) is small_paid
+
+
+async def test_won_blocks_are_settled_with_the_node(tmp_path: Path) -> None:
+    """A won block stays pending until 6 deep; then the node's ``canonical`` says confirmed or
+    orphaned (its payouts leave the paid totals); a node that fails leaves it pending."""
+    from consensus.types import Payout
+
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"))
+    manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test")
+    await manager.start()
+    try:
+        store = manager.store
+        assert store is not None
+        kept, lost, later = b"\x03" * 32, b"\x04" * 32, b"\x05" * 32
+        store.record_block(3, kept, 1.0, [Payout(K.address, 40)])
+        store.record_block(4, lost, 2.0, [Payout(K.address, 30)])
+        store.record_block(5, later, 3.0, [Payout(K.address, 20)])
+        asked: list[str] = []
+
+        class Node:  # the node's GET /api/v1/blocks/HASH, as far as the check reads it
+            async def get(self, path: str) -> dict[str, Any]:
+                asked.append(path)
+                if later.hex() in path:
+                    raise ConnectionError("the node went away")
+                return {"canonical": kept.hex() in path}
+
+        manager.driver._client = Node()  # type: ignore[assignment]
+        await manager._check_blocks(7)  # block 3 is 5 deep: nothing asked yet
+        assert asked == [] and [b.status for b in store.blocks()] == ["pending"] * 3
+        manager.round_opened(RoundInfo(11, b"\x01" * 32, b"\x02" * 32, "nb201", "regtest", "commit", 0.0, 60.0,
+                                       None, 0, 4, 200, None))  # tip 10: all three are 6 deep or more
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        assert [b.status for b in store.blocks()] == ["confirmed", "orphaned", "pending"]
+        assert store.paid(K.address) == 60 and len(asked) == 3
+        assert manager.snapshot()["blocks"][1]["status"] == "orphaned"
+    finally:
+        if manager._runner is not None:
+            await manager._runner.cleanup()
+        if manager.store is not None:
+            manager.store.close()

@@ -60,7 +60,8 @@ async def test_pool_of_four_wins_and_pays_pplns_then_bans_a_cheater(tmp_path: Pa
 
         await wait_for(lambda: manager.store is not None and len(manager.store.blocks()) >= 1, 150,
                        "a block won by the pool and booked", 0.5)
-        height, block_hash, _when, payouts = manager.store.blocks()[0]  # type: ignore[union-attr]
+        height, block_hash, _when, payouts, status = manager.store.blocks()[0]  # type: ignore[union-attr]
+        assert status in ("pending", "confirmed")  # confirmed once 6 deep on the canonical chain
         block = node.chain.get_block(block_hash)
         assert block is not None and node.chain.is_canonical(block_hash)
         assert list(block.coinbase.payouts) == payouts

@@ -1,7 +1,8 @@
 """The pool manager's LevelDB store: shares, bans, payouts and won blocks survive a restart;
 voiding removes exactly a banned member's shares; pruning forgets old shares but not that their
-trainings were credited; a schema-1 store is upgraded in place, losing nothing; another chain's
-store is refused."""
+trainings were credited; a won block is pending until confirmed or orphaned, and an orphaned
+block's payouts leave the paid totals (and come back if it is canonical again); a schema-1
+store is upgraded in place, losing nothing; another chain's store is refused."""
 
 from __future__ import annotations
 
@@ -46,13 +47,37 @@ def test_a_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     path = str(tmp_path / "pool")
     db = plyvel.DB(path, create_if_missing=True)  # what the schema-1 store wrote: no "d" keys
     db.put(b"M", encode([1, "ponas-test", 3]))
+    db.put(b"b" + (4).to_bytes(8, "big"), encode([b"\xcc" * 32, 5, [[A, 7]]]))
     for seq in (1, 2):
         db.put(b"s" + seq.to_bytes(8, "big"), encode([A, "w", 20, 7, f"|g{seq}|", seq, 250]))
     db.close()
     s = PoolStore(path, "ponas-test")
     assert [x.seq for x in s.shares()] == [1, 2] and s.next_seq == 3
     assert s.credited("|g1|", 1) and s.credited("|g2|", 2) and not s.credited("|g1|", 2)
+    assert [(b.height, b.payouts, b.status) for b in s.blocks()] == [(4, [Payout(A, 7)], "pending")]
     s.close()
     db = plyvel.DB(path)
     assert db.get(b"M") == encode([2, "ponas-test", 3])
     db.close()
+
+
+def test_won_blocks_settle_and_orphans_leave_the_paid_totals(tmp_path: Path) -> None:
+    s = PoolStore(str(tmp_path / "pool"), "ponas-test")
+    s.record_block(4, b"\xaa" * 32, 2.0, [Payout(B, 70), Payout(A, 30)])
+    s.record_block(5, b"\xbb" * 32, 3.0, [Payout(A, 50)])
+    assert [b.status for b in s.blocks()] == ["pending", "pending"] and s.paid(A) == 80
+    s.set_block_status(4, "orphaned")
+    assert (s.paid(A), s.paid(B)) == (50, 0)
+    s.set_block_status(4, "orphaned")  # once only
+    assert (s.paid(A), s.paid(B)) == (50, 0)
+    s.set_block_status(4, "confirmed")  # a reorganisation made it canonical again
+    s.set_block_status(5, "confirmed")
+    assert (s.paid(A), s.paid(B)) == (80, 70)
+    for height, status, reason in ((4, "lost", "bad-status"), (9, "confirmed", "no-block")):
+        with pytest.raises(StoreError) as err:
+            s.set_block_status(height, status)
+        assert err.value.reason == reason
+    s.close()
+    s = PoolStore(str(tmp_path / "pool"), "ponas-test")
+    assert [(b.height, b.status) for b in s.blocks()] == [(4, "confirmed"), (5, "confirmed")]
+    s.close()
