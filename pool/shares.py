@@ -179,9 +179,6 @@ class _Window:
             member, weight, height, seq = item
             self.add(Share(member, weight, height, seq))  # type: ignore[arg-type]
 
-    def describe(self) -> str:
-        raise NotImplementedError
-
 
 class PPLNSWindow(_Window):
     """The shares covering the last ``size`` work units (see the module docstring); the oldest
@@ -218,9 +215,6 @@ class PPLNSWindow(_Window):
         window = cls(size)
         window._load(items)
         return window
-
-    def describe(self) -> str:
-        return f"the last {self.size} work units"
 
 
 class RoundsWindow(_Window):
@@ -269,9 +263,6 @@ class RoundsWindow(_Window):
         window = cls(rounds)
         window._load(items)
         return window
-
-    def describe(self) -> str:
-        return f"the shares of the last {self.rounds} rounds"
 
 
 def make_window(units: int | None = None, rounds: int = DEFAULT_WINDOW_ROUNDS) -> PPLNSWindow | RoundsWindow:
