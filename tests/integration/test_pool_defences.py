@@ -120,10 +120,7 @@ async def test_door_and_share_checks(tmp_path: Path) -> None:
                 answer = await _hello(banned, OTHER)
                 assert answer["type"] == "error" and answer["reason"] == "banned"
     finally:
-        if manager._runner is not None:
-            await manager._runner.cleanup()
-        if manager.store is not None:
-            manager.store.close()
+        await _close(manager)
 
 
 async def test_a_member_survives_a_manager_that_breaks_the_protocol(tmp_path: Path) -> None:
@@ -182,10 +179,7 @@ async def test_stored_shares_are_pruned_two_round_opens_after_they_leave_the_win
             assert kept == list(range(max(1, h - 4), h + 1)), (h, kept)
         assert all(store.credited(SPACE.encode(10 * h + k), k) for h in range(1, 9) for k in range(2))
     finally:
-        if manager._runner is not None:
-            await manager._runner.cleanup()
-        if manager.store is not None:
-            manager.store.close()
+        await _close(manager)
     again = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test")
     await again.start()
     try:
@@ -193,10 +187,7 @@ async def test_stored_shares_are_pruned_two_round_opens_after_they_leave_the_win
         assert sorted({s.height for s in again.window.shares()}) == [6, 7, 8]
         assert sorted({x.height for x in again.store.shares()}) == [4, 5, 6, 7, 8]
     finally:
-        if again._runner is not None:
-            await again._runner.cleanup()
-        if again.store is not None:
-            again.store.close()
+        await _close(again)
 
 
 def test_the_minimum_payout_moves_dust_to_the_other_members(tmp_path: Path) -> None:
@@ -250,7 +241,12 @@ async def test_won_blocks_are_settled_with_the_node(tmp_path: Path) -> None:
         assert store.paid(K.address) == 60 and len(asked) == 3
         assert manager.snapshot()["blocks"][1]["status"] == "orphaned"
     finally:
-        if manager._runner is not None:
-            await manager._runner.cleanup()
-        if manager.store is not None:
-            manager.store.close()
+        await _close(manager)
+
+
+async def _close(manager: Manager) -> None:
+    """Stop a manager started without ``run``: its web server and its store."""
+    if manager._runner is not None:
+        await manager._runner.cleanup()
+    if manager.store is not None:
+        manager.store.close()
