@@ -321,11 +321,12 @@ def test_report_states_a_verdict_per_claim(table: sim.Table, tmp_path: pathlib.P
     assert not (tmp_path / "r.md").exists()
     assert report.main(["--results", str(tmp_path / "res"), "--out", str(tmp_path / "r.md")]) == 0
     assert (tmp_path / "r.md").read_text() == page
-    # a pool that never won has no income CV: simulate.json holds null, and the page says "–"
+    # a pool that never won has no income CV: simulate.json holds null, and the page says where
     saved = json.loads((tmp_path / "res" / "simulate.json").read_text())
-    saved["results"]["income"]["rows"][-1]["member_cv_default"] = None
+    last = saved["results"]["income"]["rows"][-1]
+    last["member_cv_default"] = None
     (tmp_path / "res" / "simulate.json").write_text(json.dumps(saved))
-    assert "to –, solo" in report.build(tmp_path / "res", tmp_path)
+    assert f"(none at N = {last['n']}: the pool never won)" in report.build(tmp_path / "res", tmp_path)
 
 
 def test_network_run_records_a_finished_devnet(table: sim.Table, tmp_path: pathlib.Path) -> None:
