@@ -235,7 +235,17 @@ class RoundService:
         return True
 
     def add_candidate(self, block: Block, weights: bytes, now: float) -> Candidate:
-        """Check a candidate of the current round as far as possible without retraining."""
+        """Check a candidate of the current round as far as possible without retraining: the
+        chain checks (:meth:`check_candidate`), the model's score, then :meth:`admit_candidate`.
+        A node runs the model step in a worker thread between the two instead."""
+        known = self.check_candidate(block, now)
+        if known is not None:
+            return known
+        return self.admit_candidate(block, weights, self.evaluate_candidate(block, weights))
+
+    def check_candidate(self, block: Block, now: float) -> Candidate | None:
+        """Everything about a candidate of the current round but its model: the round, the parent,
+        header, seal, body and state. The candidate already admitted, if it was; else None."""
         r = self.round
         h = block.header.hash()
         if h in r.candidates:
@@ -249,11 +259,30 @@ class RoundService:
         self.engine.validate_seal(block, parent, self.chain)
         validate_body(block, self.params)
         apply_body(self.chain.accounts, block, self.params, self.mempool.verified)
-        verdict = self.engine.verifier.verify(
-            weights, block.header.genotype, block.header.weights_hash, block.header.seed, block.header.score,
-            r.close.test_key, retrain=False,
-        )
-        cand = Candidate(block, weights, verdict.score, block.proof.index)
+        return None
+
+    def evaluate_candidate(self, block: Block, weights: bytes) -> int:
+        """The model step: weights hash, strict load, score on the round's test set against the
+        claim (no retraining). Reads no mutable round state but the close's test key, taken from
+        the candidate's own proof, so it may run in another thread."""
+        assert block.proof is not None  # check_candidate ran
+        h = block.header
+        return self.engine.verifier.verify(
+            weights, h.genotype, h.weights_hash, h.seed, h.score, block.proof.close.test_key, retrain=False,
+        ).score
+
+    def admit_candidate(self, block: Block, weights: bytes, score: int) -> Candidate:
+        """Add a candidate whose model step passed, if its round is still the current one (the
+        round may have ended, or been retried, while the model was scored: ``wrong-close``)."""
+        r = self.round
+        h = block.header.hash()
+        if h in r.candidates:
+            return r.candidates[h]
+        if r.close is None or block.proof is None or block.proof.close.hash() != r.close.hash():
+            raise InvalidBlock("wrong-close", "the round ended while the candidate was scored")
+        if block.header.parent != self.chain.tip_hash:
+            raise InvalidBlock("bad-prevblk", "the candidate is not on the round's parent")
+        cand = Candidate(block, weights, score, block.proof.index)
         r.candidates[h] = cand
         log.info("candidate", extra={"height": r.height, "score": block.header.score, "hash": h.hex()[:16]})
         return cand

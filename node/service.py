@@ -88,6 +88,7 @@ class Node:
         self._retrainer: concurrent.futures.ThreadPoolExecutor | None = None
         self._retrains: dict[tuple[str, int], concurrent.futures.Future[Any]] = {}
         self._awaited: dict[tuple[str, int], int] = {}  # retrains a relayed block waits for: never cancelled
+        self._evaluator: concurrent.futures.ThreadPoolExecutor | None = None  # candidates' model step
         self.api_port = 0
         self.p2p_port = 0
         self.started = asyncio.Event()
@@ -105,6 +106,7 @@ class Node:
                 await asyncio.to_thread(self.chain.engine.warm_up)  # type: ignore[attr-defined]
                 self.rounds = RoundService(self.chain, self.mempool, self.clock(), closer)
                 self._retrainer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="retrain")
+                self._evaluator = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evaluate")
             self.token = secrets.token_hex(32)
             write_text_atomic(os.path.join(cfg.datadir, ".cookie"), self.token, mode=0o600)
             self.network = Network(
@@ -146,9 +148,10 @@ class Node:
         if self.network is not None:
             await self.network.stop()
             self.network = None
-        if self._retrainer is not None:
-            self._retrainer.shutdown(wait=True, cancel_futures=True)
-            self._retrainer = None
+        for pool in (self._retrainer, self._evaluator):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._retrainer = self._evaluator = None
         if self.datadir is not None:
             for name in (".cookie", "node.json"):
                 try:
@@ -325,7 +328,13 @@ class Node:
 
     async def submit_candidate(self, block: Block, weights: bytes, source: str = "api", peer: Peer | None = None) -> int:
         rounds = self._need_rounds()
-        cand = rounds.add_candidate(block, weights, self.clock())
+        cand = rounds.check_candidate(block, self.clock())
+        if cand is None:
+            # the model step (tens of ms a candidate) runs off the event loop, one at a time, so
+            # a burst of reveals does not stall the node's peers, API and round clock
+            loop = asyncio.get_running_loop()
+            score = await loop.run_in_executor(self._evaluator, rounds.evaluate_candidate, block, weights)
+            cand = rounds.admit_candidate(block, weights, score)
         self._retrain_best()
         if self.network and self._new(block.header.hash()):
             self.network.broadcast(M.BlockMsg(block, weights, True), exclude=peer)

@@ -187,3 +187,61 @@ async def test_the_round_end_waits_for_a_retrain_a_late_candidate_started(tmp_pa
         second.set()
         node.rounds.round = real_round
         await node.stop()
+
+
+async def test_candidates_are_scored_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A candidate's model step (load and score its weights) runs in the node's evaluate thread:
+    while it runs, the event loop goes on (here: the round ends and is retried). A candidate
+    whose round ended meanwhile is refused with ``wrong-close`` and not added; the same
+    candidate in its round is admitted once."""
+    import threading
+
+    import consensus.engines.ponas.train as train_module
+    from consensus.errors import InvalidBlock
+    from node.service import Node, NodeConfig
+    from tests.ponas_builders import GENOTYPES, close_round, honest_score, reveal
+
+    real_score = train_module.score
+    scored_on: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def gated(*args, **kwargs):  # type: ignore[no-untyped-def]
+        scored_on.append(threading.current_thread().name)
+        entered.set()
+        release.wait(30)
+        return real_score(*args, **kwargs)
+
+    k1 = keys(1, seed=7)[0]
+    clock = [float(GENESIS_TIME + 1)]
+    node = Node(NodeConfig(str(tmp_path / "n"), tick=3600), PARAMS, clock=lambda: clock[0])
+    await node.start()
+    try:
+        assert node.rounds is not None
+        entry = trained_entry(PARAMS, node.chain.tip, node.chain.accounts, k1, GENOTYPES[1], 4)
+        assert node.rounds.add_commitment(commitment_for(entry.block.header, k1, PARAMS.chain_id), clock[0])
+        close, commitments = close_round(PARAMS, node.chain.tip, [entry])
+        clock[0] = float(entry.block.header.timestamp + 1)
+        assert node.rounds.add_close(close, commitments, clock[0])
+        block = reveal(entry, close, commitments, honest_score(PARAMS, entry, close))
+        monkeypatch.setattr(train_module, "score", gated)
+
+        submit = asyncio.ensure_future(node.submit_candidate(block, entry.weights))
+        assert await asyncio.to_thread(entered.wait, 30)
+        assert scored_on == ["evaluate_0"]
+        # the loop is free while the weights are scored: the reveal window ends, no candidate yet
+        clock[0] = float(max(close.timestamp + PARAMS.ponas.reveal_window, entry.block.header.timestamp) + 1)
+        assert node.rounds.tick(clock[0]) == [] and node.rounds.round.close is None  # retried
+        release.set()
+        with pytest.raises(InvalidBlock) as exc:
+            await asyncio.wait_for(submit, 30)
+        assert exc.value.reason == "wrong-close" and node.rounds.round.candidates == {}
+
+        # the same candidate in its round: admitted, once
+        assert node.rounds.add_close(close, commitments, clock[0])
+        assert await node.submit_candidate(block, entry.weights) == block.header.score
+        assert await node.submit_candidate(block, entry.weights) == block.header.score
+        assert list(node.rounds.round.candidates) == [block.header.hash()]
+        assert scored_on == ["evaluate_0", "evaluate_0"]  # the second submission found it admitted
+    finally:
+        release.set()
+        await node.stop()

@@ -36,7 +36,8 @@ class Verdict:
 class Verifier:
     """Checks candidates for one chain's built-in task; caches test sets and retrainings.
 
-    ``retrain`` may run in another thread than the other methods (its cache is locked)."""
+    Thread-safe: a node retrains in one worker thread and scores candidates in another (the
+    caches are locked; models are built per call)."""
 
     def __init__(self, params: PonasParams) -> None:
         from consensus.engines.ponas.recipe import PRESETS
@@ -52,17 +53,19 @@ class Verifier:
             raise InvalidParams("bad-task", f"unknown recipe or space: {exc}") from None
         self._test_sets: OrderedDict[bytes, object] = OrderedDict()
         self._retrained: OrderedDict[tuple[str, int], tuple[bytes, object]] = OrderedDict()
-        self._lock = threading.Lock()  # a node retrains its round's best candidate in a worker thread
+        self._lock = threading.Lock()  # guards both caches
 
     def test_set(self, test_key: bytes):  # type: ignore[no-untyped-def]
         from consensus.engines.ponas.data import round_test_set
 
-        ds = self._test_sets.get(test_key)
+        with self._lock:
+            ds = self._test_sets.get(test_key)
         if ds is None:
-            ds = round_test_set(test_key, self.params.test_set_size)
-            self._test_sets[test_key] = ds
-            while len(self._test_sets) > 4:
-                self._test_sets.popitem(last=False)
+            ds = round_test_set(test_key, self.params.test_set_size)  # a pure function of the key
+            with self._lock:
+                self._test_sets[test_key] = ds
+                while len(self._test_sets) > 4:
+                    self._test_sets.popitem(last=False)
         return ds
 
     def evaluate(self, weights: bytes, genotype: str, weights_hash: bytes, test_key: bytes) -> int:
