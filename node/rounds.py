@@ -246,19 +246,27 @@ class RoundService:
     def check_candidate(self, block: Block, now: float) -> Candidate | None:
         """Everything about a candidate of the current round but its model: the round, the parent,
         header, seal, body and state. The candidate already admitted, if it was; else None."""
-        r = self.round
-        h = block.header.hash()
-        if h in r.candidates:
-            return r.candidates[h]
-        if r.close is None or block.proof is None or block.proof.close.hash() != r.close.hash():
-            raise InvalidBlock("wrong-close", "not a candidate of this node's current round")
+        known = self._of_this_round(block)
+        if known is not None:
+            return known
         parent = self.chain.tip
-        if block.header.parent != self.chain.tip_hash:
-            raise InvalidBlock("bad-prevblk", "the candidate is not on the round's parent")
         validate_header(block.header, parent, self.params, int(now))
         self.engine.validate_seal(block, parent, self.chain)
         validate_body(block, self.params)
         apply_body(self.chain.accounts, block, self.params, self.mempool.verified)
+        return None
+
+    def _of_this_round(self, block: Block) -> Candidate | None:
+        """The candidate as admitted already, or None if it belongs to the current round (its
+        close, its parent); else ``wrong-close`` or ``bad-prevblk``."""
+        r = self.round
+        known = r.candidates.get(block.header.hash())
+        if known is not None:
+            return known
+        if r.close is None or block.proof is None or block.proof.close.hash() != r.close.hash():
+            raise InvalidBlock("wrong-close", "not a candidate of this node's current round (or it ended)")
+        if block.header.parent != self.chain.tip_hash:
+            raise InvalidBlock("bad-prevblk", "the candidate is not on the round's parent")
         return None
 
     def evaluate_candidate(self, block: Block, weights: bytes) -> int:
@@ -274,14 +282,11 @@ class RoundService:
     def admit_candidate(self, block: Block, weights: bytes, score: int) -> Candidate:
         """Add a candidate whose model step passed, if its round is still the current one (the
         round may have ended, or been retried, while the model was scored: ``wrong-close``)."""
-        r = self.round
-        h = block.header.hash()
-        if h in r.candidates:
-            return r.candidates[h]
-        if r.close is None or block.proof is None or block.proof.close.hash() != r.close.hash():
-            raise InvalidBlock("wrong-close", "the round ended while the candidate was scored")
-        if block.header.parent != self.chain.tip_hash:
-            raise InvalidBlock("bad-prevblk", "the candidate is not on the round's parent")
+        known = self._of_this_round(block)
+        if known is not None:
+            return known
+        assert block.proof is not None  # _of_this_round checked it
+        r, h = self.round, block.header.hash()
         cand = Candidate(block, weights, score, block.proof.index)
         r.candidates[h] = cand
         log.info("candidate", extra={"height": r.height, "score": block.header.score, "hash": h.hex()[:16]})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,20 @@ def test_a_commitment_that_comes_before_its_parent_is_kept_for_its_round(tmp_pat
         assert rounds.tick(now) == []  # relayed once
 
 
+def _closed_round_with_candidate(node: Any, key: Any, genotype: str, seq: int, clock: list[float]) -> tuple[Any, ...]:
+    """On a started node: a trained entry committed, the round closed over it (the clock moved to
+    just after the entry's timestamp) and its candidate block: (entry, close, commitments, block)."""
+    from tests.ponas_builders import close_round, honest_score, reveal
+
+    assert node.rounds is not None
+    entry = trained_entry(PARAMS, node.chain.tip, node.chain.accounts, key, genotype, seq)
+    assert node.rounds.add_commitment(commitment_for(entry.block.header, key, PARAMS.chain_id), clock[0])
+    close, commitments = close_round(PARAMS, node.chain.tip, [entry])
+    clock[0] = float(entry.block.header.timestamp + 1)
+    assert node.rounds.add_close(close, commitments, clock[0])
+    return entry, close, commitments, reveal(entry, close, commitments, honest_score(PARAMS, entry, close))
+
+
 async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The round's best candidate is retrained in the node's worker thread while the reveal
     window is open, and the import at the window's end finds it cached: the event loop never
@@ -83,7 +98,7 @@ async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path, monkeyp
 
     import consensus.engines.ponas.train as train_module
     from node.service import Node, NodeConfig
-    from tests.ponas_builders import GENOTYPES, close_round, honest_score, reveal
+    from tests.ponas_builders import GENOTYPES
 
     real_train = train_module.train
     trained_on: list[str] = []
@@ -99,13 +114,8 @@ async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path, monkeyp
     await a.start()
     await b.start()
     try:
-        assert a.rounds is not None and b.rounds is not None
-        entry = trained_entry(PARAMS, a.chain.tip, a.chain.accounts, k1, GENOTYPES[2], 3)
-        assert a.rounds.add_commitment(commitment_for(entry.block.header, k1, PARAMS.chain_id), clock[0])
-        close, commitments = close_round(PARAMS, a.chain.tip, [entry])
-        clock[0] = float(entry.block.header.timestamp + 1)
-        assert a.rounds.add_close(close, commitments, clock[0])
-        block = reveal(entry, close, commitments, honest_score(PARAMS, entry, close))
+        assert b.rounds is not None
+        entry, close, commitments, block = _closed_round_with_candidate(a, k1, GENOTYPES[2], 3, clock)
         monkeypatch.setattr(train_module, "train", spy)
 
         await a.submit_candidate(block, entry.weights)  # checks it, starts the retrain, answers
@@ -199,7 +209,7 @@ async def test_candidates_are_scored_off_the_event_loop(tmp_path: Path, monkeypa
     import consensus.engines.ponas.train as train_module
     from consensus.errors import InvalidBlock
     from node.service import Node, NodeConfig
-    from tests.ponas_builders import GENOTYPES, close_round, honest_score, reveal
+    from tests.ponas_builders import GENOTYPES
 
     real_score = train_module.score
     scored_on: list[str] = []
@@ -217,12 +227,7 @@ async def test_candidates_are_scored_off_the_event_loop(tmp_path: Path, monkeypa
     await node.start()
     try:
         assert node.rounds is not None
-        entry = trained_entry(PARAMS, node.chain.tip, node.chain.accounts, k1, GENOTYPES[1], 4)
-        assert node.rounds.add_commitment(commitment_for(entry.block.header, k1, PARAMS.chain_id), clock[0])
-        close, commitments = close_round(PARAMS, node.chain.tip, [entry])
-        clock[0] = float(entry.block.header.timestamp + 1)
-        assert node.rounds.add_close(close, commitments, clock[0])
-        block = reveal(entry, close, commitments, honest_score(PARAMS, entry, close))
+        entry, close, commitments, block = _closed_round_with_candidate(node, k1, GENOTYPES[1], 4, clock)
         monkeypatch.setattr(train_module, "score", gated)
 
         submit = asyncio.ensure_future(node.submit_candidate(block, entry.weights))
