@@ -261,11 +261,16 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         # is the real direction itself clear? the pool's share against half, two standard errors
         unsettled = [r for r in reals if r.get("pool_keys", 1) == 1
                      and abs(r["pool_share"] - 0.5) <= 2 * math.sqrt(0.25 / max(1, r["rounds"]))]
-        settle = "".join(
-            f" The real share {pct(r['pool_share'])} of {r['rounds']} rounds lies within two standard errors "
-            f"(± {pct(2 * math.sqrt(0.25 / r['rounds']))}) of half, so the real runs lean the simulation's way "
-            "without settling the direction, and the real pool won more rounds than the simulation's typical run "
-            "(see the P columns below)." for r in unsettled)
+        def settle_text(real: dict[str, Any]) -> str:
+            sims = [r["pool_share"] for r in carried if r["setup"] == real["setup"]]
+            more = ("" if not sims else ", and the real pool won more rounds than the simulation's typical run"
+                    if real["pool_share"] > max(sims) else ", and the real pool won fewer rounds than the "
+                    "simulation's typical run" if real["pool_share"] < min(sims) else "")
+            return (f" The real share {pct(real['pool_share'])} of {real['rounds']} rounds lies within two standard "
+                    f"errors (± {pct(2 * math.sqrt(0.25 / real['rounds']))}) of half, so the real runs lean the "
+                    f"simulation's way without settling the direction{more} (see the P columns below).")
+
+        settle = "".join(settle_text(r) for r in unsettled)
         out.append((
             "The real network agrees in direction with the simulation (a pool against the same compute mining solo).",
             "does not hold" if not ok else "holds weakly" if unsettled else "holds",
