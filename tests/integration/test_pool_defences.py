@@ -9,9 +9,11 @@ won blocks settle as confirmed or orphaned by the node's word once 6 deep."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +42,11 @@ async def test_door_and_share_checks(tmp_path: Path) -> None:
     config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), max_share_rate=20.0,
                            grace=0.5)
     fake = [time.time()]  # the manager's clock: the flood bucket refills only when this moves
-    manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test",
-                      clock=lambda: fake[0])
-    await manager.start()
-    now = time.time()
-    manager.prepare(RoundInfo(1, b"\x01" * 32, b"\x02" * 32, "nb201", "regtest", "commit", now, now + 60, None, 0, 4, 200,
-                              None))
-    url = f"ws://127.0.0.1:{manager.port}/ws"
-    try:
+    async with _started(config, clock=lambda: fake[0]) as manager:
+        now = time.time()
+        manager.prepare(RoundInfo(1, b"\x01" * 32, b"\x02" * 32, "nb201", "regtest", "commit", now, now + 60, None, 0, 4,
+                                  200, None))
+        url = f"ws://127.0.0.1:{manager.port}/ws"
         async with aiohttp.ClientSession() as http:
             async with http.ws_connect(url) as bad:  # a signature by another key
                 answer = await _hello(bad, K, sign_with=OTHER)
@@ -119,8 +118,6 @@ async def test_door_and_share_checks(tmp_path: Path) -> None:
             async with http.ws_connect(url) as banned:
                 answer = await _hello(banned, OTHER)
                 assert answer["type"] == "error" and answer["reason"] == "banned"
-    finally:
-        await _close(manager)
 
 
 async def test_a_member_survives_a_manager_that_breaks_the_protocol(tmp_path: Path) -> None:
@@ -161,9 +158,7 @@ async def test_stored_shares_are_pruned_two_round_opens_after_they_leave_the_win
     the shares the windows of h and of the two opens before it count; older ones are pruned,
     their trainings still credited; a restarted manager replays only what is kept."""
     config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"))
-    manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test")
-    await manager.start()
-    try:
+    async with _started(config) as manager:
         store = manager.store
         assert store is not None
         now = time.time()
@@ -178,16 +173,10 @@ async def test_stored_shares_are_pruned_two_round_opens_after_they_leave_the_win
             # two opens before counted (from round h-4)
             assert kept == list(range(max(1, h - 4), h + 1)), (h, kept)
         assert all(store.credited(SPACE.encode(10 * h + k), k) for h in range(1, 9) for k in range(2))
-    finally:
-        await _close(manager)
-    again = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test")
-    await again.start()
-    try:
+    async with _started(config) as again:
         assert again.store is not None
         assert sorted({s.height for s in again.window.shares()}) == [6, 7, 8]
         assert sorted({x.height for x in again.store.shares()}) == [4, 5, 6, 7, 8]
-    finally:
-        await _close(again)
 
 
 def test_the_minimum_payout_moves_dust_to_the_other_members(tmp_path: Path) -> None:
@@ -212,9 +201,7 @@ async def test_won_blocks_are_settled_with_the_node(tmp_path: Path) -> None:
     from consensus.types import Payout
 
     config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"))
-    manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test")
-    await manager.start()
-    try:
+    async with _started(config) as manager:
         store = manager.store
         assert store is not None
         kept, lost, later = b"\x03" * 32, b"\x04" * 32, b"\x05" * 32
@@ -240,13 +227,18 @@ async def test_won_blocks_are_settled_with_the_node(tmp_path: Path) -> None:
         assert [b.status for b in store.blocks()] == ["confirmed", "orphaned", "pending"]
         assert store.paid(K.address) == 60 and len(asked) == 3
         assert manager.snapshot()["blocks"][1]["status"] == "orphaned"
+
+
+@contextlib.asynccontextmanager
+async def _started(config: ManagerConfig, **kw: Any) -> AsyncIterator[Manager]:
+    """A manager started without ``run`` (chain ``ponas-test``, seeded rng, silent), then
+    stopped: its web server and its store."""
+    manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test", **kw)
+    await manager.start()
+    try:
+        yield manager
     finally:
-        await _close(manager)
-
-
-async def _close(manager: Manager) -> None:
-    """Stop a manager started without ``run``: its web server and its store."""
-    if manager._runner is not None:
-        await manager._runner.cleanup()
-    if manager.store is not None:
-        manager.store.close()
+        if manager._runner is not None:
+            await manager._runner.cleanup()
+        if manager.store is not None:
+            manager.store.close()
