@@ -42,8 +42,8 @@ bench-paper: $(STAMP)
 	$(PY) bench/paper/report.py --results docs/results --out docs/results.md
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check consensus p2p node pool wallet tests bench
-	$(VENV)/bin/mypy consensus node p2p pool wallet
+	$(VENV)/bin/ruff check consensus p2p node pool wallet nodeclient tests bench
+	$(VENV)/bin/mypy consensus node p2p pool wallet nodeclient
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info

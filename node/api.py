@@ -12,21 +12,22 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consensus.amounts import format_amount
 from consensus.crypto import BadAddress, address_of, format_address, parse_address
 from consensus.errors import ConsensusError
+from consensus.params import ChainParams
 from consensus.types import Block, Commitment, Header, Payout, Transfer
-from node.chain import HistoryItem
+from node.chain import Chain, HistoryItem
+from node.mempool import Mempool
+from node.metrics import Metrics
+from node.rounds import RoundService
 from node.storage import StorageError
 from node.storage.schema import ROLE_GENESIS
-
-if TYPE_CHECKING:
-    from node.service import Node
 
 log = logging.getLogger("ponas.api")
 MAX_BODY = 16 * 1024 * 1024
@@ -92,6 +93,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ApiError(400, "bad-json", "the body is not JSON") from None
+    except RecursionError:  # nested deeper than the parser's stack: no request needs that
+        raise ApiError(400, "bad-json", "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad-json", "the body must be a JSON object")
     return data
@@ -181,19 +184,32 @@ def _transfer_view(address: bytes, tx: Transfer) -> dict[str, Any]:
             "to": format_address(tx.recipient), "amount": tx.amount, "fee": tx.fee, "nonce": tx.nonce, "delta": delta}
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.height = Gauge("ponas_height", "height of the canonical tip", registry=self.registry)
-        self.peers = Gauge("ponas_peers", "connected peers", registry=self.registry)
-        self.mempool = Gauge("ponas_mempool_transactions", "transfers in the mempool", registry=self.registry)
-        self.round_commitments = Gauge("ponas_round_commitments", "commitments seen this round", registry=self.registry)
-        self.requests = Counter("ponas_api_requests", "API requests", ["method", "status"], registry=self.registry)
-        self.blocks = Counter("ponas_blocks_imported", "blocks imported", ["status"], registry=self.registry)
-        self.rejects = Counter("ponas_rejects", "rejected inputs by reason", ["source", "reason"], registry=self.registry)
+class NodeView(Protocol):
+    """What the API needs of a node: its parts to read and the three ways to submit. The
+    service implements it; the API never imports the service."""
+
+    params: ChainParams
+    chain: Chain
+    mempool: Mempool
+    rounds: RoundService | None
+    metrics: Metrics
+    token: str
+    clock: Callable[[], float]
+
+    def status(self) -> dict[str, Any]: ...
+
+    def peers_info(self) -> list[dict[str, Any]]: ...
+
+    def refresh_metrics(self) -> None: ...
+
+    async def submit_tx(self, tx: Transfer, source: str = "api") -> bytes: ...
+
+    async def submit_commitment(self, c: Commitment, source: str = "api") -> int: ...
+
+    async def submit_candidate(self, block: Block, weights: bytes, source: str = "api") -> int: ...
 
 
-def make_app(node: Node) -> web.Application:
+def make_app(node: NodeView) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     api = Api(node)
     r = app.router
@@ -222,7 +238,7 @@ def make_app(node: Node) -> web.Application:
 
 
 class Api:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeView) -> None:
         self.node = node
 
     def auth(self, handler: Handler) -> Handler:

@@ -21,14 +21,16 @@ from typing import Any
 from aiohttp import web
 
 from consensus.chain import genesis_block
+from consensus.engines import Engine
 from consensus.errors import ConsensusError, InvalidBlock, InvalidRound, InvalidTransaction
 from consensus.files import write_json_atomic, write_text_atomic
 from consensus.params import ChainParams
 from consensus.types import ZERO_HASH, Block, Commitment, Header, Transfer
-from node.api import Metrics, make_app
+from node.api import make_app
 from node.chain import Chain
 from node.keyfile import load_beacon
 from node.mempool import Mempool
+from node.metrics import Metrics
 from node.rounds import Announce, RoundService
 from node.storage.kv import Datadir, open_datadir
 from p2p import messages as M
@@ -66,8 +68,14 @@ class NodeConfig:
 
 
 class Node:
-    def __init__(self, config: NodeConfig, params: ChainParams, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: NodeConfig, params: ChainParams, clock: Callable[[], float] = time.time,
+        engine: Engine | None = None,
+    ) -> None:
+        """``engine``: the consensus engine to inject (tests pass a no-proof one); by default
+        the genesis file's, as :func:`consensus.engines.get_engine` builds it."""
         self.config = config
+        self._engine = engine
         self.params = params
         self.clock = clock
         self.genesis_hash = genesis_block(params).header.hash()
@@ -100,7 +108,7 @@ class Node:
         closer = load_beacon(cfg.closer_key) if cfg.closer_key else None
         self.datadir = open_datadir(cfg.datadir, self.params.chain_id, self.genesis_hash)
         try:
-            self.chain = Chain(self.datadir.kv, self.params, clock=self.clock)
+            self.chain = Chain(self.datadir.kv, self.params, engine=self._engine, clock=self.clock)
             self.mempool = Mempool(self.params.chain_id, self.chain.account, min_fee=cfg.min_relay_fee, clock=self.clock)
             if self.params.engine == "ponas":
                 await asyncio.to_thread(self.chain.engine.warm_up)  # type: ignore[attr-defined]

@@ -62,10 +62,10 @@ def _reason(exc: Exception) -> ConsensusError:
 def cmd_mine(args: argparse.Namespace) -> int:
     from consensus.crypto import format_address
     from consensus.files import load_key_file
+    from nodeclient import NodeError, read_token
     from pool.miner import Miner
     from pool.rounds import MinerError
     from pool.search import SearchError
-    from wallet.client import NodeError, read_token
 
     if args.seed is not None and not 0 <= args.seed <= _MAX_SEED:
         raise ConsensusError("bad-args", "--seed must be in 0..2**64-1")
@@ -230,9 +230,9 @@ def cmd_pool_serve(args: argparse.Namespace) -> int:
     from consensus.amounts import parse_amount
     from consensus.crypto import parse_address
     from consensus.files import load_key_file
+    from nodeclient import NodeError, read_token
     from pool.manager import Manager, ManagerConfig
     from pool.rounds import MinerError
-    from wallet.client import NodeError, read_token
 
     try:
         token = read_token(args.token_file)

@@ -16,9 +16,9 @@ members' verified results and whose coinbase is split among them. Per round (des
    each of our included commitments on the round's test set, and ``POST /candidates`` the
    best with its weights.
 
-Errors, separated as the style guide asks: :class:`~wallet.client.NodeRejected` (a 4xx: our
+Errors, separated as the style guide asks: :class:`~nodeclient.NodeRejected` (a 4xx: our
 request was refused with a stable reason; logged, not retried as is),
-:class:`~wallet.client.NodeUnavailable` (no connection, a timeout, a 5xx or a garbled answer:
+:class:`~nodeclient.NodeUnavailable` (no connection, a timeout, a 5xx or a garbled answer:
 retried with exponential backoff, after which the driver resumes where the round stands), and
 :class:`~pool.rounds.MinerError` (a node answer that contradicts what we asked).
 
@@ -43,6 +43,8 @@ from consensus.crypto import PrivateKey, derived_key, format_address
 from consensus.engines.ponas.rounds import commitment_for, commitments_root
 from consensus.errors import ConsensusError
 from consensus.types import Block, Commitment, Payout
+from nodeclient import Backoff, NodeClient, NodeRejected, NodeUnavailable, normalise_url
+from nodeclient import session as client_session
 from pool.rounds import (
     CloseInfo,
     MinerError,
@@ -57,8 +59,6 @@ from pool.rounds import (
     round_scores,
     should_commit,
 )
-from wallet.client import Backoff, NodeClient, NodeRejected, NodeUnavailable, normalise_url
-from wallet.client import session as client_session
 
 __all__ = ["CandidateSource", "DriverStats", "RoundDriver"]
 

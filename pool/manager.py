@@ -181,7 +181,7 @@ class Manager:
         log.info("pool-listening", extra={"port": self.port, "fee_ppm": self.config.fee_ppm})
 
     async def _learn_chain_id(self) -> None:
-        from wallet.client import NodeClient, session
+        from nodeclient import NodeClient, session
 
         async with session() as http:
             status = await NodeClient(http, self.config.node_url).get("/api/v1/status")

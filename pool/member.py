@@ -28,10 +28,10 @@ from typing import Any
 import aiohttp
 
 from consensus.crypto import PrivateKey, format_address
+from nodeclient import Backoff
 from pool import protocol as P
 from pool.rounds import TrainResult, _Aborted, train_one
 from pool.search import SearchStrategy, make_strategy
-from wallet.client import Backoff
 
 __all__ = ["Member", "MemberStats"]
 

@@ -1,4 +1,4 @@
-"""What the wallet does against a node, as async functions over :class:`~wallet.client.NodeClient`.
+"""What the wallet does against a node, as async functions over :class:`~nodeclient.NodeClient`.
 
 The CLI (:mod:`wallet.cli`) is a thin layer over these; tests call them directly too.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from consensus.crypto import Address, address_of, format_address
 from consensus.types import Transfer
-from wallet.client import NodeClient, NodeRejected, NodeUnavailable
+from nodeclient import NodeClient, NodeRejected, NodeUnavailable
 from wallet.errors import WalletError
 from wallet.keystore import Outbox, OutboxEntry, Unlocked
 

@@ -30,8 +30,8 @@ from typing import Any, TextIO
 from consensus.amounts import format_amount, parse_amount
 from consensus.crypto import address_of, format_address, parse_address
 from consensus.errors import ConsensusError
+from nodeclient import NodeClient, NodeError, normalise_url, session
 from wallet import actions
-from wallet.client import NodeClient, NodeError, normalise_url, session
 from wallet.errors import WalletError
 from wallet.keys import WORD_COUNTS, new_mnemonic, normalise_mnemonic
 from wallet.keystore import Keystore, Outbox, check_name, list_wallets, wallet_path

@@ -107,6 +107,7 @@ async def test_fee_estimate_and_minimum(node: Node) -> None:
         ("POST", "/api/v1/transactions", {"tx": "c0"}, None, None, 400, "unknown-tag"),  # open: no token needed
         ("POST", "/api/v1/transactions", None, "good", b"{not json", 400, "bad-json"),
         ("POST", "/api/v1/transactions", [1, 2], "good", None, 400, "bad-json"),
+        ("POST", "/api/v1/transactions", None, None, b"[" * 100_000 + b"]" * 100_000, 400, "bad-json"),  # was a 500
         ("POST", "/api/v1/transactions", {"tx": 5}, "good", None, 400, "bad-field"),
         ("POST", "/api/v1/transactions", {"tx": "zz"}, "good", None, 400, "bad-field"),
         ("POST", "/api/v1/transactions", {"tx": "c0"}, "good", None, 400, "unknown-tag"),

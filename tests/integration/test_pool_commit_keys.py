@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from consensus.crypto import PrivateKey, format_address
+from nodeclient import NodeRejected
 from pool.driver import MAX_COMMIT_KEYS, commit_keys
 from pool.miner import Miner
 from tests.builders import keys
 from tests.network_kit import start_node, wait_for
 from tests.ponas_builders import ponas_params
-from wallet.client import NodeRejected
 
 OWNER = keys(1, seed=77)[0]
 

@@ -172,8 +172,8 @@ async def test_mnemonic_round_trip_on_a_fresh_home(tmp_path: Path, capsys: pytes
 async def test_node_dies_between_signing_and_submitting(tmp_path: Path) -> None:
     """The transfer was planned against a live node, the node went down before the submit:
     the signed transfer is on disk in the outbox, and ``resend`` delivers it after a restart."""
+    from nodeclient import NodeClient, NodeUnavailable, session
     from wallet import actions
-    from wallet.client import NodeClient, NodeUnavailable, session
     from wallet.keys import new_mnemonic
     from wallet.keystore import Keystore, Outbox
 

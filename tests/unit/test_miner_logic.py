@@ -33,6 +33,7 @@ from consensus.errors import ConsensusError
 from consensus.files import load_key_file
 from consensus.state import genesis_accounts
 from consensus.types import Block, Header, Payout
+from nodeclient import Backoff, NodeError, NodeRejected, NodeUnavailable, decode_answer, normalise_url, read_token
 from pool.miner import Miner
 from pool.rounds import (
     MinerError,
@@ -50,7 +51,6 @@ from pool.rounds import (
 from pool.search import SearchError
 from tests.builders import Clock, keys
 from tests.ponas_builders import BEACON, BEACON_CHAIN, GENOTYPES, ponas_params
-from wallet.client import Backoff, NodeError, NodeRejected, NodeUnavailable, decode_answer, normalise_url, read_token
 
 MINER, OTHER, STRANGER = keys(3, seed=41)
 PARAMS = ponas_params()

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consensus.engines.ponas.rounds import BUILTIN_TASK, check_candidate, check_close, fork_weight
 from consensus.errors import InvalidBlock, InvalidParams, InvalidRound
@@ -19,13 +19,18 @@ from consensus.params import ChainParams
 from consensus.state import ChainView
 from consensus.types import Block, Header
 
+if TYPE_CHECKING:
+    from consensus.engines.ponas.verify import Verifier
+
 
 class PonasEngine:
     name = "ponas"
 
-    def __init__(self, params: ChainParams, *, retrain: bool = True) -> None:
+    def __init__(self, params: ChainParams, *, retrain: bool = True, verifier: Verifier | None = None) -> None:
         """``retrain=False`` skips the retrain check (an operator's choice for fast replays of
-        blocks it already verified, like Bitcoin Core's assumevalid); it is on by default."""
+        blocks it already verified, like Bitcoin Core's assumevalid); it is on by default.
+        ``verifier`` replaces the model checks (tests inject a no-proof one, as py-evm's
+        ``NoProofConsensus``); by default the real :class:`~.verify.Verifier`."""
         from consensus.engines.ponas.data import split_hash
         from consensus.engines.ponas.verify import Verifier
 
@@ -37,23 +42,12 @@ class PonasEngine:
         self.params = params
         self.pp = params.ponas
         self.retrain = retrain
-        self.verifier = Verifier(self.pp)
+        self.verifier = verifier if verifier is not None else Verifier(self.pp)
         self.last_verdict: object | None = None
 
     def warm_up(self) -> None:
-        """Run the model code once, at start-up: a tiny training, a weights round trip and a
-        scoring. Torch imports much of itself lazily on first use (autograd, sympy...), and
-        done at the first candidate that stalls a busy machine for seconds."""
-        import dataclasses
-
-        from consensus.engines.ponas.data import digits_splits
-        from consensus.engines.ponas.train import score, train
-        from consensus.engines.ponas.weights import load_weights
-
-        genotype = self.verifier.space.encode(self.verifier.space.size - 1)
-        recipe = dataclasses.replace(self.verifier.recipe, epochs=1, train_subset=64)
-        _model, data = train(self.verifier.space.name, genotype, recipe, 0)
-        score(load_weights(data, self.verifier.space.name, genotype), digits_splits().validation.subset(16))
+        """Run the model code once, at start-up (see :meth:`.verify.Verifier.warm_up`)."""
+        self.verifier.warm_up()
 
     def previous_key(self, parent: Header, chain: ChainView) -> tuple[bytes, int]:
         """The test key (and its index) of the close that made ``parent``; the beacon's

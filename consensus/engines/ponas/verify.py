@@ -55,6 +55,21 @@ class Verifier:
         self._retrained: OrderedDict[tuple[str, int], tuple[bytes, object]] = OrderedDict()
         self._lock = threading.Lock()  # guards both caches
 
+    def warm_up(self) -> None:
+        """Run the model code once, at start-up: a tiny training, a weights round trip and a
+        scoring. Torch imports much of itself lazily on first use (autograd, sympy...), and
+        done at the first candidate that stalls a busy machine for seconds."""
+        import dataclasses
+
+        from consensus.engines.ponas.data import digits_splits
+        from consensus.engines.ponas.train import score, train
+        from consensus.engines.ponas.weights import load_weights
+
+        genotype = self.space.encode(self.space.size - 1)
+        recipe = dataclasses.replace(self.recipe, epochs=1, train_subset=64)
+        _model, data = train(self.space.name, genotype, recipe, 0)
+        score(load_weights(data, self.space.name, genotype), digits_splits().validation.subset(16))
+
     def test_set(self, test_key: bytes):  # type: ignore[no-untyped-def]
         from consensus.engines.ponas.data import round_test_set
 

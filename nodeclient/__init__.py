@@ -1,4 +1,6 @@
-"""The node's REST API from a client's side (docs/api.md): used by the wallet and the miners.
+"""The node's REST API from a client's side (docs/api.md): one client for the wallet, the
+pool's manager and members and the solo miner (a neutral package: ``wallet`` and ``pool`` both
+import it, and it imports nothing of theirs).
 
 :class:`NodeClient` sends JSON over HTTP (aiohttp) to one node. Its errors are separated as the
 style guide asks: :class:`NodeRejected` is a 4xx answer (the node refused the request with a
