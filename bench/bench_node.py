@@ -58,7 +58,8 @@ from consensus.state import EMPTY_ACCOUNT, Account, check_signatures, genesis_ac
 from consensus.types import Transfer  # noqa: E402
 from node.generate import generate_ponas_round, make_pow_block, open_chain  # noqa: E402
 from node.mempool import Mempool  # noqa: E402
-from node.service import HEADERS_MAX, Node, NodeConfig  # noqa: E402
+from node.service import Node, NodeConfig  # noqa: E402
+from node.sync import HEADERS_MAX  # noqa: E402
 from p2p import messages as M  # noqa: E402
 from p2p.network import Limits  # noqa: E402
 from tests.builders import Clock, keys, make_params, transfer  # noqa: E402

@@ -2,8 +2,10 @@
 template a miner fills.
 
 :func:`validate_block` checks in a fixed order, cheapest first: header against parent and
-clock, the engine's seal, the body's shape and roots, then the transactions against the
-parent's accounts and the state root last.
+clock, the engine's seal, the body's shape and roots (:func:`check_block`), then the
+transactions against the parent's accounts, the state root and the engine's work check last
+(:func:`connect_block`). The node's import and the round service's candidate check both call
+these; nothing else orders the checks.
 """
 
 from __future__ import annotations
@@ -52,25 +54,16 @@ def genesis_block(params: ChainParams) -> Block:
     return Block(header, coinbase, (), None)
 
 
-def validate_block(
-    block: Block,
-    parent: Header,
-    accounts: Mapping[bytes, Account],
-    params: ChainParams,
-    engine: Engine,
-    chain: ChainView,
-    now: int,
-    verified: set[bytes] | None = None,
-) -> dict[bytes, Account]:
-    """Check ``block`` on top of ``parent`` whose state is ``accounts``: header, seal, body,
-    transactions and state root, and the engine's expensive work check last.
-
-    Returns the changed accounts; raises :class:`~consensus.errors.InvalidBlock` with a reason.
-    """
+def check_block(
+    block: Block, parent: Header, params: ChainParams, engine: Engine, chain: ChainView, now: int,
+    size: int | None = None,
+) -> list[bytes]:
+    """The checks that need no state, cheapest first: the header against ``parent`` and the
+    clock, the engine's seal, the body's shape and roots. A node runs them once, when a block
+    arrives (a side block is stored after them). Returns the transaction hashes."""
     validate_header(block.header, parent, params, now)
     engine.validate_seal(block, parent, chain)
-    validate_body(block, params)
-    return connect_block(block, parent, accounts, params, engine, chain, verified)
+    return validate_body(block, params, size)
 
 
 def connect_block(
@@ -81,12 +74,43 @@ def connect_block(
     engine: Engine,
     chain: ChainView,
     verified: set[bytes] | None = None,
+    *,
+    weights: bytes | None = None,
+    verdict: object = None,
+    work: bool = True,
 ) -> dict[bytes, Account]:
-    """The second half of :func:`validate_block`, for a block whose header, seal and body
-    already passed: the transactions and state root, then the engine's work check."""
+    """The second half, for a block that passed :func:`check_block`: the transactions and
+    state root on the parent's ``accounts``, then the engine's work check last (with the
+    ``verdict`` computed off the event loop, or from ``weights``). ``work=False`` stops before
+    the work check: a round's candidate is checked that far on arrival and its model is
+    evaluated apart. Returns the changed accounts."""
     changes = apply_body(accounts, block, params, verified)
-    engine.validate_work(block, parent, chain)
+    if work:
+        engine.validate_work(block, parent, chain, weights, verdict)
     return changes
+
+
+def validate_block(
+    block: Block,
+    parent: Header,
+    accounts: Mapping[bytes, Account],
+    params: ChainParams,
+    engine: Engine,
+    chain: ChainView,
+    now: int,
+    verified: set[bytes] | None = None,
+    *,
+    weights: bytes | None = None,
+    verdict: object = None,
+    work: bool = True,
+) -> dict[bytes, Account]:
+    """Every check of ``block`` on top of ``parent`` whose state is ``accounts``, in the one
+    fixed order: :func:`check_block` (header, seal, body) then :func:`connect_block`
+    (transactions, state root, work). Returns the changed accounts; raises
+    :class:`~consensus.errors.InvalidBlock` with a reason."""
+    check_block(block, parent, params, engine, chain, now)
+    return connect_block(block, parent, accounts, params, engine, chain, verified,
+                         weights=weights, verdict=verdict, work=work)
 
 
 def block_template(

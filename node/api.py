@@ -202,11 +202,11 @@ class NodeView(Protocol):
 
     def refresh_metrics(self) -> None: ...
 
-    async def submit_tx(self, tx: Transfer, source: str = "api") -> bytes: ...
+    async def submit_tx(self, tx: Transfer) -> bytes: ...
 
-    async def submit_commitment(self, c: Commitment, source: str = "api") -> int: ...
+    async def submit_commitment(self, c: Commitment) -> int: ...
 
-    async def submit_candidate(self, block: Block, weights: bytes, source: str = "api") -> int: ...
+    async def submit_candidate(self, block: Block, weights: bytes) -> int: ...
 
 
 def make_app(node: NodeView) -> web.Application:
@@ -406,7 +406,7 @@ class Api:
     async def post_tx(self, request: web.Request) -> web.Response:
         data = await _body(request)
         tx = Transfer.decode(_hex(data.get("tx"), "tx"))
-        h = await self.node.submit_tx(tx, source="api")
+        h = await self.node.submit_tx(tx)
         return web.json_response({"hash": h.hex()}, status=202)
 
     async def post_template(self, request: web.Request) -> web.Response:
@@ -433,7 +433,7 @@ class Api:
     async def post_commitment(self, request: web.Request) -> web.Response:
         data = await _body(request)
         c = Commitment.decode(_hex(data.get("commitment"), "commitment"))
-        index = await self.node.submit_commitment(c, source="api")
+        index = await self.node.submit_commitment(c)
         return web.json_response({"hash": c.hash().hex(), "index": index}, status=202)
 
     async def post_candidate(self, request: web.Request) -> web.Response:
@@ -446,6 +446,6 @@ class Api:
         except (binascii.Error, ValueError):
             raise ApiError(400, "bad-field", "weights is not base64") from None
         block = Block.decode(_hex(data.get("block"), "block"))
-        score = await self.node.submit_candidate(block, weights, source="api")
+        score = await self.node.submit_candidate(block, weights)
         return web.json_response({"hash": block.header.hash().hex(), "score": score}, status=202)
 

@@ -16,15 +16,15 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
-from consensus.chain import connect_block, genesis_block
+from consensus.chain import check_block, connect_block, genesis_block
 from consensus.crypto import address_of
 from consensus.encoding import decode, encode
 from consensus.engines import Engine, get_engine
 from consensus.errors import InvalidBlock
 from consensus.params import ChainParams
-from consensus.state import Account, state_root, validate_body, validate_header
+from consensus.state import Account, state_root
 from consensus.types import Block, Header
 from node.storage import KV, Batch, StorageError
 from node.storage import schema as S
@@ -54,16 +54,44 @@ class Entry:
         return cls(Header.from_value(header), int.from_bytes(work, "big"), Status(status))
 
 
+class ImportStatus(StrEnum):
+    CONNECTED = "connected"  # the block extends the tip
+    REORG = "reorg"  # its branch outweighs the tip's: the canonical chain changed
+    SIDE = "side"  # stored on a lighter branch
+    DUPLICATE = "duplicate"  # already stored
+
+
 @dataclass(frozen=True, slots=True)
 class ImportResult:
-    """What importing a block did. ``connected`` and ``disconnected`` list hashes in order."""
+    """What importing a block did. ``connected`` and ``disconnected`` hold the blocks that
+    joined and left the canonical chain, in order (py-evm's new and old canonical blocks)."""
 
     block_hash: bytes
-    status: str  # "connected", "reorg", "side", "duplicate"
+    status: ImportStatus
     old_tip: bytes
     new_tip: bytes
-    connected: tuple[bytes, ...] = ()
-    disconnected: tuple[bytes, ...] = ()
+    connected: tuple[Block, ...] = ()
+    disconnected: tuple[Block, ...] = ()
+
+    @property
+    def changed_tip(self) -> bool:
+        return self.status in (ImportStatus.CONNECTED, ImportStatus.REORG)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A block that passed the checks that need no state (header, seal, body) on arrival,
+    made only by :meth:`Chain.check`; :meth:`Chain.import_checked` takes it without checking
+    those again. ``connects``: at the time of the check it would join the canonical chain
+    (extend the tip or outweigh it), so its import runs the engine's work check."""
+
+    block: Block
+    hash: bytes
+    weights: bytes | None
+    data: bytes
+    tx_hashes: list[bytes]
+    work: int
+    connects: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +148,6 @@ class Chain:
         self.index: dict[bytes, Entry] = {}
         self.by_height: list[bytes] = []
         self.accounts: dict[bytes, Account] = {}
-        self._pending_weights: dict[bytes, bytes] = {}
         self._open()
 
     # --- opening ---------------------------------------------------------------------------
@@ -190,9 +217,8 @@ class Chain:
         return Block.decode(data) if data is not None else None
 
     def get_weights(self, weights_hash: bytes) -> bytes | None:
-        """Model weights by hash: those of the block being imported, or stored ones."""
-        found = self._pending_weights.get(weights_hash)
-        return found if found is not None else self.kv.get(S.weights_key(weights_hash))
+        """Stored model weights by hash."""
+        return self.kv.get(S.weights_key(weights_hash))
 
     def hash_at(self, height: int) -> bytes | None:
         return self.by_height[height] if 0 <= height < len(self.by_height) else None
@@ -247,84 +273,108 @@ class Chain:
     # --- importing -------------------------------------------------------------------------
 
     def import_block(
-        self, block: Block, weights: bytes | None = None, verified: set[bytes] | None = None
+        self, block: Block, weights: bytes | None = None, verified: set[bytes] | None = None,
+        verdict: object = None,
     ) -> ImportResult:
-        """Validate and store ``block`` (with its model ``weights``, for ``ponas`` blocks);
-        connect it, store it on a side branch, or reorg.
+        """Validate and store ``block`` (with its model ``weights``, for ``ponas`` blocks):
+        :meth:`check`, then :meth:`import_checked`. Connect it, store it on a side branch, or
+        reorg. ``verdict``: the engine's work verdict, computed off the event loop (else the
+        work check computes it here).
 
         Raises :class:`InvalidBlock` (``unknown-parent``, ``duplicate-invalid``, any rule's
         reason). Nothing is written for an invalid block except its ``FAILED`` mark; weights
         are stored, content-addressed, in the same batch as their block.
         """
-        if weights is None:
-            return self._import(block, verified)
-        whash = hashlib.sha256(weights).digest()
-        if whash != block.header.weights_hash:
-            raise InvalidBlock("bad-weights-hash", "the weights sent are not the block's")
-        self._pending_weights[whash] = weights
-        try:
-            return self._import(block, verified)
-        finally:
-            self._pending_weights.clear()
+        checked = self.check(block, weights)
+        if isinstance(checked, ImportResult):
+            return checked
+        return self.import_checked(checked, verified, verdict)
 
-    def _put_weights(self, batch: Batch, block: Block) -> None:
-        weights = self._pending_weights.get(block.header.weights_hash)
-        if weights is not None:
-            batch.put(S.weights_key(block.header.weights_hash), weights)
-
-    def _import(self, block: Block, verified: set[bytes] | None) -> ImportResult:
+    def check(self, block: Block, weights: bytes | None = None) -> Checked | ImportResult:
+        """The arrival checks, once per block: known already (a ``duplicate`` result), a known
+        and valid parent, the weights sent are the block's, then
+        :func:`consensus.chain.check_block` (header, seal, body). A failure marks the block
+        ``FAILED`` (except ``time-too-new``, which may pass later)."""
         header = block.header
         h = header.hash()
-        old_tip = self.tip_hash
         known = self.index.get(h)
         if known is not None and known.status >= Status.DATA:
             if known.status == Status.FAILED:
                 raise InvalidBlock("duplicate-invalid", "block was already found invalid")
-            return ImportResult(h, "duplicate", old_tip, old_tip)
+            return ImportResult(h, ImportStatus.DUPLICATE, self.tip_hash, self.tip_hash)
         parent = self.index.get(header.parent)
         if parent is None:
             raise InvalidBlock("unknown-parent", f"parent {header.parent.hex()[:16]} is not known")
         if parent.status == Status.FAILED:
             self._mark_failed(h, header, parent.work)
             raise InvalidBlock("bad-prevblk", "parent is invalid")
-        now = int(self.clock())
+        if weights is not None and hashlib.sha256(weights).digest() != header.weights_hash:
+            raise InvalidBlock("bad-weights-hash", "the weights sent are not the block's")
         data = block.encode()
         try:
-            validate_header(header, parent.header, self.params, now)
-            self.engine.validate_seal(block, parent.header, self)
-            hashes = validate_body(block, self.params, len(data))
+            hashes = check_block(block, parent.header, self.params, self.engine, self, int(self.clock()), len(data))
         except InvalidBlock as exc:
             if exc.reason != "time-too-new":  # may become valid later; do not mark
                 self._mark_failed(h, header, parent.work)
             raise
         work = parent.work + self.engine.block_work(block)
+        return Checked(block, h, weights, data, hashes, work, header.parent == self.tip_hash or work > self.tip_work)
+
+    def import_checked(
+        self, checked: Checked, verified: set[bytes] | None = None, verdict: object = None
+    ) -> ImportResult:
+        """Store a :meth:`check`-ed block: connect it (the state transition and the engine's
+        work check, with ``verdict`` when the caller computed it), reorg to its branch, or keep
+        it on a side branch. The chain may have moved since the check; that is looked at again
+        here, the header, seal and body are not."""
+        block, h, weights = checked.block, checked.hash, checked.weights
+        header = block.header
+        old_tip = self.tip_hash
+        known = self.index.get(h)
+        if known is not None and known.status >= Status.DATA:  # came in another way meanwhile
+            if known.status == Status.FAILED:
+                raise InvalidBlock("duplicate-invalid", "block was already found invalid")
+            return ImportResult(h, ImportStatus.DUPLICATE, old_tip, old_tip)
+        if self.index[header.parent].status == Status.FAILED:
+            self._mark_failed(h, header, checked.work)
+            raise InvalidBlock("bad-prevblk", "parent is invalid")
+        work = checked.work
         if header.parent == old_tip:
             try:
-                changes = self._connect_state(block, self.accounts, verified)
+                changes = self._connect_state(block, self.accounts, verified, weights, verdict)
             except InvalidBlock:
                 self._mark_failed(h, header, work)
                 raise
             batch = Batch()
-            self._connect(batch, block, h, self.accounts, changes, hashes)
+            self._connect(batch, block, h, self.accounts, changes, checked.tx_hashes)
             batch.put(S.index_key(h), Entry(header, work, Status.VALID).encode())
-            batch.put(S.block_key(h), data)
-            self._put_weights(batch, block)
+            batch.put(S.block_key(h), checked.data)
+            self._put_weights(batch, block, weights)
             batch.put(S.TIP, h)
             self.kv.write(batch, sync=True)
             self.accounts.update(changes)
             self.by_height.append(h)
             self.index[h] = Entry(header, work, Status.VALID)
-            return ImportResult(h, "connected", old_tip, h, connected=(h,))
+            return ImportResult(h, ImportStatus.CONNECTED, old_tip, h, connected=(block,))
         if work > self.tip_work:
-            return self._reorg(block, h, work, data, verified)
+            return self._reorg(checked, verified, verdict)
         batch = Batch()
         batch.put(S.index_key(h), Entry(header, work, Status.DATA).encode())
-        batch.put(S.block_key(h), data)
-        self._put_weights(batch, block)
+        batch.put(S.block_key(h), checked.data)
+        self._put_weights(batch, block, weights)
         self.kv.write(batch, sync=True)
         self.index[h] = Entry(header, work, Status.DATA)
         log.info("side block stored", extra={"height": header.height, "hash": h.hex()[:16]})
-        return ImportResult(h, "side", old_tip, old_tip)
+        return ImportResult(h, ImportStatus.SIDE, old_tip, old_tip)
+
+    @staticmethod
+    def _put_weights(batch: Batch, block: Block, weights: bytes | None) -> None:
+        if weights is not None:
+            batch.put(S.weights_key(block.header.weights_hash), weights)
+
+    def mark_failed(self, checked: Checked) -> None:
+        """A checked block whose work verdict failed (computed off the event loop)."""
+        self._mark_failed(checked.hash, checked.block.header, checked.work)
 
     def _mark_failed(self, h: bytes, header: Header, work: int) -> None:
         entry = Entry(header, work, Status.FAILED)
@@ -354,14 +404,17 @@ class Chain:
             batch.put(key, encode(roles))
 
     def _connect_state(
-        self, block: Block, accounts: dict[bytes, Account], verified: set[bytes] | None
+        self, block: Block, accounts: dict[bytes, Account], verified: set[bytes] | None,
+        weights: bytes | None = None, verdict: object = None,
     ) -> dict[bytes, Account]:
         """Transactions, state root and the engine's work check of a block whose header, seal
         and body already passed on arrival."""
         parent = self.index[block.header.parent].header
-        return connect_block(block, parent, accounts, self.params, self.engine, self, verified)
+        return connect_block(block, parent, accounts, self.params, self.engine, self, verified,
+                             weights=weights, verdict=verdict)
 
-    def _reorg(self, block: Block, h: bytes, work: int, data: bytes, verified: set[bytes] | None) -> ImportResult:
+    def _reorg(self, checked: Checked, verified: set[bytes] | None, verdict: object) -> ImportResult:
+        block, h, work = checked.block, checked.hash, checked.work
         old_tip = self.tip_hash
         # The new branch, from the fork point (exclusive) up to the new block.
         branch: list[bytes] = [h]
@@ -374,6 +427,7 @@ class Chain:
         disconnect = list(reversed(self.by_height[fork_height + 1 :]))
         accounts = dict(self.accounts)
         batch = Batch()
+        gone: list[Block] = []
         for dh in disconnect:
             undo_data = self.kv.get(S.undo_key(dh))
             if undo_data is None:
@@ -387,6 +441,7 @@ class Chain:
                     batch.put(S.account_key(address), encode([previous.balance, previous.nonce]))
             old_block = self.get_block(dh)
             assert old_block is not None
+            gone.append(old_block)
             for tx_hash in old_block.tx_hashes():
                 batch.delete(S.tx_key(tx_hash))
             for key in _history_entries(old_block):
@@ -394,12 +449,17 @@ class Chain:
             batch.delete(S.height_key(self.index[dh].header.height))
             batch.delete(S.undo_key(dh))
         entries: dict[bytes, Entry] = {}
+        joined: list[Block] = []
         for bh in branch:
             b = block if bh == h else self.get_block(bh)
             assert b is not None
+            joined.append(b)
             bwork = work if bh == h else self.index[bh].work
             try:
-                changes = self._connect_state(b, accounts, verified)
+                if bh == h:
+                    changes = self._connect_state(b, accounts, verified, checked.weights, verdict)
+                else:  # stored on a side branch: its work is checked now, from the stored weights
+                    changes = self._connect_state(b, accounts, verified)
             except InvalidBlock as exc:
                 # The heavier branch is invalid: keep the old chain, mark the culprit and
                 # the new block (which descends from it) as failed.
@@ -412,8 +472,8 @@ class Chain:
             accounts.update(changes)
             entries[bh] = Entry(b.header, bwork, Status.VALID)
             batch.put(S.index_key(bh), entries[bh].encode())
-        batch.put(S.block_key(h), data)
-        self._put_weights(batch, block)
+        batch.put(S.block_key(h), checked.data)
+        self._put_weights(batch, block, checked.weights)
         batch.put(S.TIP, h)
         self.kv.write(batch, sync=True)
         self.accounts = accounts
@@ -424,4 +484,4 @@ class Chain:
             "reorg",
             extra={"fork_height": fork_height, "disconnected": len(disconnect), "connected": len(branch)},
         )
-        return ImportResult(h, "reorg", old_tip, h, connected=tuple(branch), disconnected=tuple(disconnect))
+        return ImportResult(h, ImportStatus.REORG, old_tip, h, connected=tuple(joined), disconnected=tuple(gone))

@@ -21,6 +21,7 @@ from consensus.crypto import address_of
 from consensus.errors import InvalidTransaction
 from consensus.state import Account, check_transfer_shape
 from consensus.types import Transfer
+from node.chain import ImportResult
 
 
 @dataclass(slots=True)
@@ -156,6 +157,13 @@ class Mempool:
         suggested = self.min_fee if len(fees) < block_txs else max(self.min_fee, fees[block_txs - 1] + 1)
         return {"minimum": self.min_fee, "suggested": suggested,
                 "median": fees[len(fees) // 2] if fees else self.min_fee, "waiting": len(fees), "block_txs": block_txs}
+
+    def after_import(self, result: ImportResult) -> None:
+        """The one update after an import that moved the tip (connected or reorg; nothing for
+        a side block or a duplicate): the transfers of the blocks that joined the canonical
+        chain leave, those of the blocks a reorg disconnected come back if still valid."""
+        if result.changed_tip:
+            self.update([tx for b in result.connected for tx in b.txs], [tx for b in result.disconnected for tx in b.txs])
 
     def update(self, connected_txs: Iterable[Transfer], disconnected_txs: Iterable[Transfer] = ()) -> None:
         """After the tip moved: drop what was mined or became invalid, re-add what a reorg

@@ -2,13 +2,17 @@
 
 Per round it collects commitments (until the close), checks the close (from the network, or
 makes it when this node holds the closer key), collects and pre-verifies candidates during the
-reveal window (every cheap check, and the model evaluated on the round's test set), and when
-the window ends imports the best one into the chain (the import runs the full checks,
-retraining included; a candidate that fails them gives way to the next best). A round that
-ends with no valid candidate is closed again, on the same parent, with the beacon's next key.
+reveal window (every cheap check, and the model evaluated on the round's test set: a
+:class:`~consensus.engines.ponas.verify.Verdict`), asks for the best candidate to be retrained
+when the task's policy wants it (one retrain at a time, the current best; its full verdict
+comes back through :meth:`RoundService.on_retrained`), and when the window ends imports the
+best candidate with its verdict (a candidate that fails gives way to the next best). A round
+that ends with no valid candidate is closed again, on the same parent, with the beacon's next
+key.
 
-Time is a parameter: :meth:`RoundService.tick` is called with the clock's reading and returns
-what the node must announce.
+Time is a parameter and nothing here waits: :meth:`RoundService.tick` is called with the
+clock's reading and returns what the node must announce or compute; the expensive model
+steps run elsewhere (the node's worker threads) and their results come back as values.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from consensus.beacon import BeaconChain
-from consensus.chain import block_template
+from consensus.chain import block_template, validate_block
 from consensus.crypto import PrivateKey
 from consensus.engines.ponas.engine import PonasEngine
 from consensus.engines.ponas.rounds import (
@@ -32,8 +37,8 @@ from consensus.engines.ponas.rounds import (
     commitments_root,
     make_close,
 )
+from consensus.engines.ponas.verify import Verdict
 from consensus.errors import ConsensusError, InvalidBlock, InvalidRound
-from consensus.state import apply_body, validate_body, validate_header
 from consensus.types import Block, Commitment, Payout, RoundClose
 from node.chain import Chain, ImportResult
 from node.mempool import Mempool
@@ -47,8 +52,14 @@ MAX_EARLY_COMMITMENTS = 1024
 class Candidate:
     block: Block
     weights: bytes
-    score: int  # recomputed by this node
+    verdict: Verdict  # the model evaluated on the round's test set by this node
     index: int  # the commitment's place in the close
+    retrained: Verdict | None = None  # the full verdict, once retrained (policy ``retrain``)
+    failed: str | None = None  # why its retrain or import failed
+
+    @property
+    def score(self) -> int:
+        return self.verdict.score
 
     @property
     def rank(self) -> tuple[int, int, bytes]:
@@ -72,11 +83,19 @@ class Round:
         return None if self.close is None else self.close.timestamp + self.commitments.params.reveal_window
 
 
+class AnnounceKind(Enum):
+    COMMITMENT = "commitment"  # an early commitment admitted as its round opened: relay it
+    CLOSE = "close"  # this node closed the round: send the close with its commitments
+    BLOCK = "block"  # the round's block was imported: relay it
+    RETRAIN = "retrain"  # retrain this candidate (the round's best) off the event loop
+
+
 @dataclass(frozen=True, slots=True)
 class Announce:
-    """Something the node must tell its peers: a close (with its commitments) or a block."""
+    """Something the node must tell its peers (a close, a block, a commitment), or the one
+    expensive step the round waits for (a retrain)."""
 
-    kind: str  # "close" | "block" | "commitment"
+    kind: AnnounceKind
     close: RoundClose | None = None
     commitment: Commitment | None = None
     commitments: tuple[Commitment, ...] = ()
@@ -107,6 +126,7 @@ class RoundService:
         # parent first. Without them the closer could miss every commitment of a round.
         self._early: OrderedDict[bytes, Commitment] = OrderedDict()
         self._replayed: list[Commitment] = []  # early ones admitted, for the peers who lack them
+        self._retraining: bytes | None = None  # the candidate being retrained, at most one
         self.round = self._open(now)
 
     # --- timeline ---------------------------------------------------------------------------
@@ -249,11 +269,8 @@ class RoundService:
         known = self._of_this_round(block)
         if known is not None:
             return known
-        parent = self.chain.tip
-        validate_header(block.header, parent, self.params, int(now))
-        self.engine.validate_seal(block, parent, self.chain)
-        validate_body(block, self.params)
-        apply_body(self.chain.accounts, block, self.params, self.mempool.verified)
+        validate_block(block, self.chain.tip, self.chain.accounts, self.params, self.engine, self.chain, int(now),
+                       self.mempool.verified, work=False)
         return None
 
     def _of_this_round(self, block: Block) -> Candidate | None:
@@ -269,7 +286,7 @@ class RoundService:
             raise InvalidBlock("bad-prevblk", "the candidate is not on the round's parent")
         return None
 
-    def evaluate_candidate(self, block: Block, weights: bytes) -> int:
+    def evaluate_candidate(self, block: Block, weights: bytes) -> Verdict:
         """The model step: weights hash, strict load, score on the round's test set against the
         claim (no retraining). Reads no mutable round state but the close's test key, taken from
         the candidate's own proof, so it may run in another thread."""
@@ -277,9 +294,9 @@ class RoundService:
         h = block.header
         return self.engine.verifier.verify(
             weights, h.genotype, h.weights_hash, h.seed, h.score, block.proof.close.test_key, retrain=False,
-        ).score
+        )
 
-    def admit_candidate(self, block: Block, weights: bytes, score: int) -> Candidate:
+    def admit_candidate(self, block: Block, weights: bytes, verdict: Verdict) -> Candidate:
         """Add a candidate whose model step passed, if its round is still the current one (the
         round may have ended, or been retried, while the model was scored: ``wrong-close``)."""
         known = self._of_this_round(block)
@@ -287,18 +304,56 @@ class RoundService:
             return known
         assert block.proof is not None  # _of_this_round checked it
         r, h = self.round, block.header.hash()
-        cand = Candidate(block, weights, score, block.proof.index)
+        cand = Candidate(block, weights, verdict, block.proof.index)
         r.candidates[h] = cand
         log.info("candidate", extra={"height": r.height, "score": block.header.score, "hash": h.hex()[:16]})
         return cand
 
     # --- the clock ----------------------------------------------------------------------------
 
+    # --- retraining -------------------------------------------------------------------------
+
+    def _needs_retrain(self, cand: Candidate) -> bool:
+        return self.engine.retrains and cand.retrained is None
+
+    def next_retrain(self) -> Announce | None:
+        """The retrain to start now, if any: the round's best candidate still standing, when
+        the policy asks for retraining, it has not been retrained, and no retrain is running
+        (one at a time: a queue of superseded bests once held a loaded node's round end for
+        minutes)."""
+        if self._retraining is not None:
+            return None
+        for cand in sorted(self.round.candidates.values(), key=lambda c: c.rank):
+            if cand.failed is not None:
+                continue
+            if not self._needs_retrain(cand):
+                return None
+            self._retraining = cand.block.header.hash()
+            return Announce(AnnounceKind.RETRAIN, block=cand.block, weights=cand.weights)
+        return None
+
+    def on_retrained(self, block_hash: bytes, verdict: Verdict | None, reason: str = "") -> None:
+        """The result of a :attr:`AnnounceKind.RETRAIN`: the full verdict, or None and the
+        reason it failed. A candidate of a round that has ended meanwhile is forgotten."""
+        if self._retraining == block_hash:
+            self._retraining = None
+        cand = self.round.candidates.get(block_hash)
+        if cand is None:
+            return
+        if verdict is None:
+            cand.failed = reason or "retrain-failed"
+            log.warning("candidate failed its retrain", extra={"reason": cand.failed, "hash": block_hash.hex()[:16]})
+        else:
+            cand.retrained = verdict
+
+    # --- the clock ----------------------------------------------------------------------------
+
     def tick(self, now: float) -> list[Announce]:
         out = self._tick(now)
-        replayed = [Announce("commitment", commitment=c) for c in self._replayed]
+        replayed = [Announce(AnnounceKind.COMMITMENT, commitment=c) for c in self._replayed]
         self._replayed.clear()
-        return replayed + out
+        retrain = self.next_retrain()
+        return replayed + out + ([retrain] if retrain is not None else [])
 
     def _tick(self, now: float) -> list[Announce]:
         out: list[Announce] = []
@@ -323,9 +378,11 @@ class RoundService:
             )
             r.close, r.ordered = close, list(r.commitments.items)
             log.info("closed the round", extra={"height": r.height, "commitments": len(r.ordered), "key_index": index})
-            out.append(Announce("close", close=close, commitments=tuple(r.ordered)))
+            out.append(Announce(AnnounceKind.CLOSE, close=close, commitments=tuple(r.ordered)))
         reveal_end = r.reveal_end
         if reveal_end is not None and now >= reveal_end:
+            if self._waiting_for_retrain():
+                return out
             imported = self._select(now)
             if imported is not None:
                 out.append(imported)
@@ -336,15 +393,28 @@ class RoundService:
                 self.round.close = None
         return out
 
-    def _select(self, now: float) -> Announce | None:
+    def _waiting_for_retrain(self) -> bool:
+        """Whether the best candidate still standing waits for its retrain (running, or to
+        be started by :meth:`next_retrain` on this tick)."""
         for cand in sorted(self.round.candidates.values(), key=lambda c: c.rank):
+            if cand.failed is None:
+                return self._needs_retrain(cand)
+        return False
+
+    def _select(self, now: float) -> Announce | None:
+        """Import the best candidate still standing, with its verdict; one that fails the
+        import's checks gives way to the next."""
+        for cand in sorted(self.round.candidates.values(), key=lambda c: c.rank):
+            if cand.failed is not None:
+                continue
+            verdict = cand.retrained if self.engine.retrains else cand.verdict
             try:
-                result = self.chain.import_block(cand.block, cand.weights, self.mempool.verified)
+                result = self.chain.import_block(cand.block, cand.weights, self.mempool.verified, verdict)
             except InvalidBlock as exc:
+                cand.failed = exc.reason
                 log.warning("candidate failed", extra={"reason": exc.reason, "hash": cand.block.header.hash().hex()[:16]})
                 continue
-            self.mempool.update(cand.block.txs)
             log.info("block", extra={"height": cand.block.header.height, "score": cand.block.header.score,
-                                     "status": result.status})
-            return Announce("block", block=cand.block, weights=cand.weights, result=result)
+                                     "status": str(result.status)})
+            return Announce(AnnounceKind.BLOCK, block=cand.block, weights=cand.weights, result=result)
         return None

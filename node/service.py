@@ -1,15 +1,16 @@
 """The node: one place that wires storage, chain, mempool, rounds, P2P and the API.
 
-:class:`Node` owns every resource and starts and stops them in pairs. It is also the P2P
-message handler: it validates what peers send, relays what is new, discourages peers that
-send invalid data, and syncs headers first from peers ahead of it.
+:class:`Node` owns every resource and starts and stops them in pairs: the datadir, the worker
+threads (one retrains and verifies blocks' work, one scores round candidates), the P2P network,
+the API server and the tick. The protocol itself is :class:`~node.core.NodeCore`, sans-I/O: it
+takes messages and the clock's reading and returns :mod:`node.actions`; :meth:`Node._carry_out`
+is the one loop that carries them out, feeding what a worker thread computed back to the core.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import logging
 import os
 import secrets
@@ -22,33 +23,23 @@ from aiohttp import web
 
 from consensus.chain import genesis_block
 from consensus.engines import Engine
-from consensus.errors import ConsensusError, InvalidBlock, InvalidRound, InvalidTransaction
+from consensus.errors import InvalidBlock, InvalidRound
 from consensus.files import write_json_atomic, write_text_atomic
 from consensus.params import ChainParams
-from consensus.types import ZERO_HASH, Block, Commitment, Header, Transfer
+from consensus.types import Block, Commitment, Transfer
+from node.actions import Action, Broadcast, Disconnect, Discourage, Evaluate, Retrain, Send, Verify
 from node.api import make_app
 from node.chain import Chain
+from node.core import NodeCore
 from node.keyfile import load_beacon
 from node.mempool import Mempool
 from node.metrics import Metrics
-from node.rounds import Announce, RoundService
+from node.rounds import RoundService
 from node.storage.kv import Datadir, open_datadir
-from p2p import messages as M
 from p2p.errors import Misbehaving
 from p2p.network import Network, Peer
 
 log = logging.getLogger("ponas.node")
-
-#: Reasons that are no fault of the peer that relayed a block or candidate (timing, races).
-BENIGN = {
-    "time-too-new", "wrong-close", "bad-prevblk", "unknown-parent", "close-ahead", "close-other-parent",
-    "commit-too-late", "commit-wrong-round", "round-moved", "duplicate-seq", "txn-already-in-mempool",
-    "bad-nonce", "insufficient-funds", "txn-mempool-conflict", "mempool-full", "too-many-commitments",
-    "missing-weights", "round-final",
-}
-GETBLOCKS_BATCH = 16
-HEADERS_MAX = 2000
-
 
 #: The least fee (base units) a transfer needs to enter this node's mempool: 0.00001 coin.
 DEFAULT_MIN_RELAY_FEE = 1_000
@@ -75,28 +66,21 @@ class Node:
         """``engine``: the consensus engine to inject (tests pass a no-proof one); by default
         the genesis file's, as :func:`consensus.engines.get_engine` builds it."""
         self.config = config
-        self._engine = engine
         self.params = params
         self.clock = clock
+        self._engine = engine
         self.genesis_hash = genesis_block(params).header.hash()
         self.metrics = Metrics()
         self.token = ""
         self.datadir: Datadir | None = None
         self.network: Network | None = None
         self.rounds: RoundService | None = None
+        self.core: NodeCore | None = None
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._seen: dict[bytes, float] = {}  # hashes of relayed messages
-        self._requested: dict[bytes, Peer] = {}  # blocks asked for during sync, in flight
-        self._to_fetch: dict[Peer, list[bytes]] = {}  # blocks announced by headers, not yet asked for
-        self._syncing: set[Peer] = set()
-        self._tx_relay: list[tuple[Transfer, Peer | None]] = []  # flushed as batches each tick
-        # The retrain check of a round's best candidate runs here, off the event loop, while the
-        # reveal window is open; at the window's end the import finds it in the verifier's cache.
-        self._retrainer: concurrent.futures.ThreadPoolExecutor | None = None
-        self._retrains: dict[tuple[str, int], concurrent.futures.Future[Any]] = {}
-        self._awaited: dict[tuple[str, int], int] = {}  # retrains a relayed block waits for: never cancelled
+        self._work: concurrent.futures.ThreadPoolExecutor | None = None  # blocks' work, retrains
         self._evaluator: concurrent.futures.ThreadPoolExecutor | None = None  # candidates' model step
+        self._background: set[asyncio.Future[Any]] = set()
         self.api_port = 0
         self.p2p_port = 0
         self.started = asyncio.Event()
@@ -110,11 +94,12 @@ class Node:
         try:
             self.chain = Chain(self.datadir.kv, self.params, engine=self._engine, clock=self.clock)
             self.mempool = Mempool(self.params.chain_id, self.chain.account, min_fee=cfg.min_relay_fee, clock=self.clock)
+            self._work = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="retrain")
             if self.params.engine == "ponas":
                 await asyncio.to_thread(self.chain.engine.warm_up)  # type: ignore[attr-defined]
                 self.rounds = RoundService(self.chain, self.mempool, self.clock(), closer)
-                self._retrainer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="retrain")
                 self._evaluator = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evaluate")
+            self.core = NodeCore(self.params, self.chain, self.mempool, self.rounds, self.metrics, self.clock())
             self.token = secrets.token_hex(32)
             write_text_atomic(os.path.join(cfg.datadir, ".cookie"), self.token, mode=0o600)
             self.network = Network(
@@ -156,10 +141,10 @@ class Node:
         if self.network is not None:
             await self.network.stop()
             self.network = None
-        for pool in (self._retrainer, self._evaluator):
+        for pool in (self._work, self._evaluator):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        self._retrainer = self._evaluator = None
+        self._work = self._evaluator = None
         if self.datadir is not None:
             for name in (".cookie", "node.json"):
                 try:
@@ -171,123 +156,91 @@ class Node:
             log.info("node stopped")
 
     async def _tick_loop(self) -> None:
-        last_expire = self.clock()
         while True:
             await asyncio.sleep(self.config.tick)
             try:
-                self._flush_tx_relay()
-                if self.rounds is not None:
-                    await self._await_retrains()
-                    for ann in self.rounds.tick(self.clock()):
-                        self._announce(ann)
-                if self.clock() - last_expire > 60:
-                    self.mempool.expire()
-                    last_expire = self.clock()
-                    self._prune_seen()
+                await self._carry_out(self._core.tick(self.clock()))
             except Exception:
-                log.exception("round tick failed")
+                log.exception("tick failed")
 
-    def _retrain_best(self) -> None:
-        """Start retraining the round's best candidate in the worker thread (once per genotype
-        and seed), when the chain's policy asks for it."""
-        if self.rounds is None or self._retrainer is None or not self.rounds.round.candidates:
-            return
-        engine = self.rounds.engine
-        if not engine.retrain or engine.pp.policy != "retrain":
-            return
-        best = min(self.rounds.round.candidates.values(), key=lambda c: c.rank)
-        key = (best.block.header.genotype, best.block.header.seed)
-        if key in self._retrains or engine.verifier.retrained(*key):
-            return
-        self._drop_superseded()
-        self._retrains[key] = self._retrainer.submit(engine.verifier.retrain, *key)
+    @property
+    def _core(self) -> NodeCore:
+        assert self.core is not None, "the node is not started"
+        return self.core
 
-    def _drop_superseded(self) -> None:
-        """Forget finished retrains, and cancel the queued ones a better candidate superseded
-        before they started (one worker: a queue of them, one per new best, held a loaded
-        node's round end for minutes), except those a relayed block waits for."""
-        for old in [k for k, f in self._retrains.items() if f.done() or (k not in self._awaited and f.cancel())]:
-            del self._retrains[old]
+    # --- carrying out the core's actions ------------------------------------------------------
 
-    async def _retrain_first(self, block: Block, weights: bytes) -> bool:
-        """For a block from a peer that its round's retrain check will retrain: once its seal
-        and weights hash check out (so that no peer can make this node train for nothing), run
-        the training in the worker thread and wait for it there; the import, on the event loop,
-        then finds it cached. True if it waited."""
-        if self.rounds is None or self._retrainer is None or block.proof is None:
-            return False
-        engine = self.rounds.engine
-        key = (block.header.genotype, block.header.seed)
-        if not engine.retrain or engine.pp.policy != "retrain" or engine.verifier.retrained(*key):
-            return False
-        parent = self.chain.index.get(block.header.parent)
-        if parent is None or hashlib.sha256(weights).digest() != block.header.weights_hash:
-            return False
-        try:
-            engine.validate_seal(block, parent.header, self.chain)
-        except ConsensusError:
-            return False  # the import says why
-        future = self._retrains.get(key)
-        if future is None or future.cancelled():
-            future = self._retrains[key] = self._retrainer.submit(engine.verifier.retrain, *key)
-        self._awaited[key] = self._awaited.get(key, 0) + 1
-        try:
-            await asyncio.wrap_future(future)
-        except Exception:  # noqa: BLE001 - a genotype that does not train: the import refuses it
-            return False
-        finally:
-            self._awaited[key] -= 1
-            if not self._awaited[key]:
-                del self._awaited[key]
-        return True
+    async def _carry_out(self, actions: list[Action], peer: Peer | None = None) -> None:
+        """Do what the core asked, in order. A worker thread's result goes back to the core
+        and its actions are carried out too, before this returns (so a peer's next message
+        finds its block imported). ``peer``: the peer whose message this answers; discouraging
+        it raises :class:`Misbehaving` for the network to act on, after the rest is done."""
+        blame: Discourage | None = None
+        loop = asyncio.get_running_loop()
+        for action in actions:
+            if isinstance(action, Send):
+                await action.peer.send(action.msg)  # type: ignore[attr-defined]
+            elif isinstance(action, Broadcast):
+                if self.network is not None:
+                    self.network.broadcast(action.msg, exclude=action.exclude)  # type: ignore[arg-type]
+            elif isinstance(action, Discourage):
+                if action.peer is peer:
+                    blame = action
+                else:  # not the peer being answered (cannot happen today): drop it at least
+                    action.peer.close(action.reason)  # type: ignore[attr-defined]
+            elif isinstance(action, Disconnect):
+                action.peer.close(action.reason)  # type: ignore[attr-defined]
+            elif isinstance(action, Verify):
+                engine = self.chain.engine
+                checked = action.checked
+                try:
+                    verdict = await loop.run_in_executor(self._work, engine.work_verdict, checked.block,
+                                                         checked.weights or b"")
+                    error = None
+                except InvalidBlock as exc:
+                    verdict, error = None, exc
+                await self._carry_out(self._core.on_verified(action.peer, checked, verdict, error, self.clock()), peer)
+            elif isinstance(action, Evaluate):
+                await self._evaluate(action, peer)
+            elif isinstance(action, Retrain):
+                self._retrain(action)
+        if blame is not None:
+            raise Misbehaving(blame.reason, blame.detail)
 
-    async def _await_retrains(self) -> None:
-        """Once the reveal window is over, let running retrains finish (off the loop) before
-        the round's block is chosen, so that the import's retrain check finds them cached."""
-        assert self.rounds is not None
-        reveal_end = self.rounds.round.reveal_end
-        if reveal_end is None or self.clock() < reveal_end:
-            return
-        # a late candidate that arrives meanwhile may start another retrain (a new best): wait
-        # for that one too, or the import would train it again on the event loop
-        while pending := [asyncio.wrap_future(f) for f in self._retrains.values() if not f.done()]:
-            await asyncio.wait(pending)
+    async def _evaluate(self, action: Evaluate, peer: Peer | None = None) -> int:
+        """The model step of a candidate off the event loop (tens of ms a candidate, one at a
+        time), so a burst of reveals does not stall the node's peers, API and round clock."""
+        rounds = self._need_rounds()
+        loop = asyncio.get_running_loop()
+        verdict = await loop.run_in_executor(self._evaluator, rounds.evaluate_candidate, action.block, action.weights)
+        cand, follow = self._core.on_evaluated(action.peer, action.block, action.weights, verdict, self.clock())
+        await self._carry_out(follow, peer)
+        return cand.score
 
-    def _announce(self, ann: Announce) -> None:
-        if self.network is None:
-            return
-        if ann.kind == "commitment" and ann.commitment is not None:
-            self._seen[ann.commitment.hash()] = self.clock()
-            self.network.broadcast(M.CommitmentMsg(ann.commitment))
-        elif ann.kind == "close" and ann.close is not None:
-            self._seen[ann.close.hash()] = self.clock()
-            self.network.broadcast(M.CloseMsg(ann.close, ann.commitments))
-        elif ann.kind == "block" and ann.block is not None:
-            self.metrics.blocks.labels(ann.result.status if ann.result else "connected").inc()
-            self._seen[ann.block.header.hash()] = self.clock()
-            self.network.broadcast(M.BlockMsg(ann.block, ann.weights, False))
+    def _retrain(self, action: Retrain) -> None:
+        """Retrain the round's best in the work thread; the result goes back to the round."""
+        engine = self.chain.engine
+        assert self._work is not None
+        future = asyncio.wrap_future(self._work.submit(engine.work_verdict, action.block, action.weights))
 
-    def _prune_seen(self) -> None:
-        cutoff = self.clock() - 3600
-        self._seen = {h: t for h, t in self._seen.items() if t > cutoff}
+        def done(f: asyncio.Future[Any]) -> None:
+            self._background.discard(f)
+            if f.cancelled() or self.core is None:
+                return
+            exc = f.exception()
+            if exc is None:
+                self.core.on_retrained(action.block, f.result(), "")
+            else:
+                reason = exc.reason if isinstance(exc, InvalidBlock) else f"retrain-error: {type(exc).__name__}"
+                self.core.on_retrained(action.block, None, reason)
 
-    def _new(self, h: bytes) -> bool:
-        if h in self._seen:
-            return False
-        self._seen[h] = self.clock()
-        return True
+        self._background.add(future)
+        future.add_done_callback(done)
 
-    # --- views for the API --------------------------------------------------------------------
+    # --- views and submissions (the API's NodeView) -------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        chain = self.chain
-        return {
-            "chain_id": self.params.chain_id, "genesis": self.genesis_hash.hex(), "engine": self.params.engine,
-            "height": chain.height, "tip": chain.tip_hash.hex(), "state_root": chain.tip.state_root.hex(),
-            "peers": len(self.network.peers) if self.network else 0,
-            "round": self.rounds.info(self.clock()) if self.rounds else None,
-            "mempool": len(self.mempool), "syncing": bool(self._syncing),
-        }
+        return self._core.status(self.clock())
 
     def peers_info(self) -> list[dict[str, Any]]:
         if self.network is None:
@@ -299,252 +252,40 @@ class Node:
         ]
 
     def refresh_metrics(self) -> None:
-        m = self.metrics
-        m.height.set(self.chain.height)
-        m.peers.set(len(self.network.peers) if self.network else 0)
-        m.mempool.set(len(self.mempool))
-        if self.rounds is not None:
-            r = self.rounds.round
-            m.round_commitments.set(len(r.ordered) if r.close else len(r.commitments.items))
+        self._core.refresh_metrics()
 
-    # --- submissions (API and P2P) ------------------------------------------------------------
+    async def submit_tx(self, tx: Transfer) -> bytes:
+        return self._core.submit_tx(tx, self.clock())
 
-    async def submit_tx(self, tx: Transfer, source: str = "api", peer: Peer | None = None) -> bytes:
-        h = self.mempool.add(tx)
-        self._seen[h] = self.clock()
-        self._tx_relay.append((tx, peer))  # relayed in batches by the ticker
-        return h
+    async def submit_commitment(self, c: Commitment) -> int:
+        index, actions = self._core.submit_commitment(c, self.clock())
+        await self._carry_out(actions)
+        return index
 
-    def _flush_tx_relay(self) -> None:
-        """Relay the transfers admitted since the last tick, as batches: one message per
-        thousand transfers instead of one each, so a burst stays inside peers' rate limits."""
-        if not self._tx_relay or self.network is None:
-            self._tx_relay.clear()
-            return
-        pending, self._tx_relay = self._tx_relay, []
-        for target in self.network.peers:
-            txs = [tx for tx, origin in pending if origin is not target]
-            for i in range(0, len(txs), M.MAX_TX_BATCH):
-                asyncio.ensure_future(target.send(M.TxBatch(tuple(txs[i : i + M.MAX_TX_BATCH]))))
-
-    async def submit_commitment(self, c: Commitment, source: str = "api", peer: Peer | None = None) -> int:
-        rounds = self._need_rounds()
-        new = rounds.add_commitment(c, self.clock())
-        if new and self.network and self._new(c.hash()):
-            self.network.broadcast(M.CommitmentMsg(c), exclude=peer)
-        return rounds.round.commitments.items.index(c)
-
-    async def submit_candidate(self, block: Block, weights: bytes, source: str = "api", peer: Peer | None = None) -> int:
-        rounds = self._need_rounds()
-        cand = rounds.check_candidate(block, self.clock())
-        if cand is None:
-            # the model step (tens of ms a candidate) runs off the event loop, one at a time, so
-            # a burst of reveals does not stall the node's peers, API and round clock
-            loop = asyncio.get_running_loop()
-            score = await loop.run_in_executor(self._evaluator, rounds.evaluate_candidate, block, weights)
-            cand = rounds.admit_candidate(block, weights, score)
-        self._retrain_best()
-        if self.network and self._new(block.header.hash()):
-            self.network.broadcast(M.BlockMsg(block, weights, True), exclude=peer)
-        return cand.score
+    async def submit_candidate(self, block: Block, weights: bytes) -> int:
+        step = self._core.submit_candidate(block, weights, self.clock())
+        if isinstance(step, Evaluate):
+            return await self._evaluate(step)
+        return step.score
 
     def _need_rounds(self) -> RoundService:
         if self.rounds is None:
             raise InvalidRound("no-rounds", "this chain's engine has no rounds")
         return self.rounds
 
-    # --- P2P handler ----------------------------------------------------------------------------
+    # --- P2P handler (p2p.network.Handler) -----------------------------------------------------
 
     def best(self) -> tuple[int, bytes]:
-        return self.chain.height, self.chain.tip_hash
+        return self._core.best()
 
     async def on_peer_connected(self, peer: Peer) -> None:
-        if peer.best_height > self.chain.height:
-            await self._request_headers(peer)
-        if self.rounds is not None and self.rounds.round.close is not None:
-            r = self.rounds.round
-            await peer.send(M.CloseMsg(r.close, tuple(r.ordered)))  # type: ignore[arg-type]
+        await self._carry_out(self._core.on_connected(peer, peer.best_height, self.clock()), peer)
 
     async def on_peer_disconnected(self, peer: Peer, reason: str) -> None:
-        self._syncing.discard(peer)
-        self._to_fetch.pop(peer, None)
-        for h, p in list(self._requested.items()):
-            if p is peer:
-                del self._requested[h]
+        await self._carry_out(self._core.on_disconnected(peer))
 
     async def on_message(self, peer: Peer, msg: Any) -> None:
-        try:
-            await self._dispatch(peer, msg)
-        except ConsensusError as exc:
-            self.metrics.rejects.labels("p2p", exc.reason).inc()
-            if exc.reason in BENIGN:
-                log.debug("ignored", extra={"peer": peer.host, "reason": exc.reason})
-                return
-            raise Misbehaving(exc.reason, exc.detail) from None
-
-    async def _dispatch(self, peer: Peer, msg: Any) -> None:
-        if isinstance(msg, (M.TxMsg, M.TxBatch)):
-            for tx in (msg.tx,) if isinstance(msg, M.TxMsg) else msg.txs:
-                if self._new(tx.hash()):
-                    try:
-                        await self.submit_tx(tx, "p2p", peer)
-                    except InvalidTransaction as exc:  # races (nonces, a full pool) are no fault
-                        if exc.reason not in BENIGN:
-                            raise
-        elif isinstance(msg, M.CommitmentMsg):
-            if self._new(msg.commitment.hash()) and self.rounds is not None:
-                self._seen.pop(msg.commitment.hash(), None)
-                try:
-                    await self.submit_commitment(msg.commitment, "p2p", peer)
-                except InvalidRound as exc:
-                    # for the round after a block still on its way: admitted when that round opens
-                    if exc.reason != "commit-wrong-round" or not self.rounds.keep_early(msg.commitment):
-                        raise
-        elif isinstance(msg, M.CloseMsg):
-            await self._on_close(peer, msg)
-        elif isinstance(msg, M.BlockMsg):
-            if msg.candidate:
-                if self.rounds is not None and msg.block.header.hash() not in self.rounds.round.candidates:
-                    await self.submit_candidate(msg.block, msg.weights, "p2p", peer)
-            else:
-                await self._on_block(peer, msg.block, msg.weights)
-        elif isinstance(msg, M.GetHeaders):
-            await peer.send(M.Headers(tuple(self._headers_after(msg.locator, msg.stop))))
-        elif isinstance(msg, M.Headers):
-            await self._on_headers(peer, list(msg.headers))
-        elif isinstance(msg, M.GetBlocks):
-            missing = []
-            for h in msg.hashes[:GETBLOCKS_BATCH]:
-                block = self.chain.get_block(h)
-                if block is None:
-                    missing.append(h)
-                else:
-                    weights = self.chain.get_weights(block.header.weights_hash) or b""
-                    await peer.send(M.BlockMsg(block, weights, False))
-            if missing:
-                await peer.send(M.NotFound(tuple(missing)))
-
-    async def _on_close(self, peer: Peer, msg: Any) -> None:
-        if self.rounds is None:
-            return
-        try:
-            new = self.rounds.add_close(msg.close, msg.commitments, self.clock())
-        except InvalidRound as exc:
-            if exc.reason in ("close-ahead", "close-other-parent"):
-                await self._request_headers(peer)
-                return
-            raise
-        if new and self.network:
-            self._seen[msg.close.hash()] = self.clock()
-            self.network.broadcast(msg, exclude=peer)
-
-    async def _on_block(self, peer: Peer, block: Block, weights: bytes) -> None:
-        h = block.header.hash()
-        if self._requested.pop(h, None) is not None:
-            await self._fetch_more(peer)
-        if h in self.chain.index and self.chain.index[h].status >= 1:
-            return
-        if self.rounds is not None and block.header.height < self.chain.height:
-            # The close of the round after this height named our block as parent: final.
-            raise InvalidBlock("round-final", f"height {block.header.height} is final on this node")
-        if await self._retrain_first(block, weights):
-            if h in self.chain.index and self.chain.index[h].status >= 1:
-                return  # it came in from another peer meanwhile
-        old_height = self.chain.height
-        try:
-            result = self.chain.import_block(block, weights or None, self.mempool.verified)
-        except InvalidBlock as exc:
-            if exc.reason == "unknown-parent":
-                await self._request_headers(peer)
-                return
-            raise
-        if result.status in ("connected", "reorg"):
-            self.metrics.blocks.labels(result.status).inc()
-            disconnected: list[Transfer] = []
-            for dh in result.disconnected:
-                old = self.chain.get_block(dh)
-                if old is not None:
-                    disconnected.extend(old.txs)
-            connected: list[Transfer] = []
-            for ch in result.connected:
-                b = block if ch == h else self.chain.get_block(ch)
-                if b is not None:
-                    connected.extend(b.txs)
-            self.mempool.update(connected, disconnected)
-            if self.network and self._new(h) and not self._syncing:
-                self.network.broadcast(M.BlockMsg(block, weights, False), exclude=peer)
-            if self.chain.height > old_height and peer in self._syncing and not self._requested \
-                    and not self._to_fetch.get(peer):
-                await self._request_headers(peer)
-
-    # --- headers-first sync ---------------------------------------------------------------------
-
-    def locator(self) -> tuple[bytes, ...]:
-        """Hashes from the tip back to genesis, dense first then doubling steps (Bitcoin's)."""
-        out: list[bytes | None] = []
-        step, height = 1, self.chain.height
-        while height > 0 and len(out) < 100:
-            out.append(self.chain.hash_at(height))
-            if len(out) >= 10:
-                step *= 2
-            height -= step
-        out.append(self.genesis_hash)
-        return tuple(h for h in out if h is not None)
-
-    def _headers_after(self, locator: tuple[bytes, ...], stop: bytes) -> list[Header]:
-        start = 0
-        for h in locator:
-            if self.chain.is_canonical(h):
-                start = self.chain.index[h].header.height + 1
-                break
-        out = []
-        for height in range(start, min(self.chain.height + 1, start + HEADERS_MAX)):
-            found = self.chain.hash_at(height)
-            assert found is not None
-            out.append(self.chain.index[found].header)
-            if found == stop:
-                break
-        return out
-
-    async def _request_headers(self, peer: Peer) -> None:
-        self._syncing.add(peer)
-        await peer.send(M.GetHeaders(self.locator(), ZERO_HASH))
-
-    async def _on_headers(self, peer: Peer, headers: list[Header]) -> None:
-        if not headers:
-            self._syncing.discard(peer)
-            return
-        known = self.chain.index
-        prev = None
-        wanted = []
-        for header in headers:
-            h = header.hash()
-            if prev is not None and header.parent != prev:
-                raise Misbehaving("bad-headers", "headers do not connect")
-            if prev is None and header.parent not in known:
-                raise Misbehaving("bad-headers", "the first header's parent is unknown")
-            prev = h
-            if h not in known and h not in self._requested:
-                wanted.append(h)
-        log.info("headers", extra={"peer": peer.host, "count": len(headers), "wanted": len(wanted)})
-        if not wanted:
-            self._syncing.discard(peer)
-            return
-        self._to_fetch[peer] = wanted
-        await self._fetch_more(peer)
-
-    async def _fetch_more(self, peer: Peer) -> None:
-        """Keep at most ``GETBLOCKS_BATCH`` blocks in flight from ``peer`` (Bitcoin Core keeps
-        16): ask for the next ones as the previous arrive."""
-        queue = self._to_fetch.get(peer)
-        in_flight = sum(1 for p in self._requested.values() if p is peer)
-        if not queue or in_flight >= GETBLOCKS_BATCH // 2:
-            return
-        batch = tuple(queue[: GETBLOCKS_BATCH - in_flight])
-        del queue[: len(batch)]
-        for h in batch:
-            self._requested[h] = peer
-        await peer.send(M.GetBlocks(batch))
+        await self._carry_out(self._core.on_message(peer, msg, self.clock()), peer)
 
 
 async def run_node(

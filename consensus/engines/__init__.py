@@ -24,9 +24,18 @@ class Engine(Protocol):
 
         Raise :class:`~consensus.errors.InvalidBlock` if it is bad."""
 
-    def validate_work(self, block: Block, parent: Header, chain: ChainView) -> None:
-        """The expensive check of the proof (for ``ponas``: evaluating the model), run last,
-        after the body and the state transition passed."""
+    def work_verdict(self, block: Block, weights: bytes) -> object:
+        """The expensive part of the work check as a value (for ``ponas``: the model's
+        evaluation and retraining), pure and thread-safe, so that a node computes it off its
+        event loop; ``None`` for an engine whose work check is cheap. Raises
+        :class:`~consensus.errors.InvalidBlock` if the work is bad."""
+
+    def validate_work(
+        self, block: Block, parent: Header, chain: ChainView, weights: bytes | None = None, verdict: object = None,
+    ) -> None:
+        """The check of the proof's work, run last, after the body and the state transition
+        passed: with ``verdict`` from :meth:`work_verdict` (it must be this block's), or
+        computing it here from ``weights`` (or the stored ones)."""
 
     def block_work(self, block: Block) -> int:
         """The block's weight in fork choice; a branch weighs the sum of its blocks."""

@@ -74,7 +74,13 @@ class PowEngine:
         if block.proof is not None or header.genotype or header.score:
             raise InvalidBlock("bad-seal", "a pow block carries no deep-learning seal")
 
-    def validate_work(self, block: Block, parent: Header, chain: ChainView) -> None:
+    def work_verdict(self, block: Block, weights: bytes) -> None:
+        """Nothing expensive: the hash is the whole proof, checked with the seal."""
+        return None
+
+    def validate_work(
+        self, block: Block, parent: Header, chain: ChainView, weights: bytes | None = None, verdict: object = None,
+    ) -> None:
         """Nothing left to check: the hash was the whole proof."""
 
     def block_work(self, block: Block) -> int:

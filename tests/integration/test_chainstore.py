@@ -160,8 +160,8 @@ def test_reorg_result_names_old_and_new(chain: Chain) -> None:
     result = chain.import_block(b3)
     assert result.status == "reorg"
     assert result.old_tip == a[-1].header.hash() and result.new_tip == b3.header.hash()
-    assert result.disconnected == (a[1].header.hash(), a[0].header.hash())
-    assert result.connected == (b[0].header.hash(), b[1].header.hash(), b3.header.hash())
+    assert [b.header.hash() for b in result.disconnected] == [a[1].header.hash(), a[0].header.hash()]
+    assert [b_.header.hash() for b_ in result.connected] == [b[0].header.hash(), b[1].header.hash(), b3.header.hash()]
 
 
 def test_invalid_heavier_branch_is_refused(chain: Chain) -> None:

@@ -14,7 +14,7 @@ import pytest
 from consensus.engines.ponas.rounds import commitment_for
 from node.generate import open_chain
 from node.mempool import Mempool
-from node.rounds import RoundService
+from node.rounds import AnnounceKind, Candidate, RoundService
 from tests.builders import GENESIS_TIME, keys
 from tests.ponas_builders import BEACON, BEACON_CHAIN, ponas_params, trained_entry
 
@@ -34,7 +34,7 @@ def test_empty_round_gets_a_fresh_window(tmp_path: Path) -> None:
         assert rounds.add_commitment(commitment_for(entry.block.header, entry.key, PARAMS.chain_id), now + 1)
         now = rounds.round.deadline
         announced = rounds.tick(now)
-        assert [a.kind for a in announced] == ["close"]
+        assert [a.kind for a in announced] == [AnnounceKind.CLOSE]
         assert announced[0].close is not None and announced[0].close.key_index == 1  # no key was skipped
 
 
@@ -72,7 +72,7 @@ def test_a_commitment_that_comes_before_its_parent_is_kept_for_its_round(tmp_pat
         late.import_block(block1, entry1.weights)  # block 1 arrives; round 2 opens with it
         announced = rounds.tick(now)
         assert rounds.round.height == 2 and rounds.round.commitments.items == [early]
-        assert [(a.kind, a.commitment) for a in announced] == [("commitment", early)]
+        assert [(a.kind, a.commitment) for a in announced] == [(AnnounceKind.COMMITMENT, early)]
         assert rounds.tick(now) == []  # relayed once
 
 
@@ -92,12 +92,14 @@ def _closed_round_with_candidate(node: Any, key: Any, genotype: str, seq: int, c
 
 async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The round's best candidate is retrained in the node's worker thread while the reveal
-    window is open, and the import at the window's end finds it cached: the event loop never
-    trains. A block relayed by a peer is retrained there too before its import."""
+    window is open, and the import at the window's end is handed that verdict: the event loop
+    never trains. A block relayed by a peer is verified (retrained) there too before its
+    import."""
     import threading
 
     import consensus.engines.ponas.train as train_module
     from node.service import Node, NodeConfig
+    from p2p import messages as M
     from tests.ponas_builders import GENOTYPES
 
     real_train = train_module.train
@@ -114,18 +116,24 @@ async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path, monkeyp
     await a.start()
     await b.start()
     try:
-        assert b.rounds is not None
+        assert a.rounds is not None and b.rounds is not None
         entry, close, commitments, block = _closed_round_with_candidate(a, k1, GENOTYPES[2], 3, clock)
         monkeypatch.setattr(train_module, "train", spy)
 
         await a.submit_candidate(block, entry.weights)  # checks it, starts the retrain, answers
+        cand = a.rounds.round.candidates[block.header.hash()]
         clock[0] = float(max(close.timestamp + PARAMS.ponas.reveal_window, entry.block.header.timestamp) + 1)
-        await a._await_retrains()
-        assert [a_.kind for a_ in a.rounds.tick(clock[0])] == ["block"]
+        for _ in range(600):  # the retrain runs in the background; the round waits for it
+            if cand.retrained is not None:
+                break
+            assert a.rounds.tick(clock[0]) == []  # the window is over, but the best is not retrained yet
+            await asyncio.sleep(0.1)
+        assert cand.retrained is not None and cand.retrained.retrained
+        assert [a_.kind for a_ in a.rounds.tick(clock[0])] == [AnnounceKind.BLOCK]
         assert a.chain.tip_hash == block.header.hash()
         assert trained_on == ["retrain_0"]  # once, in the worker thread
 
-        await b._on_block(object(), block, entry.weights)  # type: ignore[arg-type]
+        await b.on_message(object(), M.BlockMsg(block, entry.weights, False))  # type: ignore[arg-type]
         assert b.chain.tip_hash == block.header.hash()
         assert trained_on == ["retrain_0", "retrain_0"]
     finally:
@@ -133,70 +141,58 @@ async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path, monkeyp
         await b.stop()
 
 
-async def test_queued_retrains_a_better_candidate_superseded_are_cancelled(tmp_path: Path) -> None:
-    """One worker retrains: while it is busy, a retrain queued for an earlier best is cancelled
-    when a new best comes (it would only delay the round's end), unless a relayed block waits
-    for it; finished ones are forgotten."""
-    import threading
+def _fake_candidates(rounds: RoundService, block: Any, scores: list[int]) -> list[Candidate]:
+    """Candidates of the current round that differ only in their claimed score (the rank)."""
+    from consensus.engines.ponas.verify import Verdict
 
-    from node.service import Node, NodeConfig
-
-    node = Node(NodeConfig(str(tmp_path / "n"), tick=3600), PARAMS)
-    await node.start()
-    gate = threading.Event()
-    try:
-        assert node._retrainer is not None
-        busy = node._retrainer.submit(gate.wait, 30)
-        done = node._retrainer.submit(lambda: None)
-        queued = node._retrainer.submit(lambda: "old best")
-        awaited = node._retrainer.submit(lambda: "relayed")
-        node._retrains = {("a", 1): busy, ("b", 2): queued, ("c", 3): awaited}
-        node._awaited = {("c", 3): 1}
-        node._drop_superseded()
-        assert queued.cancelled() and not awaited.cancelled() and not busy.cancelled()
-        assert set(node._retrains) == {("a", 1), ("c", 3)}
-        gate.set()
-        assert awaited.result(timeout=30) == "relayed" and done.done()
-        node._drop_superseded()
-        assert node._retrains == {}
-    finally:
-        gate.set()
-        await node.stop()
+    out = []
+    for i, score in enumerate(scores):
+        b = replace(block, header=replace(block.header, score=score))
+        verdict = Verdict(b.header.weights_hash, b.header.genotype, b.header.seed, score, b"k" * 32, score, None, False)
+        out.append(Candidate(b, b"w", verdict, i))
+        rounds.round.candidates[b.header.hash()] = out[-1]
+    return out
 
 
-async def test_the_round_end_waits_for_a_retrain_a_late_candidate_started(tmp_path: Path) -> None:
-    """At the reveal window's end the node waits for the running retrains before it picks the
-    block; a candidate that arrives during that wait and becomes the best starts another
-    retrain, and the wait covers it too (else the import retrained it on the event loop, twice
-    the work, for minutes on a loaded devnet)."""
-    import threading
-    import types
+def test_one_retrain_at_a_time_and_the_round_end_waits_for_the_best(tmp_path: Path) -> None:
+    """One retrain runs at a time, always of the best candidate still standing: a better one
+    that comes meanwhile is retrained after it (no queue of superseded bests to cancel). At the
+    window's end the round picks no block while its best waits for a retrain; a candidate whose
+    retrain fails gives way to the next, and a round whose candidates all fail is retried."""
+    from consensus.engines.ponas.verify import Verdict
+    from tests.ponas_builders import GENOTYPES
 
-    from node.service import Node, NodeConfig
+    now = float(GENESIS_TIME + 1)
+    with open_chain(str(tmp_path / "n"), PARAMS, clock=lambda: now) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), now)
+        entry = trained_entry(PARAMS, chain.tip, chain.accounts, keys(1, seed=8)[0], GENOTYPES[0], 1)
+        close, commitments = _close_over(chain, entry)
+        assert rounds.add_close(close, commitments, now)
+        low, = _fake_candidates(rounds, entry.block, [10])
+        first = rounds.next_retrain()
+        assert first is not None and first.kind is AnnounceKind.RETRAIN and first.block == low.block
+        high, = _fake_candidates(rounds, entry.block, [20])  # a better one while the first runs
+        assert rounds.next_retrain() is None  # one at a time
+        end = float(close.timestamp + PARAMS.ponas.reveal_window + 1)
+        assert rounds.tick(end) == []  # the best waits for its retrain: no block, no retry
 
-    node = Node(NodeConfig(str(tmp_path / "n"), tick=3600), PARAMS)
-    await node.start()
-    first, second = threading.Event(), threading.Event()
-    assert node.rounds is not None and node._retrainer is not None
-    real_round = node.rounds.round
-    try:
-        node.rounds.round = types.SimpleNamespace(reveal_end=0.0)  # type: ignore[assignment]
-        node._retrains = {("a", 1): node._retrainer.submit(first.wait, 30)}
-        waiting = asyncio.ensure_future(node._await_retrains())
-        await asyncio.sleep(0.05)
-        late = node._retrainer.submit(second.wait, 30)  # the late candidate's retrain, queued
-        node._retrains[("b", 2)] = late
-        first.set()
-        await asyncio.sleep(0.2)
-        assert not waiting.done()  # still waiting: for the late one
-        second.set()
-        await asyncio.wait_for(waiting, 10)
-        assert late.done()
-    finally:
-        first.set()
-        second.set()
-        node.rounds.round = real_round
-        await node.stop()
+        rounds.on_retrained(low.block.header.hash(), Verdict(*[low.verdict.weights_hash, low.verdict.genotype,
+                            low.verdict.seed, 10, b"k" * 32, 10, 10, True]))
+        assert low.retrained is not None
+        again = rounds.tick(end)  # now the best is retrained
+        assert [a.kind for a in again] == [AnnounceKind.RETRAIN] and again[0].block == high.block
+        rounds.on_retrained(high.block.header.hash(), None, "retrain-mismatch")
+        assert high.failed == "retrain-mismatch"
+        # the next best (retrained already) is imported: it is a fake, so its import fails and
+        # the round, with no candidate left, is retried on the same parent with the next key
+        assert rounds.tick(end) == [] and low.failed is not None
+        assert rounds.round.close is None and rounds.round.attempt == 1
+
+
+def _close_over(chain: Any, entry: Any) -> tuple[Any, list[Any]]:
+    from tests.ponas_builders import close_round
+
+    return close_round(PARAMS, chain.tip, [entry])
 
 
 async def test_candidates_are_scored_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ from consensus.state import ChainView
 from consensus.types import Block, Header
 
 if TYPE_CHECKING:
-    from consensus.engines.ponas.verify import Verifier
+    from consensus.engines.ponas.verify import Verdict, Verifier
 
 
 class PonasEngine:
@@ -43,7 +43,6 @@ class PonasEngine:
         self.pp = params.ponas
         self.retrain = retrain
         self.verifier = verifier if verifier is not None else Verifier(self.pp)
-        self.last_verdict: object | None = None
 
     def warm_up(self) -> None:
         """Run the model code once, at start-up (see :meth:`.verify.Verifier.warm_up`)."""
@@ -82,16 +81,47 @@ class PonasEngine:
         if header.score > self.pp.test_set_size:
             raise InvalidBlock("bad-score", f"score {header.score} above the test set's {self.pp.test_set_size}")
 
-    def validate_work(self, block: Block, parent: Header, chain: ChainView) -> None:
+    @property
+    def retrains(self) -> bool:
+        """Whether the work check retrains the candidate (the task's policy, unless the
+        operator turned retraining off)."""
+        return self.retrain and self.pp.policy == "retrain"
+
+    def work_verdict(self, block: Block, weights: bytes) -> Verdict:
+        """The expensive part of the work check, as a value: the model checks of :mod:`.verify`
+        (with retraining under the ``retrain`` policy) for ``block`` and its ``weights``. Pure
+        and thread-safe, so a node computes it off its event loop and hands it to
+        :meth:`validate_work`. Raises :class:`InvalidBlock` with the model's reason."""
+        h = block.header
+        if block.proof is None:
+            raise InvalidBlock("no-commitment", "a ponas block carries its round seal")
+        if not weights:
+            raise InvalidBlock("missing-weights", "the block's model weights are not available")
+        return self.verifier.verify(weights, h.genotype, h.weights_hash, h.seed, h.score, block.proof.close.test_key,
+                                    self.retrain)
+
+    def validate_work(
+        self, block: Block, parent: Header, chain: ChainView, weights: bytes | None = None, verdict: object = None,
+    ) -> None:
+        """The model check, last: ``verdict`` (from :meth:`work_verdict`) must be the one for
+        this block, with retraining when the policy asks for it; without one it is computed
+        here, from ``weights`` or the stored weights."""
         header = block.header
         assert block.proof is not None  # validate_seal ran first
-        weights = chain.get_weights(header.weights_hash)
-        if weights is None:
-            raise InvalidBlock("missing-weights", "the block's model weights are not available")
-        self.last_verdict = self.verifier.verify(
-            weights, header.genotype, header.weights_hash, header.seed, header.score,
-            block.proof.close.test_key, self.retrain,
-        )
+        if verdict is None:
+            if weights is None:
+                weights = chain.get_weights(header.weights_hash)
+            if weights is None:
+                raise InvalidBlock("missing-weights", "the block's model weights are not available")
+            verdict = self.work_verdict(block, weights)
+        from consensus.engines.ponas.verify import Verdict
+
+        judged = (header.weights_hash, header.genotype, header.seed, header.score, block.proof.close.test_key)
+        if not isinstance(verdict, Verdict) or (verdict.weights_hash, verdict.genotype, verdict.seed, verdict.claimed,
+                                                verdict.test_key) != judged:
+            raise InvalidBlock("bad-verdict", "the verdict handed to the import is not this block's")
+        if self.retrains and not verdict.retrained:
+            raise InvalidBlock("bad-verdict", "the task's policy asks for retraining and the verdict has none")
 
     def block_work(self, block: Block) -> int:
         return fork_weight(block.header, block.proof.index if block.proof else (1 << 32) - 1)

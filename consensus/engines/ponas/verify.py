@@ -28,9 +28,22 @@ from consensus.params import PonasParams
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """What :meth:`Verifier.verify` found for one candidate: it names what it judged (weights,
+    architecture, seed, claim, test key), so the import can check that a verdict computed
+    elsewhere (off the event loop) is the one for the block it connects."""
+
+    weights_hash: bytes
+    genotype: str
+    seed: int
+    claimed: int
+    test_key: bytes
     score: int  # correct predictions on the round's test set, recomputed
     retrained_score: int | None  # the retrained model's score, when retraining ran
     identical: bool  # the retrained weights were byte-identical to the candidate's
+
+    @property
+    def retrained(self) -> bool:
+        return self.retrained_score is not None
 
 
 class Verifier:
@@ -128,11 +141,12 @@ class Verifier:
         got = self.evaluate(weights, genotype, weights_hash, test_key)
         if abs(got - claimed) > tolerance:
             raise InvalidBlock("bad-score", f"claimed {claimed}, the weights score {got} (tolerance {tolerance})")
+        judged = (weights_hash, genotype, seed, claimed, test_key)
         if not (retrain and self.params.policy == "retrain"):
-            return Verdict(got, None, False)
+            return Verdict(*judged, got, None, False)
         retrained_hash, model = self.retrain(genotype, seed)
         if retrained_hash == weights_hash:
-            return Verdict(got, got, True)
+            return Verdict(*judged, got, got, True)
         again = score(model, self.test_set(test_key))  # type: ignore[arg-type]
         if claimed > again + tolerance:
             raise InvalidBlock(
@@ -140,4 +154,4 @@ class Verifier:
                 f"claimed {claimed}, retraining with the pinned recipe and seed {seed} scores {again}: "
                 "the model did not come from the recipe on the public training data",
             )
-        return Verdict(got, again, False)
+        return Verdict(*judged, got, again, False)

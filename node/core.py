@@ -1,0 +1,305 @@
+"""The node's protocol, sans-I/O: what to do with each peer message, API submission and tick.
+
+:class:`NodeCore` owns the chain, the mempool, the round service, the relay and the sync. Every
+entry point takes the clock's reading and returns :mod:`node.actions` for the service to carry
+out; nothing here awaits, sleeps or touches a socket, so the whole protocol can be driven by a
+test with a fake clock and fake peers.
+
+The path of a block from a peer, in one direction:
+
+1. :meth:`Chain.check` once: known, parent, weights hash, header, seal, body (a failure is
+   the peer's fault unless benign). A block that would not join the canonical chain is stored
+   on a side branch at once.
+2. One that would: a :class:`~node.actions.Verify` action. The service computes the engine's
+   work verdict (for ``ponas``: the model scored, and retrained under that policy) in a worker
+   thread and hands it to :meth:`NodeCore.on_verified`, before the peer's next message.
+3. :meth:`Chain.import_checked` with that verdict (the state transition, then the work check
+   against the verdict), then :meth:`after_import`: the one place that updates the mempool,
+   the metrics, relays the block and keeps the sync going.
+
+Round candidates go the same way with :class:`~node.actions.Evaluate`, and the round's best is
+retrained with :class:`~node.actions.Retrain` while the reveal window is open.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from consensus.errors import ConsensusError, InvalidBlock, InvalidRound
+from consensus.params import ChainParams
+from consensus.types import Block, Commitment, Transfer
+from node.actions import Action, Broadcast, Evaluate, PeerRef, Retrain, Send, Verify
+from node.chain import Chain, Checked, ImportResult, ImportStatus, Status
+from node.mempool import Mempool
+from node.metrics import Metrics
+from node.relay import Relay
+from node.rounds import Announce, AnnounceKind, Candidate, RoundService
+from node.sync import GETBLOCKS_BATCH, Sync
+from p2p import messages as M
+
+log = logging.getLogger("ponas.node")
+
+#: Seconds between mempool expiry and seen-set pruning.
+HOUSEKEEPING_EVERY = 60.0
+
+
+class NodeCore:
+    def __init__(
+        self, params: ChainParams, chain: Chain, mempool: Mempool, rounds: RoundService | None, metrics: Metrics,
+        now: float,
+    ) -> None:
+        self.params = params
+        self.chain = chain
+        self.mempool = mempool
+        self.rounds = rounds
+        self.metrics = metrics
+        self.relay = Relay()
+        self.sync = Sync(chain)
+        self._verifying: set[bytes] = set()  # blocks whose work verdict is being computed
+        self._housekept = now
+
+    # --- peers --------------------------------------------------------------------------------
+
+    def best(self) -> tuple[int, bytes]:
+        return self.chain.height, self.chain.tip_hash
+
+    def on_connected(self, peer: PeerRef, height: int, now: float) -> list[Action]:
+        self.relay.connected(peer)
+        out = self.sync.connected(peer, height)
+        if self.rounds is not None and self.rounds.round.close is not None:
+            r = self.rounds.round
+            out.append(Send(peer, M.CloseMsg(r.close, tuple(r.ordered))))  # type: ignore[arg-type]
+        return out
+
+    def on_disconnected(self, peer: PeerRef) -> list[Action]:
+        self.relay.disconnected(peer)
+        return self.sync.disconnected(peer)
+
+    def on_message(self, peer: PeerRef, msg: Any, now: float) -> list[Action]:
+        """A peer's message; a refusal costs the peer what :meth:`Relay.refused` says."""
+        try:
+            return self._dispatch(peer, msg, now)
+        except ConsensusError as exc:
+            return self._refused(peer, exc)
+
+    def _refused(self, peer: PeerRef, exc: ConsensusError) -> list[Action]:
+        self.metrics.rejects.labels("p2p", exc.reason).inc()
+        out = self.relay.refused(peer, exc.reason, exc.detail)
+        if not out:
+            log.debug("ignored", extra={"peer": str(peer), "reason": exc.reason})
+        return out
+
+    def _dispatch(self, peer: PeerRef, msg: Any, now: float) -> list[Action]:
+        if isinstance(msg, (M.TxMsg, M.TxBatch)):
+            for tx in (msg.tx,) if isinstance(msg, M.TxMsg) else msg.txs:
+                if self.relay.is_seen(tx.hash()):
+                    continue
+                try:
+                    self.submit_tx(tx, now, peer)
+                except ConsensusError as exc:  # races (nonces, a full pool) are no fault
+                    self.relay.mark(tx.hash(), now)
+                    if self.relay.refused(peer, exc.reason, exc.detail):
+                        raise
+            return []
+        if isinstance(msg, M.CommitmentMsg):
+            if self.rounds is None or self.relay.is_seen(msg.commitment.hash()):
+                return []
+            try:
+                return self.submit_commitment(msg.commitment, now, peer)[1]
+            except InvalidRound as exc:
+                # for the round after a block still on its way: admitted when that round opens
+                if exc.reason != "commit-wrong-round" or not self.rounds.keep_early(msg.commitment):
+                    raise
+                return []
+        if isinstance(msg, M.CloseMsg):
+            return self._on_close(peer, msg, now)
+        if isinstance(msg, M.BlockMsg):
+            if not msg.candidate:
+                return self.on_block(peer, msg.block, msg.weights, now)
+            if self.rounds is None or msg.block.header.hash() in self.rounds.round.candidates:
+                return []
+            step = self.submit_candidate(msg.block, msg.weights, now, peer)
+            return [step] if isinstance(step, Evaluate) else []
+        if isinstance(msg, M.GetHeaders):
+            return self.sync.on_get_headers(peer, msg)
+        if isinstance(msg, M.Headers):
+            return self.sync.on_headers(peer, msg.headers, now)
+        if isinstance(msg, M.GetBlocks):
+            return self._serve_blocks(peer, msg)
+        return []
+
+    def _serve_blocks(self, peer: PeerRef, msg: M.GetBlocks) -> list[Action]:
+        out: list[Action] = []
+        missing = []
+        for h in msg.hashes[:GETBLOCKS_BATCH]:
+            block = self.chain.get_block(h)
+            if block is None:
+                missing.append(h)
+            else:
+                out.append(Send(peer, M.BlockMsg(block, self.chain.get_weights(block.header.weights_hash) or b"", False)))
+        if missing:
+            out.append(Send(peer, M.NotFound(tuple(missing))))
+        return out
+
+    def _on_close(self, peer: PeerRef, msg: M.CloseMsg, now: float) -> list[Action]:
+        if self.rounds is None:
+            return []
+        try:
+            new = self.rounds.add_close(msg.close, msg.commitments, now)
+        except InvalidRound as exc:
+            if exc.reason in ("close-ahead", "close-other-parent"):
+                return self.sync.request_headers(peer)
+            raise
+        return self.relay.announce(msg.close.hash(), msg, now, peer) if new else []
+
+    # --- blocks -------------------------------------------------------------------------------
+
+    def on_block(self, peer: PeerRef | None, block: Block, weights: bytes, now: float) -> list[Action]:
+        """A relayed or synced block: checked once here; one that would join the canonical
+        chain goes to a :class:`Verify` first, a side block is stored at once."""
+        h = block.header.hash()
+        out = self.sync.on_block(peer, h, now) if peer is not None else []
+        known = self.chain.index.get(h)
+        if (known is not None and known.status >= Status.DATA) or h in self._verifying:
+            return out
+        if self.rounds is not None and block.header.height < self.chain.height:
+            # The close of the round after this height named our block as parent: final.
+            raise InvalidBlock("round-final", f"height {block.header.height} is final on this node")
+        try:
+            checked = self.chain.check(block, weights or None)
+        except InvalidBlock as exc:
+            if exc.reason == "unknown-parent" and peer is not None:
+                return out + self.sync.request_headers(peer)
+            raise
+        if isinstance(checked, ImportResult):
+            return out
+        if checked.connects:
+            self._verifying.add(h)
+            return out + [Verify(peer, checked)]
+        return out + self.after_import(self.chain.import_checked(checked, self.mempool.verified), peer, now)
+
+    def on_verified(
+        self, peer: PeerRef | None, checked: Checked, verdict: object, error: InvalidBlock | None, now: float,
+    ) -> list[Action]:
+        """The work verdict of a :class:`Verify` (or the reason the work is bad): import."""
+        self._verifying.discard(checked.hash)
+        try:
+            if error is not None:
+                if error.reason != "missing-weights":  # sent again with its weights, it may pass
+                    self.chain.mark_failed(checked)
+                raise error
+            result = self.chain.import_checked(checked, self.mempool.verified, verdict)
+        except ConsensusError as exc:
+            return self._refused(peer, exc) if peer is not None else []
+        return self.after_import(result, peer, now)
+
+    def after_import(self, result: ImportResult, peer: PeerRef | None, now: float) -> list[Action]:
+        """After any import that may have moved the tip: the mempool, the metrics, relay, and
+        more headers for a peer we sync from."""
+        if not result.changed_tip:
+            return []
+        self.metrics.blocks.labels(str(result.status)).inc()
+        self.mempool.after_import(result)
+        out: list[Action] = []
+        block = result.connected[-1]
+        if not self.sync.active or peer is None:
+            weights = self.chain.get_weights(block.header.weights_hash) or b""
+            out += self.relay.announce(result.block_hash, M.BlockMsg(block, weights, False), now, peer)
+        if peer is not None:
+            out += self.sync.after_connect(peer, result.new_tip != result.old_tip)
+        return out
+
+    # --- submissions (API and P2P) ------------------------------------------------------------
+
+    def submit_tx(self, tx: Transfer, now: float, origin: PeerRef | None = None) -> bytes:
+        h = self.mempool.add(tx)
+        self.relay.queue_tx(tx, h, now, origin)  # relayed in batches by the tick
+        return h
+
+    def submit_commitment(self, c: Commitment, now: float, origin: PeerRef | None = None) -> tuple[int, list[Action]]:
+        rounds = self._need_rounds()
+        new = rounds.add_commitment(c, now)
+        out = self.relay.announce(c.hash(), M.CommitmentMsg(c), now, origin) if new else []
+        return rounds.round.commitments.items.index(c), out
+
+    def submit_candidate(
+        self, block: Block, weights: bytes, now: float, origin: PeerRef | None = None,
+    ) -> Candidate | Evaluate:
+        """A round candidate: the chain checks here, then an :class:`Evaluate` of its model
+        (or the candidate, if it was admitted already)."""
+        known = self._need_rounds().check_candidate(block, now)
+        return known if known is not None else Evaluate(origin, block, weights)
+
+    def on_evaluated(
+        self, origin: PeerRef | None, block: Block, weights: bytes, verdict: Any, now: float,
+    ) -> tuple[Candidate, list[Action]]:
+        """The model verdict of an :class:`Evaluate`: admit the candidate (if its round is
+        still the current one), start the best's retrain, relay it."""
+        rounds = self._need_rounds()
+        cand = rounds.admit_candidate(block, weights, verdict)
+        out: list[Action] = self._announced([a for a in [rounds.next_retrain()] if a is not None], now)
+        out += self.relay.announce(block.header.hash(), M.BlockMsg(block, weights, True), now, origin)
+        return cand, out
+
+    def on_retrained(self, block: Block, verdict: Any, reason: str) -> None:
+        self._need_rounds().on_retrained(block.header.hash(), verdict, reason)
+
+    def _need_rounds(self) -> RoundService:
+        if self.rounds is None:
+            raise InvalidRound("no-rounds", "this chain's engine has no rounds")
+        return self.rounds
+
+    # --- the clock ----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Action]:
+        out = self.relay.flush_txs() + self.sync.tick(now)
+        if self.rounds is not None:
+            out += self._announced(self.rounds.tick(now), now)
+        if now - self._housekept > HOUSEKEEPING_EVERY:
+            self._housekept = now
+            self.mempool.expire()
+            self.relay.prune(now)
+        return out
+
+    def _announced(self, announces: list[Announce], now: float) -> list[Action]:
+        out: list[Action] = []
+        for ann in announces:
+            if ann.kind is AnnounceKind.COMMITMENT and ann.commitment is not None:
+                self.relay.mark(ann.commitment.hash(), now)
+                out.append(Broadcast(M.CommitmentMsg(ann.commitment)))
+            elif ann.kind is AnnounceKind.CLOSE and ann.close is not None:
+                self.relay.mark(ann.close.hash(), now)
+                out.append(Broadcast(M.CloseMsg(ann.close, ann.commitments)))
+            elif ann.kind is AnnounceKind.BLOCK and ann.block is not None and ann.result is not None:
+                self.metrics.blocks.labels(str(ann.result.status)).inc()
+                self.mempool.after_import(ann.result)
+                self.relay.mark(ann.block.header.hash(), now)
+                out.append(Broadcast(M.BlockMsg(ann.block, ann.weights, False)))
+            elif ann.kind is AnnounceKind.RETRAIN and ann.block is not None:
+                out.append(Retrain(ann.block, ann.weights))
+        return out
+
+    # --- views --------------------------------------------------------------------------------
+
+    def status(self, now: float) -> dict[str, Any]:
+        chain = self.chain
+        return {
+            "chain_id": self.params.chain_id, "genesis": chain.genesis_hash.hex(), "engine": self.params.engine,
+            "height": chain.height, "tip": chain.tip_hash.hex(), "state_root": chain.tip.state_root.hex(),
+            "peers": len(self.relay.peers),
+            "round": self.rounds.info(now) if self.rounds else None,
+            "mempool": len(self.mempool), "syncing": self.sync.active,
+        }
+
+    def refresh_metrics(self) -> None:
+        m = self.metrics
+        m.height.set(self.chain.height)
+        m.peers.set(len(self.relay.peers))
+        m.mempool.set(len(self.mempool))
+        if self.rounds is not None:
+            r = self.rounds.round
+            m.round_commitments.set(len(r.ordered) if r.close else len(r.commitments.items))
+
+
+__all__ = ["NodeCore", "ImportStatus"]

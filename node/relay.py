@@ -1,0 +1,98 @@
+"""Relay, sans-I/O: what this node has seen, what a refusal costs the peer, whom to tell.
+
+* **Seen set.** The hash of every transfer, commitment, close and block this node relayed or
+  admitted, with the time it was first seen; a message seen before is not handled or relayed
+  again. Entries older than ``ttl`` seconds are pruned.
+* **Benign refusals.** Some reasons are no fault of the peer that relayed the data (timing,
+  races between peers, a full mempool): they are ignored. Every other refusal discourages it.
+* **Whom.** Everything new goes to every connected peer but the one it came from; transfers
+  are collected and sent as batches (one message per thousand) on the next tick, so a burst
+  stays inside peers' message-rate limits.
+
+Time is a parameter; nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from consensus.types import Transfer
+from node.actions import Action, Broadcast, Discourage, PeerRef, Send
+from p2p import messages as M
+
+#: Reasons that are no fault of the peer that relayed a block or candidate (timing, races).
+BENIGN = frozenset({
+    "time-too-new", "wrong-close", "bad-prevblk", "unknown-parent", "close-ahead", "close-other-parent",
+    "commit-too-late", "commit-wrong-round", "round-moved", "duplicate-seq", "txn-already-in-mempool",
+    "bad-nonce", "insufficient-funds", "txn-mempool-conflict", "mempool-full", "too-many-commitments",
+    "missing-weights", "round-final",
+})
+
+#: How long a hash stays in the seen set (seconds).
+SEEN_TTL = 3600.0
+
+
+class Relay:
+    def __init__(self, ttl: float = SEEN_TTL) -> None:
+        self.ttl = ttl
+        self.seen: dict[bytes, float] = {}
+        self.peers: dict[PeerRef, None] = {}  # connected peers, in connection order
+        self._txs: list[tuple[Transfer, PeerRef | None]] = []  # admitted since the last flush
+
+    # --- peers ------------------------------------------------------------------------------
+
+    def connected(self, peer: PeerRef) -> None:
+        self.peers[peer] = None
+
+    def disconnected(self, peer: PeerRef) -> None:
+        self.peers.pop(peer, None)
+
+    # --- the seen set -----------------------------------------------------------------------
+
+    def is_seen(self, h: bytes) -> bool:
+        return h in self.seen
+
+    def mark(self, h: bytes, now: float) -> None:
+        self.seen.setdefault(h, now)
+
+    def first_sight(self, h: bytes, now: float) -> bool:
+        """True the first time ``h`` is seen (and remember it)."""
+        if h in self.seen:
+            return False
+        self.seen[h] = now
+        return True
+
+    def prune(self, now: float) -> int:
+        cutoff = now - self.ttl
+        before = len(self.seen)
+        self.seen = {h: t for h, t in self.seen.items() if t > cutoff}
+        return before - len(self.seen)
+
+    # --- what to send -----------------------------------------------------------------------
+
+    def announce(self, h: bytes, msg: M.Message, now: float, origin: PeerRef | None = None) -> list[Action]:
+        """Tell every peer but ``origin`` about ``msg`` (hash ``h``), once."""
+        return [Broadcast(msg, origin)] if self.first_sight(h, now) else []
+
+    def queue_tx(self, tx: Transfer, h: bytes, now: float, origin: PeerRef | None = None) -> None:
+        self.mark(h, now)
+        self._txs.append((tx, origin))
+
+    def flush_txs(self) -> list[Action]:
+        """The transfers admitted since the last flush, as batches to every peer but each
+        transfer's origin."""
+        pending, self._txs = self._txs, []
+        out: list[Action] = []
+        for target in self.peers:
+            txs = [tx for tx, origin in pending if origin != target]
+            for i in range(0, len(txs), M.MAX_TX_BATCH):
+                out.append(Send(target, M.TxBatch(tuple(txs[i : i + M.MAX_TX_BATCH]))))
+        return out
+
+    @staticmethod
+    def refused(peer: Hashable, reason: str, detail: str = "") -> list[Action]:
+        """What a refusal of the peer's data costs it: nothing if the reason is benign."""
+        return [] if reason in BENIGN else [Discourage(peer, reason, detail)]
+
+
+__all__ = ["BENIGN", "Relay", "SEEN_TTL"]
