@@ -154,7 +154,8 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from node.service import NodeConfig, run_node
+    from node.config import NodeConfig
+    from node.service import Node
 
     params = load_params(args.genesis)
     peers = [_hostport(p) for p in args.peer]
@@ -171,7 +172,14 @@ def cmd_node_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_node(config, params, stop, announce=print)
+        node = Node(config, params)
+        await node.start()
+        print(f"node up: chain {params.chain_id} height {node.chain.height}  api http://{config.api_host}:"
+              f"{node.api_port}/  p2p {config.p2p_host}:{node.p2p_port}  token in {config.datadir}/.cookie", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await node.stop()
 
     asyncio.run(main_async())
     return 0

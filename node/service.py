@@ -16,20 +16,20 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from consensus.chain import genesis_block
 from consensus.engines import Engine
-from consensus.errors import InvalidBlock, InvalidRound
+from consensus.errors import InvalidBlock
 from consensus.files import write_json_atomic, write_text_atomic
 from consensus.params import ChainParams
 from consensus.types import Block, Commitment, Transfer
 from node.actions import Action, Broadcast, Disconnect, Discourage, Evaluate, Retrain, Send, Verify
 from node.api import make_app
 from node.chain import Chain
+from node.config import NodeConfig
 from node.core import NodeCore
 from node.keyfile import load_beacon
 from node.mempool import Mempool
@@ -40,22 +40,6 @@ from p2p.errors import Misbehaving
 from p2p.network import Network, Peer
 
 log = logging.getLogger("ponas.node")
-
-#: The least fee (base units) a transfer needs to enter this node's mempool: 0.00001 coin.
-DEFAULT_MIN_RELAY_FEE = 1_000
-
-
-@dataclass
-class NodeConfig:
-    datadir: str
-    p2p_host: str = "127.0.0.1"
-    p2p_port: int = 0
-    api_host: str = "127.0.0.1"
-    api_port: int = 0
-    peers: list[tuple[str, int]] = field(default_factory=list)
-    closer_key: str | None = None
-    tick: float = 0.2
-    min_relay_fee: int = DEFAULT_MIN_RELAY_FEE
 
 
 class Node:
@@ -191,14 +175,12 @@ class Node:
             elif isinstance(action, Disconnect):
                 action.peer.close(action.reason)  # type: ignore[attr-defined]
             elif isinstance(action, Verify):
-                engine = self.chain.engine
-                checked = action.checked
+                checked, verdict, error = action.checked, None, None
                 try:
-                    verdict = await loop.run_in_executor(self._work, engine.work_verdict, checked.block,
+                    verdict = await loop.run_in_executor(self._work, self.chain.engine.work_verdict, checked.block,
                                                          checked.weights or b"")
-                    error = None
                 except InvalidBlock as exc:
-                    verdict, error = None, exc
+                    error = exc
                 await self._carry_out(self._core.on_verified(action.peer, checked, verdict, error, self.clock()), peer)
             elif isinstance(action, Evaluate):
                 await self._evaluate(action, peer)
@@ -210,7 +192,8 @@ class Node:
     async def _evaluate(self, action: Evaluate, peer: Peer | None = None) -> int:
         """The model step of a candidate off the event loop (tens of ms a candidate, one at a
         time), so a burst of reveals does not stall the node's peers, API and round clock."""
-        rounds = self._need_rounds()
+        rounds = self.rounds
+        assert rounds is not None  # only a round service asks for it
         loop = asyncio.get_running_loop()
         verdict = await loop.run_in_executor(self._evaluator, rounds.evaluate_candidate, action.block, action.weights)
         cand, follow = self._core.on_evaluated(action.peer, action.block, action.weights, verdict, self.clock())
@@ -268,11 +251,6 @@ class Node:
             return await self._evaluate(step)
         return step.score
 
-    def _need_rounds(self) -> RoundService:
-        if self.rounds is None:
-            raise InvalidRound("no-rounds", "this chain's engine has no rounds")
-        return self.rounds
-
     # --- P2P handler (p2p.network.Handler) -----------------------------------------------------
 
     def best(self) -> tuple[int, bytes]:
@@ -288,21 +266,4 @@ class Node:
         await self._carry_out(self._core.on_message(peer, msg, self.clock()), peer)
 
 
-async def run_node(
-    config: NodeConfig, params: ChainParams, stop: asyncio.Event, announce: Callable[[str], None] | None = None
-) -> None:
-    """Run a node until ``stop`` is set (by a signal handler)."""
-    node = Node(config, params)
-    await node.start()
-    if announce is not None:
-        announce(
-            f"node up: chain {params.chain_id} height {node.chain.height}  api http://{config.api_host}:{node.api_port}/  "
-            f"p2p {config.p2p_host}:{node.p2p_port}  token in {config.datadir}/.cookie"
-        )
-    try:
-        await stop.wait()
-    finally:
-        await node.stop()
-
-
-__all__ = ["Node", "NodeConfig", "run_node"]
+__all__ = ["Node", "NodeConfig"]  # NodeConfig lives in node.config; here for its users
