@@ -39,7 +39,11 @@ from typing import Any
 
 import pytest
 
-from node import devnet
+from node import logs
+from node.devnet import manifest as mf
+from node.devnet.launcher import Launcher, process_alive, running, stop_processes
+from node.devnet.manifest import Manifest, ProcessEntry, Topology
+from node.devnet.plan import ponas_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UP_TIMEOUT = 300.0  # start-up and three 12-second regtest rounds on a busy 2-core machine
@@ -47,7 +51,7 @@ EXTRA_ROUNDS = 8  # the pool usually wins within the first three; a lucky solo m
 
 
 def ponas(*args: str) -> list[str]:
-    return devnet.ponas_argv() + list(args)
+    return ponas_argv() + list(args)
 
 
 def env() -> dict[str, str]:
@@ -73,22 +77,22 @@ def say(text: str) -> None:
 def kill_leftovers(root: Path) -> list[str]:
     """SIGKILL whatever of the devnet still runs; the names of what did."""
     try:
-        manifest = devnet.read_manifest(root)
+        manifest = mf.load(root)
     except Exception:  # noqa: BLE001 - nothing was written
         return []
-    left = devnet.running(manifest)
+    left = running(manifest)
     for p in left:
         try:
-            os.kill(p["pid"], signal.SIGKILL)
+            os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]  # running: it has a pid
         except ProcessLookupError:
             pass
-    return [p["name"] for p in left]
+    return [p.name for p in left]
 
 
-def pids_gone(manifest: dict[str, Any], timeout: float = 10.0) -> list[str]:
+def pids_gone(manifest: Manifest, timeout: float = 10.0) -> list[str]:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        left = [p["name"] for p in manifest["processes"] if devnet.process_alive(p)]
+        left = [p.name for p in manifest.processes if process_alive(p)]
         if not left:
             return []
         time.sleep(0.2)
@@ -107,7 +111,7 @@ def test_devnet_up_mines_pays_the_pool_members_confirms_a_transfer_and_goes_down
         )
         print(up.stdout[-4000:], up.stderr[-2000:], sep="\n")
         assert up.returncode == 0, f"up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
-        manifest = devnet.read_manifest(root)
+        manifest = mf.load(root)
         # the printed table and summary
         assert "HEIGHT" in up.stdout and "WINNER" in up.stdout
         assert "blocks in" in up.stdout and "transfer alice -> bob 5 coins: confirmed in block" in up.stdout
@@ -122,9 +126,9 @@ def test_devnet_up_mines_pays_the_pool_members_confirms_a_transfer_and_goes_down
         assert status["state"] == "running"
         assert sorted(p["role"] for p in status["processes"]) == ["member"] * 3 + ["node"] * 3 + ["pool", "solo"]
 
-        apis = [p["api"] for p in manifest["processes"] if p["role"] == "node"]
-        members = {manifest["accounts"][f"member{i}"] for i in range(3)}
-        pool_key = manifest["accounts"]["pool"]
+        apis = [p.api for p in manifest.processes if p.role == "node"]
+        members = {manifest.accounts[f"member{i}"] for i in range(3)}
+        pool_key = manifest.accounts["pool"]
 
         def pool_blocks(tip: int) -> list[dict[str, Any]]:
             blocks = [get(f"{apis[0]}/api/v1/blocks/{h}") for h in range(1, tip + 1)]
@@ -133,7 +137,7 @@ def test_devnet_up_mines_pays_the_pool_members_confirms_a_transfer_and_goes_down
         # the pool wins a block (waiting a few more rounds if the solo miner won these)
         tip = get(f"{apis[0]}/api/v1/status")["height"]
         won = pool_blocks(tip)
-        end = time.monotonic() + EXTRA_ROUNDS * manifest["round_seconds"] + 30
+        end = time.monotonic() + EXTRA_ROUNDS * manifest.round_seconds + 30
         while not won and time.monotonic() < end:
             time.sleep(2)
             tip = get(f"{apis[0]}/api/v1/status")["height"]
@@ -142,7 +146,7 @@ def test_devnet_up_mines_pays_the_pool_members_confirms_a_transfer_and_goes_down
         paid = max(len({p["address"] for p in b["payouts"]} & members) for b in won)
         say(f"pool blocks {[b['height'] for b in won]}; most members paid by one: {paid}")
         assert paid >= 2
-        fee = manifest["accounts"]["pool-fee"]
+        fee = manifest.accounts["pool-fee"]
         assert all(any(p["address"] == fee for p in b["payouts"]) for b in won)
 
         # every node has the same block at the lowest tip
@@ -153,21 +157,21 @@ def test_devnet_up_mines_pays_the_pool_members_confirms_a_transfer_and_goes_down
         assert len(hashes) == 1, f"nodes differ at height {h}: {hashes}"
 
         # the transfer: in a block, and bob has 1000 + 5 coins on every node
-        bob = manifest["accounts"]["bob"]
+        bob = manifest.accounts["bob"]
         for a in apis:
             assert get(f"{a}/api/v1/accounts/{bob}")["balance"] == 1005 * 10**8
         history = get(f"{apis[0]}/api/v1/accounts/{bob}/history")
         assert any(i["kind"] == "transfer" and i["direction"] == "in" and i["amount"] == 5 * 10**8
-                   and i["from"] == manifest["accounts"]["alice"] for i in history["items"])
+                   and i["from"] == manifest.accounts["alice"] for i in history["items"])
 
         # down: every process stops, none is left
         dn = run("devnet", "down", "--dir", str(root), timeout=90)
         assert dn.returncode == 0, dn.stdout + dn.stderr
         assert "stopped 8 processes" in dn.stdout and "resumes it" in dn.stdout
         assert pids_gone(manifest) == []
-        for p in manifest["processes"]:  # gone, or a zombie that init has yet to reap
-            stat = Path(f"/proc/{p['pid']}/stat")
-            assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", p["name"]
+        for p in manifest.processes:  # gone, or a zombie that init has yet to reap
+            stat = Path(f"/proc/{p.pid}/stat")
+            assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", p.name
         st = run("devnet", "status", "--dir", str(root))
         assert st.returncode == 1 and "stopped (0/8 processes)" in st.stdout and "devnet up --dir" in st.stdout
         again = run("devnet", "down", "--dir", str(root))
@@ -184,7 +188,7 @@ def test_devnet_up_mines_pays_the_pool_members_confirms_a_transfer_and_goes_down
         resumed = json.loads((root / "summary.json").read_text())
         assert resumed["from_height"] >= h and resumed["to_height"] > resumed["from_height"], resumed
         assert resumed["agree"]["same"] and resumed["balances"]["bob"] == 1005 * 10**8
-        assert pids_gone(devnet.read_manifest(root)) == []
+        assert pids_gone(mf.load(root)) == []
     finally:
         assert kill_leftovers(root) == []
 
@@ -201,17 +205,17 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
         end = time.monotonic() + 120
         while time.monotonic() < end:
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            if (root / devnet.MANIFEST).exists() and devnet.read_manifest(root)["state"] == "running":
+            if (root / mf.MANIFEST).exists() and mf.load(root).state == "running":
                 break
             time.sleep(0.5)
-        manifest = devnet.read_manifest(root)
-        assert manifest["state"] == "running"
-        assert len(devnet.running(manifest)) == 5
+        manifest = mf.load(root)
+        assert manifest.state == "running"
+        assert len(running(manifest)) == 5
         # a second up on the running devnet, even with --fresh, refuses and touches nothing
         for extra in ([], ["--fresh"]):
             again = run("devnet", "up", "--preset", "regtest", "--dir", str(root), "--base-port", "0", *extra)
             assert again.returncode == 1 and "error: devnet-running:" in again.stderr, again.stderr
-        assert len(devnet.running(manifest)) == 5
+        assert len(running(manifest)) == 5
         # once it watches the blocks (its table's header is out), Ctrl-C prints the summary first
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, b"")), daemon=True)
@@ -232,7 +236,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
         assert summary["interrupted"] is True and summary["agree"]["same"] is True
         assert set(summary["balances"]) >= {"alice", "bob", "member0", "solo0"}
         assert pids_gone(manifest) == []
-        assert devnet.read_manifest(root)["state"] == "stopped"
+        assert mf.load(root).state == "stopped"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -250,7 +254,7 @@ def test_a_port_in_use_starts_nothing(tmp_path: Path) -> None:
         r = run("devnet", "up", "--dir", str(tmp_path / "dn"), "--base-port", str(base))
     assert r.returncode == 1
     assert f"error: port-in-use: 127.0.0.1:{base} (for node0.api) is in use" in r.stderr
-    assert not (tmp_path / "dn" / devnet.MANIFEST).exists()
+    assert not (tmp_path / "dn" / mf.MANIFEST).exists()
 
 
 def test_stale_and_foreign_directories(tmp_path: Path) -> None:
@@ -271,13 +275,13 @@ def test_stale_and_foreign_directories(tmp_path: Path) -> None:
         assert (root / "genesis.json").read_text() == genesis
     # a resume keeps the devnet's ports: one of them taken, it starts nothing and says so
     with socket.socket() as s:
-        port = devnet.read_manifest(root)["ports"]["node1.p2p"]
+        port = mf.load(root).ports["node1.p2p"]
         with contextlib.suppress(OSError):  # if something else took it meanwhile, it is in use all the same
             s.bind(("127.0.0.1", port))
             s.listen()
         r = run("devnet", "up", "--dir", str(root))
         assert r.returncode == 1 and f"error: port-in-use: 127.0.0.1:{port} (for node1.p2p)" in r.stderr, r.stderr
-        assert "--fresh" in r.stderr and devnet.read_manifest(root)["state"] == "initialised"
+        assert "--fresh" in r.stderr and mf.load(root).state == "initialised"
     # --fresh checks the ports before it removes the earlier devnet: a port in use removes nothing
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -290,11 +294,11 @@ def test_stale_and_foreign_directories(tmp_path: Path) -> None:
     fresh = run("devnet", "init", "--dir", str(root), "--preset", "regtest", "--base-port", "0", "--fresh")
     assert fresh.returncode == 0 and (root / "genesis.json").read_text() != genesis
     # what init wrote: keys, wallets, a genesis that prefunds the wallets
-    manifest = devnet.read_manifest(root)
+    manifest = mf.load(root)
     for name in ("pool", "pool-fee", "member0", "member1", "member2", "solo0"):
         assert (root / "keys" / f"{name}.key").stat().st_mode & 0o777 == 0o600
     prefunds = json.loads((root / "genesis.json").read_text())["prefunds"]
-    assert prefunds == {manifest["accounts"]["alice"]: 1000 * 10**8, manifest["accounts"]["bob"]: 1000 * 10**8}
+    assert prefunds == {manifest.accounts["alice"]: 1000 * 10**8, manifest.accounts["bob"]: 1000 * 10**8}
     # a directory that is not a devnet is never touched
     other = tmp_path / "other"
     other.mkdir()
@@ -308,7 +312,7 @@ def test_stale_and_foreign_directories(tmp_path: Path) -> None:
         assert r.returncode == 1 and "error: no-devnet:" in r.stderr
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / devnet.MANIFEST).write_text("{not json")
+    (broken / mf.MANIFEST).write_text("{not json")
     r = run("devnet", "status", "--dir", str(broken))
     assert r.returncode == 1 and "error: bad-manifest:" in r.stderr
 
@@ -320,25 +324,30 @@ def test_stale_and_foreign_directories(tmp_path: Path) -> None:
 def test_bad_arguments(tmp_path: Path, args: list[str], reason: str) -> None:
     r = run("devnet", "up", "--dir", str(tmp_path / "dn"), "--base-port", "0", *args)
     assert r.returncode == 1 and f"error: {reason}" in r.stderr, r.stderr
-    assert not (tmp_path / "dn" / devnet.MANIFEST).exists()
+    assert not (tmp_path / "dn" / mf.MANIFEST).exists()
+
+
+def bare_manifest(root: Path, topology: Topology, processes: list[ProcessEntry]) -> Manifest:
+    """A manifest of just these processes, the rest placeholders."""
+    return Manifest(dir=str(root), created="2026-01-01T00:00:00Z", state="initialised", topology=topology,
+                    chain_id="ponas-regtest", genesis="00" * 32, genesis_time=0, round_seconds=12, ports={},
+                    accounts={}, wallet_node="http://127.0.0.1:9", processes=tuple(processes))
 
 
 def test_a_process_that_never_answers_is_a_start_timeout(tmp_path: Path) -> None:
     root = tmp_path / "dn"
     (root / "logs").mkdir(parents=True)
     mute = [sys.executable, "-c", "import time; print('still loading', flush=True); time.sleep(60)"]
-    manifest: dict[str, Any] = {
-        "format": devnet.FORMAT, "dir": str(root), "state": "initialised", "topology": {"nodes": 1},
-        "processes": [{"name": "node0", "role": "node", "argv": mute, "log": str(root / "logs" / "node0.log"),
-                       "nice": 0, "api": "http://127.0.0.1:9", "pid": None}],
-    }
-    launcher = devnet.Launcher(root, manifest, start_timeout=2)
+    manifest = bare_manifest(root, Topology(nodes=1), [
+        ProcessEntry(name="node0", role="node", argv=tuple(mute), log=str(root / "logs" / "node0.log"), nice=0,
+                     api="http://127.0.0.1:9", pid=None)])
+    launcher = Launcher(root, manifest, start_timeout=2)
     try:
         with pytest.raises(Exception) as exc:
-            launcher.start(devnet.logs.StatusLine())
+            launcher.start(logs.StatusLine())
         assert getattr(exc.value, "reason", None) == "start-timeout"
         assert "node0 did not answer within 2s" in exc.value.detail and "still loading" in exc.value.detail
-        assert devnet.stop_processes(manifest, launcher.popen) == (["node0"], [])
+        assert stop_processes(launcher.manifest, launcher.popen) == (["node0"], [])  # the manifest with the pids
     finally:
         for p in launcher.popen.values():
             if p.poll() is None:
@@ -351,25 +360,23 @@ def test_a_process_that_dies_at_start_is_reported_and_the_rest_stopped(tmp_path:
     (root / "logs").mkdir(parents=True)
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
     dier = [sys.executable, "-c", "import sys; print('cannot open the datadir', flush=True); sys.exit(3)"]
-    manifest: dict[str, Any] = {
-        "format": devnet.FORMAT, "dir": str(root), "state": "initialised", "topology": {"nodes": 2},
-        "processes": [
-            {"name": "node0", "role": "node", "argv": sleeper, "log": str(root / "logs" / "node0.log"), "nice": 0,
-             "api": "http://127.0.0.1:9", "pid": None},
-            {"name": "node1", "role": "node", "argv": dier, "log": str(root / "logs" / "node1.log"), "nice": 0,
-             "api": "http://127.0.0.1:9", "pid": None},
-        ],
-    }
-    launcher = devnet.Launcher(root, manifest)
+    manifest = bare_manifest(root, Topology(nodes=2), [
+        ProcessEntry(name="node0", role="node", argv=tuple(sleeper), log=str(root / "logs" / "node0.log"), nice=0,
+                     api="http://127.0.0.1:9", pid=None),
+        ProcessEntry(name="node1", role="node", argv=tuple(dier), log=str(root / "logs" / "node1.log"), nice=0,
+                     api="http://127.0.0.1:9", pid=None),
+    ])
+    launcher = Launcher(root, manifest)
     try:
         with pytest.raises(Exception) as exc:
-            launcher.start(devnet.logs.StatusLine())
+            launcher.start(logs.StatusLine())
         assert getattr(exc.value, "reason", None) == "process-died"
         assert "node1 exited with status 3" in exc.value.detail and "cannot open the datadir" in exc.value.detail
-        assert devnet.process_alive(manifest["processes"][0])
-        stopped, killed = devnet.stop_processes(manifest, launcher.popen)
+        manifest = launcher.manifest  # the manifest with the pids
+        assert process_alive(manifest.processes[0])
+        stopped, killed = stop_processes(manifest, launcher.popen)
         assert stopped == ["node0"] and killed == []
-        assert not devnet.process_alive(manifest["processes"][0])
+        assert not process_alive(manifest.processes[0])
     finally:
         for p in launcher.popen.values():
             if p.poll() is None:

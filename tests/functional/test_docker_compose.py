@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from node.cli import build_parser, cmd_node_run
-from node.devnet import cmd_init
+from node.devnet.cli import cmd_init
 from pool.cli import cmd_mine, cmd_pool_join, cmd_pool_serve
 
 ROOT = Path(__file__).resolve().parents[2]
