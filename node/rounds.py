@@ -199,6 +199,7 @@ class RoundService:
             "candidates": len(r.candidates),
             "max_commitments_per_key": self.pp.max_commitments_per_key,
             "test_set_size": self.pp.test_set_size,
+            "reward": self.reward(),
             "attempt": r.attempt,
             "close": None if close is None else {
                 "hash": close.hash().hex(),
@@ -212,12 +213,25 @@ class RoundService:
 
     # --- inputs -----------------------------------------------------------------------------
 
+    def reward(self) -> int:
+        """What a block of this round pays out now: the subsidy and the fees of the transfers a
+        template takes from the mempool (shown with the round, so that a miner splits it and
+        asks for one template)."""
+        txs = self.mempool.select(self.params.max_block_txs)
+        return self.params.subsidy(self.round.height) + sum(tx.fee for tx in txs)
+
     def template(self, payouts: Sequence[Payout], genotype: str, weights_hash: bytes, seed: int, now: float) -> Block:
-        """An unsealed candidate on the round's parent, with mempool transfers and roots."""
+        """An unsealed candidate on the round's parent, with mempool transfers and roots. The
+        last payout, if its amount is 0, takes what the others leave of the reward; payouts
+        that add up to more than the reward (the fees changed since the miner read the round)
+        are refused with ``stale-reward``."""
         parent = self.chain.tip
         if self.chain.tip_hash != self.round.parent:
             raise InvalidRound("round-moved", "the tip moved; fetch the round again")
         txs = self.mempool.select(self.params.max_block_txs)
+        reward = self.params.subsidy(parent.height + 1) + sum(tx.fee for tx in txs)
+        if sum(p.amount for p in payouts) > reward:
+            raise InvalidRound("stale-reward", f"the payouts exceed the reward of {reward}: fetch the round again")
         ts = max(int(now), parent.timestamp + 1)
         return block_template(
             parent, self.chain.accounts, self.params, timestamp=ts, payouts=list(payouts), txs=txs,

@@ -347,29 +347,18 @@ class RoundDriver:
             return
 
     async def _template(self, rnd: RoundInfo, result: TrainResult) -> Block:
-        """The node's template for ``result`` paying what the source splits. The reward (subsidy
-        plus the template's fees) is learnt from a first template paying the rest address; a
-        split into several payouts asks again with the rest address last (amount 0: any fee
-        that arrived in between goes to it)."""
+        """The node's template for ``result`` paying what the source splits of the round's
+        reward, in one request: the rest address comes last with amount 0, so that a fee that
+        arrived since the round was read goes to it (``stale-reward`` if fees left instead)."""
         assert self._client is not None
         rest = self.source.rest_address()
-
-        async def ask(payouts: list[Payout]) -> Block:
-            assert self._client is not None
-            body = {"payouts": [[format_address(p.address), p.amount] for p in payouts], "genotype": result.genotype,
-                    "weights_hash": result.weights_hash.hex(), "seed": result.seed}
-            block: Block = _decode_hex_object(Block, await self._client.post("/api/v1/template", body), "block")
-            check_template(block, rnd, result, payouts)
-            return block
-
-        first = [Payout(rest, 0)]
-        block = await ask(first)
-        reward = sum(p.amount for p in block.coinbase.payouts)
-        split = self.source.payouts(result, reward)
-        if [p.address for p in split] == [rest]:
-            return block
-        ordered = [p for p in split if p.address != rest] + [Payout(rest, 0)]
-        return await ask(ordered)
+        split = self.source.payouts(result, rnd.reward)
+        payouts = [p for p in split if p.address != rest] + [Payout(rest, 0)]
+        body = {"payouts": [[format_address(p.address), p.amount] for p in payouts], "genotype": result.genotype,
+                "weights_hash": result.weights_hash.hex(), "seed": result.seed}
+        block: Block = _decode_hex_object(Block, await self._client.post("/api/v1/template", body), "block")
+        check_template(block, rnd, result, payouts)
+        return block
 
     async def _repost_pending(self, st: _RoundState) -> None:
         """A commitment whose answer was lost: post it again (the node admits a known one as

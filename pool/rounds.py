@@ -87,6 +87,7 @@ class RoundInfo:
     max_commitments_per_key: int
     test_set_size: int
     close: CloseInfo | None
+    reward: int = 0  # subsidy and the fees a template would take now (base units)
 
     @property
     def window(self) -> float:
@@ -164,6 +165,7 @@ def parse_round(data: Any) -> RoundInfo:
         max_commitments_per_key=_field(data, "max_commitments_per_key", int),
         test_set_size=_field(data, "test_set_size", int),
         close=close,
+        reward=_field(data, "reward", int),
     )
     if close is not None and close.close.height != info.height:
         raise MinerError("bad-answer", f"the close is for height {close.close.height}, the round {info.height}")

@@ -246,3 +246,30 @@ async def test_candidates_are_scored_off_the_event_loop(tmp_path: Path, monkeypa
     finally:
         release.set()
         await node.stop()
+
+
+def test_the_round_shows_its_reward_and_a_template_over_it_is_refused(tmp_path: Path) -> None:
+    """``GET /round`` carries the reward (subsidy and the fees a template would take now), so a
+    miner splits it and asks for one template; payouts over it (the fees changed meanwhile) are
+    refused with ``stale-reward``, and a last payout of 0 takes what the others leave."""
+    from consensus.errors import InvalidRound
+    from consensus.types import COIN, Payout
+    from tests.builders import transfer
+
+    funded = keys(1, seed=9)[0]
+    params = ponas_params([funded])
+    now = float(GENESIS_TIME + 1)
+    with open_chain(str(tmp_path / "n"), params, clock=lambda: now) as chain:
+        mempool = Mempool(params.chain_id, chain.account)
+        rounds = RoundService(chain, mempool, now)
+        subsidy = params.subsidy(1)
+        assert rounds.info(now)["reward"] == subsidy
+        mempool.add(transfer(params, funded, keys(2, seed=10)[1].address, COIN, 0, fee=7000))
+        reward = rounds.info(now)["reward"]
+        assert reward == subsidy + 7000
+        a, b = keys(2, seed=11)
+        block = rounds.template([Payout(a.address, reward // 2), Payout(b.address, 0)], "g", b"\1" * 32, 1, now)
+        assert [p.amount for p in block.coinbase.payouts] == [reward // 2, reward - reward // 2]
+        with pytest.raises(InvalidRound) as exc:
+            rounds.template([Payout(a.address, reward + 1), Payout(b.address, 0)], "g", b"\1" * 32, 1, now)
+        assert exc.value.reason == "stale-reward"
