@@ -80,7 +80,7 @@ def _int(value: Any, name: str, low: int = 0, high: int = 2**63 - 1) -> int:
     return value
 
 
-def _address(value: Any, name: str = "address") -> bytes:
+def _address(value: Any) -> bytes:
     try:
         return parse_address(value)
     except BadAddress as exc:

@@ -64,7 +64,7 @@ class NodeCore:
     def best(self) -> tuple[int, bytes]:
         return self.chain.height, self.chain.tip_hash
 
-    def on_connected(self, peer: PeerRef, height: int, now: float) -> list[Action]:
+    def on_connected(self, peer: PeerRef, height: int) -> list[Action]:
         self.relay.connected(peer)
         out = self.sync.connected(peer, height)
         if self.rounds is not None and self.rounds.round.close is not None:

@@ -397,7 +397,7 @@ class RoundService:
         if reveal_end is not None and now >= reveal_end:
             if self._waiting_for_retrain():
                 return out
-            imported = self._select(now)
+            imported = self._select()
             if imported is not None:
                 out.append(imported)
                 self.round = self._open(now)
@@ -415,7 +415,7 @@ class RoundService:
                 return self._needs_retrain(cand)
         return False
 
-    def _select(self, now: float) -> Announce | None:
+    def _select(self) -> Announce | None:
         """Import the best candidate still standing, with its verdict; one that fails the
         import's checks gives way to the next."""
         for cand in sorted(self.round.candidates.values(), key=lambda c: c.rank):

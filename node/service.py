@@ -257,7 +257,7 @@ class Node:
         return self._core.best()
 
     async def on_peer_connected(self, peer: Peer) -> None:
-        await self._carry_out(self._core.on_connected(peer, peer.best_height, self.clock()), peer)
+        await self._carry_out(self._core.on_connected(peer, peer.best_height), peer)
 
     async def on_peer_disconnected(self, peer: Peer, reason: str) -> None:
         await self._carry_out(self._core.on_disconnected(peer))

@@ -316,7 +316,7 @@ async def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
         text = (f"sent {coins(amount)} to {format_address(recipient)} (fee {coins(plan.fee)}, nonce {plan.nonce})\n"
                 f"transaction {entry.hash.hex()}")
         if args.wait:
-            found = await actions.wait_confirmed(client, entry.hash, args.wait_timeout, _wait_progress(args))
+            found = await actions.wait_confirmed(client, entry.hash, args.wait_timeout, _wait_progress())
             outbox.remove({entry.hash})
             data.update(status="confirmed", height=found.get("height"), block=found.get("block"))
             text += f"\nconfirmed in block {found.get('height')} ({short(found.get('block'))})"
@@ -324,7 +324,7 @@ async def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _wait_progress(args: argparse.Namespace) -> Callable[[float, int | None], None]:
+def _wait_progress() -> Callable[[float, int | None], None]:
     last = [0.0]
 
     def show(elapsed: float, height: int | None) -> None:

@@ -96,8 +96,8 @@ def test_core_verifies_off_loop_stores_side_blocks_and_blames_bad_ones(tmp_path:
             open_chain(str(tmp_path / "dst"), PARAMS, clock=clock) as dst:
         mempool = Mempool(PARAMS.chain_id, dst.account)
         core = NodeCore(PARAMS, dst, mempool, None, Metrics(), clock.now)
-        core.on_connected(A, 0, clock.now)
-        core.on_connected(B, 0, clock.now)
+        core.on_connected(A, 0)
+        core.on_connected(B, 0)
         tx = transfer(PARAMS, FUNDED[0], MINER, COIN, 0)
         core.submit_tx(tx, clock.now)
         clock.now += 10
