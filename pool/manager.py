@@ -34,10 +34,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import WSMsgType, web
 
 from consensus.crypto import PrivateKey, format_address, parse_address
 from consensus.types import Block, Payout
+from nodeclient import NodeClient, session
 from pool import protocol as P
 from pool.driver import RoundDriver
 from pool.rounds import RoundInfo, TrainResult
@@ -152,6 +154,8 @@ class Manager:
         self._prune_marks: deque[int] = deque()
         self._verify: asyncio.Queue[tuple[MemberConn, P.Share, bytes]] = asyncio.Queue()
         self._runner: web.AppRunner | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._client: NodeClient | None = None
         #: what each split was computed from: weights hash -> (window weights, finder, reward,
         #: last share seq); by the committed coinbase's payouts root (tests audit it)
         self._splits: dict[bytes, tuple[dict[bytes, int], bytes | None, int, int]] = {}
@@ -163,6 +167,10 @@ class Manager:
 
     async def start(self) -> None:
         os.makedirs(self.config.datadir, exist_ok=True)
+        # the manager's own reads of the node (its won blocks' coinbase and status); the driver
+        # has its client for the round protocol
+        self._http = session()
+        self._client = NodeClient(self._http, self.config.node_url)
         if not self.chain_id:
             await self._learn_chain_id()
         self.store = PoolStore(os.path.join(self.config.datadir, "pool"), self.chain_id)
@@ -181,10 +189,8 @@ class Manager:
         log.info("pool-listening", extra={"port": self.port, "fee_ppm": self.config.fee_ppm})
 
     async def _learn_chain_id(self) -> None:
-        from nodeclient import NodeClient, session
-
-        async with session() as http:
-            status = await NodeClient(http, self.config.node_url).get("/api/v1/status")
+        assert self._client is not None
+        status = await self._client.get("/api/v1/status")
         self.chain_id = str(status.get("chain_id", "")) if isinstance(status, dict) else ""
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -197,10 +203,19 @@ class Manager:
             watcher.cancel()
             for m in list(self.members.values()):
                 await m.ws.close()
-            if self._runner is not None:
-                await self._runner.cleanup()
-            if self.store is not None:
-                self.store.close()
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Undo :meth:`start`: the web server, the store, the node client; safe to call twice."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = self._client = None
 
     # --- CandidateSource ----------------------------------------------------------------------
 
@@ -305,7 +320,7 @@ class Manager:
         """Settle the won blocks still ``pending``: ``confirmed`` once canonical under
         ``CONFIRM_DEPTH`` blocks, ``orphaned`` once that deep off the canonical chain (their
         payouts leave the paid totals). ``tip``: the node's height."""
-        client = self.driver._client
+        client = self._client
         if client is None or self.store is None:
             return
         for block in [b for b in self.store.blocks() if b.status == "pending" and tip - b.height + 1 >= CONFIRM_DEPTH]:
@@ -322,7 +337,7 @@ class Manager:
 
     async def _record_win(self, height: int, block_hash: bytes, score: int) -> None:
         """Book a won block with the payouts its coinbase really holds (read from the node)."""
-        client = self.driver._client
+        client = self._client
         try:
             assert client is not None
             data = await client.get(f"/api/v1/blocks/{block_hash.hex()}")

@@ -217,7 +217,7 @@ async def test_won_blocks_are_settled_with_the_node(tmp_path: Path) -> None:
                     raise ConnectionError("the node went away")
                 return {"canonical": kept.hex() in path}
 
-        manager.driver._client = Node()  # type: ignore[assignment]
+        manager._client = Node()  # type: ignore[assignment]
         await manager._check_blocks(7)  # block 3 is 5 deep: nothing asked yet
         assert asked == [] and [b.status for b in store.blocks()] == ["pending"] * 3
         manager.round_opened(RoundInfo(11, b"\x01" * 32, b"\x02" * 32, "nb201", "regtest", "commit", 0.0, 60.0,
@@ -232,13 +232,10 @@ async def test_won_blocks_are_settled_with_the_node(tmp_path: Path) -> None:
 @contextlib.asynccontextmanager
 async def _started(config: ManagerConfig, **kw: Any) -> AsyncIterator[Manager]:
     """A manager started without ``run`` (chain ``ponas-test``, seeded rng, silent), then
-    stopped: its web server and its store."""
+    stopped."""
     manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test", **kw)
     await manager.start()
     try:
         yield manager
     finally:
-        if manager._runner is not None:
-            await manager._runner.cleanup()
-        if manager.store is not None:
-            manager.store.close()
+        await manager.stop()
