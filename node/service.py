@@ -36,7 +36,7 @@ from node.mempool import Mempool
 from node.metrics import Metrics
 from node.rounds import RoundService
 from node.storage.kv import Datadir, open_datadir
-from p2p.errors import Misbehaving
+from p2p.errors import Misbehaving, P2PError
 from p2p.network import Network, Peer
 
 log = logging.getLogger("ponas.node")
@@ -163,7 +163,12 @@ class Node:
         loop = asyncio.get_running_loop()
         for action in actions:
             if isinstance(action, Send):
-                await action.peer.send(action.msg)  # type: ignore[attr-defined]
+                try:
+                    await action.peer.send(action.msg)  # type: ignore[attr-defined]
+                except P2PError:
+                    if action.peer is peer:
+                        raise  # the network ends the conversation with the peer being answered
+                    # another peer went away meanwhile (a tick's batch): the rest goes on
             elif isinstance(action, Broadcast):
                 if self.network is not None:
                     self.network.broadcast(action.msg, exclude=action.exclude)  # type: ignore[arg-type]
