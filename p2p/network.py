@@ -459,6 +459,30 @@ class Network:
             self._start_dialing(target)
         return target
 
+    async def forget(self, host: str, port: int) -> Target | None:
+        """Stop keeping an outbound connection to ``host:port`` (a seed or not): the target is
+        dropped, its dialling stops and the connection it holds closes (``shutdown``). Returns
+        the target, or None if there was none. The other end may still dial us."""
+        target = self._targets.pop((host, int(port)), None)
+        if target is None:
+            return None
+        task = target._task
+        while task is not None and not task.done():  # cancel again if a cleanup swallowed it
+            task.cancel()
+            await asyncio.wait([task], timeout=self.limits.stop_grace)
+        target.state = "stopped"
+        self._notify()
+        return target
+
+    def disconnect(self, node_id: bytes, reason: str = "disconnected") -> bool:
+        """Close the connection with the node ``node_id`` (not a discouragement); True if there
+        was one. A kept outbound target redials it: :meth:`forget` that first."""
+        peer = self.peer_by_node(node_id)
+        if peer is None:
+            return False
+        peer.close(reason)
+        return True
+
     def broadcast(self, msg: Message, exclude: Peer | None = None) -> int:
         """Queue ``msg`` (encoded once) for every handshaken peer but ``exclude``; returns how
         many peers it was queued for. A peer whose send buffer is full is dropped."""

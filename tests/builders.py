@@ -13,7 +13,7 @@ from consensus.crypto import PrivateKey
 from consensus.engines.pow import solve
 from consensus.params import ChainParams, preset_params
 from consensus.state import Account
-from consensus.types import COIN, Block, Header, Payout, Transfer
+from consensus.types import COIN, Block, Coinbase, Header, Payout, Transfer
 
 GENESIS_TIME = 1_700_000_000
 
@@ -71,4 +71,11 @@ def reseal(block: Block, **header_fields: object) -> Block:
     return replace(block, header=solve(header))
 
 
-__all__ = ["Clock", "keys", "make_params", "transfer", "pow_block", "reseal", "genesis_block", "GENESIS_TIME"]
+def with_body(block: Block, txs: Sequence[Transfer] | None = None, coinbase: Coinbase | None = None) -> Block:
+    """``block`` with its body replaced, the txs and payouts roots fixed and the pow redone
+    (the state root left alone): for blocks invalid by their body alone."""
+    body = replace(block, txs=block.txs if txs is None else tuple(txs), coinbase=coinbase or block.coinbase)
+    return reseal(body, txs_root=body.compute_txs_root(), payouts_root=body.coinbase.payouts_root())
+
+
+__all__ = ["Clock", "keys", "make_params", "transfer", "pow_block", "reseal", "with_body", "genesis_block", "GENESIS_TIME"]

@@ -1,7 +1,10 @@
-"""Builders for rounds of the ``ponas`` engine with real training (regtest recipe)."""
+"""Builders for rounds of the ``ponas`` engine: with real training (regtest recipe), or, for
+tests that are not about the model, with arbitrary weight bytes that only the no-proof verifier
+(:mod:`tests.framework.noproof`) accepts."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -49,8 +52,26 @@ def trained_entry(
     from consensus.engines.ponas.train import train
 
     _model, weights = train(params.ponas.space, genotype, PRESETS[params.ponas.recipe], seed, train_data)  # type: ignore[arg-type]
-    import hashlib
+    return entry_with_weights(params, parent, accounts, key, genotype, seed, weights)
 
+
+def noproof_entry(
+    params: ChainParams, parent: Header, accounts: dict[bytes, Account], key: PrivateKey, genotype: str, seed: int,
+    weights: bytes | None = None,
+) -> Entry:
+    """A candidate in the making without training: ``weights`` are arbitrary small bytes (by
+    default derived from the genotype and seed, so distinct candidates differ). Only the
+    no-proof verifier accepts it; reveal it with any claimed score."""
+    if weights is None:
+        weights = hashlib.sha256(f"{genotype}/{seed}".encode()).digest() * 4
+    return entry_with_weights(params, parent, accounts, key, genotype, seed, weights)
+
+
+def entry_with_weights(
+    params: ChainParams, parent: Header, accounts: dict[bytes, Account], key: PrivateKey, genotype: str, seed: int,
+    weights: bytes,
+) -> Entry:
+    """The unsealed candidate paying ``key`` that commits to ``weights``."""
     block = block_template(
         parent, accounts, params, timestamp=parent.timestamp + 20, payouts=[Payout(key.address, 0)],
         task_id=BUILTIN_TASK, genotype=genotype, weights_hash=hashlib.sha256(weights).digest(), seed=seed,
@@ -81,4 +102,4 @@ def honest_score(params: ChainParams, entry: Entry, close: RoundClose) -> int:
     return Verifier(params.ponas).evaluate(entry.weights, entry.block.header.genotype, entry.block.header.weights_hash, close.test_key)
 
 
-__all__ = ["BEACON", "BEACON_CHAIN", "GENOTYPES", "ponas_params", "trained_entry", "close_round", "reveal", "honest_score", "keys"]
+__all__ = ["BEACON", "BEACON_CHAIN", "GENOTYPES", "ponas_params", "trained_entry", "noproof_entry", "entry_with_weights", "close_round", "reveal", "honest_score", "keys"]

@@ -5,14 +5,13 @@ files, datadirs) answered with a reason and a non-zero exit, nothing overwritten
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from consensus.params import ChainParams, load_params
 from node.cli import main
+from tests.framework.procs import ponas_argv, run_ponas
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -105,11 +104,11 @@ def test_genesis_new_refuses_to_overwrite(net: dict[str, str], capsys: pytest.Ca
 
 
 def test_console_script_runs(tmp_path: Path) -> None:
-    ponas = Path(sys.executable).parent / "ponas"
-    proc = subprocess.run([str(ponas), "genesis", "new", "--out", str(tmp_path / "g.json")], capture_output=True, text=True, timeout=60)
+    assert ponas_argv()[0].endswith("ponas"), "the console script is installed beside this python"
+    proc = run_ponas("genesis", "new", "--out", str(tmp_path / "g.json"))
     assert proc.returncode == 0, proc.stderr
     assert "engine ponas" in proc.stdout
-    proc = subprocess.run([str(ponas), "chain"], capture_output=True, text=True, timeout=60)
+    proc = run_ponas("chain")
     assert proc.returncode == 2 and "ACTION" in proc.stderr
 
 

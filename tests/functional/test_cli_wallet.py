@@ -5,22 +5,20 @@ the node, and errors on stderr with exit 1."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
-PONAS = str(Path(sys.executable).with_name("ponas"))
+from tests.framework.procs import child_env, run_ponas
 
 
 def ponas(home: Path, *argv: str, password: str | None = "hunter22", stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PONAS_")}
+    env = {k: v for k, v in child_env().items() if not k.startswith("PONAS_")}
     env["PONAS_HOME"] = str(home)
     if password is not None:
         env["PONAS_WALLET_PASSWORD"] = password
-    return subprocess.run([PONAS, "wallet", *argv], env=env, input=stdin, capture_output=True, text=True, timeout=60)
+    return run_ponas("wallet", *argv, env=env, stdin=stdin, cwd=Path.cwd())
 
 
 def test_create_shows_words_once_and_import_restores(tmp_path: Path) -> None:

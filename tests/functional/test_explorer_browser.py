@@ -40,7 +40,7 @@ from consensus.amounts import format_amount
 from consensus.crypto import format_address
 from node.generate import generate_ponas_round, open_chain
 from tests.builders import keys
-from tests.network_kit import start_node
+from tests.framework.nodes import start_node
 from tests.ponas_builders import BEACON, BEACON_CHAIN, ponas_params
 
 BLOCKS = 3

@@ -26,182 +26,35 @@ Every process is killed in a ``finally`` and checked gone, whatever failed. Run 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = Path(sys.executable).with_name("ponas")
-STATUS_TIMEOUT = 2.0  # seconds for one HTTP request to a node
-START_TIMEOUT = 30.0  # a node's process start: imports, LevelDB, listening sockets
+from tests.framework.procs import (
+    STOP_TIMEOUT,
+    Procs,
+    api_status,
+    get_json,
+    gone,
+    read_announce,
+    run_ponas,
+    say,
+    start_node_process,
+    synced_apis,
+    wait_until,
+)
+
 BLOCKS_TIMEOUT = 75.0  # two NAS rounds (8 s commit + 4 s reveal each, training and verification) on 2 cores
-STOP_TIMEOUT = 10.0
 GENESIS_LEAD = 8  # seconds from now to the genesis time (see the test)
-
-
-def ponas_argv(*args: str) -> list[str]:
-    """The ``ponas`` console script beside this interpreter, or the same entry point by module."""
-    if SCRIPT.exists():
-        return [str(SCRIPT), *args]
-    return [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())", *args]
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.pop("PONAS_TOKEN", None)  # the miner must use the cookie it is given
-    return env
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-class Procs:
-    """The processes this test started: each with its own log file, all killed at the end."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-        self.pids: list[int] = []
-        self.logs: dict[str, Path] = {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = self.tmp / f"{name}.log"
-        self.logs[name] = log
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                ponas_argv(*args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.tmp, env=child_env(),
-            )
-        self.running[name] = proc
-        self.pids.append(proc.pid)
-        say(f"started {name} (pid {proc.pid}): ponas {' '.join(args)}")
-        return proc
-
-    def tail(self, name: str, lines: int = 25) -> str:
-        try:
-            text = self.logs[name].read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def report(self) -> str:
-        return "\n".join(f"--- {name} (last lines of {log}) ---\n{self.tail(name)}" for name, log in self.logs.items())
-
-    def check_alive(self) -> None:
-        for name, proc in self.running.items():
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with status {proc.returncode}\n{self.report()}")
-
-    def forget(self, name: str) -> None:
-        self.running.pop(name, None)
-
-    def kill_all(self) -> None:
-        """SIGTERM first (nodes and the miner stop cleanly), then SIGKILL what is left."""
-        for proc in self.running.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        end = time.monotonic() + STOP_TIMEOUT
-        for proc in self.running.values():
-            try:
-                proc.wait(timeout=max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
-        self.running.clear()
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, procs: Procs, step: float = 0.25) -> Any:
-    """Poll ``cond`` until it returns something truthy, at most ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        procs.check_alive()
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{procs.report()}")
-        time.sleep(step)
-
-
-def read_announce(datadir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((datadir / "node.json").read_text())  # type: ignore[no-any-return]
-    except (OSError, ValueError):
-        return None  # not written yet (it is written atomically, so never half)
-
-
-def get_json(url: str) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=STATUS_TIMEOUT) as resp:
-            return json.loads(resp.read())
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-
-
-def status(api: str) -> dict[str, Any] | None:
-    answer = get_json(api + "/api/v1/status")
-    return answer if isinstance(answer, dict) else None
-
-
-def start_node(procs: Procs, name: str, datadir: Path, genesis: Path, *extra: str) -> dict[str, Any]:
-    """Start ``ponas node run`` and return its ``node.json`` once it is written and the API answers."""
-    node_log = procs.tmp / f"{name}.node.log"
-    proc = procs.start(name, "node", "run", "--datadir", str(datadir), "--genesis", str(genesis),
-                       "--log-file", str(node_log), *extra)
-    procs.logs[f"{name} log-file"] = node_log
-    announce = wait_until(lambda: read_announce(datadir), START_TIMEOUT, f"{name}'s node.json", procs)
-    assert announce["pid"] == proc.pid
-    assert announce["api"].startswith("http://127.0.0.1:") and announce["p2p"].startswith("127.0.0.1:")
-    assert int(announce["api"].rsplit(":", 1)[1]) > 0 and int(announce["p2p"].rsplit(":", 1)[1]) > 0
-    wait_until(lambda: status(announce["api"]), START_TIMEOUT, f"{name}'s API", procs)
-    cookie = (datadir / ".cookie").read_text()
-    assert len(cookie) >= 32
-    assert (datadir / ".cookie").stat().st_mode & 0o077 == 0, "the cookie must be private to its owner"
-    say(f"{name} up: api {announce['api']} p2p {announce['p2p']}")
-    return announce
-
-
-def synced(apis: list[str], min_height: int) -> dict[str, Any] | None:
-    """Node 0's status when every node is at ``min_height`` or more on one tip."""
-    answers = [status(api) for api in apis]
-    if any(a is None for a in answers):
-        return None
-    if {a["tip"] for a in answers} != {answers[0]["tip"]} or answers[0]["height"] < min_height:  # type: ignore[index]
-        return None
-    return answers[0]
-
-
-def run_ponas(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(ponas_argv(*args), capture_output=True, text=True, env=child_env(), cwd=REPO_ROOT,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def chain_show(datadir: Path, genesis: Path) -> dict[str, Any]:
     shown = run_ponas("chain", "show", "--datadir", str(datadir), "--genesis", str(genesis), "--json")
     assert shown.returncode == 0, shown.stderr
     return json.loads(shown.stdout)  # type: ignore[no-any-return]
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # the pid was reused by a process of another user
-        return True
-    return False
 
 
 @pytest.mark.slow
@@ -222,22 +75,22 @@ def test_two_node_processes_and_a_miner_process(tmp_path: Path) -> None:
     n0, n1 = tmp_path / "n0", tmp_path / "n1"
     procs = Procs(tmp_path)
     try:
-        a0 = start_node(procs, "node0", n0, genesis, "--closer-key", str(beacon))
-        a1 = start_node(procs, "node1", n1, genesis, "--peer", a0["p2p"])
+        a0 = start_node_process(procs, "node0", n0, genesis, "--closer-key", str(beacon))
+        a1 = start_node_process(procs, "node1", n1, genesis, "--peer", a0["p2p"])
         procs.start("miner", "mine", "--node", a1["api"], "--address", address, "--token-file", str(n1 / ".cookie"),
                     "--strategy", "evolution", "--seed", "7")
         apis = [a0["api"], a1["api"]]
-        st = status(a0["api"])
+        st = api_status(a0["api"])
         assert st is not None and st["chain_id"] == chain_id and st["engine"] == "ponas"
 
-        st = wait_until(lambda: synced(apis, 2), BLOCKS_TIMEOUT, "both nodes at height >= 2 on one tip", procs)
+        st = wait_until(lambda: synced_apis(apis, 2), BLOCKS_TIMEOUT, "both nodes at height >= 2 on one tip", procs)
         say(f"both nodes at height {st['height']} tip {st['tip'][:16]} after {time.monotonic() - started:.1f}s")
-        assert (st1 := status(a1["api"])) is not None and st1["peers"] >= 1
+        assert (st1 := api_status(a1["api"])) is not None and st1["peers"] >= 1
 
         # Stop node 1 in a round's reveal window, once node 0 holds the miner's candidate: node 0
         # makes the block while node 1 is down, so node 1 must sync it when it comes back.
         def revealing() -> tuple[dict[str, Any], dict[str, Any]] | None:
-            s0, s1 = status(a0["api"]), status(a1["api"])
+            s0, s1 = api_status(a0["api"]), api_status(a1["api"])
             if s0 is None or s1 is None or s0["tip"] != s1["tip"] or s0["round"]["height"] != s0["height"] + 1:
                 return None
             return (s0, s1) if s0["round"]["phase"] == "reveal" and s0["round"]["candidates"] >= 1 else None
@@ -264,17 +117,17 @@ def test_two_node_processes_and_a_miner_process(tmp_path: Path) -> None:
         wait_until(lambda: (b := get_json(f"{a0['api']}/api/v1/blocks/{shown['tip']}")) and b["height"] == shown["height"],
                    15, "node 0 to have node 1's last tip", procs)
         # Node 0 closes the round alone and imports the miner's block.
-        s0 = wait_until(lambda: (st0 := status(a0["api"])) and st0["height"] > s0["height"] and st0, 15,
+        s0 = wait_until(lambda: (st0 := api_status(a0["api"])) and st0["height"] > s0["height"] and st0, 15,
                         "node 0 to import the revealed block", procs)
         target = s0["height"]
         say(f"node 0 at height {target}, node 1's datadir at {shown['height']}")
 
         # Restarted (on the same ports, so the miner finds it again), node 1 syncs to node 0.
         p2p_port, api_port = a1["p2p"].rsplit(":", 1)[1], a1["api"].rsplit(":", 1)[1]
-        a1b = start_node(procs, "node1-again", n1, genesis, "--peer", a0["p2p"], "--p2p-port", p2p_port, "--api-port", api_port)
+        a1b = start_node_process(procs, "node1-again", n1, genesis, "--peer", a0["p2p"], "--p2p-port", p2p_port, "--api-port", api_port)
         assert a1b["api"] == a1["api"] and a1b["p2p"] == a1["p2p"]
         assert (n1 / ".cookie").read_text() != cookie1, "a restarted node writes a new cookie"
-        st = wait_until(lambda: synced(apis, target), 30, f"node 1 back in sync with node 0 at height {target} or more", procs)
+        st = wait_until(lambda: synced_apis(apis, target), 30, f"node 1 back in sync with node 0 at height {target} or more", procs)
         say(f"after the restart both at height {st['height']} tip {st['tip'][:16]}")
         # Every block above genesis is the miner's: it won each round alone and got the coinbase.
         blocks = blocks_via_api(a0["api"], st["height"])

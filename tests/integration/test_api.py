@@ -14,8 +14,10 @@ import pytest
 
 from consensus.crypto import format_address
 from consensus.types import COIN
-from node.service import Node, NodeConfig
+from node.service import Node
 from tests.builders import keys, transfer
+from tests.framework.nodes import start_node
+from tests.framework.noproof import noproof_engine
 from tests.ponas_builders import ponas_params
 
 K = keys(3, seed=11)
@@ -24,8 +26,7 @@ PARAMS = ponas_params(K[:1])
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    n = Node(NodeConfig(datadir=str(tmp_path / "n0")), PARAMS)
-    await n.start()
+    n = await start_node(tmp_path, "n0", PARAMS, engine=noproof_engine(PARAMS))  # no model is under test here
     try:
         yield n
     finally:

@@ -152,6 +152,11 @@ def test_address_history_follows_reorgs_and_reopen(tmp_path: Path) -> None:
 
 
 def test_reorg_result_names_old_and_new(chain: Chain) -> None:
+    r"""
+        genesis - a1 - a2                 (A: the tip, then disconnected: a2 first)
+               \
+                b1 - b2 - b3              (B: b3 makes it heavier; connected b1, b2, b3)
+    """
     g = chain.genesis_hash
     a = extend(chain, g, 2, 2)
     b = extend(chain, g, 2, 3)
@@ -165,6 +170,12 @@ def test_reorg_result_names_old_and_new(chain: Chain) -> None:
 
 
 def test_invalid_heavier_branch_is_refused(chain: Chain) -> None:
+    r"""
+        genesis - a1 - a2                 (A: stays the tip)
+               \
+                b1* - b2 - b3             (B: b1 overspends; stored as a side branch until b3
+                                           makes B heavier, then refused: insufficient-funds)
+    """
     g = chain.genesis_hash
     a = extend(chain, g, 2, 2)
     root = chain.state_root()

@@ -18,8 +18,8 @@ from node.generate import generate_ponas_round, open_chain
 from p2p import messages as M
 from p2p.framing import encode_frame
 from tests.builders import keys
+from tests.framework.nodes import start_node, wait_for
 from tests.integration.test_p2p_network import RawPeer, last_reason
-from tests.network_kit import start_node, wait_for
 from tests.ponas_builders import BEACON, BEACON_CHAIN, ponas_params
 
 ADDRS = [k.address for k in keys(2, seed=31)]

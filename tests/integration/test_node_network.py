@@ -14,7 +14,7 @@ from pathlib import Path
 from consensus.crypto import format_address
 from pool.miner import Miner
 from tests.builders import keys
-from tests.network_kit import same_tip, start_node, wait_for
+from tests.framework.nodes import same_tip, start_node, wait_for
 from tests.ponas_builders import ponas_params
 
 MINERS = keys(2, seed=21)

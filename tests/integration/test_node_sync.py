@@ -13,7 +13,7 @@ import aiohttp
 from consensus.types import COIN
 from node.generate import generate, open_chain
 from tests.builders import GENESIS_TIME, Clock, keys, make_params, transfer
-from tests.network_kit import start_node, wait_for
+from tests.framework.nodes import start_node, wait_for
 
 FUNDED = keys(100, seed=41)
 PARAMS = make_params(FUNDED, coins=1000)

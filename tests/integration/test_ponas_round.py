@@ -1,6 +1,7 @@
-"""A complete ``ponas`` round in-process, with real training on digits (regtest recipe):
-three miners train, commit, the beacon closes, they reveal, every node-side check runs, and
-the chain's tip is the best valid score. Then a table of invalid candidates, each rejected
+"""A complete ``ponas`` round in-process: three miners commit, the beacon closes, they reveal,
+every node-side rule runs, and the chain's tip is the best valid score (on the no-proof
+verifier: the round's rules, not the model, are under test here). Then, with real training on
+digits (regtest recipe) and the real verifier, a table of invalid candidates, each rejected
 with its reason, including a model trained on the round's test data that passes evaluation
 but fails the retrain check."""
 
@@ -19,14 +20,16 @@ from consensus.engines.ponas.rounds import make_close, round_seal, select_winner
 from consensus.errors import InvalidBlock
 from consensus.state import genesis_accounts
 from consensus.types import Block, Header
-from node.generate import open_chain
 from tests.builders import Clock, keys
+from tests.framework.chainview import MemoryView
+from tests.framework.noproof import open_noproof_chain
 from tests.ponas_builders import (
     BEACON,
     BEACON_CHAIN,
     GENOTYPES,
     close_round,
     honest_score,
+    noproof_entry,
     ponas_params,
     reveal,
     trained_entry,
@@ -36,33 +39,13 @@ MINERS = keys(4, seed=7)
 PARAMS = ponas_params(MINERS[:1])
 
 
-class View:
-    """A chain view holding only the genesis and a weights store."""
-
-    def __init__(self, genesis: Header) -> None:
-        self.genesis = genesis
-        self.weights: dict[bytes, bytes] = {}
-
-    def get_header(self, h: bytes) -> Header | None:
-        return self.genesis if h == self.genesis.hash() else None
-
-    def get_block(self, h: bytes) -> Block | None:
-        return None
-
-    def ancestor(self, header: Header, height: int) -> Header:
-        return self.genesis
-
-    def get_weights(self, h: bytes) -> bytes | None:
-        return self.weights.get(h)
-
-
 def test_complete_round_selects_the_best_valid_score(tmp_path: Path) -> None:
     clock = Clock()
-    with open_chain(str(tmp_path / "node"), PARAMS, clock=clock) as chain:
+    with open_noproof_chain(tmp_path / "node", PARAMS, clock=clock) as chain:
         genesis = chain.tip
-        entries = [trained_entry(PARAMS, genesis, chain.accounts, MINERS[i], GENOTYPES[i], seed=i + 1) for i in range(3)]
+        entries = [noproof_entry(PARAMS, genesis, chain.accounts, MINERS[i], GENOTYPES[i], seed=i + 1) for i in range(3)]
         close, commitments = close_round(PARAMS, genesis, entries)
-        candidates = [reveal(e, close, commitments, honest_score(PARAMS, e, close)) for e in entries]
+        candidates = [reveal(e, close, commitments, claimed) for e, claimed in zip(entries, (130, 170, 90))]
         scores = [c.header.score for c in candidates]
         assert len(set(scores)) > 1, f"the three architectures should score differently: {scores}"
         for candidate, entry in zip(candidates, entries):
@@ -77,7 +60,7 @@ def test_complete_round_selects_the_best_valid_score(tmp_path: Path) -> None:
             assert chain.account(MINERS[i].address).balance == 0 or i == 0
         assert chain.get_weights(candidates[best].header.weights_hash) == entries[best].weights
         tip = chain.tip_hash
-    with open_chain(str(tmp_path / "node"), PARAMS, clock=clock) as again:
+    with open_noproof_chain(tmp_path / "node", PARAMS, clock=clock) as again:
         assert again.tip_hash == tip and again.state_root() == again.tip.state_root
 
 
@@ -95,8 +78,7 @@ def round_kit():  # type: ignore[no-untyped-def]
 
 
 def check(block: Block, weights: bytes, genesis: Header, accounts, params=PARAMS) -> None:  # type: ignore[no-untyped-def]
-    view = View(genesis)
-    view.weights[hashlib.sha256(weights).digest()] = weights
+    view = MemoryView(genesis, weights=[weights])
     validate_block(block, genesis, accounts, params, PonasEngine(params), view, int(Clock()()))
 
 
@@ -144,9 +126,7 @@ def test_invalid_candidates(round_kit) -> None:  # type: ignore[no-untyped-def]
     cases.append(("missing-weights", good, b""))
 
     for reason, block, weights in cases:
-        view = View(genesis)
-        if weights:
-            view.weights[hashlib.sha256(weights).digest()] = weights
+        view = MemoryView(genesis, weights=[weights] if weights else [])
         with pytest.raises(InvalidBlock) as err:
             validate_block(block, genesis, accounts, PARAMS, PonasEngine(PARAMS), view, int(Clock()()))
         assert err.value.reason == reason, (reason, err.value)
@@ -181,7 +161,10 @@ def test_malformed_weights_are_rejected_not_crashed(round_kit) -> None:  # type:
         try:
             check(block, bad, genesis, accounts)
         except InvalidBlock as exc:
-            assert exc.reason in {"bad-weights-format", "bad-weights-shape", "bad-weights-value", "bad-score"}, exc
+            if not bad:  # no bytes at all: the engine calls them missing, not malformed
+                assert exc.reason == "missing-weights", exc
+            else:
+                assert exc.reason in {"bad-weights-format", "bad-weights-shape", "bad-weights-value", "bad-score"}, exc
         # a bit flip deep inside a float may leave valid weights that score the same: fine
 
 
@@ -201,8 +184,7 @@ def test_model_trained_on_the_test_data_fails_the_retrain_check(round_kit) -> No
     assert claimed > honest_score(PARAMS, _honest, close) + PARAMS.ponas.score_tolerance  # the leak pays off
     block = reveal(cheat, close, commitments, claimed)
     no_retrain = PonasEngine(PARAMS, retrain=False)
-    view = View(genesis)
-    view.weights[block.header.weights_hash] = cheat.weights
+    view = MemoryView(genesis, weights=[cheat.weights])
     validate_block(block, genesis, accounts, PARAMS, no_retrain, view, int(Clock()()))  # evaluation alone passes
     with pytest.raises(InvalidBlock) as err:
         check(block, cheat.weights, genesis, accounts)

@@ -1,4 +1,5 @@
-"""A miner that commits under several keys, against a real node (regtest: 4 commitments per key).
+"""A miner that commits under several keys, against a real node (regtest: 4 commitments per key;
+the node checks models with the no-proof verifier, the miner trains for real).
 
 Proves: ``commit_keys`` is the given key plus distinct keys derived deterministically from it,
 and refuses counts outside 1..64; with 3 keys a solo miner that has more results than one key's
@@ -25,7 +26,8 @@ from nodeclient import NodeRejected
 from pool.driver import MAX_COMMIT_KEYS, commit_keys
 from pool.miner import Miner
 from tests.builders import keys
-from tests.network_kit import start_node, wait_for
+from tests.framework.nodes import start_node, wait_for
+from tests.framework.noproof import noproof_engine
 from tests.ponas_builders import ponas_params
 
 OWNER = keys(1, seed=77)[0]
@@ -45,7 +47,7 @@ def test_commit_keys_are_derived_deterministically() -> None:
 async def test_three_commit_keys_commit_past_one_keys_bound(tmp_path: Path) -> None:
     params = replace(ponas_params(), genesis_time=int(time.time()))
     bound = params.ponas.max_commitments_per_key
-    node = await start_node(tmp_path, "n0", params, closer=True)
+    node = await start_node(tmp_path, "n0", params, closer=True, engine=noproof_engine(params))
     miner = Miner(f"http://127.0.0.1:{node.api_port}", format_address(OWNER.address), "random", key=OWNER,
                   token=node.token, rng=random.Random(5), report=lambda s: None, commit_keys=3)
     driver = miner.manager.driver

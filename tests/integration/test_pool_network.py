@@ -1,5 +1,7 @@
 """A pool on 127.0.0.1 (regtest): one node holding the beacon's closer key, a pool manager on it
-and four members that really train, each in the subspaces the manager assigns. The pool wins
+and four members that really train, each in the subspaces the manager assigns (the node checks
+blocks with the no-proof verifier: the pool's own checks of its members are under test here,
+not the node's). The pool wins
 blocks, and the coinbase of a won block pays each member exactly what the PPLNS computation
 over the manager's stored shares (the default window: the last three rounds) says. A member
 that forges its validation score is caught by re-evaluation, banned, and its shares voided; a
@@ -22,7 +24,8 @@ from pool.rounds import TrainResult, train_one
 from pool.shares import RoundsWindow, Share, split_reward
 from pool.store import PoolStore
 from tests.builders import keys
-from tests.network_kit import start_node, wait_for
+from tests.framework.nodes import start_node, wait_for
+from tests.framework.noproof import noproof_engine
 from tests.ponas_builders import ponas_params
 
 MEMBERS = keys(4, seed=61)
@@ -37,7 +40,7 @@ def forged(space: str, recipe: str, genotype: str, seed: int, device: str = "cpu
 
 async def test_pool_of_four_wins_and_pays_pplns_then_bans_a_cheater(tmp_path: Path) -> None:
     params = replace(ponas_params(), genesis_time=int(time.time()))
-    node = await start_node(tmp_path, "n0", params, closer=True)
+    node = await start_node(tmp_path, "n0", params, closer=True, engine=noproof_engine(params))
     url = f"http://127.0.0.1:{node.api_port}"
     config = ManagerConfig(url, FEE.address, str(tmp_path / "pool"), fee_ppm=10_000, finder_bonus_ppm=5_000,
                            token=node.token, verify_rate=0.5, retrain_rate=0.0)  # the default window: 3 rounds
@@ -137,7 +140,7 @@ async def test_backup_covers_a_killed_high_reward_member_and_the_round_commits(t
     its subspaces; killing such a member mid-round moves its subspaces to the backup at once,
     the backup's results inside them are accepted, and the pool still commits."""
     params = replace(ponas_params(), genesis_time=int(time.time()))
-    node = await start_node(tmp_path, "n0", params, closer=True)
+    node = await start_node(tmp_path, "n0", params, closer=True, engine=noproof_engine(params))
     config = ManagerConfig(f"http://127.0.0.1:{node.api_port}", FEE.address, str(tmp_path / "pool"), window=120,
                            token=node.token, verify_rate=0.2, retrain_rate=0.0, std_threshold=0.0, top_k=1000,
                            heartbeat_timeout=3.0)

@@ -1,36 +1,71 @@
-"""The round service's liveness: a round whose commit deadline passes with no commitment is
-given a fresh window on every node (same height, parent and beacon key) instead of staying in
-"closing" for ever, so a miner that comes late can still commit and the closer then closes."""
+"""The round service and the node's round work, on the no-proof verifier (no model trains):
+
+* liveness: a round whose commit deadline passes with no commitment is given a fresh window on
+  every node (same height, parent and beacon key) instead of staying in "closing" for ever, so
+  a miner that comes late can still commit and the closer then closes; a commitment that comes
+  before its parent is kept for its round;
+* the model steps run off the event loop: a candidate is scored in the node's evaluate thread,
+  the round's best is retrained in its work thread, a relayed block is verified there too, and
+  the import is handed the verdict; one retrain runs at a time, of the best candidate standing;
+* the round shows its reward, and a template over it is refused."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from consensus.engines.ponas.engine import PonasEngine
 from consensus.engines.ponas.rounds import commitment_for
-from node.generate import open_chain
+from consensus.engines.ponas.verify import Verdict
+from consensus.errors import InvalidBlock, InvalidRound
 from node.mempool import Mempool
 from node.rounds import AnnounceKind, Candidate, RoundService
+from node.service import Node, NodeConfig
 from tests.builders import GENESIS_TIME, keys
-from tests.ponas_builders import BEACON, BEACON_CHAIN, ponas_params, trained_entry
+from tests.framework.noproof import NoProofVerifier, open_noproof_chain
+from tests.ponas_builders import BEACON, BEACON_CHAIN, GENOTYPES, close_round, noproof_entry, ponas_params, reveal
 
 PARAMS = ponas_params()
 
 
+class ThreadRecordingVerifier(NoProofVerifier):
+    """The no-proof verifier, noting which thread scored (``evaluate``) or retrained
+    (``retrain``) each candidate; with a ``gate``, scoring waits until the gate is set."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        super().__init__(PARAMS.ponas)
+        self.threads: list[tuple[str, str]] = []
+        self.gate, self.entered = gate, threading.Event()
+
+    def verify(self, weights: bytes, genotype: str, weights_hash: bytes, seed: int, claimed: int, test_key: bytes,
+               retrain: bool) -> Verdict:
+        self.threads.append(("retrain" if retrain else "evaluate", threading.current_thread().name))
+        if self.gate is not None and not retrain:
+            self.entered.set()
+            self.gate.wait(30)
+        return super().verify(weights, genotype, weights_hash, seed, claimed, test_key, retrain)
+
+
+def recording_node(tmp_path: Path, name: str, clock: list[float], verifier: NoProofVerifier) -> Node:
+    return Node(NodeConfig(str(tmp_path / name), tick=3600), PARAMS, clock=lambda: clock[0],
+                engine=PonasEngine(PARAMS, verifier=verifier))
+
+
 def test_empty_round_gets_a_fresh_window(tmp_path: Path) -> None:
     now = float(GENESIS_TIME + 5)
-    with open_chain(str(tmp_path / "n"), PARAMS, clock=lambda: now) as chain:
+    with open_noproof_chain(tmp_path / "n", PARAMS, clock=lambda: now) as chain:
         rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), now, closer=(BEACON, BEACON_CHAIN))
         first_deadline = rounds.round.deadline
         now = first_deadline + 30  # nobody committed
         assert rounds.tick(now) == []
         assert rounds.phase(now) == "commit" and rounds.round.deadline == now + PARAMS.ponas.commit_window
         assert rounds.round.attempt == 0
-        entry = trained_entry(PARAMS, chain.tip, chain.accounts, keys(1, seed=3)[0], "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|skip_connect~2|", 1)
+        entry = noproof_entry(PARAMS, chain.tip, chain.accounts, keys(1, seed=3)[0], GENOTYPES[0], 1)
         assert rounds.add_commitment(commitment_for(entry.block.header, entry.key, PARAMS.chain_id), now + 1)
         now = rounds.round.deadline
         announced = rounds.tick(now)
@@ -41,28 +76,23 @@ def test_empty_round_gets_a_fresh_window(tmp_path: Path) -> None:
 def test_a_commitment_that_comes_before_its_parent_is_kept_for_its_round(tmp_path: Path) -> None:
     """A peer that connected block 1 first relays a round-2 commitment to a node that has not
     got block 1 yet: the node keeps it, admits it when round 2 opens there, and relays it."""
-    from consensus.errors import InvalidRound
-    from tests.ponas_builders import GENOTYPES, close_round, honest_score, reveal
-
     k1, k2 = keys(2, seed=5)
     now = float(GENESIS_TIME + 1)
-    with open_chain(str(tmp_path / "ahead"), PARAMS, clock=lambda: now) as ahead, \
-            open_chain(str(tmp_path / "late"), PARAMS, clock=lambda: now) as late:
-        entry1 = trained_entry(PARAMS, ahead.tip, ahead.accounts, k1, GENOTYPES[0], 1)
+    with open_noproof_chain(tmp_path / "ahead", PARAMS, clock=lambda: now) as ahead, \
+            open_noproof_chain(tmp_path / "late", PARAMS, clock=lambda: now) as late:
+        entry1 = noproof_entry(PARAMS, ahead.tip, ahead.accounts, k1, GENOTYPES[0], 1)
         close, commitments = close_round(PARAMS, ahead.tip, [entry1])
-        block1 = reveal(entry1, close, commitments, honest_score(PARAMS, entry1, close))
+        block1 = reveal(entry1, close, commitments, 150)
         now = float(max(close.timestamp + PARAMS.ponas.reveal_window, block1.header.timestamp) + 1)
         ahead.import_block(block1, entry1.weights)
-        entry2 = trained_entry(PARAMS, ahead.tip, ahead.accounts, k2, GENOTYPES[1], 2)
+        entry2 = noproof_entry(PARAMS, ahead.tip, ahead.accounts, k2, GENOTYPES[1], 2)
         early = commitment_for(entry2.block.header, k2, PARAMS.chain_id)
 
         rounds = RoundService(late, Mempool(PARAMS.chain_id, late.account), now)
         assert rounds.round.height == 1
-        try:
+        with pytest.raises(InvalidRound) as exc:
             rounds.add_commitment(early, now)
-            raise AssertionError("a round-2 commitment was admitted in round 1")
-        except InvalidRound as exc:
-            assert exc.reason == "commit-wrong-round"
+        assert exc.value.reason == "commit-wrong-round"
         assert rounds.keep_early(early)
         assert not rounds.keep_early(early)  # kept once
         # not kept: one for the open round, or for a round beyond the next
@@ -76,66 +106,51 @@ def test_a_commitment_that_comes_before_its_parent_is_kept_for_its_round(tmp_pat
         assert rounds.tick(now) == []  # relayed once
 
 
-def _closed_round_with_candidate(node: Any, key: Any, genotype: str, seq: int, clock: list[float]) -> tuple[Any, ...]:
-    """On a started node: a trained entry committed, the round closed over it (the clock moved to
-    just after the entry's timestamp) and its candidate block: (entry, close, commitments, block)."""
-    from tests.ponas_builders import close_round, honest_score, reveal
-
+def _closed_round_with_candidate(node: Node, key: Any, genotype: str, seq: int, clock: list[float]) -> tuple[Any, ...]:
+    """On a started node: an entry committed, the round closed over it (the clock moved to just
+    after the entry's timestamp) and its candidate block: (entry, close, commitments, block)."""
     assert node.rounds is not None
-    entry = trained_entry(PARAMS, node.chain.tip, node.chain.accounts, key, genotype, seq)
+    entry = noproof_entry(PARAMS, node.chain.tip, node.chain.accounts, key, genotype, seq)
     assert node.rounds.add_commitment(commitment_for(entry.block.header, key, PARAMS.chain_id), clock[0])
     close, commitments = close_round(PARAMS, node.chain.tip, [entry])
     clock[0] = float(entry.block.header.timestamp + 1)
     assert node.rounds.add_close(close, commitments, clock[0])
-    return entry, close, commitments, reveal(entry, close, commitments, honest_score(PARAMS, entry, close))
+    return entry, close, commitments, reveal(entry, close, commitments, 170)
 
 
-async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path) -> None:
     """The round's best candidate is retrained in the node's worker thread while the reveal
     window is open, and the import at the window's end is handed that verdict: the event loop
     never trains. A block relayed by a peer is verified (retrained) there too before its
     import."""
-    import threading
-
-    import consensus.engines.ponas.train as train_module
-    from node.service import Node, NodeConfig
     from p2p import messages as M
-    from tests.ponas_builders import GENOTYPES
-
-    real_train = train_module.train
-    trained_on: list[str] = []
-
-    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        trained_on.append(threading.current_thread().name)
-        return real_train(*args, **kwargs)
 
     k1 = keys(1, seed=6)[0]
     clock = [float(GENESIS_TIME + 1)]
-    a = Node(NodeConfig(str(tmp_path / "a"), tick=3600), PARAMS, clock=lambda: clock[0])
-    b = Node(NodeConfig(str(tmp_path / "b"), tick=3600), PARAMS, clock=lambda: clock[0])
+    va, vb = ThreadRecordingVerifier(), ThreadRecordingVerifier()
+    a, b = recording_node(tmp_path, "a", clock, va), recording_node(tmp_path, "b", clock, vb)
     await a.start()
     await b.start()
     try:
         assert a.rounds is not None and b.rounds is not None
         entry, close, commitments, block = _closed_round_with_candidate(a, k1, GENOTYPES[2], 3, clock)
-        monkeypatch.setattr(train_module, "train", spy)
 
         await a.submit_candidate(block, entry.weights)  # checks it, starts the retrain, answers
         cand = a.rounds.round.candidates[block.header.hash()]
         clock[0] = float(max(close.timestamp + PARAMS.ponas.reveal_window, entry.block.header.timestamp) + 1)
-        for _ in range(600):  # the retrain runs in the background; the round waits for it
+        for _ in range(300):  # the retrain runs in the background; the round waits for it
             if cand.retrained is not None:
                 break
             assert a.rounds.tick(clock[0]) == []  # the window is over, but the best is not retrained yet
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         assert cand.retrained is not None and cand.retrained.retrained
         assert [a_.kind for a_ in a.rounds.tick(clock[0])] == [AnnounceKind.BLOCK]
         assert a.chain.tip_hash == block.header.hash()
-        assert trained_on == ["retrain_0"]  # once, in the worker thread
+        assert va.threads == [("evaluate", "evaluate_0"), ("retrain", "retrain_0")]  # once each, off the loop
 
         await b.on_message(object(), M.BlockMsg(block, entry.weights, False))  # type: ignore[arg-type]
         assert b.chain.tip_hash == block.header.hash()
-        assert trained_on == ["retrain_0", "retrain_0"]
+        assert vb.threads == [("retrain", "retrain_0")]
     finally:
         await a.stop()
         await b.stop()
@@ -143,8 +158,6 @@ async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path, monkeyp
 
 def _fake_candidates(rounds: RoundService, block: Any, scores: list[int]) -> list[Candidate]:
     """Candidates of the current round that differ only in their claimed score (the rank)."""
-    from consensus.engines.ponas.verify import Verdict
-
     out = []
     for i, score in enumerate(scores):
         b = replace(block, header=replace(block.header, score=score))
@@ -159,14 +172,11 @@ def test_one_retrain_at_a_time_and_the_round_end_waits_for_the_best(tmp_path: Pa
     that comes meanwhile is retrained after it (no queue of superseded bests to cancel). At the
     window's end the round picks no block while its best waits for a retrain; a candidate whose
     retrain fails gives way to the next, and a round whose candidates all fail is retried."""
-    from consensus.engines.ponas.verify import Verdict
-    from tests.ponas_builders import GENOTYPES
-
     now = float(GENESIS_TIME + 1)
-    with open_chain(str(tmp_path / "n"), PARAMS, clock=lambda: now) as chain:
+    with open_noproof_chain(tmp_path / "n", PARAMS, clock=lambda: now) as chain:
         rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), now)
-        entry = trained_entry(PARAMS, chain.tip, chain.accounts, keys(1, seed=8)[0], GENOTYPES[0], 1)
-        close, commitments = _close_over(chain, entry)
+        entry = noproof_entry(PARAMS, chain.tip, chain.accounts, keys(1, seed=8)[0], GENOTYPES[0], 1)
+        close, commitments = close_round(PARAMS, chain.tip, [entry])
         assert rounds.add_close(close, commitments, now)
         low, = _fake_candidates(rounds, entry.block, [10])
         first = rounds.next_retrain()
@@ -176,63 +186,40 @@ def test_one_retrain_at_a_time_and_the_round_end_waits_for_the_best(tmp_path: Pa
         end = float(close.timestamp + PARAMS.ponas.reveal_window + 1)
         assert rounds.tick(end) == []  # the best waits for its retrain: no block, no retry
 
-        rounds.on_retrained(low.block.header.hash(), Verdict(*[low.verdict.weights_hash, low.verdict.genotype,
-                            low.verdict.seed, 10, b"k" * 32, 10, 10, True]))
+        v = low.verdict
+        rounds.on_retrained(low.block.header.hash(), replace(v, retrained_score=10, identical=True))
         assert low.retrained is not None
-        again = rounds.tick(end)  # now the best is retrained
+        again = rounds.tick(end)  # the first retrain is done: the best's starts
         assert [a.kind for a in again] == [AnnounceKind.RETRAIN] and again[0].block == high.block
         rounds.on_retrained(high.block.header.hash(), None, "retrain-mismatch")
         assert high.failed == "retrain-mismatch"
-        # the next best (retrained already) is imported: it is a fake, so its import fails and
-        # the round, with no candidate left, is retried on the same parent with the next key
+        # the next best (retrained already) is imported: a fake (no seal), so its import fails,
+        # and the round, with no candidate left, is retried on the same parent with the next key
         assert rounds.tick(end) == [] and low.failed is not None
         assert rounds.round.close is None and rounds.round.attempt == 1
 
 
-def _close_over(chain: Any, entry: Any) -> tuple[Any, list[Any]]:
-    from tests.ponas_builders import close_round
-
-    return close_round(PARAMS, chain.tip, [entry])
-
-
-async def test_candidates_are_scored_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_candidates_are_scored_off_the_event_loop(tmp_path: Path) -> None:
     """A candidate's model step (load and score its weights) runs in the node's evaluate thread:
     while it runs, the event loop goes on (here: the round ends and is retried). A candidate
     whose round ended meanwhile is refused with ``wrong-close`` and not added; the same
     candidate in its round is admitted once."""
-    import threading
-
-    import consensus.engines.ponas.train as train_module
-    from consensus.errors import InvalidBlock
-    from node.service import Node, NodeConfig
-    from tests.ponas_builders import GENOTYPES
-
-    real_score = train_module.score
-    scored_on: list[str] = []
-    entered, release = threading.Event(), threading.Event()
-
-    def gated(*args, **kwargs):  # type: ignore[no-untyped-def]
-        scored_on.append(threading.current_thread().name)
-        entered.set()
-        release.wait(30)
-        return real_score(*args, **kwargs)
-
-    k1 = keys(1, seed=7)[0]
+    gate = threading.Event()
+    verifier = ThreadRecordingVerifier(gate)
     clock = [float(GENESIS_TIME + 1)]
-    node = Node(NodeConfig(str(tmp_path / "n"), tick=3600), PARAMS, clock=lambda: clock[0])
+    node = recording_node(tmp_path, "n", clock, verifier)
     await node.start()
     try:
         assert node.rounds is not None
-        entry, close, commitments, block = _closed_round_with_candidate(node, k1, GENOTYPES[1], 4, clock)
-        monkeypatch.setattr(train_module, "score", gated)
+        entry, close, commitments, block = _closed_round_with_candidate(node, keys(1, seed=7)[0], GENOTYPES[1], 4, clock)
 
         submit = asyncio.ensure_future(node.submit_candidate(block, entry.weights))
-        assert await asyncio.to_thread(entered.wait, 30)
-        assert scored_on == ["evaluate_0"]
+        assert await asyncio.to_thread(verifier.entered.wait, 30)
+        assert verifier.threads == [("evaluate", "evaluate_0")]
         # the loop is free while the weights are scored: the reveal window ends, no candidate yet
         clock[0] = float(max(close.timestamp + PARAMS.ponas.reveal_window, entry.block.header.timestamp) + 1)
         assert node.rounds.tick(clock[0]) == [] and node.rounds.round.close is None  # retried
-        release.set()
+        gate.set()
         with pytest.raises(InvalidBlock) as exc:
             await asyncio.wait_for(submit, 30)
         assert exc.value.reason == "wrong-close" and node.rounds.round.candidates == {}
@@ -242,9 +229,9 @@ async def test_candidates_are_scored_off_the_event_loop(tmp_path: Path, monkeypa
         assert await node.submit_candidate(block, entry.weights) == block.header.score
         assert await node.submit_candidate(block, entry.weights) == block.header.score
         assert list(node.rounds.round.candidates) == [block.header.hash()]
-        assert scored_on == ["evaluate_0", "evaluate_0"]  # the second submission found it admitted
+        assert verifier.threads[:2] == [("evaluate", "evaluate_0")] * 2  # the second submission found it admitted
     finally:
-        release.set()
+        gate.set()
         await node.stop()
 
 
@@ -252,14 +239,13 @@ def test_the_round_shows_its_reward_and_a_template_over_it_is_refused(tmp_path: 
     """``GET /round`` carries the reward (subsidy and the fees a template would take now), so a
     miner splits it and asks for one template; payouts over it (the fees changed meanwhile) are
     refused with ``stale-reward``, and a last payout of 0 takes what the others leave."""
-    from consensus.errors import InvalidRound
     from consensus.types import COIN, Payout
     from tests.builders import transfer
 
     funded = keys(1, seed=9)[0]
     params = ponas_params([funded])
     now = float(GENESIS_TIME + 1)
-    with open_chain(str(tmp_path / "n"), params, clock=lambda: now) as chain:
+    with open_noproof_chain(tmp_path / "n", params, clock=lambda: now) as chain:
         mempool = Mempool(params.chain_id, chain.account)
         rounds = RoundService(chain, mempool, now)
         subsidy = params.subsidy(1)

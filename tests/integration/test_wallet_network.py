@@ -1,5 +1,6 @@
 """``ponas wallet`` against two real nodes on 127.0.0.1 (node 0 closes rounds, a solo miner
-really trains against node 1): two wallets are created, one is funded by a genesis prefund,
+mines against node 1 with the no-proof verifier: the wallet does not care how a block's model
+was checked, and no model is trained): two wallets are created, one is funded by a genesis prefund,
 it sends to the other and waits for the block; both balances are right on every node and
 both histories show the transfer (the miner's wallet sees its coinbase payouts). Bad input is
 refused with its reason and nothing is sent; a transfer signed while the node is down is kept
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import socket
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,9 +21,10 @@ from consensus.amounts import parse_amount
 from consensus.crypto import parse_address
 from consensus.types import COIN, Payout
 from node.cli import main
-from node.service import Node
-from pool.miner import Miner
-from tests.network_kit import same_tip, start_node, wait_for
+from tests.framework.miner import noproof_miner
+from tests.framework.nodes import same_tip, start_node, wait_for
+from tests.framework.noproof import noproof_engine
+from tests.framework.procs import free_port
 from tests.ponas_builders import ponas_params
 
 
@@ -43,12 +43,6 @@ class Wallets:
         return rc, json.loads(captured.out) if captured.out.strip() else None, captured.err
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_wallets_send_wait_balances_history_and_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     w = Wallets(tmp_path, capsys)
     created = {}
@@ -57,14 +51,14 @@ async def test_wallets_send_wait_balances_history_and_bad_inputs(tmp_path: Path,
         assert rc == 0 and len(out["mnemonic"].split()) == 12
         created[name] = out["address"]
     alice, bob = created["alice"], created["bob"]
-    params = replace(ponas_params(), genesis_time=int(time.time()),
+    params = replace(ponas_params(commit_window=4, reveal_window=2), genesis_time=int(time.time()),
                      prefunds=(Payout(parse_address(alice), 1000 * COIN),))
-    n0 = await start_node(tmp_path, "n0", params, closer=True)
-    n1 = await start_node(tmp_path, "n1", params, peers=[n0])
+    n0 = await start_node(tmp_path, "n0", params, closer=True, engine=noproof_engine(params))
+    n1 = await start_node(tmp_path, "n1", params, peers=[n0], engine=noproof_engine(params))
     nodes = [n0, n1]
     url = [f"http://127.0.0.1:{n.api_port}" for n in nodes]
     stop = asyncio.Event()
-    miner = Miner(url[1], created["miner"], "random", token=n1.token, rng=random.Random(3), report=lambda s: None)
+    miner = noproof_miner(url[1], parse_address(created["miner"]), n1.token)
     mining = asyncio.create_task(miner.run(stop))
     try:
         rc, bal, _ = await w("balance", "-w", "alice", "--node", url[0])
@@ -180,7 +174,7 @@ async def test_node_dies_between_signing_and_submitting(tmp_path: Path) -> None:
     store = Keystore.create(str(tmp_path / "home"), "w", new_mnemonic(12), "pw", kdf={"n": 1024, "r": 8, "p": 1})
     to = Keystore.create(str(tmp_path / "home"), "to", new_mnemonic(12), "pw", kdf={"n": 1024, "r": 8, "p": 1})
     params = replace(ponas_params(), prefunds=(Payout(store.addresses[0], 10 * COIN),))
-    node = await start_node(tmp_path, "n0", params)
+    node = await start_node(tmp_path, "n0", params, engine=noproof_engine(params))
     port = node.api_port
     async with session() as http:
         client = NodeClient(http, f"http://127.0.0.1:{port}")
@@ -192,7 +186,7 @@ async def test_node_dies_between_signing_and_submitting(tmp_path: Path) -> None:
             await actions.submit(client, outbox, entry)
     kept = Outbox.for_wallet(Keystore.load(str(tmp_path / "home"), "w"))
     assert [e.hash for e in kept] == [entry.hash] and not kept.entries[0].submitted
-    node = await start_node_on(tmp_path, params, port)
+    node = await start_node(tmp_path, "n0", params, engine=noproof_engine(params), api_port=port)
     try:
         async with session() as http:
             results = await actions.resend(NodeClient(http, f"http://127.0.0.1:{port}"), kept)
@@ -205,11 +199,3 @@ async def test_node_dies_between_signing_and_submitting(tmp_path: Path) -> None:
         assert nxt.nonce == 1 and nxt.available == 9 * COIN - 1000
     finally:
         await node.stop()
-
-
-async def start_node_on(tmp_path: Path, params: Any, api_port: int) -> Node:
-    from node.service import NodeConfig
-
-    node = Node(NodeConfig(datadir=str(tmp_path / "n0"), api_port=api_port), params)
-    await node.start()
-    return node

@@ -15,8 +15,9 @@ from consensus.engines.pow import solve
 from consensus.errors import InvalidBlock
 from consensus.merkle import merkle_root
 from consensus.state import Account, genesis_accounts
-from consensus.types import MAX_AMOUNT, Block, Coinbase, Header, Payout, Transfer
-from tests.builders import GENESIS_TIME, keys, make_params, pow_block, reseal, transfer
+from consensus.types import MAX_AMOUNT, Block, Coinbase, Payout, Transfer
+from tests.builders import GENESIS_TIME, keys, make_params, pow_block, reseal, transfer, with_body
+from tests.framework.chainview import MemoryView
 
 K = keys(4)
 PARAMS = make_params(K[:2], coins=1000)
@@ -26,20 +27,6 @@ GENESIS = genesis_block(PARAMS)
 ACCOUNTS = genesis_accounts(PARAMS)
 NOW = GENESIS_TIME + 100
 MINER = K[3].address
-
-
-class View:
-    def get_header(self, h: bytes) -> Header | None:
-        return GENESIS.header if h == GENESIS.header.hash() else None
-
-    def ancestor(self, header: Header, height: int) -> Header:
-        return GENESIS.header
-
-
-def with_body(block: Block, txs: tuple[Transfer, ...] | None = None, coinbase: Coinbase | None = None) -> Block:
-    """Replace the body, fix the txs and payouts roots, and reseal (state root left alone)."""
-    body = replace(block, txs=block.txs if txs is None else txs, coinbase=coinbase or block.coinbase)
-    return reseal(body, txs_root=body.compute_txs_root(), payouts_root=body.coinbase.payouts_root())
 
 
 def good(txs: tuple[Transfer, ...] = ()) -> Block:
@@ -117,7 +104,7 @@ CASES: list[tuple[str, Callable[[], Block]]] = [
 
 
 def check(block: Block) -> dict[bytes, Account]:
-    return validate_block(block, GENESIS.header, ACCOUNTS, PARAMS, ENGINE, View(), NOW)
+    return validate_block(block, GENESIS.header, ACCOUNTS, PARAMS, ENGINE, MemoryView(GENESIS.header), NOW)
 
 
 def test_the_valid_block_passes() -> None:

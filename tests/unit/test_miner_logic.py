@@ -32,7 +32,7 @@ from consensus.engines.ponas.rounds import BUILTIN_TASK, check_candidate, commit
 from consensus.errors import ConsensusError
 from consensus.files import load_key_file
 from consensus.state import genesis_accounts
-from consensus.types import Block, Header, Payout
+from consensus.types import Block, Payout
 from nodeclient import Backoff, NodeError, NodeRejected, NodeUnavailable, decode_answer, normalise_url, read_token
 from pool.miner import Miner
 from pool.rounds import (
@@ -50,6 +50,7 @@ from pool.rounds import (
 )
 from pool.search import SearchError
 from tests.builders import Clock, keys
+from tests.framework.chainview import MemoryView
 from tests.ponas_builders import BEACON, BEACON_CHAIN, GENOTYPES, ponas_params
 
 MINER, OTHER, STRANGER = keys(3, seed=41)
@@ -123,25 +124,6 @@ def kit() -> dict[str, Any]:
                 commitments=commitments, close=close, rnd=rnd)
 
 
-class _View:
-    """Just enough chain for validating a height-1 block: the genesis and a weights store."""
-
-    def __init__(self, genesis: Header, weights: bytes) -> None:
-        self.genesis, self.weights = genesis, {hashlib.sha256(weights).digest(): weights}
-
-    def get_header(self, h: bytes) -> Header | None:
-        return self.genesis if h == self.genesis.hash() else None
-
-    def get_block(self, h: bytes) -> Block | None:
-        return None
-
-    def ancestor(self, header: Header, height: int) -> Header:
-        return self.genesis
-
-    def get_weights(self, h: bytes) -> bytes | None:
-        return self.weights.get(h)
-
-
 def test_candidate_from_template_close_and_commitments_is_valid(kit: dict[str, Any]) -> None:
     check_template(kit["ours"], kit["rnd"], kit["result"], [Payout(MINER.address, 0)])
     close = kit["close"]
@@ -154,7 +136,7 @@ def test_candidate_from_template_close_and_commitments_is_valid(kit: dict[str, A
     assert Block.decode(candidate.encode()) == candidate  # what goes on the wire, as hex
     # The whole block validation a node runs: seal, body, state, weights, score and retrain.
     engine = PonasEngine(PARAMS)
-    view = _View(kit["genesis"], kit["result"].weights)
+    view = MemoryView(kit["genesis"], weights=[kit["result"].weights])
     validate_block(candidate, kit["genesis"], kit["accounts"], PARAMS, engine, view, int(Clock()()))
 
 
@@ -220,7 +202,7 @@ def round_json(kit: dict[str, Any], closed: bool) -> dict[str, Any]:
         "height": 1, "parent": close.parent.hex(), "task_id": close.task_id.hex(), "space": "nb201",
         "recipe": "regtest", "phase": "reveal" if closed else "commit", "opened": 1_700_000_000.0,
         "deadline": 1_700_000_008, "reveal_end": 1_700_000_034.0 if closed else None, "commitments": 3,
-        "max_commitments_per_key": 4, "test_set_size": 200,
+        "max_commitments_per_key": 4, "test_set_size": 200, "reward": 50 * 10**8,
         "close": {"hash": close.hash().hex(), "test_key": close.test_key.hex(), "key_index": 1,
                   "timestamp": close.timestamp, "commitments_count": 3, "encoded": close.encode().hex()}
         if closed else None,

@@ -14,6 +14,7 @@ from consensus.engines.pow import PowEngine, bits_to_target, target_to_bits, wor
 from consensus.params import DEVNET_POW
 from consensus.types import Header
 from tests.builders import make_params
+from tests.framework.chainview import MemoryView
 
 
 @given(st.integers(min_value=1, max_value=2**255))
@@ -38,20 +39,13 @@ def test_work_grows_as_target_shrinks() -> None:
     assert work_of(0x1D00FFFF) > work_of(0x1F0FFFFF) > work_of(0x207FFFFF) > 0
 
 
-class Line:
-    """A straight chain of headers, ``spacing`` seconds apart."""
-
-    def __init__(self, start: Header, n: int, spacing: int) -> None:
-        self.headers = [start]
-        for _ in range(n):
-            p = self.headers[-1]
-            self.headers.append(replace(p, height=p.height + 1, parent=p.hash(), timestamp=p.timestamp + spacing))
-
-    def get_header(self, h: bytes) -> Header | None:
-        return next((x for x in self.headers if x.hash() == h), None)
-
-    def ancestor(self, header: Header, height: int) -> Header:
-        return self.headers[height]
+def line(start: Header, n: int, spacing: int) -> tuple[list[Header], MemoryView]:
+    """A straight chain of ``n`` headers after ``start``, ``spacing`` seconds apart, and its view."""
+    headers = [start]
+    for _ in range(n):
+        p = headers[-1]
+        headers.append(replace(p, height=p.height + 1, parent=p.hash(), timestamp=p.timestamp + spacing))
+    return headers, MemoryView(*headers)
 
 
 @pytest.mark.parametrize(
@@ -63,11 +57,11 @@ def test_retarget(spacing: int, factor_num: int, factor_den: int) -> None:
     engine = PowEngine(params)
     g = replace(genesis_block(params).header, bits=0x1D00FFFF)
     interval = params.pow.retarget_interval
-    line = Line(g, interval - 1, spacing)
-    parent = line.headers[-1]
+    headers, view = line(g, interval - 1, spacing)
+    parent = headers[-1]
     # Before the boundary the bits stay; at the boundary they scale with the measured time.
-    assert engine.expected_bits(line.headers[-2], line) == 0x1D00FFFF
-    new = bits_to_target(engine.expected_bits(parent, line))
+    assert engine.expected_bits(headers[-2], view) == 0x1D00FFFF
+    new = bits_to_target(engine.expected_bits(parent, view))
     old = bits_to_target(0x1D00FFFF)
     # The interval measured is (interval - 1) spacings, from block 0 to block interval - 1.
     measured = min(max(spacing * (interval - 1), 60 * interval // 4), 60 * interval * 4)
@@ -82,5 +76,5 @@ def test_retarget_never_easier_than_limit() -> None:
     params = replace(make_params(), pow=replace(DEVNET_POW, initial_bits=0x207FFFFF, limit_bits=0x207FFFFF))
     engine = PowEngine(params)
     g = replace(genesis_block(params).header, bits=0x207FFFFF)
-    line = Line(g, params.pow.retarget_interval - 1, 100_000)
-    assert engine.expected_bits(line.headers[-1], line) == 0x207FFFFF
+    headers, view = line(g, params.pow.retarget_interval - 1, 100_000)
+    assert engine.expected_bits(headers[-1], view) == 0x207FFFFF

@@ -126,11 +126,6 @@ class Verifier:
                     self._retrained.popitem(last=False)
         return found
 
-    def retrained(self, genotype: str, seed: int) -> bool:
-        """Whether ``retrain(genotype, seed)`` would answer from the cache."""
-        with self._lock:
-            return (genotype, seed) in self._retrained
-
     def verify(
         self, weights: bytes, genotype: str, weights_hash: bytes, seed: int, claimed: int, test_key: bytes,
         retrain: bool,

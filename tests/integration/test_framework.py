@@ -1,0 +1,135 @@
+"""The test framework itself (``tests/framework``), on in-process nodes on 127.0.0.1.
+
+What it proves:
+
+* Three nodes split into two halves that cannot reach each other; each half extends its own
+  ``pow`` branch; joined again, every node ends on the heavier branch (``sync_blocks``: one tip
+  and one state root), the lighter half by a reorg.
+* A fake peer completes the handshake and gets the node's verdict on crafted messages: an
+  invalid block (``bad-cb-amount``) and an invalid transfer (``bad-signature``) are refused,
+  counted with their reason, and the peer is dropped and discouraged; a block from too far in
+  the future (``time-too-new``) is refused without blaming the peer; a valid transfer is
+  admitted.
+* A ``ponas`` round runs on two nodes with the no-proof verifier: a miner talking only P2P
+  commits two candidates, the closer closes, the miner reveals arbitrary weight bytes with
+  claimed scores, and both nodes take the higher claim, with no model trained or scored.
+* A network whose test fails inside ``async with`` still stops every node.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from consensus.chain import genesis_block
+from consensus.engines.ponas.rounds import commitment_for, round_seal
+from consensus.state import genesis_accounts
+from consensus.types import Coinbase, Payout
+from p2p import messages as M
+from tests.builders import keys, make_params, pow_block, reseal, transfer, with_body
+from tests.framework.nodes import NodeNetwork, mine_pow, sync_blocks, wait_for
+from tests.framework.noproof import NoProofVerifier, noproof_engine
+from tests.framework.peer import FakePeer, reject_count
+from tests.framework.procs import say
+from tests.ponas_builders import GENOTYPES, noproof_entry, ponas_params
+
+K = keys(3, seed=41)
+MINER_A, MINER_B = K[1].address, K[2].address
+
+
+async def test_split_extend_both_halves_join_and_reorg_to_the_heavier(tmp_path: Path) -> None:
+    params = make_params(K[:1])
+    async with NodeNetwork(tmp_path, params, 3) as net:
+        n0, n1, n2 = net.nodes
+        await mine_pow(n0, 1, MINER_A)
+        await net.sync()
+        fork_point = n0.chain.tip_hash
+        # The network splits; each side mines on the common block 1:
+        #
+        #   genesis -- 1 -- a2 -- a3 -- a4     n0 alone: three blocks, the heavier branch
+        #                \
+        #                 b2 -- b3             n1 and n2: two blocks, reorged away at the join
+        half_a, half_b = await net.split()
+        assert [n.p2p_port for n in half_a] == [n0.p2p_port] and len(half_b) == 2
+        assert not n0.network.peers and n1.network.peers and n2.network.peers  # type: ignore[union-attr]
+        branch_a = await mine_pow(n0, 3, MINER_A)
+        branch_b = await mine_pow(n1, 2, MINER_B)
+        await sync_blocks(half_b, 15)  # n1 relayed its blocks to n2
+        assert n2.chain.tip_hash == branch_b[-1].header.hash() and n0.chain.height == 4
+        assert n0.chain.tip_hash != n1.chain.tip_hash
+        assert branch_a[0].header.parent == branch_b[0].header.parent == fork_point
+        say(f"split: n0 at {n0.chain.height}, n1 and n2 at {n1.chain.height}")
+        await net.join()
+        await net.sync(30)
+        for node in net.nodes:
+            assert node.chain.tip_hash == branch_a[-1].header.hash() and node.chain.height == 4
+            assert node.chain.hash_at(2) == branch_a[0].header.hash()
+        assert n1.chain.account(MINER_B).balance == 0  # the reorg took b2 and b3's payouts back
+        assert n1.chain.account(MINER_A).balance == 4 * params.subsidy(1)
+
+
+async def test_fake_peer_gets_each_verdict(tmp_path: Path) -> None:
+    params = make_params(K[:1])
+    genesis = genesis_block(params).header
+    accounts = genesis_accounts(params)
+    good = pow_block(params, genesis, accounts, MINER_A)
+    too_much = with_body(good, coinbase=Coinbase(1, (Payout(MINER_A, params.subsidy(1) + 1),)))
+    future = reseal(good, timestamp=int(time.time()) + params.max_future_secs + 600)
+    forged = replace(transfer(params, K[0], MINER_B, 6, 0), signature=bytes(64))
+    async with NodeNetwork(tmp_path, params, 1) as net:
+        node = net.nodes[0]
+        liar = await FakePeer.connect(node)
+        await liar.send_and_expect(M.BlockMsg(too_much, b"", False), reason="bad-cb-amount", disconnected=True)
+        forger = await FakePeer.connect(node)
+        await forger.send_and_expect(M.TxMsg(forged), reason="bad-signature", disconnected=True)
+        async with await FakePeer.connect(node) as honest:
+            await honest.send_and_expect(M.BlockMsg(future, b"", False), reason="time-too-new", disconnected=False)
+            await honest.send_and_expect(M.TxMsg(transfer(params, K[0], MINER_B, 5, 0)))
+            assert len(node.mempool) == 1
+            assert not honest.discouraged()
+        await liar.close()
+        await forger.close()
+        assert reject_count(node) == 3 and node.chain.height == 0
+
+
+async def test_a_noproof_round_on_two_nodes(tmp_path: Path) -> None:
+    params = replace(ponas_params(commit_window=3, reveal_window=2), genesis_time=int(time.time()))
+    async with NodeNetwork(tmp_path, params, 2, closer=0, engine=noproof_engine) as net:
+        n0, n1 = net.nodes
+        genesis = n1.chain.tip
+        entries = [noproof_entry(params, genesis, n1.chain.accounts, K[i], GENOTYPES[i], seed=i) for i in (1, 2)]
+        async with await FakePeer.connect(n1) as miner:
+            for e in entries:  # committed through n1; n0, the closer, hears them relayed
+                await miner.send_and_expect(M.CommitmentMsg(commitment_for(e.block.header, e.key, params.chain_id)))
+            close_msg = await miner.wait_for_message(M.CloseMsg, timeout=params.ponas.commit_window + 10)
+            commitments = list(close_msg.commitments)
+            assert len(commitments) == 2
+            for e, claimed in zip(entries, (120, 150)):
+                index = next(i for i, c in enumerate(commitments) if c.miner == e.key.public_key)
+                header = replace(e.block.header, round_close=close_msg.close.hash(), score=claimed)
+                candidate = replace(e.block, header=header, proof=round_seal(close_msg.close, commitments, index))
+                await miner.send_and_expect(M.BlockMsg(candidate, e.weights, True))
+            await wait_for(lambda: n0.chain.height == 1 == n1.chain.height, params.ponas.reveal_window + 15,
+                           "the round's block on both nodes")
+        await sync_blocks(net.nodes)
+        tip = n0.chain.get_block(n0.chain.tip_hash)
+        assert tip is not None and tip.header.score == 150 and tip.header.genotype == GENOTYPES[2]
+        assert n0.chain.get_weights(tip.header.weights_hash) == entries[1].weights
+        verifier = n0.chain.engine.verifier  # type: ignore[attr-defined]
+        assert isinstance(verifier, NoProofVerifier) and (GENOTYPES[2], 2, 150) in verifier.verified
+
+
+async def test_every_node_stops_when_the_test_fails(tmp_path: Path) -> None:
+    params = make_params()
+    started: list[NodeNetwork] = []
+    with pytest.raises(RuntimeError, match="the test failed"):
+        async with NodeNetwork(tmp_path, params, 2) as net:
+            started.append(net)
+            assert all(n.network is not None and n.network.running for n in net.nodes)
+            raise RuntimeError("the test failed")
+    assert [n.network for n in started[0].nodes] == [None, None]  # stopped: sockets and datadirs closed
+    async with NodeNetwork(tmp_path, params, 2) as again:  # the datadirs reopen: nothing held them
+        await again.sync()
