@@ -33,7 +33,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,8 @@ from node.devnet import manifest as mf
 from node.devnet.launcher import Launcher, process_alive, running, stop_processes
 from node.devnet.manifest import Manifest, ProcessEntry, Topology
 from node.devnet.plan import ponas_argv
+from tests.framework.procs import get_json as get
+from tests.framework.procs import say
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UP_TIMEOUT = 300.0  # start-up and three 12-second regtest rounds on a busy 2-core machine
@@ -64,14 +65,6 @@ def env() -> dict[str, str]:
 def run(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(ponas(*args), capture_output=True, text=True, timeout=timeout, env=env(), cwd=REPO_ROOT)
 
-
-def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - 127.0.0.1
-        return json.loads(resp.read())
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 def kill_leftovers(root: Path) -> list[str]:
