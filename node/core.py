@@ -194,6 +194,11 @@ class NodeCore:
             return self._refused(peer, exc) if peer is not None else []
         return self.after_import(result, peer, now)
 
+    def abandon(self, checked: Checked) -> None:
+        """A :class:`Verify` that ended without a verdict (our own failure): forget it, so the
+        block is handled again when it comes again."""
+        self._verifying.discard(checked.hash)
+
     def after_import(self, result: ImportResult, peer: PeerRef | None, now: float) -> list[Action]:
         """After any import that may have moved the tip: the mempool, the metrics, relay, and
         more headers for a peer we sync from."""

@@ -186,6 +186,10 @@ class Node:
                                                          checked.weights or b"")
                 except InvalidBlock as exc:
                     error = exc
+                except Exception:  # a bug of ours, not the peer's: the block may come again
+                    log.exception("work verdict failed", extra={"hash": checked.hash.hex()[:16]})
+                    self._core.abandon(checked)
+                    continue
                 await self._carry_out(self._core.on_verified(action.peer, checked, verdict, error, self.clock()), peer)
             elif isinstance(action, Evaluate):
                 await self._evaluate(action, peer)
