@@ -6,7 +6,7 @@ PONAS  := $(VENV)/bin/ponas
 STAMP  := $(VENV)/.installed
 DEMO   := demo-devnet
 
-.PHONY: venv test demo bench bench-paper lint clean
+.PHONY: venv test demo bench bench-paper soak lint clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,25 @@ bench: $(STAMP)
 bench-paper: $(STAMP)
 	$(PY) bench/paper/simulate.py --out docs/results
 	$(PY) bench/paper/report.py --results docs/results --out docs/results.md
+
+# The reliability harnesses (docs/reliability.md), small by default; the full run is
+# `make soak KILLS=1000 INPUTS=1000000 EXAMPLES=1000` (about an hour on 2 shared cores).
+# All three run even if one fails; the target fails if any did.
+KILLS    ?= 20
+INPUTS   ?= 20000
+EXAMPLES ?= 25
+SOAK_STAMP := $(VENV)/.soak-installed
+
+$(SOAK_STAMP): $(STAMP) setup.cfg
+	$(PY) -m pip install -q -e '.[soak]'
+	touch $(SOAK_STAMP)
+
+soak: $(SOAK_STAMP)
+	rc=0; \
+	$(PY) bench/soak_crash.py --kills $(KILLS) || rc=1; \
+	$(PY) bench/fuzz_decode.py --inputs $(INPUTS) || rc=1; \
+	$(PY) bench/fuzz_api.py --max-examples $(EXAMPLES) || rc=1; \
+	exit $$rc
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check consensus p2p node pool wallet nodeclient tests bench
