@@ -80,6 +80,11 @@ def _int(value: Any, name: str, low: int = 0, high: int = 2**63 - 1) -> int:
     return value
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes superscripts (``²``) that ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _address(value: Any) -> bytes:
     try:
         return parse_address(value)
@@ -141,7 +146,7 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or len(text) > 18 or not low <= int(text) <= high:
+    if not _digits(text) or len(text) > 18 or not low <= int(text) <= high:
         raise ApiError(400, "bad-field", f"{name} must be an integer in [{low}, {high}]")
     return int(text)
 
@@ -275,7 +280,7 @@ class Api:
 
     def _find_block(self, ref: str) -> Block:
         chain = self.node.chain
-        if ref.isdigit() and len(ref) < 20:
+        if _digits(ref) and len(ref) < 20:
             h = chain.hash_at(int(ref))
             if h is None:
                 raise ApiError(404, "not-found", f"no block at height {ref}")
@@ -288,17 +293,12 @@ class Api:
 
     async def blocks(self, request: web.Request) -> web.Response:
         chain = self.node.chain
-        try:
-            limit = min(int(request.query.get("limit", "20")), 200)
-            start = int(request.query["from"]) if "from" in request.query else None
-        except ValueError:
-            raise ApiError(400, "bad-field", "from and limit are integers") from None
-        if limit < 1:
-            raise ApiError(400, "bad-field", "limit must be positive")
+        limit = min(_query_int(request, "limit", 20, 1, 10**18), 200)  # more than 200: 200
+        start = _query_int(request, "from", 0, 0, 10**18) if "from" in request.query else None
         if start is None:
             heights = range(chain.height, max(-1, chain.height - limit), -1)
         else:
-            heights = range(max(start, 0), min(chain.height + 1, max(start, 0) + limit))
+            heights = range(start, min(chain.height + 1, start + limit))
         out = []
         for height in heights:
             h = chain.hash_at(height)
@@ -358,7 +358,7 @@ class Api:
         cursor = None
         if before is not None:
             height, sep, position = before.partition(":")
-            if not sep or not height.isdigit() or not position.isdigit() or len(before) > 30:
+            if not sep or not _digits(height) or not _digits(position) or len(before) > 30:
                 raise ApiError(400, "bad-field", "before is a cursor HEIGHT:POSITION from a previous answer")
             cursor = (int(height), int(position))
         items = chain.history(address, limit + 1, cursor)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from consensus.crypto import format_address
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -15,19 +17,28 @@ def _get(summary: str, params: list[dict[str, Any]] | None = None) -> dict[str, 
 
 
 def _post(summary: str, body: dict[str, Any], open_: bool = False) -> dict[str, Any]:
+    refused = {"content": {"application/json": {"schema": _ERROR}}}
     return {"post": {"summary": summary, "security": [] if open_ else [{"cookie": []}],
                      "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-                     "responses": {"202": {"description": "accepted"},
-                                   "400": {"description": "invalid, with a reason code",
-                                           "content": {"application/json": {"schema": _ERROR}}},
-                                   "401": {"description": "no token"}, "403": {"description": "wrong token"}}}}
+                     "responses": {"200": {"description": "done"}, "202": {"description": "accepted"},
+                                   "400": {"description": "invalid, with a reason code", **refused},
+                                   "401": {"description": "no token", **refused},
+                                   "403": {"description": "wrong token", **refused},
+                                   "404": {"description": "no-rounds: this chain's engine has no rounds", **refused},
+                                   "413": {"description": "too-large: the body is over the limit", **refused}}}}
 
 
-def _path_param(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "description": description}
+_HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$", "example": "00" * 32}
+#: an address (bech32m, ``pn1`` and 38 characters); the example is a well-formed one
+_ADDRESS = {"type": "string", "pattern": "^pn1[02-9ac-hj-np-z]{38}$", "example": format_address(bytes(20))}
+_HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
 
 
-_HEX = {"type": "string", "pattern": "^[0-9a-f]*$"}
+def _path_param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+_REF = {"type": "string", "pattern": "^([0-9]{1,18}|[0-9a-f]{64})$", "example": "0"}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -45,13 +56,15 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/round/commitments": _get("the round's commitments (the close's order once closed)"),
         "/api/v1/blocks": _get("canonical blocks", [
             {"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]),
-        "/api/v1/blocks/{ref}": _get("a block by height or hash", [_path_param("ref", "height or block hash")]),
-        "/api/v1/blocks/{ref}/weights": _get("a block's model weights (base64)", [_path_param("ref", "height or hash")]),
-        "/api/v1/tx/{hash}": _get("a transaction, confirmed or pending", [_path_param("hash", "transaction hash")]),
-        "/api/v1/accounts/{address}": _get("balance and nonce", [_path_param("address", "pn1… address")]),
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1},
+             "description": "at most 200 blocks are returned"}]),
+        "/api/v1/blocks/{ref}": _get("a block by height or hash", [_path_param("ref", "height or block hash", _REF)]),
+        "/api/v1/blocks/{ref}/weights": _get("a block's model weights (base64)",
+                                             [_path_param("ref", "height or hash", _REF)]),
+        "/api/v1/tx/{hash}": _get("a transaction, confirmed or pending", [_path_param("hash", "transaction hash", _HASH)]),
+        "/api/v1/accounts/{address}": _get("balance and nonce", [_path_param("address", "pn1… address", _ADDRESS)]),
         "/api/v1/accounts/{address}/history": _get("the address's transactions, newest first, and its pending ones", [
-            _path_param("address", "pn1… address"),
+            _path_param("address", "pn1… address", _ADDRESS),
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
             {"name": "before", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+:[0-9]+$"},
              "description": "the cursor `next` of the previous page"}]),
@@ -63,7 +76,7 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/template": _post("an unsealed candidate block for the round", {
             "type": "object", "required": ["payouts", "genotype", "weights_hash", "seed"], "properties": {
                 "payouts": {"type": "array", "items": {"type": "array"}}, "genotype": {"type": "string"},
-                "weights_hash": _HEX, "seed": {"type": "integer", "minimum": 0}}}),
+                "weights_hash": _HASH, "seed": {"type": "integer", "minimum": 0}}}),
         "/api/v1/commitments": _post("submit a signed commitment", {
             "type": "object", "required": ["commitment"], "properties": {"commitment": _HEX}}),
         "/api/v1/candidates": _post("submit a candidate block with its weights", {

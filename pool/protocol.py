@@ -46,6 +46,8 @@ def decode(text: str | bytes) -> dict[str, Any]:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise ProtocolError("bad-message", "not JSON") from None
+    except RecursionError:  # nested deeper than the parser's stack: no message needs that
+        raise ProtocolError("bad-message", "nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ProtocolError("bad-message", "a message is an object with a type")
     return data

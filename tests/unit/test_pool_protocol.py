@@ -48,6 +48,7 @@ def test_bad_hellos(data: dict[str, object], chain: str, nonce: bytes, reason: s
 
 def test_frames_and_shares() -> None:
     for frame, reason in [("{", "bad-message"), ("[1]", "bad-message"), ('{"type": 5}', "bad-message"),
+                          ("[" * 100_000 + "]" * 100_000, "bad-message"),  # the decode fuzz's crash: RecursionError
                           ("x" * (P.MAX_FRAME + 1), "too-large")]:
         with pytest.raises(P.ProtocolError) as err:
             P.decode(frame)
