@@ -66,6 +66,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench._report import cpu_model as cpu_name  # noqa: E402  (network_run.py imports it from here)
 from consensus.engines.ponas.recipe import DEVNET, REGTEST, Recipe  # noqa: E402
 from consensus.engines.ponas.space import get_space  # noqa: E402
 
@@ -523,18 +524,6 @@ def _finish(out: Path, meta: dict[str, Any], rows: dict[int, Row], run_info: dic
     meta["complete"] = run_info["complete"]
     write_table(out, rows, table_header(meta, len(rows)))
     write_json(meta_path(out), meta)
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo), else what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ---------------------------------------------------------------------------------------------
