@@ -35,6 +35,7 @@ __all__ = [
     "SearchSpace",
     "Subspace",
     "NB201Space",
+    "NB201Space1D",
     "MLPSpace",
     "NB201_OPS",
     "NB201_EDGES",
@@ -384,6 +385,20 @@ class NB201Space(_IndexedSpace):
         return f"nb201[{start}:{stop})"
 
 
+@dataclass(frozen=True, slots=True)
+class NB201Space1D(NB201Space):
+    """The same 15,625 NAS-Bench-201 cells, same genotypes and order, built as the 1-D network
+    for sequences (MNIST-1D): only the name differs, and :mod:`.model` builds by name."""
+
+    @property
+    def name(self) -> str:
+        return "nb201-1d"
+
+    def describe(self, start: int, stop: int) -> str:
+        """As :meth:`NB201Space.describe`, with ``nb201-1d`` in place of ``nb201``."""
+        return "nb201-1d" + NB201Space.describe(self, start, stop)[len("nb201"):]
+
+
 # --------------------------------------------------------------------------------------------
 # A small MLP space, to show the interface is not hard-wired to cells.
 
@@ -474,7 +489,11 @@ class MLPSpace(_IndexedSpace):
         return f"mlp[{start}:{stop}) {self.encode(start)}..{self.encode(stop - 1)}"
 
 
-SPACES: dict[str, SearchSpace] = {"nb201": NB201Space(), "mlp": MLPSpace()}
+SPACES: dict[str, SearchSpace] = {
+    "nb201": NB201Space(),
+    "nb201-1d": NB201Space1D(),
+    "mlp": MLPSpace(),
+}
 """The known spaces by name."""
 
 

@@ -17,6 +17,9 @@ Training is a pure function of (space, genotype, recipe, declared seed, training
 Bitwise equality is guaranteed for the same torch build on the same kind of CPU; across CPU
 instruction sets or torch versions floating-point kernels may round differently, which is why
 retrain verification compares scores within a tolerance counted in test samples.
+The sequence path (:func:`train_sequences`, :func:`score_sequences`: the 1-D network on
+MNIST-1D's int16 sequences) runs inside :func:`.exact.exact_cpu` instead, which pins the
+kernels so that the weights and scores are the same bytes on every covered x86-64 machine.
 
 Scoring is integer: :func:`evaluate` counts correct predictions. A sample whose logits are not
 all finite counts as wrong, and ties between equal maximal logits go to the lowest class
@@ -36,7 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Dataset, digits_splits, to_tensors
-from .model import build_model
+from .exact import exact_cpu
+from .model import build_model, sequence_input
 from .recipe import Recipe
 from .weights import serialize_weights
 
@@ -45,8 +49,10 @@ __all__ = [
     "deterministic_cpu",
     "derive_seed",
     "train",
+    "train_sequences",
     "evaluate",
     "score",
+    "score_sequences",
     "validation_score",
 ]
 
@@ -143,32 +149,99 @@ def train(
         model = build_model(
             space_name, genotype, 10, data.shape, generator=generator
         )
-        model.to(device).train()
         x, y = to_tensors(data, device)
-        optimiser = _make_optimiser(model, recipe)
-        n = len(data)
-        batch = min(recipe.batch_size, n)
-        steps_per_epoch = n // batch
-        total = steps_per_epoch * recipe.epochs
-        step = 0
-        for epoch in range(recipe.epochs):
-            order = torch.randperm(n, generator=generator).to(device)
-            loss_sum = 0.0
-            for b in range(steps_per_epoch):
-                idx = order[b * batch : (b + 1) * batch]
-                for group in optimiser.param_groups:
-                    group["lr"] = recipe.lr_at(step, total)
-                optimiser.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(x[idx]), y[idx])
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimiser.step()
-                loss_sum += float(loss.detach())
-                step += 1
-            if progress is not None:
-                progress(epoch + 1, recipe.epochs, loss_sum / max(1, steps_per_epoch))
-        model = model.to("cpu").eval()
-        weights = serialize_weights(model)
-    return model, weights
+        return _fit(model, x, y, recipe, generator, device, progress)
+
+
+def _fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    recipe: Recipe,
+    generator: torch.Generator,
+    device: str,
+    progress: ProgressCallback | None,
+) -> tuple[nn.Module, bytes]:
+    """The training loop of :func:`train` (see the module docstring); ``generator`` has already
+    initialised ``model`` and goes on to draw the shuffles."""
+    model.to(device).train()
+    optimiser = _make_optimiser(model, recipe)
+    n = len(y)
+    batch = min(recipe.batch_size, n)
+    steps_per_epoch = n // batch
+    total = steps_per_epoch * recipe.epochs
+    step = 0
+    for epoch in range(recipe.epochs):
+        order = torch.randperm(n, generator=generator).to(device)
+        loss_sum = 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * batch : (b + 1) * batch]
+            for group in optimiser.param_groups:
+                group["lr"] = recipe.lr_at(step, total)
+            optimiser.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+            loss_sum += float(loss.detach())
+            step += 1
+        if progress is not None:
+            progress(epoch + 1, recipe.epochs, loss_sum / max(1, steps_per_epoch))
+    model = model.to("cpu").eval()
+    return model, serialize_weights(model)
+
+
+def _sequence_arrays(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xa, ya = np.asarray(x), np.asarray(y)
+    if xa.dtype != np.int16 or xa.ndim != 2 or ya.dtype != np.uint8 or ya.shape != (len(xa),):
+        raise ValueError(f"need int16 (N, L) and uint8 (N,), got {xa.dtype}{xa.shape} {ya.dtype}{ya.shape}")
+    return xa, ya
+
+
+def train_sequences(
+    genotype: str,
+    recipe: Recipe,
+    seed: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    space_name: str = "nb201-1d",
+    exact: bool = True,
+    progress: ProgressCallback | None = None,
+) -> tuple[nn.Module, bytes]:
+    """Train the 1-D network of ``genotype`` on int16 Q12 sequences ``x`` ``(N, L)`` with labels
+    ``y`` (uint8), e.g. :func:`.mnist1d.generate`'s output; return (model, weights bytes).
+
+    Same procedure as :func:`train` (seed derivation, initialisation, shuffles, dropped last
+    batch, ``recipe.train_subset``); the input is :func:`.model.sequence_input` of ``x``. With
+    ``exact`` (the default) it runs inside :func:`.exact.exact_cpu`, so the bytes are the same on
+    every covered machine, or it raises :class:`.exact.ExactnessError`; ``exact=False`` only
+    fixes threads and algorithms (reproducible on this machine and build: for search).
+    """
+    xa, ya = _sequence_arrays(x, y)
+    if 0 < recipe.train_subset < len(ya):
+        xa, ya = xa[: recipe.train_subset], ya[: recipe.train_subset]
+    guard = exact_cpu() if exact else deterministic_cpu()
+    with guard:
+        generator = torch.Generator().manual_seed(derive_seed(recipe.seed, seed))
+        model = build_model(space_name, genotype, 10, (1, 1, xa.shape[1]), generator=generator)
+        xt = sequence_input(xa)
+        yt = torch.from_numpy(ya.astype(np.int64))
+        return _fit(model, xt, yt, recipe, generator, "cpu", progress)
+
+
+def score_sequences(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, *, exact: bool = True
+) -> int:
+    """Correct predictions of a 1-D ``model`` on int16 sequences ``x`` with labels ``y`` (an
+    int), in eval mode, with the rules of :func:`score` (non-finite logits count as wrong, ties
+    go to the lowest class); ``exact`` as in :func:`train_sequences`."""
+    xa, ya = _sequence_arrays(x, y)
+    if len(ya) == 0:
+        return 0
+    model.eval()
+    guard = exact_cpu() if exact else deterministic_cpu()
+    with guard:
+        return _count_correct(model, sequence_input(xa), torch.from_numpy(ya.astype(np.int64)))
 
 
 def evaluate(
@@ -190,9 +263,14 @@ def score(model: nn.Module, data: Dataset) -> int:
         return 0
     model.eval()
     xt, yt = to_tensors(data)
+    with deterministic_cpu():
+        return _count_correct(model, xt, yt)
+
+
+def _count_correct(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor) -> int:
     correct = 0
-    with deterministic_cpu(), torch.inference_mode():
-        for start in range(0, len(data), _EVAL_BATCH):
+    with torch.inference_mode():
+        for start in range(0, len(yt), _EVAL_BATCH):
             logits = model(xt[start : start + _EVAL_BATCH])
             finite = torch.isfinite(logits).all(dim=1)
             pred = torch.argmax(torch.nan_to_num(logits), dim=1)
