@@ -358,7 +358,9 @@ class Api:
         cursor = None
         if before is not None:
             height, sep, position = before.partition(":")
-            if not sep or not _digits(height) or not _digits(position) or len(before) > 30:
+            # the history key holds the height in 8 bytes and the position in 4
+            if not sep or not _digits(height) or not _digits(position) or len(before) > 30 \
+                    or int(height) >= 1 << 64 or int(position) >= 1 << 32:
                 raise ApiError(400, "bad-field", "before is a cursor HEIGHT:POSITION from a previous answer")
             cursor = (int(height), int(position))
         items = chain.history(address, limit + 1, cursor)

@@ -132,6 +132,8 @@ async def test_fee_estimate_and_minimum(node: Node) -> None:
         ("GET", f"/api/v1/accounts/{format_address(K[0].address)}/history?limit=%C2%B2", None, None, None, 400, "bad-field"),
         ("GET", f"/api/v1/accounts/{format_address(K[0].address)}/history?before=%C2%B2:0", None, None, None, 400, "bad-field"),
         ("GET", f"/api/v1/accounts/{format_address(K[0].address)}/history?before=1:%C2%B2", None, None, None, 400, "bad-field"),
+        ("GET", f"/api/v1/accounts/{format_address(K[0].address)}/history?before=0:9164850590", None, None, None, 400, "bad-field"),  # the API fuzz's OverflowError
+        ("GET", f"/api/v1/accounts/{format_address(K[0].address)}/history?before=18446744073709551616:0", None, None, None, 400, "bad-field"),
         ("GET", f"/api/v1/accounts/{format_address(K[0].address)}/history?before=3", None, None, None, 400, "bad-field"),
         ("GET", f"/api/v1/accounts/{format_address(K[0].address)}/history?before=a:b", None, None, None, 400, "bad-field"),
         ("GET", "/api/v1/blocks?limit=abc", None, None, None, 400, "bad-field"),
