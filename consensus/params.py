@@ -24,6 +24,12 @@ from consensus.types import COIN, MAX_AMOUNT, ZERO_HASH, Hash32, Payout, PubKey3
 
 GENESIS_FORMAT = 1
 ENGINES = ("pow", "ponas")
+TASKS = ("digits", "mnist1d")
+"""The built-in tasks: scikit-learn's digits (the first one, kept for comparison) and the
+procedurally generated MNIST-1D (:mod:`consensus.engines.ponas.mnist1d`)."""
+DEFAULT_TASK = "digits"
+"""The task of a new chain when none is named (``preset_params``, ``ponas genesis new``)."""
+_DIGITS_FIELDS = 13  # PonasParams' fields before ``task``: a digits chain encodes only these
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,15 @@ class PonasParams(Codec):
     recipe: str  # name of the built-in task's pinned training recipe
     policy: str  # "retrain": the best candidate is retrained to catch test-set leakage; or "evaluate"
     data_split_hash: Hash32  # the public train / validation / held-out split
+    # The built-in task (``TASKS``). ``digits``: the three sizes below are 0 (the digits split
+    # fixes its data). ``mnist1d``: per epoch of ``epoch_rounds`` rounds, a training set of
+    # ``train_size`` and a validation split of ``validation_size`` samples generated from the
+    # genesis hash and the epoch, a fresh test set of ``test_set_size`` from each round's key
+    # (consensus.engines.ponas.mnist1d.ChainData); scores and retrained weights compared exactly.
+    task: str = "digits"
+    train_size: int = 0
+    validation_size: int = 0
+    epoch_rounds: int = 0
 
     def __post_init__(self) -> None:
         if self.policy not in ("retrain", "evaluate"):
@@ -62,6 +77,33 @@ class PonasParams(Codec):
             raise InvalidParams("bad-window", "round windows are positive seconds")
         if self.max_commitments_per_key < 1 or self.test_set_size < 1 or self.score_tolerance < 0:
             raise InvalidParams("bad-limits", "commitment bound, test set size or tolerance out of range")
+        if self.task not in TASKS:
+            raise InvalidParams("bad-task", f"task {self.task!r} is not one of {TASKS}")
+        sizes = (self.train_size, self.validation_size, self.epoch_rounds)
+        if self.task == "digits":
+            if sizes != (0, 0, 0):
+                raise InvalidParams("bad-task", "digits: train_size, validation_size and epoch_rounds are 0 "
+                                    "(the digits split fixes the data)")
+            return
+        if not all(1 <= v <= 1_000_000 for v in (*sizes, self.test_set_size)):
+            raise InvalidParams("bad-task", "mnist1d: train_size, validation_size, epoch_rounds and test_set_size "
+                                "are 1..1,000,000")
+        if self.score_tolerance != 0:
+            raise InvalidParams("bad-task", "mnist1d: scores are bit-exact, score_tolerance is 0")
+        if self.space != "nb201-1d":
+            raise InvalidParams("bad-task", "mnist1d: the space is nb201-1d (the network for sequences)")
+
+    def to_value(self) -> list[Any]:
+        """The canonical value; a ``digits`` chain encodes only the fields it had before tasks
+        existed, so its parameters (and genesis) hash as they always did."""
+        value = Codec.to_value(self)
+        return value[:_DIGITS_FIELDS] if self.task == "digits" else value
+
+    @classmethod
+    def from_value(cls, value: Any) -> PonasParams:  # type: ignore[override]
+        if isinstance(value, list) and len(value) == _DIGITS_FIELDS:
+            value = [*value, "digits", 0, 0, 0]
+        return super(PonasParams, cls).from_value(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +175,10 @@ class ChainParams(Codec):
             parsed = [Payout(parse_address(a), _int(v, "prefund")) for a, v in prefunds.items()]
             data["prefunds"] = tuple(sorted(parsed, key=lambda p: p.address))
             data["pow"] = _sub(PowParams, data.get("pow"))
-            data["ponas"] = _sub(PonasParams, data.get("ponas"))
+            ponas = data.get("ponas")
+            if isinstance(ponas, dict) and "task" not in ponas:  # a genesis file from before tasks
+                ponas = {**ponas, "task": "digits", "train_size": 0, "validation_size": 0, "epoch_rounds": 0}
+            data["ponas"] = _sub(PonasParams, ponas)
             return _build(cls, data)
         except InvalidParams:
             raise
@@ -200,7 +245,26 @@ DEVNET_POW = PowParams(
 )
 
 
-def _ponas(preset: str, beacon_pubkey: bytes, beacon_anchor: bytes, split_hash: bytes) -> PonasParams:
+def _ponas(preset: str, beacon_pubkey: bytes, beacon_anchor: bytes, split_hash: bytes, task: str) -> PonasParams:
+    if task == "mnist1d":
+        # Sizes: 4,000 training samples (the 1-D network's measured setting, ~3 s a training on one
+        # core), a fresh 5,000-sample test set each round; task parameters redrawn every 60 rounds
+        # (about an hour of devnet). Regtest: a few hundred samples, epochs of 4 rounds.
+        if preset == "regtest":
+            return PonasParams(
+                beacon_pubkey, beacon_anchor, commit_window=8, reveal_window=4, closer_timeout=20,
+                max_commitments_per_key=4, max_weights_bytes=1 << 20, score_tolerance=0, test_set_size=200,
+                space="nb201-1d", recipe="mnist1d-regtest", policy="retrain", data_split_hash=split_hash,
+                task="mnist1d", train_size=320, validation_size=100, epoch_rounds=4,
+            )
+        return PonasParams(
+            beacon_pubkey, beacon_anchor, commit_window=45, reveal_window=15, closer_timeout=60,
+            max_commitments_per_key=8, max_weights_bytes=4 << 20, score_tolerance=0, test_set_size=5000,
+            space="nb201-1d", recipe="mnist1d-devnet", policy="retrain", data_split_hash=split_hash,
+            task="mnist1d", train_size=4000, validation_size=1000, epoch_rounds=60,
+        )
+    if task != "digits":
+        raise InvalidParams("bad-task", f"task {task!r} is not one of {TASKS}")
     if preset == "regtest":
         return PonasParams(
             beacon_pubkey, beacon_anchor, commit_window=8, reveal_window=4, closer_timeout=20,
@@ -227,10 +291,13 @@ def preset_params(
     beacon_anchor: bytes = ZERO_HASH,
     data_split_hash: bytes | None = None,
     genesis_time: int | None = None,
+    task: str | None = None,
 ) -> ChainParams:
     """Parameters for a preset; ``genesis_time`` defaults to now (a parameter, for tests).
 
-    ``data_split_hash`` defaults to the hash of this installation's digits split."""
+    ``task`` is the built-in task (``TASKS``; default :data:`DEFAULT_TASK`). ``data_split_hash``
+    defaults to the hash of this installation's digits split (recorded for either task: the
+    engine checks it)."""
     if preset not in PRESETS:
         raise InvalidParams("bad-preset", f"preset must be one of {PRESETS}")
     if data_split_hash is None:
@@ -248,11 +315,11 @@ def preset_params(
         max_block_bytes=2_000_000,
         max_future_secs=7200 if preset == "devnet" else 600,
         pow=REGTEST_POW if preset == "regtest" else DEVNET_POW,
-        ponas=_ponas(preset, beacon_pubkey, beacon_anchor, data_split_hash),
+        ponas=_ponas(preset, beacon_pubkey, beacon_anchor, data_split_hash, task or DEFAULT_TASK),
     )
 
 
 __all__ = [
     "ChainParams", "PowParams", "PonasParams", "preset_params", "load_params", "save_params",
-    "PRESETS",
+    "PRESETS", "TASKS", "DEFAULT_TASK",
 ]

@@ -19,7 +19,7 @@ from consensus.amounts import format_amount, parse_amount
 from consensus.crypto import PrivateKey, format_address, parse_address
 from consensus.errors import ConsensusError
 from consensus.files import write_json_atomic
-from consensus.params import PRESETS, ChainParams, load_params, preset_params, save_params
+from consensus.params import PRESETS, TASKS, ChainParams, load_params, preset_params, save_params
 from consensus.types import Transfer
 from node import logs
 from node.keyfile import load_beacon, load_key, save_key
@@ -63,6 +63,9 @@ def register_genesis(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     new = gsub.add_parser("new", help="a genesis file from a preset")
     new.add_argument("--preset", choices=PRESETS, default="regtest")
     new.add_argument("--engine", choices=("ponas", "pow"), default="ponas")
+    new.add_argument("--task", choices=TASKS,
+                     help="the built-in task: digits or mnist1d (generated data, exact verification); default: "
+                     "consensus.params.DEFAULT_TASK (digits for now)")
     new.add_argument("--out", required=True, help="genesis file to write")
     new.add_argument("--chain-id", help="default: ponas-PRESET")
     new.add_argument("--prefund", action="append", default=[], metavar="ADDR=COINS", help="fund an address (repeatable)")
@@ -94,10 +97,12 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
             demo.append((path, key))
     beacon_path = args.beacon_out or os.path.join(os.path.dirname(os.path.abspath(args.out)), "beacon.key")
     params = write_genesis(args.preset, args.out, beacon_path, prefunds, engine=args.engine, chain_id=args.chain_id,
-                           genesis_time=args.time)
+                           genesis_time=args.time, task=args.task)
     from consensus.chain import genesis_block
 
-    print(f"wrote {args.out}: chain {params.chain_id}, engine {params.engine}, genesis {genesis_block(params).header.hash().hex()}")
+    task = f", task {params.ponas.task}" if params.engine == "ponas" else ""
+    print(f"wrote {args.out}: chain {params.chain_id}, engine {params.engine}{task}, "
+          f"genesis {genesis_block(params).header.hash().hex()}")
     print(f"beacon closer key: {beacon_path}")
     for path, key in demo:
         print(f"demo key {path}: {format_address(key.address)} ({args.demo_coins} coins)")
@@ -106,7 +111,7 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
 
 def write_genesis(
     preset: str, out: str, beacon_path: str, prefunds: dict[bytes, int], *, engine: str = "ponas",
-    chain_id: str | None = None, genesis_time: int | None = None,
+    chain_id: str | None = None, genesis_time: int | None = None, task: str | None = None,
 ) -> ChainParams:
     """A new chain: a fresh beacon key (written to ``beacon_path``, mode 0600) and the genesis
     file ``out`` that holds its public key and the anchor of its hash chain of round keys."""
@@ -115,7 +120,7 @@ def write_genesis(
     beacon = PrivateKey.generate()
     chain = BeaconChain.create(length=100_000)
     params = preset_params(preset, engine=engine, chain_id=chain_id, prefunds=prefunds, beacon_pubkey=beacon.public_key,
-                           beacon_anchor=chain.anchor, genesis_time=genesis_time)
+                           beacon_anchor=chain.anchor, genesis_time=genesis_time, task=task)
     save_key(beacon, beacon_path, beacon_seed=chain.seed.hex(), beacon_length=chain.length)
     save_params(params, out)
     return params
@@ -158,6 +163,10 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     from node.service import Node
 
     params = load_params(args.genesis)
+    if params.engine == "ponas" and params.ponas.task == "mnist1d":
+        from consensus.engines.ponas.exact import pin_kernels
+
+        pin_kernels()  # exact training and scoring: before the process's first torch operation
     peers = [_hostport(p) for p in args.peer]
     if args.log_file:
         logs.setup(max(args.verbose, 1), logfile=args.log_file)
@@ -267,6 +276,8 @@ def _generate_ponas(chain: Any, args: argparse.Namespace, addresses: Sequence[by
 
     from node.generate import generate_ponas_round
 
+    if chain.params.ponas.task != "digits":
+        raise ConsensusError("unsupported-task", "ponas chain generate trains the digits task only (for now)")
     beacon_key, beacon_chain = load_beacon(args.beacon_key)
     seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
     rng = random.Random(seed)

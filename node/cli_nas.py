@@ -4,7 +4,10 @@
   with ``--subspaces N``, the N near-equal contiguous subspaces a pool manager would hand out.
 * ``ponas nas train`` trains one genotype with a chain preset's pinned recipe and a declared
   seed (exactly what a retrain verification replays), and reports its validation score, size,
-  weights hash and training time; ``--out`` writes the canonical safetensors weights.
+  weights hash and training time; ``--out`` writes the canonical safetensors weights. With
+  ``--genesis FILE`` it uses that chain's task instead of a preset's: for a ``mnist1d`` chain,
+  exactly (pinned kernels) on the training set of ``--epoch`` (the data derive from the genesis
+  hash), so the weights hash is the one every verifier's retrain gives.
 
 The work is done by :func:`space_info`, :func:`check_training` and :func:`train_candidate`,
 which return plain data; the command functions only parse, call and print. Library errors
@@ -24,11 +27,11 @@ from typing import Any, TextIO
 
 from consensus.errors import ConsensusError
 from consensus.files import write_bytes_atomic
-from consensus.params import PRESETS
+from consensus.params import PRESETS, ChainParams, load_params
 
 __all__ = ["register_nas", "space_info", "check_training", "train_candidate", "TrainingJob", "TrainReport", "ProgressBar"]
 
-_SPACE_NAMES = ("nb201", "mlp")
+_SPACE_NAMES = ("nb201", "nb201-1d", "mlp")
 _MAX_SEED = (1 << 64) - 1
 
 
@@ -123,37 +126,75 @@ class TrainingJob:
     recipe_name: str
     recipe: Any  # consensus.engines.ponas.recipe.Recipe
     seed: int
+    data: Any = None  # consensus.engines.ponas.mnist1d.ChainData of a mnist1d chain; None: digits
+    epoch: int = 0
 
 
-def check_training(genotype: str, preset: str, seed: int = 0, space_name: str | None = None) -> TrainingJob:
+def check_training(
+    genotype: str, preset: str | None, seed: int = 0, space_name: str | None = None, *,
+    genesis: ChainParams | None = None, epoch: int = 0,
+) -> TrainingJob:
     """Check a training request before any work: ``bad-seed``, ``bad-preset``, ``unknown-space``,
-    ``bad-genotype``. ``space_name`` defaults to the preset's space."""
+    ``bad-genotype``, ``bad-epoch``. ``space_name`` defaults to the task's space; the task is
+    the preset's (digits), or ``genesis``'s chain's when given (``preset`` is then only a label)."""
     from consensus.engines.ponas.recipe import PRESETS as RECIPES
     from consensus.engines.ponas.space import GenotypeError, get_space
     from consensus.params import preset_params
 
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _MAX_SEED:
         raise ConsensusError("bad-seed", f"seed {seed!r} not in 0..2**64-1")
-    ponas = preset_params(preset).ponas  # raises bad-preset
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= _MAX_SEED:
+        raise ConsensusError("bad-epoch", f"epoch {epoch!r} not in 0..2**64-1")
+    data = None
+    if genesis is not None:
+        if genesis.engine != "ponas":
+            raise ConsensusError("bad-genesis", f"the chain's engine is {genesis.engine}, not ponas")
+        ponas = genesis.ponas
+        label = preset or genesis.chain_id
+        if ponas.task == "mnist1d":
+            from consensus.chain import genesis_block
+            from consensus.engines.ponas.mnist1d import ChainData
+
+            data = ChainData(genesis_block(genesis).header.hash(), ponas.train_size, ponas.validation_size,
+                             ponas.test_set_size, ponas.epoch_rounds)
+    elif preset is None:
+        raise ConsensusError("bad-preset", "give --preset or --genesis")
+    else:
+        ponas, label = preset_params(preset).ponas, preset  # raises bad-preset
     try:
         space = get_space(space_name or ponas.space)
         index = space.decode(genotype)
     except GenotypeError as exc:
         raise _as_consensus_error(exc) from None
-    return TrainingJob(space.name, genotype, index, preset, ponas.recipe, RECIPES[ponas.recipe], seed)
+    return TrainingJob(space.name, genotype, index, label, ponas.recipe, RECIPES[ponas.recipe], seed, data, epoch)
 
 
 def train_candidate(job: TrainingJob, progress: Any = None) -> tuple[TrainReport, bytes]:
     """Train a checked job from scratch (the pinned recipe, the declared seed, the public
-    training data: what a retrain verification replays); return (report, weights bytes)."""
-    from consensus.engines.ponas.data import digits_splits
+    training data: what a retrain verification replays); return (report, weights bytes).
+    A mnist1d job trains exactly: the process must not have run torch before (it pins here)."""
     from consensus.engines.ponas.model import parameter_count
-    from consensus.engines.ponas.train import train, validation_score
     from consensus.engines.ponas.weights import weights_hash
 
     start = time.perf_counter()
-    model, weights = train(job.space_name, job.genotype, job.recipe, job.seed, progress=progress)
-    seconds = time.perf_counter() - start
+    if job.data is not None:
+        from consensus.engines.ponas.exact import pin_kernels
+        from consensus.engines.ponas.train import score_sequences, train_sequences
+
+        pin_kernels()
+        x, y = job.data.train(job.epoch)
+        model, weights = train_sequences(job.genotype, job.recipe, job.seed, x, y, space_name=job.space_name,
+                                         progress=progress)
+        seconds = time.perf_counter() - start
+        vx, vy = job.data.validation(job.epoch)
+        correct, total = score_sequences(model, vx, vy), len(vy)
+    else:
+        from consensus.engines.ponas.data import digits_splits
+        from consensus.engines.ponas.train import train, validation_score
+
+        model, weights = train(job.space_name, job.genotype, job.recipe, job.seed, progress=progress)
+        seconds = time.perf_counter() - start
+        correct, total = validation_score(model), len(digits_splits().validation)
     report = TrainReport(
         space=job.space_name,
         genotype=job.genotype,
@@ -161,8 +202,8 @@ def train_candidate(job: TrainingJob, progress: Any = None) -> tuple[TrainReport
         preset=job.preset,
         recipe={"name": job.recipe_name, **asdict(job.recipe)},
         seed=job.seed,
-        validation_correct=validation_score(model),
-        validation_total=len(digits_splits().validation),
+        validation_correct=correct,
+        validation_total=total,
         parameters=parameter_count(model),
         weights_hash=weights_hash(weights).hex(),
         weights_bytes=len(weights),
@@ -224,9 +265,12 @@ def register_nas(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         "weights hash and training time.",
     )
     tr.add_argument("--genotype", required=True, help="canonical genotype, e.g. '|nor_conv_3x3~0|+|...|'")
-    tr.add_argument("--preset", choices=PRESETS, required=True, help="chain preset whose recipe to use")
+    tr.add_argument("--preset", choices=PRESETS, help="chain preset whose recipe to use (digits)")
+    tr.add_argument("--genesis", metavar="FILE", help="train for this chain's task instead (mnist1d: exactly, on "
+                    "the data derived from its genesis)")
+    tr.add_argument("--epoch", type=int, default=0, help="mnist1d: the task epoch whose training set to use (default 0)")
     tr.add_argument("--seed", type=int, default=0, help="declared training seed (default 0)")
-    tr.add_argument("--space", choices=_SPACE_NAMES, help="default: the preset's space (nb201)")
+    tr.add_argument("--space", choices=_SPACE_NAMES, help="default: the task's space (nb201; nb201-1d for mnist1d)")
     tr.add_argument("--out", metavar="FILE", help="write the safetensors weights here")
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=cmd_nas_train)
@@ -263,7 +307,12 @@ def cmd_nas_train(args: argparse.Namespace) -> int:
         raise ConsensusError("file-exists", f"{args.out} exists; remove it or choose another --out")
     if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise ConsensusError("bad-out", f"no directory for {args.out}")
-    job = check_training(args.genotype, args.preset, args.seed, args.space)
+    genesis = load_params(args.genesis) if args.genesis else None
+    job = check_training(args.genotype, args.preset, args.seed, args.space, genesis=genesis, epoch=args.epoch)
+    if job.data is not None:
+        from consensus.engines.ponas.exact import pin_kernels
+
+        pin_kernels()  # exact training: before the process's first torch operation
     import consensus.engines.ponas.train  # noqa: F401 - load torch before the bar's clock starts
 
     bar = ProgressBar(sys.stderr)

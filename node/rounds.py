@@ -199,6 +199,8 @@ class RoundService:
             "candidates": len(r.candidates),
             "max_commitments_per_key": self.pp.max_commitments_per_key,
             "test_set_size": self.pp.test_set_size,
+            "task": self.pp.task, "train_size": self.pp.train_size,
+            "validation_size": self.pp.validation_size, "epoch_rounds": self.pp.epoch_rounds,
             "reward": self.reward(),
             "attempt": r.attempt,
             "close": None if close is None else {
@@ -305,10 +307,7 @@ class RoundService:
         claim (no retraining). Reads no mutable round state but the close's test key, taken from
         the candidate's own proof, so it may run in another thread."""
         assert block.proof is not None  # check_candidate ran
-        h = block.header
-        return self.engine.verifier.verify(
-            weights, h.genotype, h.weights_hash, h.seed, h.score, block.proof.close.test_key, retrain=False,
-        )
+        return self.engine.work_verdict(block, weights, retrain=False)
 
     def admit_candidate(self, block: Block, weights: bytes, verdict: Verdict) -> Candidate:
         """Add a candidate whose model step passed, if its round is still the current one (the

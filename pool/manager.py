@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -42,10 +42,13 @@ from consensus.types import Block, Payout
 from nodeclient import NodeClient, session
 from pool import protocol as P
 from pool.driver import RoundDriver
-from pool.rounds import RoundInfo, TrainResult
+from pool.rounds import MinerError, RoundInfo, TrainResult
 from pool.schedule import Move, Scheduler
 from pool.shares import DEFAULT_WINDOW_ROUNDS, Share, make_window, split_reward
 from pool.store import CONFIRM_DEPTH, PoolStore
+
+if TYPE_CHECKING:
+    from consensus.engines.ponas.mnist1d import ChainData
 
 __all__ = ["Manager", "ManagerConfig", "MemberConn"]
 
@@ -138,12 +141,16 @@ class Manager:
         self.window = make_window(config.window, config.window_rounds)
         self.store: PoolStore | None = None
         self.driver = RoundDriver(config.node_url, self, self.key, config.token, clock, token_file=config.token_file,
-                                  report=self.report, keys=config.commit_keys)  # reveal scoring never waits for share checks
+                                  report=self.report, keys=config.commit_keys,  # reveal scoring never waits for share checks
+                                  scorer=self._score_round)
         self.top_results = TOP_RESULTS * config.commit_keys
         self.port = 0
         self._round: RoundInfo | None = None
         self._task: tuple[str, str] | None = None
+        self._data: tuple[ChainData, int] | None = None  # a mnist1d chain's data and the round's epoch
+        self.genesis: bytes | None = None  # the chain's genesis hash (the node's status)
         self._job_id = 0
+        self._task_first_job = 0  # jobs before this one were for another task (or epoch): their shares are stale
         self._top: list[_Result] = []  # the pool's best verified results, distinct genotypes, best first
         #: shares whose weights are asked for or being checked: (member, id) -> validation
         self._inflight: dict[tuple[str, int], int] = {}
@@ -192,6 +199,11 @@ class Manager:
         assert self._client is not None
         status = await self._client.get("/api/v1/status")
         self.chain_id = str(status.get("chain_id", "")) if isinstance(status, dict) else ""
+        genesis = status.get("genesis") if isinstance(status, dict) else None
+        try:
+            self.genesis = bytes.fromhex(genesis) if isinstance(genesis, str) else None
+        except ValueError:
+            self.genesis = None
 
     async def run(self, stop: asyncio.Event) -> None:
         verifier = asyncio.create_task(self._verify_loop(stop))
@@ -217,13 +229,24 @@ class Manager:
             await self._http.close()
             self._http = self._client = None
 
+    def _score_round(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """The driver's reveal scoring (:func:`pool.rounds.round_scores`): a mnist1d round is
+        scored exactly on the test set of its epoch's data."""
+        data = self._data
+        return fn(*args, data=data[0], epoch=data[1]) if data is not None else fn(*args)
+
     # --- CandidateSource ----------------------------------------------------------------------
 
     def prepare(self, rnd: RoundInfo) -> bool:
         from consensus.engines.ponas.recipe import PRESETS
         from consensus.engines.ponas.space import GenotypeError, get_space
 
-        if self._task != (rnd.space, rnd.recipe):
+        try:
+            data = rnd.chain_data(self.genesis)
+        except MinerError:
+            return False
+        data_epoch = (data, data.epoch(rnd.height)) if data is not None else None
+        if (self._task, self._data) != ((rnd.space, rnd.recipe), data_epoch):
             try:
                 space = get_space(rnd.space)
             except GenotypeError:
@@ -231,6 +254,8 @@ class Manager:
             if rnd.recipe not in PRESETS:
                 return False
             self._task = (rnd.space, rnd.recipe)
+            self._data = data_epoch  # a new epoch is a new task: its data differ
+            self._task_first_job = self._job_id + 1
             self.scheduler = Scheduler(space, heartbeat_timeout=self.config.heartbeat_timeout,
                                        std_threshold=self.config.std_threshold, top_k=self.config.top_k,
                                        history=self.config.history)
@@ -376,7 +401,8 @@ class Manager:
                      for a in assignments]
         asyncio.ensure_future(self._send(m, P.encode(
             "job", job=self._job_id, height=rnd.height, parent=rnd.parent.hex(), task=rnd.task_id.hex(),
-            space=rnd.space, recipe=rnd.recipe, deadline=rnd.deadline, subspaces=subspaces)))
+            space=rnd.space, recipe=rnd.recipe, deadline=rnd.deadline, subspaces=subspaces,
+            **({"data": self._data[0].to_json(), "epoch": self._data[1]} if self._data else {}))))
 
     async def _send(self, m: MemberConn, text: str) -> None:
         if not m.ws.closed:
@@ -535,7 +561,7 @@ class Manager:
 
         now = self.clock()
         job = m.jobs.get(share.job)
-        if job is None or self._task is None:
+        if job is None or self._task is None or share.job < self._task_first_job:
             return "stale-job"
         _sent, ranges = job
         latest = max(m.jobs)
@@ -551,7 +577,7 @@ class Manager:
             return "duplicate"
         from consensus.engines.ponas.data import VALIDATION_SIZE
 
-        if share.validation > VALIDATION_SIZE:
+        if share.validation > (self._data[0].validation_size if self._data else VALIDATION_SIZE):
             return "bad-validation"
         return None
 
@@ -565,7 +591,8 @@ class Manager:
                 continue
             retrain = self.rng.random() < self.config.retrain_rate
             try:
-                verdict, result = await asyncio.to_thread(_check_weights, self._task, share, weights, retrain)
+                verdict, result = await asyncio.to_thread(_check_weights, self._task, share, weights, retrain,
+                                                         self._data)
             except Exception:  # a bug in checking must not take the pool down
                 log.exception("verify-failed", extra={"member": m.id, "share": share.id})
                 continue
@@ -669,29 +696,47 @@ class Manager:
 
 
 def _check_weights(task: tuple[str, str] | None, share: P.Share, weights: bytes,
-                   retrain: bool) -> tuple[str | None, TrainResult | None]:
-    """Verdict on uploaded weights: None and the result, or the reason to ban."""
+                   retrain: bool, data: tuple[ChainData, int] | None = None) -> tuple[str | None, TrainResult | None]:
+    """Verdict on uploaded weights: None and the result, or the reason to ban. ``data``: a
+    mnist1d chain's data and epoch, whose validation score and retrain are exact (the retrained
+    weights must be the uploaded ones, byte for byte)."""
     import hashlib
 
     from consensus.engines.ponas.recipe import PRESETS
-    from consensus.engines.ponas.train import train, validation_score
     from consensus.engines.ponas.weights import WeightsError, load_weights
 
     if task is None:
         return "bad-weights", None
     if hashlib.sha256(weights).digest() != share.weights_hash:
         return "bad-weights", None
+    if data is not None:
+        from consensus.engines.ponas.exact import pin_kernels
+        from consensus.engines.ponas.train import score_sequences, train_sequences
+
+        pin_kernels()  # before this check's first torch op
+        chain_data, epoch = data
     try:
         model = load_weights(weights, task[0], share.genotype)
     except (WeightsError, ValueError):
         return "bad-weights", None
-    got = validation_score(model)
-    if got != share.validation:
-        return "score-mismatch", None
-    if retrain:
-        model2, _ = train(task[0], share.genotype, PRESETS[task[1]], share.seed)
-        if abs(validation_score(model2) - share.validation) > 3:
-            return "retrain-mismatch", None
+    if data is not None:
+        if score_sequences(model, *chain_data.validation(epoch)) != share.validation:
+            return "score-mismatch", None
+        if retrain:
+            _model, again = train_sequences(share.genotype, PRESETS[task[1]], share.seed, *chain_data.train(epoch),
+                                            space_name=task[0])
+            if hashlib.sha256(again).digest() != share.weights_hash:
+                return "retrain-mismatch", None
+    else:
+        from consensus.engines.ponas.train import train, validation_score
+
+        got = validation_score(model)
+        if got != share.validation:
+            return "score-mismatch", None
+        if retrain:
+            model2, _ = train(task[0], share.genotype, PRESETS[task[1]], share.seed)
+            if abs(validation_score(model2) - share.validation) > 3:
+                return "retrain-mismatch", None
     return None, TrainResult(share.genotype, share.seed, share.validation, share.weights_hash, weights, share.seconds)
 
 

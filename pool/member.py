@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -32,6 +32,9 @@ from nodeclient import Backoff
 from pool import protocol as P
 from pool.rounds import TrainResult, _Aborted, train_one
 from pool.search import SearchStrategy, make_strategy
+
+if TYPE_CHECKING:
+    from consensus.engines.ponas.mnist1d import ChainData
 
 __all__ = ["Member", "MemberStats"]
 
@@ -59,6 +62,8 @@ class _Job:
     space: str
     recipe: str
     subspaces: list[tuple[int, int, str]]
+    data: ChainData | None = None  # a mnist1d chain's data (None: digits)
+    epoch: int = 0
 
 
 class Member:
@@ -181,7 +186,13 @@ class Member:
         kind = data["type"]
         if kind == "job":
             subs = [(int(s["start"]), int(s["stop"]), str(s.get("role", "primary"))) for s in data.get("subspaces", [])]
-            self._job = _Job(int(data["job"]), str(data["space"]), str(data["recipe"]), subs)
+            chain_data = None
+            if data.get("data") is not None:
+                from consensus.engines.ponas.mnist1d import ChainData
+
+                chain_data = ChainData.from_json(data["data"])  # DataError (a ValueError): bad-message
+            self._job = _Job(int(data["job"]), str(data["space"]), str(data["recipe"]), subs, chain_data,
+                             int(data.get("epoch", 0)))
             self.stats.jobs += 1
             if subs:
                 self._job_ready.set()
@@ -211,7 +222,7 @@ class Member:
 
         start, stop, _role = job.subspaces[self._turn % len(job.subspaces)]
         self._turn += 1
-        k = (job.space, job.recipe, start, stop)
+        k = (job.space, job.recipe + (f"/epoch-{job.epoch}" if job.data else ""), start, stop)
         if k not in self._strategies:
             space = get_space(job.space)
             self._strategies[k] = make_strategy(self.strategy_name, space.subspace(start, stop), self.rng)
@@ -232,7 +243,10 @@ class Member:
             genotype = strategy.propose()
             seed = self.rng.getrandbits(32)
             try:
-                result = await asyncio.to_thread(self.train, job.space, job.recipe, genotype, seed, self.device, self._abort)
+                # a mnist1d job trains exactly on its epoch's data (train_one pins the kernels)
+                extra = {"data": job.data, "epoch": job.epoch} if job.data is not None else {}
+                result = await asyncio.to_thread(self.train, job.space, job.recipe, genotype, seed, self.device,
+                                                 self._abort, **extra)
             except _Aborted:
                 return
             strategy.observe(genotype, result.validation)

@@ -11,11 +11,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consensus.engines.ponas.rounds import commitments_root, round_seal
 from consensus.errors import ConsensusError
 from consensus.types import Block, Commitment, Payout, RoundClose
+
+if TYPE_CHECKING:
+    from consensus.engines.ponas.mnist1d import ChainData
 
 #: At most this many seconds before the deadline are kept for the template + commit round trip.
 COMMIT_MARGIN_MAX = 2.0
@@ -88,6 +91,23 @@ class RoundInfo:
     test_set_size: int
     close: CloseInfo | None
     reward: int = 0  # subsidy and the fees a template would take now (base units)
+    # The chain's built-in task and its data sizes (PonasParams); a round object without them
+    # is a digits chain's.
+    task: str = "digits"
+    train_size: int = 0
+    validation_size: int = 0
+    epoch_rounds: int = 0
+
+    def chain_data(self, genesis: bytes | None) -> ChainData | None:
+        """A ``mnist1d`` chain's data for the chain of ``genesis`` (its genesis hash, from the
+        node's status); None for digits. Raises ``bad-answer`` for mnist1d without a genesis."""
+        if self.task != "mnist1d":
+            return None
+        from consensus.engines.ponas.mnist1d import ChainData
+
+        if genesis is None or len(genesis) != 32:
+            raise MinerError("bad-answer", "a mnist1d round needs the chain's genesis hash")
+        return ChainData(genesis, self.train_size, self.validation_size, self.test_set_size, self.epoch_rounds)
 
     @property
     def window(self) -> float:
@@ -166,10 +186,23 @@ def parse_round(data: Any) -> RoundInfo:
         test_set_size=_field(data, "test_set_size", int),
         close=close,
         reward=_field(data, "reward", int),
+        **_task_fields(data),
     )
     if close is not None and close.close.height != info.height:
         raise MinerError("bad-answer", f"the close is for height {close.close.height}, the round {info.height}")
     return info
+
+
+def _task_fields(data: dict[str, Any]) -> dict[str, Any]:
+    task = data.get("task", "digits")
+    if task == "digits":
+        return {}
+    if task != "mnist1d":
+        raise MinerError("bad-answer", f"unknown task {task!r}"[:200])
+    sizes = {name: _field(data, name, int) for name in ("train_size", "validation_size", "epoch_rounds")}
+    if not all(1 <= v <= 1_000_000 for v in sizes.values()):
+        raise MinerError("bad-answer", "mnist1d sizes out of range")
+    return {"task": task, **sizes}
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,10 +295,18 @@ def train_one(
     seed: int,
     device: str = "cpu",
     abort: threading.Event | None = None,
+    *,
+    data: ChainData | None = None,
+    epoch: int = 0,
 ) -> TrainResult:
-    """Train ``genotype`` with the pinned recipe and ``seed``; score it on the validation split."""
+    """Train ``genotype`` with the pinned recipe and ``seed``; score it on the validation split.
+
+    ``data`` is a ``mnist1d`` chain's data (None: the digits task): then the training is exact
+    (pinned kernels, on CPU whatever ``device`` says: the weights must hash as a verifier's
+    retrain) on the training set of ``epoch``, and the validation score is on that epoch's
+    validation split. The process must not have run torch before its first exact training
+    (:func:`consensus.engines.ponas.exact.pin_kernels`, called here first)."""
     from consensus.engines.ponas.recipe import PRESETS
-    from consensus.engines.ponas.train import train, validation_score
     from consensus.engines.ponas.weights import weights_hash
 
     recipe = PRESETS[recipe_name]
@@ -275,17 +316,40 @@ def train_one(
             raise _Aborted()
 
     started = time.monotonic()
-    model, weights = train(space_name, genotype, recipe, seed, device=device, progress=progress)
-    validation = validation_score(model)
+    if data is not None:
+        from consensus.engines.ponas.exact import pin_kernels
+        from consensus.engines.ponas.train import score_sequences, train_sequences
+
+        pin_kernels()  # before this training's first torch op
+        x, y = data.train(epoch)
+        model, weights = train_sequences(genotype, recipe, seed, x, y, space_name=space_name, progress=progress)
+        validation = score_sequences(model, *data.validation(epoch))
+    else:
+        from consensus.engines.ponas.train import train, validation_score
+
+        model, weights = train(space_name, genotype, recipe, seed, device=device, progress=progress)
+        validation = validation_score(model)
     return TrainResult(genotype, seed, validation, weights_hash(weights), weights, time.monotonic() - started)
 
 
-def round_scores(results: Sequence[TrainResult], space_name: str, test_key: bytes, test_set_size: int) -> list[int]:
+def round_scores(
+    results: Sequence[TrainResult], space_name: str, test_key: bytes, test_set_size: int,
+    *, data: ChainData | None = None, epoch: int = 0,
+) -> list[int]:
     """Each result's score on the round's test set (as every verifier recomputes it: the
-    weights loaded back from their bytes, scored on ``round_test_set(test_key, size)``)."""
+    weights loaded back from their bytes, scored on ``round_test_set(test_key, size)``, or for
+    a ``mnist1d`` chain's ``data`` exactly on the test set of ``test_key`` and ``epoch``)."""
+    from consensus.engines.ponas.weights import load_weights
+
+    if data is not None:
+        from consensus.engines.ponas.exact import pin_kernels
+        from consensus.engines.ponas.train import score_sequences
+
+        pin_kernels()
+        x, y = data.test(test_key, epoch)
+        return [score_sequences(load_weights(r.weights, space_name, r.genotype), x, y) for r in results]
     from consensus.engines.ponas.data import round_test_set
     from consensus.engines.ponas.train import score
-    from consensus.engines.ponas.weights import load_weights
 
     test_set = round_test_set(test_key, test_set_size)
     return [score(load_weights(r.weights, space_name, r.genotype), test_set) for r in results]

@@ -49,7 +49,7 @@ class NoProofVerifier(Verifier):
 
     def verify(
         self, weights: bytes, genotype: str, weights_hash: bytes, seed: int, claimed: int, test_key: bytes,
-        retrain: bool,
+        retrain: bool, *, height: int | None = None,
     ) -> Verdict:
         """The claim taken as the score; under the ``retrain`` policy, as the retrained score too."""
         self.evaluate(weights, genotype, weights_hash, test_key)

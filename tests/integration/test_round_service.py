@@ -43,7 +43,7 @@ class ThreadRecordingVerifier(NoProofVerifier):
         self.gate, self.entered = gate, threading.Event()
 
     def verify(self, weights: bytes, genotype: str, weights_hash: bytes, seed: int, claimed: int, test_key: bytes,
-               retrain: bool) -> Verdict:
+               retrain: bool, *, height: int | None = None) -> Verdict:
         self.threads.append(("retrain" if retrain else "evaluate", threading.current_thread().name))
         if self.gate is not None and not retrain:
             self.entered.set()

@@ -7,6 +7,11 @@
   :mod:`.verify` on the round's test set, with retraining under the ``retrain`` policy.
 * fork choice: :func:`.rounds.fork_weight`, so that among blocks of one round the best
   score wins, then the earlier commitment; a longer chain outweighs any score.
+
+The built-in task is the genesis parameters' ``task``: ``digits``, or ``mnist1d``, whose data
+derive from the genesis hash and the block's epoch and whose scores and retrains are bit-exact
+(:mod:`.verify`); a ``mnist1d`` node pins the exact kernels in :meth:`PonasEngine.warm_up`,
+which must be the process's first torch use.
 """
 
 from __future__ import annotations
@@ -31,21 +36,36 @@ class PonasEngine:
         blocks it already verified, like Bitcoin Core's assumevalid); it is on by default.
         ``verifier`` replaces the model checks (tests inject a no-proof one, as py-evm's
         ``NoProofConsensus``); by default the real :class:`~.verify.Verifier`."""
-        from consensus.engines.ponas.data import split_hash
         from consensus.engines.ponas.verify import Verifier
 
-        if params.ponas.data_split_hash != split_hash():
-            raise InvalidParams(
-                "bad-data-split",
-                "this installation's digits split differs from the genesis file's (another scikit-learn data file?)",
-            )
+        if params.ponas.task == "digits":
+            from consensus.engines.ponas.data import split_hash
+
+            if params.ponas.data_split_hash != split_hash():
+                raise InvalidParams(
+                    "bad-data-split",
+                    "this installation's digits split differs from the genesis file's (another scikit-learn data file?)",
+                )
         self.params = params
         self.pp = params.ponas
         self.retrain = retrain
-        self.verifier = verifier if verifier is not None else Verifier(self.pp)
+        self.verifier = verifier if verifier is not None else Verifier(self.pp, self.genesis_hash)
+
+    @property
+    def genesis_hash(self) -> bytes:
+        """The hash of this chain's genesis block (what a ``mnist1d`` chain's data derive from)."""
+        from consensus.chain import genesis_block  # consensus.chain imports the engines' interface
+
+        return genesis_block(self.params).header.hash()
 
     def warm_up(self) -> None:
-        """Run the model code once, at start-up (see :meth:`.verify.Verifier.warm_up`)."""
+        """Run the model code once, at start-up (see :meth:`.verify.Verifier.warm_up`). For a
+        ``mnist1d`` chain it first pins the exact kernels (:func:`.exact.pin_kernels`), so the
+        node calls it before any other torch operation of the process."""
+        if self.pp.task == "mnist1d":
+            from consensus.engines.ponas.exact import pin_kernels
+
+            pin_kernels()
         self.verifier.warm_up()
 
     def previous_key(self, parent: Header, chain: ChainView) -> tuple[bytes, int]:
@@ -87,18 +107,19 @@ class PonasEngine:
         operator turned retraining off)."""
         return self.retrain and self.pp.policy == "retrain"
 
-    def work_verdict(self, block: Block, weights: bytes) -> Verdict:
+    def work_verdict(self, block: Block, weights: bytes, retrain: bool | None = None) -> Verdict:
         """The expensive part of the work check, as a value: the model checks of :mod:`.verify`
         (with retraining under the ``retrain`` policy) for ``block`` and its ``weights``. Pure
         and thread-safe, so a node computes it off its event loop and hands it to
-        :meth:`validate_work`. Raises :class:`InvalidBlock` with the model's reason."""
+        :meth:`validate_work`. ``retrain=False``: the evaluation alone (a round candidate on
+        arrival). Raises :class:`InvalidBlock` with the model's reason."""
         h = block.header
         if block.proof is None:
             raise InvalidBlock("no-commitment", "a ponas block carries its round seal")
         if not weights:
             raise InvalidBlock("missing-weights", "the block's model weights are not available")
         return self.verifier.verify(weights, h.genotype, h.weights_hash, h.seed, h.score, block.proof.close.test_key,
-                                    self.retrain)
+                                    self.retrain if retrain is None else retrain, height=h.height)
 
     def validate_work(
         self, block: Block, parent: Header, chain: ChainView, weights: bytes | None = None, verdict: object = None,
@@ -132,6 +153,7 @@ class PonasEngine:
             "task_id": BUILTIN_TASK.hex(),
             "space": self.pp.space,
             "recipe": self.pp.recipe,
+            "task": self.pp.task,
             "commit_window": self.pp.commit_window,
             "reveal_window": self.pp.reveal_window,
         }

@@ -49,12 +49,14 @@ Given the same draws, this pipeline reproduces the reference's float64 ``transfo
 binomial kernel, and to ~1% of the data's standard deviation with scipy's filter.
 
 Errors are :class:`~consensus.engines.ponas.data.DataError` with reasons ``bad-task-params``,
-``bad-sample-count``, ``bad-key`` (a key that is not non-empty bytes, a domain that is not bytes) and
-``bad-dataset`` (arrays that :func:`dataset_digest` cannot read).
+``bad-sample-count``, ``bad-key`` (a key that is not non-empty bytes, a domain that is not bytes),
+``bad-dataset`` (arrays that :func:`dataset_digest` cannot read), ``bad-epoch`` and ``bad-task-data``
+(:class:`ChainData`, the chain's data per epoch, at the end of the module).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, fields
@@ -64,6 +66,7 @@ import numpy as np
 from consensus.engines.ponas.data import DataError, HashStream
 
 __all__ = [
+    "ChainData",
     "DEFAULT_TASK",
     "FINAL_LENGTH",
     "MAX_SAMPLES",
@@ -76,6 +79,8 @@ __all__ = [
     "X_ONE",
     "dataset_digest",
     "draw_task_params",
+    "epoch_key",
+    "epoch_of",
     "generate",
 ]
 
@@ -378,3 +383,97 @@ def dataset_digest(x: np.ndarray, y: np.ndarray) -> bytes:
     h.update(np.ascontiguousarray(x, dtype=">i2").tobytes())
     h.update(np.ascontiguousarray(y).tobytes())
     return h.digest()
+
+
+# --------------------------------------------------------------------------------------------
+# The chain's data: what a ``mnist1d`` chain trains, validates and tests on
+
+_EPOCH_DOMAIN = b"ponas/mnist1d-epoch/v1"
+TRAIN_DOMAIN = b"train"
+VALIDATION_DOMAIN = b"validation"
+TEST_DOMAIN = b"round-test"
+
+
+def epoch_of(height: int, epoch_rounds: int) -> int:
+    """The task epoch of round (block) ``height``: rounds ``1..E`` are epoch 0, ``E+1..2E``
+    epoch 1, and so on (the genesis, height 0, counts as epoch 0)."""
+    if epoch_rounds < 1 or height < 0:
+        raise DataError("bad-epoch", f"height {height}, epoch_rounds {epoch_rounds}")
+    return max(0, height - 1) // epoch_rounds
+
+
+def epoch_key(genesis_hash: bytes, epoch: int) -> bytes:
+    """``sha256(b"ponas/mnist1d-epoch/v1" || genesis_hash || uint64_be(epoch))``: the key of one
+    epoch's task parameters, training set and validation split."""
+    if not isinstance(genesis_hash, bytes) or len(genesis_hash) != 32 or not 0 <= epoch < 1 << 64:
+        raise DataError("bad-key", "genesis hash of 32 bytes and an epoch in 0..2**64-1")
+    return hashlib.sha256(_EPOCH_DOMAIN + genesis_hash + epoch.to_bytes(8, "big")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainData:
+    """The data of a chain whose built-in task is ``mnist1d``; every node and miner derives it
+    from the genesis hash and the genesis parameters alone, bit-identically.
+
+    Per epoch ``e`` (:func:`epoch_of`, ``epoch_rounds`` rounds each) with ``k = epoch_key(genesis,
+    e)``: the task parameters are ``draw_task_params(k)``; the training set is
+    ``generate(k, train_size, params, b"train")``, the validation split for miners
+    ``generate(k, validation_size, params, b"validation")``. A round's test set is
+    ``generate(test_key, test_set_size, params, b"round-test")`` with the close's test key and
+    the epoch of the round's height. The epoch's template order permutes the labels, so the
+    training set is generated with the epoch's parameters: one training set per epoch, and
+    weights trained for one epoch verify only in rounds of that epoch.
+    """
+
+    genesis: bytes
+    train_size: int
+    validation_size: int
+    test_set_size: int
+    epoch_rounds: int
+
+    def epoch(self, height: int) -> int:
+        return epoch_of(height, self.epoch_rounds)
+
+    def task(self, epoch: int) -> TaskParams:
+        return _epoch_task(self.genesis, epoch)
+
+    def train(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        return _epoch_set(self.genesis, epoch, self.train_size, TRAIN_DOMAIN)
+
+    def validation(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        return _epoch_set(self.genesis, epoch, self.validation_size, VALIDATION_DOMAIN)
+
+    def test(self, test_key: bytes, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        return generate(test_key, self.test_set_size, self.task(epoch), TEST_DOMAIN)
+
+    def to_json(self) -> dict[str, object]:
+        """For the pool protocol's job: the genesis as hex, the sizes as ints."""
+        return {"genesis": self.genesis.hex(), "train_size": self.train_size,
+                "validation_size": self.validation_size, "test_set_size": self.test_set_size,
+                "epoch_rounds": self.epoch_rounds}
+
+    @classmethod
+    def from_json(cls, data: object) -> ChainData:
+        """Inverse of :meth:`to_json`; ``bad-task-data`` on anything else."""
+        bad = DataError("bad-task-data", "need genesis (32 bytes hex) and four sizes in 1..1,000,000")
+        if not isinstance(data, dict) or not isinstance(data.get("genesis"), str):
+            raise bad
+        try:
+            genesis = bytes.fromhex(data["genesis"])
+        except ValueError:
+            raise bad from None
+        sizes = [data.get(k) for k in ("train_size", "validation_size", "test_set_size", "epoch_rounds")]
+        if len(genesis) != 32 or not all(type(v) is int and 1 <= v <= MAX_SAMPLES for v in sizes):
+            raise bad
+        train, validation, test, epoch_rounds = (int(v) for v in sizes)  # type: ignore[arg-type]
+        return cls(genesis, train, validation, test, epoch_rounds)
+
+
+@functools.lru_cache(maxsize=8)
+def _epoch_task(genesis: bytes, epoch: int) -> TaskParams:
+    return draw_task_params(epoch_key(genesis, epoch))
+
+
+@functools.lru_cache(maxsize=8)
+def _epoch_set(genesis: bytes, epoch: int, n: int, domain: bytes) -> tuple[np.ndarray, np.ndarray]:
+    return generate(epoch_key(genesis, epoch), n, _epoch_task(genesis, epoch), domain)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 
-__all__ = ["RecipeError", "Recipe", "REGTEST", "DEVNET", "PRESETS", "OPTIMISERS", "SCHEDULES"]
+__all__ = [
+    "RecipeError", "Recipe", "REGTEST", "DEVNET", "MNIST1D_DEVNET", "MNIST1D_REGTEST", "PRESETS", "OPTIMISERS",
+    "SCHEDULES",
+]
 
 OPTIMISERS = ("sgd", "adam")
 SCHEDULES = ("constant", "linear")
@@ -129,4 +132,25 @@ DEVNET = dataclasses.replace(REGTEST, epochs=20)
 """Devnet: the regtest recipe trained longer, about 2.5 s per training on one core, so that a
 verifier's retrain stays under 10% of a miner's round (bench/bench_verify.py)."""
 
-PRESETS: dict[str, Recipe] = {"regtest": REGTEST, "devnet": DEVNET}
+
+MNIST1D_DEVNET = Recipe(
+    epochs=3,
+    batch_size=64,
+    optimiser="sgd",
+    lr_ppm=100_000,
+    momentum_ppm=900_000,
+    weight_decay_ppm=500,
+    seed=0,
+    schedule="linear",
+    train_subset=0,
+)
+"""MNIST-1D devnet (the 1-D network's measured setting): 3 epochs of 4,000 samples, batch 64, SGD
+momentum 0.9, weight decay 5e-4, linear decay from 0.1; about 3 s a training on one core with
+the pinned kernels (consensus.engines.ponas.exact)."""
+
+MNIST1D_REGTEST = dataclasses.replace(MNIST1D_DEVNET, epochs=2, batch_size=32)
+"""MNIST-1D tests: 2 epochs of the regtest preset's 320 samples, batch 32 (well under a second)."""
+
+PRESETS: dict[str, Recipe] = {
+    "regtest": REGTEST, "devnet": DEVNET, "mnist1d-regtest": MNIST1D_REGTEST, "mnist1d-devnet": MNIST1D_DEVNET,
+}
