@@ -81,9 +81,10 @@ class NodeCore:
         try:
             return self._dispatch(peer, msg, now)
         except ConsensusError as exc:
-            return self._refused(peer, exc)
+            return self.refused(peer, exc)
 
-    def _refused(self, peer: PeerRef, exc: ConsensusError) -> list[Action]:
+    def refused(self, peer: PeerRef, exc: ConsensusError) -> list[Action]:
+        """Count a refusal of the peer's data, and what it costs the peer (nothing if benign)."""
         self.metrics.rejects.labels("p2p", exc.reason).inc()
         out = self.relay.refused(peer, exc.reason, exc.detail)
         if not out:
@@ -191,7 +192,7 @@ class NodeCore:
                 raise error
             result = self.chain.import_checked(checked, self.mempool.verified, verdict)
         except ConsensusError as exc:
-            return self._refused(peer, exc) if peer is not None else []
+            return self.refused(peer, exc) if peer is not None else []
         return self.after_import(result, peer, now)
 
     def abandon(self, checked: Checked) -> None:

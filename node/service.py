@@ -22,7 +22,7 @@ from aiohttp import web
 
 from consensus.chain import genesis_block
 from consensus.engines import Engine
-from consensus.errors import InvalidBlock
+from consensus.errors import ConsensusError, InvalidBlock
 from consensus.files import write_json_atomic, write_text_atomic
 from consensus.params import ChainParams
 from consensus.types import Block, Commitment, Transfer
@@ -198,14 +198,23 @@ class Node:
         if blame is not None:
             raise Misbehaving(blame.reason, blame.detail)
 
-    async def _evaluate(self, action: Evaluate, peer: Peer | None = None) -> int:
+    async def _evaluate(self, action: Evaluate, peer: Peer | None = None) -> int | None:
         """The model step of a candidate off the event loop (tens of ms a candidate, one at a
-        time), so a burst of reveals does not stall the node's peers, API and round clock."""
+        time), so a burst of reveals does not stall the node's peers, API and round clock. A
+        refusal raises for the API; for a peer's candidate it costs the peer what any refusal
+        of its data costs (None then)."""
         rounds = self.rounds
         assert rounds is not None  # only a round service asks for it
         loop = asyncio.get_running_loop()
-        verdict = await loop.run_in_executor(self._evaluator, rounds.evaluate_candidate, action.block, action.weights)
-        cand, follow = self._core.on_evaluated(action.peer, action.block, action.weights, verdict, self.clock())
+        try:
+            verdict = await loop.run_in_executor(self._evaluator, rounds.evaluate_candidate, action.block,
+                                                 action.weights)
+            cand, follow = self._core.on_evaluated(action.peer, action.block, action.weights, verdict, self.clock())
+        except ConsensusError as exc:
+            if action.peer is None:
+                raise
+            await self._carry_out(self._core.refused(action.peer, exc), peer)
+            return None
         await self._carry_out(follow, peer)
         return cand.score
 
@@ -257,7 +266,9 @@ class Node:
     async def submit_candidate(self, block: Block, weights: bytes) -> int:
         step = self._core.submit_candidate(block, weights, self.clock())
         if isinstance(step, Evaluate):
-            return await self._evaluate(step)
+            score = await self._evaluate(step)
+            assert score is not None  # an API submission's refusal raises
+            return score
         return step.score
 
     # --- P2P handler (p2p.network.Handler) -----------------------------------------------------

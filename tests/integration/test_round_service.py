@@ -259,3 +259,40 @@ def test_the_round_shows_its_reward_and_a_template_over_it_is_refused(tmp_path: 
         with pytest.raises(InvalidRound) as exc:
             rounds.template([Payout(a.address, reward + 1), Payout(b.address, 0)], "g", b"\1" * 32, 1, now)
         assert exc.value.reason == "stale-reward"
+
+
+class ScoringVerifier(NoProofVerifier):
+    """The no-proof verifier, except that a candidate's model scores ``score`` (not its claim)."""
+
+    def __init__(self, score: int) -> None:
+        super().__init__(PARAMS.ponas)
+        self.score = score
+
+    def verify(self, weights: bytes, genotype: str, weights_hash: bytes, seed: int, claimed: int, test_key: bytes,
+               retrain: bool, *, height: int | None = None) -> Verdict:
+        if claimed != self.score:
+            raise InvalidBlock("bad-score", f"claimed {claimed}, the weights score {self.score}")
+        return super().verify(weights, genotype, weights_hash, seed, claimed, test_key, retrain, height=height)
+
+
+async def test_a_peer_that_sends_a_candidate_with_a_false_score_is_discouraged(tmp_path: Path) -> None:
+    """The candidate's model step runs in the evaluate thread, and its refusal still costs the
+    peer that sent it: ``bad-score`` is counted, the peer dropped and discouraged; a benign
+    refusal (a candidate of a round that is not this node's) is only counted."""
+    from p2p import messages as M
+    from tests.framework.peer import FakePeer
+
+    clock = [float(GENESIS_TIME + 1)]
+    node = recording_node(tmp_path, "n", clock, ScoringVerifier(169))  # the honest score is 169, the claim 170
+    await node.start()
+    try:
+        entry, close, commitments, block = _closed_round_with_candidate(node, keys(1, seed=12)[0], GENOTYPES[0], 5, clock)
+        liar = await FakePeer.connect(node)
+        await liar.send_and_expect(M.BlockMsg(block, entry.weights, True), reason="bad-score", disconnected=True)
+        assert node.rounds is not None and node.rounds.round.candidates == {}
+        assert block.proof is not None
+        elsewhere = replace(block, proof=replace(block.proof, close=replace(close, timestamp=close.timestamp + 1)))
+        late = await FakePeer.connect(node)  # a candidate of another close: a race between peers, no fault
+        await late.send_and_expect(M.BlockMsg(elsewhere, entry.weights, True), reason="wrong-close", disconnected=False)
+    finally:
+        await node.stop()
