@@ -128,6 +128,8 @@ class NodeCore:
             return self.sync.on_headers(peer, msg.headers, now)
         if isinstance(msg, M.GetBlocks):
             return self._serve_blocks(peer, msg)
+        if isinstance(msg, M.NotFound):
+            return self.sync.on_not_found(peer, msg.hashes)
         return []
 
     def _serve_blocks(self, peer: PeerRef, msg: M.GetBlocks) -> list[Action]:

@@ -143,6 +143,14 @@ class Sync:
             return []
         return self._fetch_more(peer, now)
 
+    def on_not_found(self, peer: PeerRef, hashes: Sequence[bytes]) -> list[Action]:
+        """The peer has not got blocks we asked it for (a reorg there): not a stall; forget
+        them (the next headers will say what to fetch) and keep the pipe full."""
+        for h in hashes:
+            if self.requested.get(h, (None, 0.0))[0] == peer:
+                del self.requested[h]
+        return []
+
     def after_connect(self, peer: PeerRef, grew: bool) -> list[Action]:
         """The tip grew with a block from ``peer``: when its batch is done, ask for more
         headers (the peer may have more than one answer held)."""

@@ -82,12 +82,16 @@ def test_sync_headers_then_blocks_in_batches_and_stalls(tmp_path: Path) -> None:
         assert list(more[0].msg.hashes) == src.by_height[1 + GETBLOCKS_BATCH : 2 + GETBLOCKS_BATCH + GETBLOCKS_BATCH // 2]  # type: ignore[union-attr]
         assert sync.in_flight(A) == GETBLOCKS_BATCH
         assert sync.on_block(A, b"never asked" * 3, 1.0) == []
+        # a block the peer says it has not got is no stall of its (and no other peer's is dropped)
+        gone = more[0].msg.hashes[-1]  # type: ignore[union-attr]
+        assert sync.on_not_found(B, [gone]) == [] and sync.in_flight(A) == GETBLOCKS_BATCH
+        assert sync.on_not_found(A, [gone]) == [] and sync.in_flight(A) == GETBLOCKS_BATCH - 1
         # A stops answering: past the stall timeout it is dropped and B (ahead of us) takes over
         assert sync.tick(20.0) == []
         stalled = sync.tick(40.0)
         assert stalled[0] == Disconnect(A, "block-stall")
         assert stalled[1] == Send(B, M.GetHeaders(locator(dst), b"\0" * 32))
-        assert sync.in_flight(A) == 0 and A not in sync.syncing
+        assert sync.in_flight(A) == 0 and A not in sync.syncing and sync.tick(200.0) == []
 
 
 def test_core_verifies_off_loop_stores_side_blocks_and_blames_bad_ones(tmp_path: Path) -> None:
