@@ -1,4 +1,4 @@
-"""Score table of the digits task: every NAS-Bench-201 architecture trained once with one recipe.
+"""Score tables of NAS-Bench-201 cells, each trained once with one recipe: digits or mnist1d.
 
 Usage (from the repo root)::
 
@@ -38,6 +38,28 @@ reproducible; the meta file records which device each run used, and the table's 
 when any run used CUDA.
 
 Parallelism: ``--workers N`` trains in N spawned processes, each on one thread.
+
+The mnist1d task (``--task mnist1d``)::
+
+    python bench/paper/build_table.py --task mnist1d --sample 3000 --workers 2    # epoch 0
+    python bench/paper/build_table.py --task mnist1d --epoch 1 --sample 200
+
+Cells of ``get_space("nb201-1d")`` (the same 15,625 indices and genotype strings as ``nb201``)
+are trained with :func:`~consensus.engines.ponas.train.train_sequences` (``--recipe``, default
+``mnist1d-devnet``) on the training set of task epoch ``--epoch`` of a chain: the
+:class:`~consensus.engines.ponas.mnist1d.ChainData` of the genesis of
+``preset_params(--data-preset, task="mnist1d", genesis_time=PAPER_GENESIS_TIME)`` (default
+preset devnet: 4,000 training samples; the genesis hash is in the meta file), exactly as a miner
+of that chain trains. ``val`` is the epoch's validation split (1,000 for devnet); ``test`` is a
+fixed held-out set of ``--test-size`` (default 5,000) samples,
+``generate(test_key(--test-key), n, ChainData.task(epoch), b"paper-test")``: the epoch's task
+parameters, a key that no round uses. Every process that trains pins the exact kernels
+(:func:`~consensus.engines.ponas.exact.pin_kernels`) before its first torch operation, so a row
+is the same on every covered x86-64 machine with the pinned torch build (CPU only; ``--device
+cuda`` is refused). ``--sample N`` takes the first N cells of a seeded shuffle of the space
+(:func:`nested_sample`), so a smaller sample is part of a larger one with the same seed; it is
+recorded in the meta file. Default file: ``bench/paper/nb201_mnist1d_<recipe>_e<epoch>.csv.gz``
+(suffixes for a non-default seed, data preset, test key or test size).
 """
 
 from __future__ import annotations
@@ -67,7 +89,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench._report import cpu_model as cpu_name  # noqa: E402  (network_run.py imports it from here)
-from consensus.engines.ponas.recipe import DEVNET, REGTEST, Recipe  # noqa: E402
+from consensus.engines.ponas.recipe import (  # noqa: E402
+    DEVNET,
+    MNIST1D_DEVNET,
+    MNIST1D_REGTEST,
+    REGTEST,
+    Recipe,
+)
 from consensus.engines.ponas.space import get_space  # noqa: E402
 
 SPACE = "nb201"
@@ -85,6 +113,53 @@ RECIPES: dict[str, Recipe] = {
     "e8": dataclasses.replace(REGTEST, epochs=8),
     "e10": dataclasses.replace(REGTEST, epochs=10),
 }
+MNIST1D_RECIPES: dict[str, Recipe] = {"mnist1d-devnet": MNIST1D_DEVNET, "mnist1d-regtest": MNIST1D_REGTEST}
+TASK_RECIPES: dict[str, dict[str, Recipe]] = {"digits": RECIPES, "mnist1d": MNIST1D_RECIPES}
+DEFAULT_RECIPE = {"digits": "regtest", "mnist1d": "mnist1d-devnet"}
+
+# mnist1d: the chain whose data the tables use (a preset's genesis with a fixed time, so that
+# every run derives the same genesis hash), and the fixed held-out test set.
+MNIST1D_SPACE = "nb201-1d"
+PAPER_GENESIS_TIME = 1_700_000_000
+TEST_KEY = "paper-test"
+TEST_DOMAIN = b"paper-test"
+TEST_SIZE = 5000
+_TEST_KEY_TAG = b"ponas/paper/mnist1d-test-key/v1/"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mnist1dData:
+    """What a mnist1d table trains and scores on (all of it is in the meta file, and a table
+    refuses rows made with other values). ``genesis`` is the chain's genesis hash (hex)."""
+
+    preset: str
+    genesis: str
+    train_size: int
+    validation_size: int
+    epoch: int
+    test_key: str = TEST_KEY
+    test_size: int = TEST_SIZE
+
+
+def test_key(name: str) -> bytes:
+    """The key of a held-out test set: ``sha256(b"ponas/paper/mnist1d-test-key/v1/" || name)``."""
+    import hashlib
+
+    return hashlib.sha256(_TEST_KEY_TAG + name.encode()).digest()
+
+
+def mnist1d_data(epoch: int = 0, preset: str = "devnet", key: str = TEST_KEY, test_size: int = TEST_SIZE) -> Mnist1dData:
+    """The data of ``preset``'s mnist1d chain (genesis time :data:`PAPER_GENESIS_TIME`, the
+    preset's chain id, sizes and default beacon), derived as the chain derives it."""
+    from consensus.chain import genesis_block
+    from consensus.params import preset_params
+
+    if epoch < 0 or test_size < 1:
+        raise ValueError("epoch >= 0 and test_size >= 1")
+    params = preset_params(preset, task="mnist1d", genesis_time=PAPER_GENESIS_TIME)
+    ponas = params.ponas
+    genesis = genesis_block(params).header.hash()
+    return Mnist1dData(preset, genesis.hex(), ponas.train_size, ponas.validation_size, epoch, key, test_size)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -208,36 +283,73 @@ def meta_path(out: Path) -> Path:
     return out.with_name(out.name + ".meta.json")
 
 
-def default_out(recipe_name: str) -> Path:
-    return HERE / f"nb201_digits_{recipe_name}.csv.gz"
+def default_out(recipe_name: str, data: Mnist1dData | None = None, seed: int = 0) -> Path:
+    """``nb201_digits_<recipe>.csv.gz``; for mnist1d ``nb201_mnist1d_<recipe>_e<epoch>`` and a
+    suffix for each non-default choice (``_seed<S>``, ``_<preset>data``, ``_key-<name>``,
+    ``_test<size>``)."""
+    if data is None:
+        return HERE / f"nb201_digits_{recipe_name}.csv.gz"
+    name = f"nb201_mnist1d_{recipe_name.removeprefix('mnist1d-')}_e{data.epoch}"
+    if seed:
+        name += f"_seed{seed}"
+    if data.preset != "devnet":
+        name += f"_{data.preset}data"
+    if data.test_key != TEST_KEY:
+        name += f"_key-{data.test_key}"
+    if data.test_size != TEST_SIZE:
+        name += f"_test{data.test_size}"
+    return HERE / f"{name}.csv.gz"
 
 
 # ---------------------------------------------------------------------------------------------
 # Meta data.
 
 
-def new_meta(recipe_name: str, recipe: Recipe, seed: int) -> dict[str, Any]:
-    return {
-        "space": SPACE,
-        "task": TASK,
+# The meta fields that identify what a table's rows are: a run adds rows only to a table whose
+# fields all match (absent fields, as in the digits tables, match absent ones).
+IDENTITY = ("space", "task", "recipe", "seed", "data")
+
+
+def new_meta(recipe_name: str, recipe: Recipe, seed: int, data: Mnist1dData | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "space": SPACE if data is None else MNIST1D_SPACE,
+        "task": TASK if data is None else "mnist1d",
         "recipe_name": recipe_name,
         "recipe": recipe.to_list(),
         "recipe_fields": dataclasses.asdict(recipe),
         "seed": seed,
         "columns": list(COLUMNS),
-        "runs": [],
     }
+    if data is not None:
+        from consensus.engines.ponas.mnist1d import ChainData
+
+        chain = ChainData(bytes.fromhex(data.genesis), data.train_size, data.validation_size, 1, 1)
+        meta["data"] = dataclasses.asdict(data)
+        meta["data_notes"] = {
+            "genesis": f"genesis hash of preset_params({data.preset!r}, task='mnist1d', "
+            f"genesis_time={PAPER_GENESIS_TIME}); train and val are ChainData(genesis, ...).train/validation(epoch)",
+            "test": "generate(sha256(b'ponas/paper/mnist1d-test-key/v1/' + test_key), test_size, "
+            "ChainData.task(epoch), b'paper-test')",
+            "test_key_hex": test_key(data.test_key).hex(),
+            "task_params": dataclasses.asdict(chain.task(data.epoch)),
+        }
+    meta["runs"] = []
+    return meta
 
 
-def load_meta(path: Path, recipe_name: str, recipe: Recipe, seed: int) -> dict[str, Any]:
-    """The meta file, checked against the requested recipe and seed (new one if absent)."""
+def load_meta(
+    path: Path, recipe_name: str, recipe: Recipe, seed: int, data: Mnist1dData | None = None
+) -> dict[str, Any]:
+    """The meta file, checked against the requested recipe, seed and data (new one if absent)."""
+    fresh = new_meta(recipe_name, recipe, seed, data)
     if not path.exists():
-        return new_meta(recipe_name, recipe, seed)
+        return fresh
     meta: dict[str, Any] = json.loads(path.read_text())
-    if meta.get("recipe") != recipe.to_list() or meta.get("seed") != seed or meta.get("space") != SPACE:
+    differ = [k for k in IDENTITY if meta.get(k) != fresh.get(k)]
+    if differ:
         raise TableError(
-            f"{path} was made with recipe {meta.get('recipe')} seed {meta.get('seed')}, "
-            f"not {recipe.to_list()} seed {seed}: use another --out"
+            f"{path} was made with recipe {meta.get('recipe')} seed {meta.get('seed')} "
+            f"(differs in {', '.join(differ)}), not {recipe.to_list()} seed {seed}: use another --out"
         )
     return meta
 
@@ -253,13 +365,28 @@ def write_json(path: Path, obj: object) -> None:
 
 def table_header(meta: dict[str, Any], rows: int) -> list[str]:
     devices = sorted({run["device"] for run in meta["runs"]})
+    made = (
+        f"devices: {', '.join(devices) or 'none'}; torch: {', '.join(sorted({r['torch'] for r in meta['runs']}))}; "
+        "made by bench/paper/build_table.py; recipe fields and runs in the .meta.json beside this file"
+    )
+    recipe = f"recipe {meta['recipe_name']} {json.dumps(meta['recipe'])} (Recipe.to_list()), training seed {meta['seed']}"
+    if meta.get("task") == "mnist1d":
+        data = meta["data"]
+        return [
+            f"NAS-Bench-201 cells ({MNIST1D_SPACE}) on mnist1d, task epoch {data['epoch']} of the {data['preset']} "
+            f"preset's chain (genesis {data['genesis']}), each trained once: {recipe}",
+            f"rows: {rows} of {get_space(MNIST1D_SPACE).size}; val = the epoch's validation split "
+            f"({data['validation_size']}), test = held-out set of {data['test_size']} from key {data['test_key']!r}; "
+            "train_seconds = wall time of one training (machine-dependent)",
+            made,
+            "rows trained with pinned kernels (consensus.engines.ponas.exact): bit-exact on every covered "
+            "x86-64 machine with the pinned torch build",
+        ]
     header = [
-        f"NAS-Bench-201 ({SPACE}) on the built-in digits task, each architecture trained once: "
-        f"recipe {meta['recipe_name']} {json.dumps(meta['recipe'])} (Recipe.to_list()), training seed {meta['seed']}",
+        f"NAS-Bench-201 ({SPACE}) on the built-in digits task, each architecture trained once: {recipe}",
         f"rows: {rows} of {get_space(SPACE).size}; val = validation split, test = fixed held-out split; "
         "train_seconds = wall time of one training (machine-dependent)",
-        f"devices: {', '.join(devices) or 'none'}; torch: {', '.join(sorted({r['torch'] for r in meta['runs']}))}; "
-        "made by bench/paper/build_table.py; recipe fields and runs in the .meta.json beside this file",
+        made,
     ]
     if any(d != "cpu" for d in devices):
         header.append("WARNING: rows trained on cuda are NOT bitwise reproducible (cpu rows are, per torch build and CPU)")
@@ -274,16 +401,61 @@ def table_header(meta: dict[str, Any], rows: int) -> list[str]:
 _worker_state: dict[str, Any] = {}
 
 
-def _worker_init(ignore_sigint: bool) -> None:
+def _worker_init(ignore_sigint: bool, data: dict[str, Any] | None = None) -> None:
     if ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
         _die_with_parent()
+    if data is not None:
+        from consensus.engines.ponas.exact import pin_kernels
+
+        pin_kernels()  # before this process's first torch operation
+        _mnist1d_arrays(Mnist1dData(**data))
+        return
     import torch
 
     torch.set_num_threads(1)
     from consensus.engines.ponas.data import digits_splits
 
     _worker_state["splits"] = digits_splits()
+
+
+def _mnist1d_arrays(data: Mnist1dData) -> tuple[Any, Any, Any]:
+    """(train, validation, test) of ``data``, each ``(x, y)``; cached per process."""
+    cached = _worker_state.get("mnist1d")
+    if cached is not None and cached[0] == data:
+        return cached[1]  # type: ignore[no-any-return]
+    from consensus.engines.ponas.mnist1d import ChainData, generate
+
+    chain = ChainData(bytes.fromhex(data.genesis), data.train_size, data.validation_size, data.test_size, 1)
+    test = generate(test_key(data.test_key), data.test_size, chain.task(data.epoch), TEST_DOMAIN)
+    arrays = (chain.train(data.epoch), chain.validation(data.epoch), test)
+    _worker_state["mnist1d"] = (data, arrays)
+    return arrays
+
+
+def train_one_mnist1d(index: int, recipe_list: list[int | str], seed: int, data: dict[str, Any]) -> Row:
+    """Train and score one nb201-1d cell on mnist1d (exact: pins the kernels, which fails in a
+    process that has already run a torch operation)."""
+    from consensus.engines.ponas.exact import pin_kernels
+
+    pin_kernels()
+    from consensus.engines.ponas.train import score_sequences, train_sequences
+
+    train, validation, test = _mnist1d_arrays(Mnist1dData(**data))
+    recipe = Recipe.from_list(recipe_list)
+    genotype = get_space(MNIST1D_SPACE).encode(index)
+    start = time.perf_counter()
+    model, _ = train_sequences(genotype, recipe, seed, *train, space_name=MNIST1D_SPACE)
+    seconds = time.perf_counter() - start
+    return Row(
+        index,
+        genotype,
+        score_sequences(model, *validation),
+        len(validation[1]),
+        score_sequences(model, *test),
+        len(test[1]),
+        seconds,
+    )
 
 
 def train_one(index: int, recipe_list: list[int | str], seed: int, device: str) -> Row:
@@ -354,6 +526,18 @@ def parse_indices(spec: str) -> list[int]:
     return out
 
 
+def nested_sample(n: int, seed: int = SAMPLE_SEED) -> list[int]:
+    """The first ``n`` indices of ``random.Random(seed).shuffle(range(size))``, sorted: a uniform
+    sample, and the samples of one seed are nested (``n = 200`` lies inside ``n = 3000``).
+    (:func:`sample_indices`, kept for the digits tables, is not nested.)"""
+    size = get_space(SPACE).size
+    if not 0 <= n <= size:
+        raise ValueError(f"sample size {n} not in 0..{size}")
+    order = list(range(size))
+    random.Random(seed).shuffle(order)
+    return sorted(order[:n])
+
+
 def run_order(indices: Iterable[int], order: str) -> list[int]:
     todo = sorted(set(indices))
     if order == "shuffled":
@@ -410,14 +594,24 @@ def build(
     flush_every: int = 200,
     progress_every: float = 5.0,
     stream: TextIO = sys.stderr,
+    data: Mnist1dData | None = None,
+    sample: dict[str, Any] | None = None,
 ) -> dict[int, Row]:
     """Train every index of ``indices`` (default: the whole space) not yet in ``out``; return
-    all rows of the table (old and new). See the module docstring for the files."""
-    recipe = RECIPES[recipe_name]
+    all rows of the table (old and new). See the module docstring for the files.
+
+    ``data`` selects the mnist1d task (None: digits); ``sample`` (``{"n": .., "seed": ..,
+    "method": ..}``) describes how ``indices`` were drawn, for the meta file."""
+    task = "digits" if data is None else "mnist1d"
+    if recipe_name not in TASK_RECIPES[task]:
+        raise TableError(f"recipe {recipe_name} is not one of {task}'s: {sorted(TASK_RECIPES[task])}")
+    if data is not None and device != "cpu":
+        raise TableError("mnist1d rows are trained exactly, on CPU only")
+    recipe = TASK_RECIPES[task][recipe_name]
     size = get_space(SPACE).size
     wanted = list(range(size)) if indices is None else list(indices)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = load_meta(meta_path(out), recipe_name, recipe, seed)
+    meta = load_meta(meta_path(out), recipe_name, recipe, seed, data)
 
     rows = read_table(out)
     partial = partial_path(out)
@@ -452,10 +646,15 @@ def build(
         "cpu": cpu_name(),
         "machine": platform.machine(),
         "workers": workers,
+        "requested": len(set(wanted)),
         "rows_added": 0,
         "seconds": 0.0,
         "complete": False,
     }
+    if sample is not None:
+        run_info["sample"] = sample
+        if sample.get("n", 0) > meta.get("sample", {}).get("n", -1):
+            meta["sample"] = sample  # the largest sample asked of this table
     if not todo:
         if rows and not out.exists():
             meta["runs"].append(run_info)
@@ -466,6 +665,12 @@ def build(
     started = time.monotonic()
     since_flush = 0
     recipe_list = recipe.to_list()
+    data_arg = None if data is None else dataclasses.asdict(data)
+
+    def submit_args(index: int) -> tuple[Any, ...]:
+        if data_arg is None:
+            return (train_one, index, recipe_list, seed, device)
+        return (train_one_mnist1d, index, recipe_list, seed, data_arg)
 
     with open(partial, "a", encoding="utf-8") as work:
 
@@ -483,17 +688,24 @@ def build(
 
         try:
             if workers <= 1:
+                if data is not None:
+                    from consensus.engines.ponas.exact import pin_kernels
+
+                    pin_kernels()  # in this process: before its first torch operation
                 torch.set_num_threads(1)
                 for index in todo:
-                    record(train_one(index, recipe_list, seed, device))
+                    fn, *fn_args = submit_args(index)
+                    record(fn(*fn_args))
             else:
                 ctx = mp.get_context("spawn")
-                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(True,)) as pool:
+                with ProcessPoolExecutor(
+                    workers, mp_context=ctx, initializer=_worker_init, initargs=(True, data_arg)
+                ) as pool:
                     pending: set[Future[Row]] = set()
                     it = iter(todo)
                     try:
                         for index in it:
-                            pending.add(pool.submit(train_one, index, recipe_list, seed, device))
+                            pending.add(pool.submit(*submit_args(index)))
                             if len(pending) >= 4 * workers:
                                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                                 for fut in done:
@@ -532,8 +744,20 @@ def _finish(out: Path, meta: dict[str, Any], rows: dict[int, Row], run_info: dic
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="regtest", help="training recipe (default regtest)")
-    p.add_argument("--out", type=Path, default=None, help="table path (default bench/paper/nb201_digits_<recipe>.csv.gz)")
+    p.add_argument("--task", choices=tuple(TASK_RECIPES), default="digits", help="task (default digits)")
+    p.add_argument(
+        "--recipe",
+        choices=sorted({*RECIPES, *MNIST1D_RECIPES}),
+        default=None,
+        help="training recipe (default regtest for digits, mnist1d-devnet for mnist1d)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="table path (default: see the module docstring)")
+    p.add_argument("--epoch", type=int, default=0, help="mnist1d: the task epoch (default 0)")
+    p.add_argument(
+        "--data-preset", choices=("devnet", "regtest"), default="devnet", help="mnist1d: the chain preset (default devnet)"
+    )
+    p.add_argument("--test-key", default=TEST_KEY, help=f"mnist1d: name of the held-out set's key (default {TEST_KEY})")
+    p.add_argument("--test-size", type=int, default=TEST_SIZE, help=f"mnist1d: held-out samples (default {TEST_SIZE})")
     p.add_argument("--workers", type=int, default=1, help="training processes, one thread each (default 1)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda rows are not bitwise reproducible")
     p.add_argument("--limit", type=int, default=None, help="train at most this many more architectures this run")
@@ -551,6 +775,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
 
+    recipe_name: str = args.recipe or DEFAULT_RECIPE[args.task]
+    if recipe_name not in TASK_RECIPES[args.task]:
+        p.error(f"--recipe {recipe_name} is not a {args.task} recipe: {sorted(TASK_RECIPES[args.task])}")
+    data: Mnist1dData | None = None
+    if args.task == "mnist1d":
+        if args.device != "cpu":
+            p.error("--task mnist1d trains exactly, on CPU only")
+        if args.epoch < 0 or args.test_size < 1:
+            p.error("--epoch must be >= 0 and --test-size >= 1")
+        from consensus.engines.ponas.exact import pin_kernels
+
+        pin_kernels()  # before this process's first torch operation (it trains when --workers 1)
+        data = mnist1d_data(args.epoch, args.data_preset, args.test_key, args.test_size)
     if args.device == "cuda":
         import torch
 
@@ -558,15 +795,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error("--device cuda: CUDA is not available here")
     if args.workers < 1:
         p.error("--workers must be at least 1")
-    out: Path = args.out if args.out is not None else default_out(args.recipe)
+    out: Path = args.out if args.out is not None else default_out(recipe_name, data, args.seed)
     indices: list[int] | None = None
+    sample: dict[str, Any] | None = None
     if args.indices is not None:
         indices = parse_indices(args.indices)
     elif args.sample is not None:
-        indices = sample_indices(args.sample, args.sample_seed)
+        if data is None:
+            indices = sample_indices(args.sample, args.sample_seed)
+            method = "sample_indices: sorted(random.Random(seed).sample(range(15625), n))"
+        else:
+            indices = nested_sample(args.sample, args.sample_seed)
+            method = "nested_sample: the first n of random.Random(seed).shuffle(list(range(15625))), sorted"
+        sample = {"n": args.sample, "seed": args.sample_seed, "method": method}
     try:
         rows = build(
-            args.recipe,
+            recipe_name,
             out,
             indices,
             workers=args.workers,
@@ -576,6 +820,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             order=args.order,
             flush_every=max(1, args.flush_every),
             progress_every=args.progress_every,
+            data=data,
+            sample=sample,
         )
     except KeyboardInterrupt:
         return 130

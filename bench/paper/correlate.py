@@ -18,11 +18,38 @@ With ``--other-seeds``, every recipe is also trained with those training seeds, 
 how noisy a single-seed ranking is: the noise ceiling (the reference against itself with another
 seed), the cheap recipe against the reference with another seed (same-seed runs share initial
 weights and shuffles, which inflates their agreement), and seed-averaged scores.
+
+The mnist1d task (``--task mnist1d``)::
+
+    python bench/paper/correlate.py --task mnist1d --epochs 0 1 2 --workers 2
+
+asks whether a single training ranks the cells reliably enough for the chain, on the sample
+``build_table.nested_sample(--n, --sample-seed)`` (default 200 cells; part of the full table's
+sample of the same seed). Tables (``build_table.build``, resumable) under ``--dir`` (default
+``bench/paper/correlation_mnist1d/``): the recipe (``--recipe``, default ``mnist1d-devnet``) with
+training seeds ``--seeds A B`` (default 0 1) on task epoch ``--epochs[0]``; the top ``--top``
+cells (default 20, by seed A's validation score, as a miner picks) retrained with seed A and
+scored on a second held-out set from another key (``--test-keys``: the first names the tables'
+key, the second the other one; training is exact, so the retrained validation scores must equal
+the first ones, which is checked); and seed A on each further epoch of ``--epochs``. Scores
+are the held-out test counts (``--test-size`` samples, 5,000 by default: what decides a round);
+validation scores give an extra rho. Printed, each against the issue's target:
+
+- ``rho(seed A, seed B)`` over the sample (target >= 0.8), and within the top quarter by seed
+  A (target >= 0.5);
+- how many accuracy points the top tenth by seed A scores above the median cell, both on seed
+  B (target >= 3);
+- rho of the top cells' scores on the two test keys (target >= 0.9);
+- for each pair of epochs, the overlap of their top 10 cells (and rho over the sample).
+
+The results are merged into ``--json`` (default ``bench/paper/correlation_mnist1d.json``), one
+entry per recipe.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -109,8 +136,174 @@ def table_name(recipe: str, seed: int, main_seed: int) -> str:
     return recipe if seed == main_seed else f"{recipe}_seed{seed}"
 
 
+# ---------------------------------------------------------------------------------------------
+# mnist1d.
+
+TARGETS = {"rho_seeds": 0.8, "rho_seeds_top_quarter": 0.5, "top_tenth_points": 3.0, "rho_test_keys_top": 0.9}
+
+
+def top_cells(rows: dict[int, bt.Row], indices: Sequence[int], k: int, by: str = "test") -> list[int]:
+    """The ``k`` best of ``indices`` by ``by`` (``test`` or ``val`` correct), ties to the lower index."""
+    key = (lambda i: (-rows[i].test_correct, i)) if by == "test" else (lambda i: (-rows[i].val_correct, i))
+    return sorted(indices, key=key)[:k]
+
+
+def test_rho(x: dict[int, bt.Row], y: dict[int, bt.Row], indices: Sequence[int]) -> float:
+    return round(spearman([x[i].test_correct for i in indices], [y[i].test_correct for i in indices]), 4)
+
+
+def seed_metrics(a: dict[int, bt.Row], b: dict[int, bt.Row], indices: Sequence[int]) -> dict[str, Any]:
+    """Two training seeds of the same cells: rho overall and in seed A's top quarter, and how far
+    seed A's top tenth lies above the median cell on seed B (accuracy points)."""
+    quarter = top_cells(a, indices, max(2, round(len(indices) / 4)))
+    tenth = top_cells(a, indices, max(1, round(len(indices) / 10)))
+
+    def pct(row: bt.Row) -> float:
+        return 100.0 * row.test_correct / row.test_total
+
+    median_b = statistics.median(pct(b[i]) for i in indices)
+    top_b = statistics.fmean(pct(b[i]) for i in tenth)
+    return {
+        "rho_seeds": test_rho(a, b, indices),
+        "rho_seeds_val": val_rho(a, b, indices),
+        "top_quarter": len(quarter),
+        "rho_seeds_top_quarter": test_rho(a, b, quarter),
+        "top_tenth": len(tenth),
+        "top_tenth_mean_acc_seed_b": round(top_b, 3),
+        "median_acc_seed_b": round(median_b, 3),
+        "top_tenth_points": round(top_b - median_b, 3),
+        "mean_test_acc_seed_a": round(statistics.fmean(pct(a[i]) for i in indices), 3),
+        "mean_train_seconds": round(statistics.fmean(r.train_seconds for t in (a, b) for r in (t[i] for i in indices)), 3),
+    }
+
+
+def epoch_metrics(tables: dict[int, dict[int, bt.Row]], indices: Sequence[int], k: int = 10) -> dict[str, Any]:
+    """Per pair of epochs: how many of the top ``k`` cells (test score) they share, and rho."""
+    tops = {e: top_cells(t, indices, min(k, len(indices))) for e, t in tables.items()}
+    pairs: dict[str, Any] = {}
+    epochs = sorted(tables)
+    for n, e in enumerate(epochs):
+        for f in epochs[n + 1 :]:
+            pairs[f"{e}-{f}"] = {
+                "top_overlap": len(set(tops[e]) & set(tops[f])),
+                "rho": test_rho(tables[e], tables[f], indices),
+            }
+    return {"top_k": min(k, len(indices)), "top": {str(e): tops[e] for e in epochs}, "pairs": pairs}
+
+
+def _verdict(value: float, target: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return "pass" if value >= target else "FAIL"
+
+
+def main_mnist1d(args: argparse.Namespace) -> int:
+    from consensus.engines.ponas.exact import pin_kernels
+
+    pin_kernels()  # before this process's first torch operation (it trains when --workers 1)
+    recipe = args.recipe
+    if recipe not in bt.MNIST1D_RECIPES:
+        raise SystemExit(f"correlate: --recipe {recipe} is not a mnist1d recipe: {sorted(bt.MNIST1D_RECIPES)}")
+    if len(args.seeds) != 2 or args.seeds[0] == args.seeds[1]:
+        raise SystemExit("correlate: --seeds takes two different training seeds")
+    if len(args.test_keys) != 2 or args.test_keys[0] == args.test_keys[1]:
+        raise SystemExit("correlate: --test-keys takes two different key names")
+    epochs = list(dict.fromkeys(args.epochs))
+    seed_a, seed_b = args.seeds
+    key_a, key_b = args.test_keys
+    indices = bt.nested_sample(args.n, args.sample_seed)
+    print(f"sample of {len(indices)} (nested_sample, seed {args.sample_seed}): {indices}", flush=True)
+    base = bt.mnist1d_data(epochs[0], args.data_preset, key_a, args.test_size)
+    print(f"data: {args.data_preset} preset's genesis {base.genesis}, epochs {epochs}", flush=True)
+
+    def table(seed: int, epoch: int, key: str, cells: Sequence[int]) -> dict[int, bt.Row]:
+        data = dataclasses.replace(base, epoch=epoch, test_key=key)
+        out = args.dir / bt.default_out(recipe, data, seed).name
+        return bt.build(recipe, out, cells, workers=args.workers, seed=seed, data=data)
+
+    try:
+        a = table(seed_a, epochs[0], key_a, indices)
+        b = table(seed_b, epochs[0], key_a, indices)
+        top = top_cells(a, indices, min(args.top, len(indices)), by="val")
+        other_key = table(seed_a, epochs[0], key_b, top)
+        by_epoch = {epochs[0]: a}
+        for e in epochs[1:]:
+            by_epoch[e] = table(seed_a, e, key_a, indices)
+    except KeyboardInterrupt:
+        return 130
+
+    res = seed_metrics(a, b, indices)
+    res["top_by_val"] = len(top)
+    res["rho_test_keys_top"] = test_rho(a, other_key, top)
+    res["retrain_identical"] = all(a[i].val_correct == other_key[i].val_correct for i in top)
+    if len(epochs) > 1:
+        res["epochs"] = epoch_metrics(by_epoch, indices)
+
+    doc: dict[str, Any] = json.loads(args.json.read_text()) if args.json.exists() else {}
+    same = (doc.get("indices"), doc.get("genesis"), doc.get("test_size")) == (indices, base.genesis, base.test_size)
+    if not same:
+        doc = {}  # another sample or data: start over
+    import torch
+
+    doc.update(
+        {
+            "task": "mnist1d",
+            "metric": "Spearman rank correlation (average ranks) of held-out test scores over the sample",
+            "targets": TARGETS,
+            "notes": {
+                "rho_seeds": "seed A vs seed B (training seeds), epoch epochs[0], over the sample",
+                "rho_seeds_top_quarter": "the same within seed A's top quarter (selection lowers it)",
+                "top_tenth_points": "mean accuracy on seed B of seed A's top tenth minus the median cell's "
+                "accuracy on seed B, in percentage points",
+                "rho_test_keys_top": "seed A's top cells by validation score, retrained (exact), scored on a "
+                "held-out set of another key: rho between the two test sets' scores",
+                "epochs": "seed A per task epoch: overlap of the top 10 cells by test score, and rho",
+            },
+            "data_preset": args.data_preset,
+            "genesis": base.genesis,
+            "test_size": base.test_size,
+            "sample_seed": args.sample_seed,
+            "indices": indices,
+        }
+    )
+    doc.setdefault("results", {})[recipe] = {
+        "recipe": bt.MNIST1D_RECIPES[recipe].to_list(),
+        "seeds": [seed_a, seed_b],
+        "test_keys": [key_a, key_b],
+        "epochs_trained": epochs,
+        **res,
+        "torch": torch.__version__,
+        "workers": args.workers,
+        "date": datetime.date.today().isoformat(),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    bt.write_json(args.json, doc)
+
+    print(f"\nmnist1d, recipe {recipe} {bt.MNIST1D_RECIPES[recipe].to_list()}, n={len(indices)}, "
+          f"epoch {epochs[0]}, test = {base.test_size} held-out samples:")
+    lines = [
+        (f"rho(seed {seed_a}, seed {seed_b}), all {len(indices)}", res["rho_seeds"], "rho_seeds"),
+        (f"rho(seed {seed_a}, seed {seed_b}), top quarter ({res['top_quarter']})", res["rho_seeds_top_quarter"],
+         "rho_seeds_top_quarter"),
+        (f"top tenth ({res['top_tenth']}) above the median, points", res["top_tenth_points"], "top_tenth_points"),
+        (f"rho(key {key_a}, key {key_b}), top {len(top)} by val", res["rho_test_keys_top"], "rho_test_keys_top"),
+    ]
+    print(f"  {'measure':<52} {'value':>8} {'target':>7}  result")
+    for label, value, name in lines:
+        print(f"  {label:<52} {value:>8.4f} {'>= ' + format(TARGETS[name], 'g'):>7}  {_verdict(value, TARGETS[name])}")
+    print(f"  rho on validation scores (seeds): {res['rho_seeds_val']:.4f}; mean test acc {res['mean_test_acc_seed_a']:.2f}%; "
+          f"{res['mean_train_seconds']:.3f} s per training")
+    print(f"  retrained top cells identical (validation scores equal): {res['retrain_identical']}")
+    if "epochs" in res:
+        for pair, v in res["epochs"]["pairs"].items():
+            print(f"  epochs {pair}: top-{res['epochs']['top_k']} overlap {v['top_overlap']}, rho {v['rho']:.4f}")
+    print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--task", choices=("digits", "mnist1d"), default="digits", help="task (default digits)")
     p.add_argument("--cheap", nargs="+", default=["regtest"], choices=sorted(set(bt.RECIPES) - {REFERENCE}))
     p.add_argument("--n", type=int, default=200, help="sample size (default 200)")
     p.add_argument("--sample-seed", type=int, default=bt.SAMPLE_SEED)
@@ -125,9 +318,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--dir", type=Path, default=bt.HERE / "correlation", help="where the sample's tables go")
-    p.add_argument("--json", type=Path, default=bt.HERE / "correlation.json")
+    p.add_argument("--dir", type=Path, default=None, help="where the sample's tables go (default by task)")
+    p.add_argument("--json", type=Path, default=None, help="results (default by task)")
+    m = p.add_argument_group("mnist1d")
+    m.add_argument("--recipe", default="mnist1d-devnet", help="mnist1d recipe (default mnist1d-devnet)")
+    m.add_argument("--seeds", type=int, nargs=2, default=[0, 1], help="two training seeds (default 0 1)")
+    m.add_argument("--epochs", type=int, nargs="+", default=[0], help="task epochs (default 0)")
+    m.add_argument("--test-keys", nargs=2, default=[bt.TEST_KEY, f"{bt.TEST_KEY}-2"], help="two held-out key names")
+    m.add_argument("--top", type=int, default=20, help="cells retrained for the second test key (default 20)")
+    m.add_argument("--data-preset", choices=("devnet", "regtest"), default="devnet")
+    m.add_argument("--test-size", type=int, default=bt.TEST_SIZE)
     args = p.parse_args(argv)
+    if args.task == "mnist1d":
+        args.dir = args.dir or bt.HERE / "correlation_mnist1d"
+        args.json = args.json or bt.HERE / "correlation_mnist1d.json"
+        return main_mnist1d(args)
+    args.dir = args.dir or bt.HERE / "correlation"
+    args.json = args.json or bt.HERE / "correlation.json"
 
     indices = bt.sample_indices(args.n, args.sample_seed)
     print(f"sample of {len(indices)} (seed {args.sample_seed}): {indices}", flush=True)
