@@ -138,7 +138,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"devnet {manifest.chain_id} in {root}: {topo.nodes} nodes, a pool of {topo.pool_members} members, "
           f"{topo.solo} solo miners; {when}", file=out, flush=True)
     launcher = Launcher(root, manifest)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGINT too, explicitly: a process started from a script's background job inherits SIGINT
+    # ignored, and Python then leaves it ignored, so Ctrl-C (or kill -INT) would do nothing
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         launcher.start(progress)
         describe(launcher.manifest, out)
@@ -176,7 +178,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         _shutdown(root, launcher, out)
         return 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if not args.detach and not args.keep and launcher.manifest.state in ("starting", "running"):
             _shutdown(root, launcher, out)
 

@@ -23,7 +23,15 @@ import pytest
 import torch
 
 from consensus.engines.ponas.data import Dataset, digits_splits, round_test_set
-from consensus.engines.ponas.recipe import DEVNET, PRESETS, REGTEST, Recipe, RecipeError
+from consensus.engines.ponas.recipe import (
+    DEVNET,
+    MNIST1D_DEVNET,
+    MNIST1D_REGTEST,
+    PRESETS,
+    REGTEST,
+    Recipe,
+    RecipeError,
+)
 from consensus.engines.ponas.train import (
     derive_seed,
     deterministic_cpu,
@@ -64,11 +72,12 @@ def _result(proc: subprocess.Popen[str]) -> str:
 
 
 def test_recipe_wire_roundtrip_and_presets() -> None:
-    for recipe in (REGTEST, DEVNET):
+    for recipe in (REGTEST, DEVNET, MNIST1D_REGTEST, MNIST1D_DEVNET):
         items = recipe.to_list()
         assert all(isinstance(v, (int, str)) and not isinstance(v, float) for v in items)
         assert Recipe.from_list(items) == recipe
-    assert PRESETS == {"regtest": REGTEST, "devnet": DEVNET}
+    assert PRESETS == {"regtest": REGTEST, "devnet": DEVNET, "mnist1d-regtest": MNIST1D_REGTEST,
+                       "mnist1d-devnet": MNIST1D_DEVNET}
     with pytest.raises(RecipeError):
         Recipe.from_list(REGTEST.to_list()[:-1])
 
