@@ -687,11 +687,7 @@ def build(
             progress.tick()
 
         try:
-            if workers <= 1:
-                if data is not None:
-                    from consensus.engines.ponas.exact import pin_kernels
-
-                    pin_kernels()  # in this process: before its first torch operation
+            if workers <= 1:  # train_one_mnist1d pins this process itself, before it trains
                 torch.set_num_threads(1)
                 for index in todo:
                     fn, *fn_args = submit_args(index)

@@ -140,22 +140,34 @@ def pin_kernels() -> None:
         if _pinned:
             return
         _check_build()
+        # ATen reads the variable at the first capability check: set it before, and take it back
+        # if pinning fails, so that a refused process leaves no half-pinned environment to the
+        # children it starts later
+        before = {name: os.environ.get(name) for name in EXACT_ENV}
         os.environ.update(EXACT_ENV)
-        capability = torch.backends.cpu.get_cpu_capability()
-        if capability != "DEFAULT":
-            raise ExactnessError(
-                "kernels-not-pinned",
-                f"torch already runs {capability} kernels: pin before the first torch operation",
-            )
-        get, set_ = _mkl_cbwr()
-        if get(_MKL_CBWR_BRANCH) != _MKL_CBWR_COMPATIBLE:
-            status = set_(_MKL_CBWR_COMPATIBLE)
-            if status != _MKL_CBWR_SUCCESS or get(_MKL_CBWR_BRANCH) != _MKL_CBWR_COMPATIBLE:
+        try:
+            capability = torch.backends.cpu.get_cpu_capability()
+            if capability != "DEFAULT":
                 raise ExactnessError(
                     "kernels-not-pinned",
-                    f"MKL already chose its code path (mkl_cbwr_set -> {status}): pin before "
-                    "the first matrix product",
+                    f"torch already runs {capability} kernels: pin before the first torch operation",
                 )
+            get, set_ = _mkl_cbwr()
+            if get(_MKL_CBWR_BRANCH) != _MKL_CBWR_COMPATIBLE:
+                status = set_(_MKL_CBWR_COMPATIBLE)
+                if status != _MKL_CBWR_SUCCESS or get(_MKL_CBWR_BRANCH) != _MKL_CBWR_COMPATIBLE:
+                    raise ExactnessError(
+                        "kernels-not-pinned",
+                        f"MKL already chose its code path (mkl_cbwr_set -> {status}): pin before "
+                        "the first matrix product",
+                    )
+        except ExactnessError:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            raise
         torch._C._set_mkldnn_enabled(False)
         torch.backends.nnpack.set_flags(False)
         _pinned = True
