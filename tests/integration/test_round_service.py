@@ -296,3 +296,22 @@ async def test_a_peer_that_sends_a_candidate_with_a_false_score_is_discouraged(t
         await late.send_and_expect(M.BlockMsg(elsewhere, entry.weights, True), reason="wrong-close", disconnected=False)
     finally:
         await node.stop()
+
+
+def test_the_import_refuses_a_verdict_that_is_not_the_blocks(tmp_path: Path) -> None:
+    """The work check takes a verdict computed elsewhere only if it names this block (weights,
+    genotype, seed, claim, test key) and, under the retrain policy, was retrained: else
+    ``bad-verdict``; the block's own retrained verdict imports it."""
+    now = float(GENESIS_TIME + 1)
+    with open_noproof_chain(tmp_path / "n", PARAMS, clock=lambda: now) as chain:
+        entry = noproof_entry(PARAMS, chain.tip, chain.accounts, keys(1, seed=13)[0], GENOTYPES[0], 1)
+        close, commitments = close_round(PARAMS, chain.tip, [entry])
+        block = reveal(entry, close, commitments, 150)
+        now = float(block.header.timestamp + 1)
+        good = chain.engine.work_verdict(block, entry.weights)  # type: ignore[attr-defined]
+        assert chain.import_block(block, entry.weights, verdict=good).status == "connected"
+    for i, wrong in enumerate((replace(good, claimed=151), replace(good, seed=2), replace(good, retrained_score=None))):
+        with open_noproof_chain(tmp_path / f"other{i}", PARAMS, clock=lambda: now) as other:
+            with pytest.raises(InvalidBlock) as exc:
+                other.import_block(block, entry.weights, verdict=wrong)
+            assert exc.value.reason == "bad-verdict" and other.height == 0
