@@ -27,8 +27,14 @@ ENGINES = ("pow", "ponas")
 TASKS = ("digits", "mnist1d")
 """The built-in tasks: scikit-learn's digits (the first one, kept for comparison) and the
 procedurally generated MNIST-1D (:mod:`consensus.engines.ponas.mnist1d`)."""
-DEFAULT_TASK = "digits"
-"""The task of a new chain when none is named (``preset_params``, ``ponas genesis new``)."""
+DEFAULT_TASK = "mnist1d"
+"""The task of a new chain when none is named (``preset_params``, ``ponas genesis new``,
+``ponas devnet up``)."""
+REFERENCE_GENESIS_TIME = 1_700_000_000
+"""The genesis time of a preset's reference chain (``preset_params(preset, task=...,
+genesis_time=REFERENCE_GENESIS_TIME)``, default beacon): the ``mnist1d`` data that ``ponas nas
+train --preset`` trains on and that bench/paper's score tables were built on, so a table row can
+be reproduced without a genesis file."""
 _DIGITS_FIELDS = 13  # PonasParams' fields before ``task``: a digits chain encodes only these
 
 
@@ -92,6 +98,16 @@ class PonasParams(Codec):
             raise InvalidParams("bad-task", "mnist1d: scores are bit-exact, score_tolerance is 0")
         if self.space != "nb201-1d":
             raise InvalidParams("bad-task", "mnist1d: the space is nb201-1d (the network for sequences)")
+
+    def task_epoch(self, height: int) -> int | None:
+        """The task epoch of the round at ``height`` (``mnist1d``: rounds ``1..E`` are epoch 0,
+        as :func:`consensus.engines.ponas.mnist1d.epoch_of`); None for ``digits``, which has one
+        fixed task."""
+        if self.task == "digits":
+            return None
+        from consensus.engines.ponas.mnist1d import epoch_of
+
+        return epoch_of(height, self.epoch_rounds)
 
     def to_value(self) -> list[Any]:
         """The canonical value; a ``digits`` chain encodes only the fields it had before tasks
@@ -248,8 +264,8 @@ DEVNET_POW = PowParams(
 def _ponas(preset: str, beacon_pubkey: bytes, beacon_anchor: bytes, split_hash: bytes, task: str) -> PonasParams:
     if task == "mnist1d":
         # Sizes: 4,000 training samples (the 1-D network's measured setting, ~3 s a training on one
-        # core), a fresh 5,000-sample test set each round; task parameters redrawn every 60 rounds
-        # (about an hour of devnet). Regtest: a few hundred samples, epochs of 4 rounds.
+        # core), a fresh 5,000-sample test set each round; task parameters redrawn every 20 rounds
+        # (about 20 minutes of devnet). Regtest: a few hundred samples, epochs of 4 rounds.
         if preset == "regtest":
             return PonasParams(
                 beacon_pubkey, beacon_anchor, commit_window=8, reveal_window=4, closer_timeout=20,
@@ -261,7 +277,7 @@ def _ponas(preset: str, beacon_pubkey: bytes, beacon_anchor: bytes, split_hash: 
             beacon_pubkey, beacon_anchor, commit_window=45, reveal_window=15, closer_timeout=60,
             max_commitments_per_key=8, max_weights_bytes=4 << 20, score_tolerance=0, test_set_size=5000,
             space="nb201-1d", recipe="mnist1d-devnet", policy="retrain", data_split_hash=split_hash,
-            task="mnist1d", train_size=4000, validation_size=1000, epoch_rounds=60,
+            task="mnist1d", train_size=4000, validation_size=1000, epoch_rounds=20,
         )
     if task != "digits":
         raise InvalidParams("bad-task", f"task {task!r} is not one of {TASKS}")
@@ -321,5 +337,5 @@ def preset_params(
 
 __all__ = [
     "ChainParams", "PowParams", "PonasParams", "preset_params", "load_params", "save_params",
-    "PRESETS", "TASKS", "DEFAULT_TASK",
+    "PRESETS", "TASKS", "DEFAULT_TASK", "REFERENCE_GENESIS_TIME",
 ]

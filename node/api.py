@@ -122,7 +122,10 @@ def tx_json(tx: Transfer) -> dict[str, Any]:
     }
 
 
-def block_json(block: Block, brief: bool = False) -> dict[str, Any]:
+def block_json(block: Block, brief: bool = False, params: ChainParams | None = None) -> dict[str, Any]:
+    """A block for the API; with the chain's ``params`` (a ponas chain) the score's scale:
+    ``test_set_size`` (the score is correct answers out of it) and ``task_epoch`` (the task
+    epoch of the round; null for the genesis and for a digits chain)."""
     h = block.header
     out: dict[str, Any] = {
         "height": h.height, "hash": h.hash().hex(), "timestamp": h.timestamp, "genotype": h.genotype,
@@ -130,6 +133,9 @@ def block_json(block: Block, brief: bool = False) -> dict[str, Any]:
         "payouts": [{"address": format_address(p.address), "amount": p.amount} for p in block.coinbase.payouts],
         "miner": format_address(address_of(block.proof.commitment.miner)) if block.proof else None,
     }
+    if params is not None and params.engine == "ponas":
+        out["test_set_size"] = params.ponas.test_set_size
+        out["task_epoch"] = params.ponas.task_epoch(h.height) if h.height > 0 else None
     if brief:
         return out
     out["header"] = header_json(h)
@@ -304,12 +310,12 @@ class Api:
             h = chain.hash_at(height)
             block = chain.get_block(h) if h else None
             if block is not None:
-                out.append(block_json(block, brief=True))
+                out.append(block_json(block, brief=True, params=self.node.params))
         return web.json_response({"height": chain.height, "blocks": out})
 
     async def block(self, request: web.Request) -> web.Response:
         block = self._find_block(request.match_info["ref"])
-        out = block_json(block)
+        out = block_json(block, params=self.node.params)
         out["canonical"] = self.node.chain.is_canonical(block.header.hash())
         return web.json_response(out)
 

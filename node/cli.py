@@ -276,8 +276,6 @@ def _generate_ponas(chain: Any, args: argparse.Namespace, addresses: Sequence[by
 
     from node.generate import generate_ponas_round
 
-    if chain.params.ponas.task != "digits":
-        raise ConsensusError("unsupported-task", "ponas chain generate trains the digits task only (for now)")
     beacon_key, beacon_chain = load_beacon(args.beacon_key)
     seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
     rng = random.Random(seed)
@@ -286,11 +284,18 @@ def _generate_ponas(chain: Any, args: argparse.Namespace, addresses: Sequence[by
     for i in range(args.blocks):
         result = generate_ponas_round(chain, beacon_key, beacon_chain, addresses, args.trainings, rng, txs if i == 0 else (), status)
         status.clear()
-        print(f"round {result.height}: {result.seconds:5.1f}s  candidates (score on {chain.params.ponas.test_set_size} test digits):")
+        print(f"round {result.height}: {result.seconds:5.1f}s  candidates (score of {chain.params.ponas.test_set_size} "
+              f"test samples{_epoch_label(chain.params.ponas, result.height)}):")
         for c in sorted(result.candidates, key=lambda c: -c.score):
             mark = "*" if c is result.winner else " "
             print(f"  {mark} {format_address(c.miner)[:14]}…  score {c.score:>4}  validation {c.validation:>4}  {c.genotype}")
         print(f"  winner {result.winner.block_hash.hex()[:16]} at height {chain.height}", flush=True)
+
+
+def _epoch_label(ponas: Any, height: int) -> str:
+    """``", task epoch N"`` for a chain whose task has epochs (mnist1d), else empty."""
+    epoch = ponas.task_epoch(height)
+    return "" if epoch is None else f", task epoch {epoch}"
 
 
 def cmd_chain_show(args: argparse.Namespace) -> int:

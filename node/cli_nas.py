@@ -27,9 +27,9 @@ from typing import Any, TextIO
 
 from consensus.errors import ConsensusError
 from consensus.files import write_bytes_atomic
-from consensus.params import PRESETS, ChainParams, load_params
+from consensus.params import DEFAULT_TASK, PRESETS, TASKS, ChainParams, load_params
 
-__all__ = ["register_nas", "space_info", "check_training", "train_candidate", "TrainingJob", "TrainReport", "ProgressBar"]
+__all__ = ["register_nas", "task_info", "space_info", "check_training", "train_candidate", "TrainingJob", "TrainReport", "ProgressBar"]
 
 _SPACE_NAMES = ("nb201", "nb201-1d", "mlp")
 _MAX_SEED = (1 << 64) - 1
@@ -43,6 +43,36 @@ def _as_consensus_error(exc: Exception) -> ConsensusError:
 
 
 # --- the work -----------------------------------------------------------------------------------
+
+
+def task_info(task: str, preset: str = "devnet") -> dict[str, Any]:
+    """What a chain of ``task`` (``preset``'s sizes) trains on and how it is scored."""
+    from consensus.engines.ponas.model import NB201_1D_CELLS, NB201_1D_CHANNELS
+    from consensus.params import preset_params
+
+    ponas = preset_params(preset, task=task, genesis_time=0).ponas  # bad-preset, bad-task
+    info: dict[str, Any] = {"task": task, "preset": preset, "space": ponas.space, "recipe": ponas.recipe,
+                            "test_set_size": ponas.test_set_size}
+    if task == "mnist1d":
+        info |= {
+            "input": "40-point sequences (MNIST-1D: ten 12-point templates padded, scaled, sheared, translated, "
+                     "noised; generated bit-exactly from the chain)",
+            "network": f"stem, {NB201_1D_CELLS} cell(s) at {NB201_1D_CHANNELS} channels, stride-2 reduction, "
+                       f"{NB201_1D_CELLS} cell(s) at {2 * NB201_1D_CHANNELS}, global average pool, linear",
+            "train_size": ponas.train_size, "validation_size": ponas.validation_size,
+            "epoch_rounds": ponas.epoch_rounds,
+            "data": "per task epoch (epoch_rounds rounds) the generator's parameters, training set and validation "
+                    "split derive from the genesis hash; each round's test set from the round's revealed key",
+            "scoring": "exact: correct answers of the round's test set, recomputed bit-exactly by every node "
+                       "(pinned CPU kernels); retrain check: the same weights hash",
+        }
+    else:
+        info |= {
+            "input": "8x8 images (scikit-learn's digits)",
+            "data": "fixed public train / validation split; test sets drawn from the held-out digits by round key",
+            "scoring": f"correct answers of the round's test set, within {ponas.score_tolerance} samples",
+        }
+    return info
 
 
 def space_info(space_name: str, subspaces: int | None = None) -> dict[str, Any]:
@@ -132,40 +162,46 @@ class TrainingJob:
 
 def check_training(
     genotype: str, preset: str | None, seed: int = 0, space_name: str | None = None, *,
-    genesis: ChainParams | None = None, epoch: int = 0,
+    genesis: ChainParams | None = None, epoch: int = 0, task: str | None = None,
 ) -> TrainingJob:
-    """Check a training request before any work: ``bad-seed``, ``bad-preset``, ``unknown-space``,
-    ``bad-genotype``, ``bad-epoch``. ``space_name`` defaults to the task's space; the task is
-    the preset's (digits), or ``genesis``'s chain's when given (``preset`` is then only a label)."""
+    """Check a training request before any work: ``bad-seed``, ``bad-preset``, ``bad-task``,
+    ``unknown-space``, ``bad-genotype``, ``bad-epoch``. ``space_name`` defaults to the task's
+    space. The task is ``genesis``'s chain's when given (``preset`` is then only a label), else
+    ``task`` (default ``DEFAULT_TASK``) on ``preset``'s reference chain (genesis time
+    ``REFERENCE_GENESIS_TIME``, the preset's default beacon: for ``mnist1d`` the data bench/paper's
+    score tables were built on)."""
     from consensus.engines.ponas.recipe import PRESETS as RECIPES
     from consensus.engines.ponas.space import GenotypeError, get_space
-    from consensus.params import preset_params
+    from consensus.params import REFERENCE_GENESIS_TIME, preset_params
 
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _MAX_SEED:
         raise ConsensusError("bad-seed", f"seed {seed!r} not in 0..2**64-1")
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= _MAX_SEED:
         raise ConsensusError("bad-epoch", f"epoch {epoch!r} not in 0..2**64-1")
-    data = None
     if genesis is not None:
         if genesis.engine != "ponas":
             raise ConsensusError("bad-genesis", f"the chain's engine is {genesis.engine}, not ponas")
-        ponas = genesis.ponas
         label = preset or genesis.chain_id
-        if ponas.task == "mnist1d":
-            from consensus.chain import genesis_block
-            from consensus.engines.ponas.mnist1d import ChainData
-
-            data = ChainData(genesis_block(genesis).header.hash(), ponas.train_size, ponas.validation_size,
-                             ponas.test_set_size, ponas.epoch_rounds)
     elif preset is None:
         raise ConsensusError("bad-preset", "give --preset or --genesis")
     else:
-        ponas, label = preset_params(preset).ponas, preset  # raises bad-preset
+        genesis = preset_params(preset, task=task, genesis_time=REFERENCE_GENESIS_TIME)  # bad-preset, bad-task
+        label = preset
+    ponas = genesis.ponas
+    data = None
+    if ponas.task == "mnist1d":
+        from consensus.chain import genesis_block
+        from consensus.engines.ponas.mnist1d import ChainData
+
+        data = ChainData(genesis_block(genesis).header.hash(), ponas.train_size, ponas.validation_size,
+                         ponas.test_set_size, ponas.epoch_rounds)
     try:
         space = get_space(space_name or ponas.space)
         index = space.decode(genotype)
     except GenotypeError as exc:
         raise _as_consensus_error(exc) from None
+    if data is not None and space.name != "nb201-1d":
+        raise ConsensusError("unknown-space", f"the mnist1d task trains nb201-1d, not {space.name}")
     return TrainingJob(space.name, genotype, index, label, ponas.recipe, RECIPES[ponas.recipe], seed, data, epoch)
 
 
@@ -174,27 +210,15 @@ def train_candidate(job: TrainingJob, progress: Any = None) -> tuple[TrainReport
     training data: what a retrain verification replays); return (report, weights bytes).
     A mnist1d job trains exactly: the process must not have run torch before (it pins here)."""
     from consensus.engines.ponas.model import parameter_count
+    from consensus.engines.ponas.train import train_for_task
     from consensus.engines.ponas.weights import weights_hash
 
     start = time.perf_counter()
-    if job.data is not None:
-        from consensus.engines.ponas.exact import pin_kernels
-        from consensus.engines.ponas.train import score_sequences, train_sequences
-
-        pin_kernels()
-        x, y = job.data.train(job.epoch)
-        model, weights = train_sequences(job.genotype, job.recipe, job.seed, x, y, space_name=job.space_name,
-                                         progress=progress)
-        seconds = time.perf_counter() - start
-        vx, vy = job.data.validation(job.epoch)
-        correct, total = score_sequences(model, vx, vy), len(vy)
-    else:
-        from consensus.engines.ponas.data import digits_splits
-        from consensus.engines.ponas.train import train, validation_score
-
-        model, weights = train(job.space_name, job.genotype, job.recipe, job.seed, progress=progress)
-        seconds = time.perf_counter() - start
-        correct, total = validation_score(model), len(digits_splits().validation)
+    trained = train_for_task(job.space_name, job.genotype, job.recipe, job.seed, data=job.data, epoch=job.epoch,
+                             progress=progress)
+    seconds = time.perf_counter() - start
+    model, weights = trained.model, trained.weights
+    correct, total = trained.validation_correct, trained.validation_total
     report = TrainReport(
         space=job.space_name,
         genotype=job.genotype,
@@ -253,7 +277,8 @@ def register_nas(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     nsub = p.add_subparsers(dest="nas_command", metavar="ACTION")
     nsub.required = True
     info = nsub.add_parser("info", help="describe a search space and its subspaces")
-    info.add_argument("--space", choices=_SPACE_NAMES, default="nb201")
+    info.add_argument("--task", choices=TASKS, default=DEFAULT_TASK, help=f"the chain task (default {DEFAULT_TASK})")
+    info.add_argument("--space", choices=_SPACE_NAMES, help="default: the task's space")
     info.add_argument("--subspaces", type=int, metavar="N", help="also list the N near-equal subspaces")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_nas_info)
@@ -265,22 +290,33 @@ def register_nas(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         "weights hash and training time.",
     )
     tr.add_argument("--genotype", required=True, help="canonical genotype, e.g. '|nor_conv_3x3~0|+|...|'")
-    tr.add_argument("--preset", choices=PRESETS, help="chain preset whose recipe to use (digits)")
+    tr.add_argument("--preset", choices=PRESETS, help="chain preset whose recipe and data to use (its reference chain)")
+    tr.add_argument("--task", choices=TASKS, default=DEFAULT_TASK,
+                    help=f"the preset's task (default {DEFAULT_TASK}; ignored with --genesis)")
     tr.add_argument("--genesis", metavar="FILE", help="train for this chain's task instead (mnist1d: exactly, on "
                     "the data derived from its genesis)")
     tr.add_argument("--epoch", type=int, default=0, help="mnist1d: the task epoch whose training set to use (default 0)")
     tr.add_argument("--seed", type=int, default=0, help="declared training seed (default 0)")
-    tr.add_argument("--space", choices=_SPACE_NAMES, help="default: the task's space (nb201; nb201-1d for mnist1d)")
+    tr.add_argument("--space", choices=_SPACE_NAMES, help="default: the task's space (nb201-1d for mnist1d; nb201 for digits)")
     tr.add_argument("--out", metavar="FILE", help="write the safetensors weights here")
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=cmd_nas_train)
 
 
 def cmd_nas_info(args: argparse.Namespace) -> int:
-    info = space_info(args.space, args.subspaces)
+    task = task_info(args.task)
+    info = space_info(args.space or task["space"], args.subspaces)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps({**info, "task": task}, indent=2))
         return 0
+    print(f"task        {task['task']}: {task['input']}")
+    for name in ("network", "data", "scoring"):
+        if name in task:
+            print(f"{name:<11} {task[name]}")
+    sizes = ", ".join(f"{k.removesuffix('_size')} {task[k]:,}" for k in ("train_size", "validation_size", "test_set_size")
+                      if k in task)
+    print(f"{task['preset']:<11} {sizes}; recipe {task['recipe']}"
+          + (f"; {task['epoch_rounds']} rounds per task epoch" if "epoch_rounds" in task else ""))
     print(f"space       {info['space']}")
     print(f"size        {info['size']:,} architectures")
     if "operations" in info:
@@ -308,7 +344,8 @@ def cmd_nas_train(args: argparse.Namespace) -> int:
     if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise ConsensusError("bad-out", f"no directory for {args.out}")
     genesis = load_params(args.genesis) if args.genesis else None
-    job = check_training(args.genotype, args.preset, args.seed, args.space, genesis=genesis, epoch=args.epoch)
+    job = check_training(args.genotype, args.preset, args.seed, args.space, genesis=genesis, epoch=args.epoch,
+                         task=args.task)
     if job.data is not None:
         from consensus.engines.ponas.exact import pin_kernels
 

@@ -24,7 +24,7 @@ PAGE = r"""<!doctype html>
 <header><h1>PoNAS explorer</h1><span id="chain">connecting…</span><span id="tip"></span></header>
 <main>
  <section><h2>Latest blocks</h2><table id="blocks"><thead><tr><th>Height</th><th>Block</th><th>Architecture</th>
- <th>Score</th><th>Paid to</th><th>Payouts</th></tr></thead><tbody></tbody></table></section>
+ <th>Score (correct of test set)</th><th>Task epoch</th><th>Paid to</th><th>Payouts</th></tr></thead><tbody></tbody></table></section>
  <div>
   <section><h2>Round in progress</h2><div id="round">–</div></section>
   <section style="margin-top:16px"><h2>Peers</h2><table id="peers"><tbody></tbody></table></section>
@@ -47,6 +47,7 @@ function cell(g){ // |op~0|+|op~0|op~1|+|op~0|op~1|op~2|  -> an SVG of the 4-nod
   return s+"</svg>";}
 async function j(path){const r=await fetch(path); if(!r.ok) throw new Error(path+" "+r.status); return r.json();}
 function short(h){return h?h.slice(0,12)+"…":"–"}
+function score(b){return b.test_set_size?`${b.score} / ${b.test_set_size} <small>(${(100*b.score/b.test_set_size).toFixed(1)}%)</small>`:esc(b.score)}
 async function refresh(){
   try{
     const st=await j("/api/v1/status");
@@ -55,13 +56,13 @@ async function refresh(){
     const bl=await j("/api/v1/blocks?limit=15");
     document.querySelector("#blocks tbody").innerHTML=bl.blocks.map(b=>`<tr class="block-row">
       <td>${b.height}</td><td class="mono">${short(b.hash)}</td><td>${b.height?cell(b.genotype):"genesis"}</td>
-      <td class="score">${b.height?b.score:""}</td><td class="mono">${b.payouts.length?short(b.payouts[0].address):"–"}</td>
+      <td class="score">${b.height?score(b):""}</td><td class="epoch">${b.task_epoch??"–"}</td><td class="mono">${b.payouts.length?short(b.payouts[0].address):"–"}</td>
       <td class="mono">${b.payouts.map(p=>`${short(p.address)} ${(p.amount/1e8).toFixed(8).replace(/\.?0+$/,"")}`).join("<br>")||"–"}</td></tr>`).join("");
     const r=st.round;
     document.getElementById("round").innerHTML=r?`<p>Round <b id="round-height">${r.height}</b> <span class="phase">${esc(r.phase)}</span></p>
       <p>${r.commitments} commitments · ${r.candidates} candidates · attempt ${r.attempt}</p>
       <p>commit deadline ${new Date(r.deadline*1000).toLocaleTimeString()}${r.reveal_end?` · reveal ends ${new Date(r.reveal_end*1000).toLocaleTimeString()}`:""}</p>
-      <p class="mono">task ${short(r.task_id)} · space ${esc(r.space)} · recipe ${esc(r.recipe)}</p>`:"this chain has no rounds";
+      <p class="mono">task ${esc(r.task)}${r.task_epoch==null?"":` epoch ${r.task_epoch}`} · test set ${r.test_set_size} · space ${esc(r.space)} · recipe ${esc(r.recipe)}</p>`:"this chain has no rounds";
     const peers=await j("/api/v1/peers");
     document.querySelector("#peers tbody").innerHTML=peers.length?peers.map(p=>`<tr><td class="mono">${esc(p.host)}:${p.port}</td><td>${esc(p.direction)}</td><td>height ${p.height}</td></tr>`).join(""):"<tr><td>no peers</td></tr>";
   }catch(e){document.getElementById("chain").textContent="node unreachable: "+e.message;}

@@ -103,7 +103,7 @@ def generate_ponas_round(
     """
     from consensus.engines.ponas.engine import PonasEngine
     from consensus.engines.ponas.rounds import BUILTIN_TASK, CommitmentSet, commitment_for, make_close, round_seal
-    from consensus.engines.ponas.train import train, validation_score
+    from consensus.engines.ponas.train import train_for_task
 
     started = time.monotonic()
     engine = chain.engine
@@ -115,6 +115,7 @@ def generate_ponas_round(
     parent = chain.tip
     prev_key, prev_index = engine.previous_key(parent, chain)
     ts = max(int(chain.clock()), parent.timestamp + 1)
+    epoch = verifier.data.epoch(parent.height + 1) if verifier.data is not None else 0
     drafts = []
     for n, address in enumerate(addresses):
         best: tuple[int, str, int, bytes] | None = None
@@ -123,8 +124,9 @@ def generate_ponas_round(
             seed = rng.getrandbits(32)
             if progress:
                 progress(f"round {parent.height + 1}: miner {n + 1}/{len(addresses)} trains {t + 1}/{trainings} {genotype}")
-            model, weights = train(verifier.space.name, genotype, verifier.recipe, seed)
-            val = validation_score(model)
+            trained = train_for_task(verifier.space.name, genotype, verifier.recipe, seed, data=verifier.data,
+                                     epoch=epoch)
+            val, weights = trained.validation_correct, trained.weights
             if best is None or val > best[0]:
                 best = (val, genotype, seed, weights)
         assert best is not None
@@ -149,7 +151,8 @@ def generate_ponas_round(
         progress(f"round {parent.height + 1}: closed with {len(collected.items)} commitments; verifying")
     results = []
     for i, (_key, address, val, block, weights) in enumerate(drafts):
-        score = verifier.evaluate(weights, block.header.genotype, block.header.weights_hash, close.test_key)
+        score = verifier.evaluate(weights, block.header.genotype, block.header.weights_hash, close.test_key,
+                                  parent.height + 1)
         header = replace(block.header, round_close=close.hash(), score=score)
         sealed = replace(block, header=header, proof=round_seal(close, collected.items, i))
         chain.import_block(sealed, weights)

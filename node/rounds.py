@@ -201,6 +201,7 @@ class RoundService:
             "test_set_size": self.pp.test_set_size,
             "task": self.pp.task, "train_size": self.pp.train_size,
             "validation_size": self.pp.validation_size, "epoch_rounds": self.pp.epoch_rounds,
+            "task_epoch": self.pp.task_epoch(r.height),
             "reward": self.reward(),
             "attempt": r.attempt,
             "close": None if close is None else {

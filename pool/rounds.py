@@ -307,6 +307,7 @@ def train_one(
     validation split. The process must not have run torch before its first exact training
     (:func:`consensus.engines.ponas.exact.pin_kernels`, called here first)."""
     from consensus.engines.ponas.recipe import PRESETS
+    from consensus.engines.ponas.train import train_for_task
     from consensus.engines.ponas.weights import weights_hash
 
     recipe = PRESETS[recipe_name]
@@ -316,19 +317,9 @@ def train_one(
             raise _Aborted()
 
     started = time.monotonic()
-    if data is not None:
-        from consensus.engines.ponas.exact import pin_kernels
-        from consensus.engines.ponas.train import score_sequences, train_sequences
-
-        pin_kernels()  # before this training's first torch op
-        x, y = data.train(epoch)
-        model, weights = train_sequences(genotype, recipe, seed, x, y, space_name=space_name, progress=progress)
-        validation = score_sequences(model, *data.validation(epoch))
-    else:
-        from consensus.engines.ponas.train import train, validation_score
-
-        model, weights = train(space_name, genotype, recipe, seed, device=device, progress=progress)
-        validation = validation_score(model)
+    trained = train_for_task(space_name, genotype, recipe, seed, data=data, epoch=epoch, device=device,
+                             progress=progress)
+    weights, validation = trained.weights, trained.validation_correct
     return TrainResult(genotype, seed, validation, weights_hash(weights), weights, time.monotonic() - started)
 
 

@@ -40,6 +40,7 @@ def make_params(
         chain_id=chain_id,
         prefunds={k.address: coins * COIN for k in funded},
         genesis_time=GENESIS_TIME,
+        task="digits",  # a ponas chain of these trains in the test process (mnist1d would pin its kernels)
     )
 
 

@@ -31,6 +31,7 @@ def ponas_params(funded: Sequence[PrivateKey] = (), **ponas_changes: object) -> 
     params = preset_params(
         "regtest", engine="ponas", chain_id="ponas-test", prefunds={k.address: 1000 * COIN for k in funded},
         beacon_pubkey=BEACON.public_key, beacon_anchor=BEACON_CHAIN.anchor, genesis_time=GENESIS_TIME,
+        task="digits",  # trains in the test process (a mnist1d chain pins the kernels: tests run it in children)
     )
     return replace(params, ponas=replace(params.ponas, **ponas_changes)) if ponas_changes else params
 

@@ -97,6 +97,7 @@ from consensus.engines.ponas.recipe import (  # noqa: E402
     Recipe,
 )
 from consensus.engines.ponas.space import get_space  # noqa: E402
+from consensus.params import REFERENCE_GENESIS_TIME  # noqa: E402
 
 SPACE = "nb201"
 TASK = "digits"
@@ -120,7 +121,7 @@ DEFAULT_RECIPE = {"digits": "regtest", "mnist1d": "mnist1d-devnet"}
 # mnist1d: the chain whose data the tables use (a preset's genesis with a fixed time, so that
 # every run derives the same genesis hash), and the fixed held-out test set.
 MNIST1D_SPACE = "nb201-1d"
-PAPER_GENESIS_TIME = 1_700_000_000
+PAPER_GENESIS_TIME = REFERENCE_GENESIS_TIME  # consensus.params: the presets' reference chains
 TEST_KEY = "paper-test"
 TEST_DOMAIN = b"paper-test"
 TEST_SIZE = 5000

@@ -221,7 +221,7 @@ def auto_compute(rows: int) -> int:
 
 def make_setup(table: Table, compute: int | None = None, test_noise: float = 0.0) -> Setup:
     """The model's constants, from the devnet preset, the devnet recipe and ``ManagerConfig``."""
-    params = preset_params("devnet", data_split_hash=bytes(32), genesis_time=0)
+    params = preset_params("devnet", data_split_hash=bytes(32), genesis_time=0, task="digits")
     ponas = params.ponas
     assert ponas is not None
     manager = ManagerConfig(node_url="", fee_address=FEE_ADDRESS, datadir="")

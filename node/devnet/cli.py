@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from consensus.amounts import parse_amount
 from consensus.errors import ConsensusError
 from consensus.files import write_json_atomic
-from consensus.params import PRESETS
+from consensus.params import DEFAULT_TASK, PRESETS, TASKS
 from node import logs
 from node.devnet import launcher as ln
 from node.devnet import manifest as mf
@@ -38,6 +38,7 @@ def register_devnet(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     def shape(q: argparse.ArgumentParser) -> None:
         common(q)
         q.add_argument("--preset", choices=PRESETS, help="chain preset (default devnet: a block a minute)")
+        q.add_argument("--task", choices=TASKS, help=f"the chain's built-in task (default {DEFAULT_TASK})")
         q.add_argument("--nodes", type=int, help="full nodes; node0 closes the rounds (default 3)")
         q.add_argument("--pool-members", type=int, help="pool members; 0: no pool (default 3)")
         q.add_argument("--solo", type=int, help="solo miners (default 1)")

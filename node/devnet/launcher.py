@@ -28,7 +28,7 @@ START_TIMEOUT = 120.0  # seconds for one group of processes to answer
 STOP_TIMEOUT = 20.0  # seconds between SIGTERM and SIGKILL
 HTTP_TIMEOUT = 3.0
 #: The shape flags (argparse dest, also Topology fields) that ``resume`` compares.
-SHAPE_FLAGS = ("nodes", "pool_members", "solo", "preset", "pool_keys")
+SHAPE_FLAGS = ("nodes", "pool_members", "solo", "preset", "pool_keys", "task")
 
 
 def http_json(url: str, timeout: float = HTTP_TIMEOUT) -> Any:

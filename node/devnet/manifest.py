@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from consensus.files import write_json_atomic
-from consensus.params import PRESETS
+from consensus.params import DEFAULT_TASK, PRESETS, TASKS
 from node.devnet.errors import DevnetError
 
 FORMAT = 1
@@ -42,6 +42,7 @@ class Topology:
     solo: int = 1
     preset: str = "devnet"
     pool_keys: int = 1  # keys the pool commits under (ponas pool serve --commit-keys)
+    task: str = DEFAULT_TASK  # the chain's built-in task (ponas genesis new --task)
 
     def check(self) -> Topology:
         """This topology, if ``ponas devnet`` can start it; else ``bad-args`` naming the flag."""
@@ -53,6 +54,8 @@ class Topology:
             raise DevnetError("bad-args", f"--pool-members is 0..{MAX_MEMBERS}")
         if not 0 <= self.solo <= MAX_SOLO:
             raise DevnetError("bad-args", f"--solo is 0..{MAX_SOLO}")
+        if self.task not in TASKS:
+            raise DevnetError("bad-args", f"--task is one of {', '.join(TASKS)}")
         if not 1 <= self.pool_keys <= MAX_POOL_KEYS:
             raise DevnetError("bad-args", f"--pool-keys is 1..{MAX_POOL_KEYS}")
         if self.pool_members + self.solo == 0:
@@ -61,14 +64,15 @@ class Topology:
 
     def to_json(self) -> dict[str, Any]:
         return {"nodes": self.nodes, "pool_members": self.pool_members, "solo": self.solo, "preset": self.preset,
-                "pool_keys": self.pool_keys}
+                "pool_keys": self.pool_keys, "task": self.task}
 
     @classmethod
     def from_json(cls, data: object, where: str = "topology") -> Topology:
-        d = _object(data, where, required=("nodes", "pool_members", "solo", "preset"), optional=("pool_keys",))
+        d = _object(data, where, required=("nodes", "pool_members", "solo", "preset"), optional=("pool_keys", "task"))
         return cls(nodes=_int(d, "nodes", where), pool_members=_int(d, "pool_members", where), solo=_int(d, "solo", where),
                    preset=_str(d, "preset", where),
-                   pool_keys=_int(d, "pool_keys", where) if "pool_keys" in d else 1)  # older manifests: one key
+                   pool_keys=_int(d, "pool_keys", where) if "pool_keys" in d else 1,  # older manifests: one key
+                   task=_str(d, "task", where) if "task" in d else "digits")  # older manifests: digits chains
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,7 +140,7 @@ def init(root: Path, topo: Topology, ports: Mapping[str, int], lead: float, now:
     write_text_atomic(str(home / "config.toml"), f'[wallet]\nnode = "{wallet_node}"\n')
     start = int((time.time() if now is None else now) + lead)
     params = write_genesis(topo.preset, str(root / "genesis.json"), str(root / "beacon.key"), prefunds,
-                           chain_id=f"ponas-{topo.preset}", genesis_time=start)
+                           chain_id=f"ponas-{topo.preset}", genesis_time=start, task=topo.task)
     manifest = Manifest(
         dir=str(root), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), state="initialised",
         supervisor=None, topology=topo, chain_id=params.chain_id, genesis=genesis_block(params).header.hash().hex(),

@@ -48,7 +48,7 @@ def fmt_duration(seconds: float) -> str:
 class RoundsView:
     """The blocks as rows, from a node's API, with names for the devnet's addresses."""
 
-    COLUMNS = ("HEIGHT", "WINNER", "ARCHITECTURE", "SCORE", "PAYOUTS", "TIME")
+    COLUMNS = ("HEIGHT", "EPOCH", "WINNER", "ARCHITECTURE", "SCORE", "PAYOUTS", "TIME")
 
     def __init__(self, manifest: Manifest) -> None:
         self.names = {a: n for n, a in manifest.accounts.items()} | dict(manifest.aliases)
@@ -67,6 +67,7 @@ class RoundsView:
         t = header.get("timestamp")
         row = {"height": block["height"], "hash": block.get("hash"), "winner": self.winner(block.get("miner")),
                "genotype": header.get("genotype", ""), "score": header.get("score"),
+               "task_epoch": block.get("task_epoch"), "test_set_size": block.get("test_set_size"),
                "payouts": payouts, "members_paid": sum(1 for p in block.get("payouts", []) if p["address"] in self.members),
                "interval": (t - self.last_time) if isinstance(t, int) and self.last_time is not None else None}
         self.last_time = t if isinstance(t, int) else self.last_time
@@ -74,11 +75,15 @@ class RoundsView:
         return row
 
     def cells(self, row: dict[str, Any], test_size: int) -> list[str]:
+        """The row's columns; the score is correct answers out of the round's test set (the
+        block's ``test_set_size``, else ``test_size``), the epoch the task's ("-": none)."""
         score = row["score"]
-        pct = f" {100 * score / test_size:.1f}%" if isinstance(score, int) and test_size else ""
+        size = row.get("test_set_size") or test_size
+        pct = f" {100 * score / size:.1f}%" if isinstance(score, int) and size else ""
+        epoch = row.get("task_epoch")
         pays = ", ".join(f"{n} {coins(a)}" for n, a in row["payouts"])
-        return [str(row["height"]), row["winner"], brief_genotype(row["genotype"]), f"{score}/{test_size}{pct}",
-                pays, "" if row["interval"] is None else f"{row['interval']}s"]
+        return [str(row["height"]), "-" if epoch is None else str(epoch), row["winner"], brief_genotype(row["genotype"]),
+                f"{score}/{size}{pct}", pays, "" if row["interval"] is None else f"{row['interval']}s"]
 
 
 def format_row(cells: Sequence[str], widths: Sequence[int]) -> str:
@@ -148,7 +153,7 @@ def watch(root: Path, launcher: Launcher, rounds: int | None, send: str | None, 
         tip = http_json(f"{api0}/api/v1/blocks/{first}") or {}
         t = tip.get("header", {}).get("timestamp") if isinstance(tip, dict) else None
         view.last_time = t if isinstance(t, int) else None
-    widths = (6, 8, 18, 14, 60, 5)
+    widths = (6, 5, 8, 18, 17, 60, 5)
     print(format_row(RoundsView.COLUMNS, widths), file=out, flush=True)
     t0 = last_block = time.monotonic()
     phase_said = None

@@ -113,8 +113,10 @@ def test_console_script_runs(tmp_path: Path) -> None:
 
 
 def test_ponas_rounds_mined_locally(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Digits, in this process (the default task, mnist1d, pins the kernels: its own test runs
+    the command in a child)."""
     g = str(tmp_path / "g.json")
-    assert run(capsys, "genesis", "new", "--out", g, "--demo-keys", str(tmp_path / "keys"))[0] == 0
+    assert run(capsys, "genesis", "new", "--task", "digits", "--out", g, "--demo-keys", str(tmp_path / "keys"))[0] == 0
     a = [json.loads((tmp_path / "keys" / f"demo{i}.key").read_text())["address"] for i in range(2)]
     d = str(tmp_path / "node")
     base = ["chain", "generate", "--datadir", d, "--genesis", g]
@@ -137,3 +139,23 @@ def test_ponas_rounds_mined_locally(tmp_path: Path, capsys: pytest.CaptureFixtur
     for block in shown["blocks"][1:]:
         assert block["genotype"].startswith("|") and 0 < block["score"] <= 200
         assert block["payouts"][0][0] in a
+
+
+def test_mnist1d_rounds_mined_locally_show_their_task_epoch(tmp_path: Path) -> None:
+    """The default task in a child process: regtest epochs are 4 rounds, so 5 rounds cross into
+    task epoch 1; every score is out of the round's 200 fresh test samples."""
+    g = str(tmp_path / "g.json")
+    made = run_ponas("genesis", "new", "--preset", "regtest", "--out", g, "--demo-keys", str(tmp_path / "keys"))
+    assert made.returncode == 0, made.stderr
+    assert load_params(g).ponas.task == "mnist1d"
+    a = [json.loads((tmp_path / "keys" / f"demo{i}.key").read_text())["address"] for i in range(2)]
+    d = str(tmp_path / "node")
+    mined = run_ponas("chain", "generate", "--datadir", d, "--genesis", g, "--address", a[0], "--address", a[1],
+                      "--beacon-key", str(tmp_path / "beacon.key"), "--trainings", "1", "--seed", "7", "--blocks", "5",
+                      timeout=300)
+    assert mined.returncode == 0, mined.stderr
+    assert mined.stdout.count("(score of 200 test samples, task epoch 0)") == 4
+    assert mined.stdout.count("(score of 200 test samples, task epoch 1)") == 1
+    shown = run_ponas("chain", "show", "--datadir", d, "--genesis", g, "--json")
+    blocks = json.loads(shown.stdout)["blocks"]
+    assert len(blocks) == 6 and all(0 < b["score"] <= 200 for b in blocks[1:])

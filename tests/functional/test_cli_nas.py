@@ -22,6 +22,7 @@ from consensus.engines.ponas.weights import load_weights, weights_hash
 from node.cli import main
 from node.cli_nas import ProgressBar
 
+REPO = Path(__file__).resolve().parents[2]
 GENOTYPE = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 SEED = 5
 
@@ -41,7 +42,7 @@ def direct_hash() -> str:
 
 @pytest.mark.parametrize(("n", "size"), [(5, 3125), (25, 625)])
 def test_info_subspaces_json(capsys: pytest.CaptureFixture[str], n: int, size: int) -> None:
-    code, out, err = run(capsys, "nas", "info", "--subspaces", str(n), "--json")
+    code, out, err = run(capsys, "nas", "info", "--task", "digits", "--subspaces", str(n), "--json")
     assert code == 0, err
     info = json.loads(out)
     assert info["space"] == "nb201" and info["size"] == 15_625
@@ -58,7 +59,7 @@ def test_info_subspaces_json(capsys: pytest.CaptureFixture[str], n: int, size: i
 
 
 def test_info_text(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "nas", "info", "--subspaces", "5")
+    code, out, err = run(capsys, "nas", "info", "--space", "nb201", "--subspaces", "5")
     assert code == 0, err
     assert re.search(r"^size\s+15,625 architectures$", out, re.M)
     assert "nor_conv_3x3" in out and "0->1" in out and "5 subspaces:" in out
@@ -85,7 +86,7 @@ def test_info_non_integer_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
 def test_train_regtest_prints_the_direct_hash(
     capsys: pytest.CaptureFixture[str], direct_hash: str, tmp_path: Path
 ) -> None:
-    code, out, err = run(capsys, "nas", "train", "--genotype", GENOTYPE, "--preset", "regtest", "--seed", str(SEED))
+    code, out, err = run(capsys, "nas", "train", "--genotype", GENOTYPE, "--preset", "regtest", "--task", "digits", "--seed", str(SEED))
     assert code == 0, err
     m = re.search(r"^validation\s+(\d+) / 297 correct \((\d+\.\d\d)%\)$", out, re.M)
     assert m and 150 < int(m.group(1)) <= 297  # far above chance (about 30 of 297)
@@ -97,7 +98,7 @@ def test_train_regtest_prints_the_direct_hash(
 
     out_file = tmp_path / "w.safetensors"
     code, out, err = run(
-        capsys, "nas", "train", "--genotype", GENOTYPE, "--preset", "regtest", "--seed", str(SEED),
+        capsys, "nas", "train", "--genotype", GENOTYPE, "--preset", "regtest", "--task", "digits", "--seed", str(SEED),
         "--json", "--out", str(out_file),
     )
     assert code == 0, err
@@ -107,7 +108,7 @@ def test_train_regtest_prints_the_direct_hash(
     data = out_file.read_bytes()
     assert weights_hash(data).hex() == direct_hash and len(data) == report["weights_bytes"]
     load_weights(data, "nb201", GENOTYPE)  # canonical, loads as the declared architecture
-    code, _, err = run(capsys, "nas", "train", "--genotype", GENOTYPE, "--preset", "regtest", "--out", str(out_file))
+    code, _, err = run(capsys, "nas", "train", "--genotype", GENOTYPE, "--preset", "regtest", "--task", "digits", "--out", str(out_file))
     assert code == 1 and err.startswith("error: file-exists:")  # never overwritten
     assert out_file.read_bytes() == data
 
@@ -123,13 +124,58 @@ def test_train_regtest_prints_the_direct_hash(
     ],
 )
 def test_train_bad_genotype(capsys: pytest.CaptureFixture[str], genotype: str) -> None:
-    code, out, err = run(capsys, "nas", "train", "--genotype", genotype, "--preset", "regtest")
+    code, out, err = run(capsys, "nas", "train", "--genotype", genotype, "--preset", "regtest", "--task", "digits")
     assert code == 1 and out == ""
     assert err.startswith("error: bad-genotype: ") and "training epoch" not in err
 
 
+def test_info_describes_the_default_task(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "nas", "info")
+    assert code == 0, err
+    assert re.search(r"^task\s+mnist1d: 40-point sequences", out, re.M)
+    assert re.search(r"^devnet\s+train 4,000, validation 1,000, test_set 5,000; recipe mnist1d-devnet; 20 rounds", out, re.M)
+    assert re.search(r"^space\s+nb201-1d$", out, re.M) and re.search(r"^scoring\s+exact", out, re.M)
+    code, out, err = run(capsys, "nas", "info", "--task", "digits", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["space"] == "nb201" and info["task"]["task"] == "digits"
+    assert info["task"]["test_set_size"] == 300
+
+
+_CHILD_RETRAIN = """
+import sys
+from consensus.chain import genesis_block
+from consensus.engines.ponas.verify import Verifier
+from consensus.params import REFERENCE_GENESIS_TIME, preset_params
+params = preset_params("regtest", genesis_time=REFERENCE_GENESIS_TIME)
+verifier = Verifier(params.ponas, genesis=genesis_block(params).header.hash())
+digest, _model = verifier.retrain(sys.argv[1], int(sys.argv[2]), height=1)
+print(digest.hex())
+"""
+
+
+def test_train_mnist1d_prints_what_a_verifier_retrains(tmp_path: Path) -> None:
+    """The default task, in processes of their own (exact training pins the kernels first): the
+    weights hash ``nas train --preset regtest`` prints is the one a verifier's retrain gives on
+    that preset's reference chain, in epoch 0."""
+    cli = subprocess.run([sys.executable, "-m", "node", "nas", "train", "--genotype", GENOTYPE, "--preset", "regtest",
+                          "--seed", str(SEED), "--json"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert cli.returncode == 0, cli.stderr
+    report = json.loads(cli.stdout)
+    assert report["space"] == "nb201-1d" and report["recipe"]["name"] == "mnist1d-regtest"
+    assert report["validation_total"] == 100 and 15 < report["validation_correct"] <= 100  # chance: 10 (regtest: 320 samples, 2 epochs)
+    child = subprocess.run([sys.executable, "-c", _CHILD_RETRAIN, GENOTYPE, str(SEED)], capture_output=True, text=True,
+                           timeout=300, cwd=REPO)
+    assert child.returncode == 0, child.stderr
+    assert report["weights_hash"] == child.stdout.strip()
+    other = subprocess.run([sys.executable, "-m", "node", "nas", "train", "--genotype", GENOTYPE, "--preset", "regtest",
+                            "--seed", str(SEED + 1), "--epoch", "1", "--json"], capture_output=True, text=True,
+                           timeout=300, cwd=REPO)
+    assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout)["weights_hash"] != report["weights_hash"]
+
+
 def test_train_bad_seed(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "nas", "train", "--genotype", GENOTYPE, "--preset", "regtest", "--seed", "-1")
+    code, _, err = run(capsys, "nas", "train", "--genotype", GENOTYPE, "--preset", "regtest", "--task", "digits", "--seed", "-1")
     assert code == 1 and err.startswith("error: bad-seed: ")
 
 

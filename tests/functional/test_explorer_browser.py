@@ -262,8 +262,8 @@ async def test_explorer_page_in_a_headless_browser(tmp_path: Path) -> None:
     assert len(rows) == BLOCKS + 1
     for row, block in zip(rows, api_blocks, strict=True):
         cells = row.find_all("td")
-        assert len(cells) == 6
-        height, short_hash, arch, score, winner, payouts = cells
+        assert len(cells) == 7
+        height, short_hash, arch, score, epoch, winner, payouts = cells
         assert squash(height.text()) == str(block["height"])
         assert squash(short_hash.text()) == block["hash"][:12] + "…"
         paid = squash(payouts.text())
@@ -272,7 +272,10 @@ async def test_explorer_page_in_a_headless_browser(tmp_path: Path) -> None:
         if block["height"] == 0:
             assert squash(arch.text()) == "genesis" and squash(score.text()) == ""
             continue
-        assert squash(score.text()) == str(block["score"]) and block["score"] > 0
+        size = params.ponas.test_set_size
+        assert block["test_set_size"] == size and block["score"] > 0
+        assert squash(score.text()) == f"{block['score']} / {size} ({100 * block['score'] / size:.1f}%)"
+        assert block["task_epoch"] is None and squash(epoch.text()) == "–"  # digits: one task, no epochs
         assert {p["address"] for p in block["payouts"]} <= {format_address(a) for a in miners}
         assert block["miner"].startswith("pn1")  # the address of the key that signed the commitment
         assert squash(winner.text()) == block["payouts"][0]["address"][:12] + "…"  # the address paid
@@ -299,6 +302,7 @@ async def test_explorer_page_in_a_headless_browser(tmp_path: Path) -> None:
     assert len(phases) == 1 and phases[0] in PHASES, phases
     assert round_info is not None and round_info["height"] == BLOCKS + 1
     assert "space nb201" in squash(panel.text()) and "recipe regtest" in squash(panel.text())
+    assert f"task digits · test set {params.ponas.test_set_size}" in squash(panel.text())
     # The peers panel: this node is alone.
     assert squash(dom.by_id("peers").text()) == "no peers"
 

@@ -189,3 +189,37 @@ def test_model_trained_on_the_test_data_fails_the_retrain_check(round_kit) -> No
     with pytest.raises(InvalidBlock) as err:
         check(block, cheat.weights, genesis, accounts)
     assert err.value.reason == "retrain-mismatch"
+
+
+def test_a_genotype_and_seed_already_in_the_task_epoch_earn_nothing_again(tmp_path: Path) -> None:
+    """mnist1d (regtest: epochs of 4 rounds): in one task epoch the same data and the same
+    (genotype, seed) give the same weights byte for byte, so a block repeating an ancestor's pair
+    is a free copy and is refused with ``repeated-work``; another seed, or the next epoch (new
+    data: new work), is accepted."""
+    params = ponas_params(MINERS[:1], task="mnist1d", space="nb201-1d", recipe="mnist1d-regtest", score_tolerance=0,
+                          train_size=320, validation_size=100, epoch_rounds=4)
+    clock = Clock()
+    with open_noproof_chain(tmp_path / "node", params, clock=clock) as chain:
+
+        def mine(genotype: str, seed: int, miner: int = 0) -> Block:
+            parent = chain.tip
+            entry = noproof_entry(params, parent, chain.accounts, MINERS[miner], genotype, seed)
+            close, commitments = close_round(params, parent, [entry], key_index=parent.height + 1)
+            block = reveal(entry, close, commitments, 100)
+            result = chain.import_block(block, entry.weights)
+            assert result.status == "connected", (genotype, seed, result)
+            return block
+
+        mine(GENOTYPES[0], 7)  # height 1, epoch 0
+        mine(GENOTYPES[1], 8)  # height 2
+        parent = chain.tip
+        copy = noproof_entry(params, parent, chain.accounts, MINERS[1], GENOTYPES[0], 7)
+        close, commitments = close_round(params, parent, [copy], key_index=parent.height + 1)
+        with pytest.raises(InvalidBlock) as err:
+            chain.import_block(reveal(copy, close, commitments, 100), copy.weights)
+        assert err.value.reason == "repeated-work" and chain.height == 2
+        mine(GENOTYPES[0], 9, miner=1)  # the same cell with another seed is other work: height 3
+        mine(GENOTYPES[2], 1)  # height 4, the epoch's last round
+        assert params.ponas.task_epoch(5) == 1
+        mine(GENOTYPES[0], 7)  # height 5: epoch 1, new data, so the pair is new work
+        assert chain.height == 5

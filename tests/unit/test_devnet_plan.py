@@ -241,7 +241,7 @@ def test_a_manifest_written_before_it_was_typed_loads_and_saves_back_byte_for_by
     (tmp_path / mf.MANIFEST).write_text(text)
     manifest = mf.load(tmp_path)
     assert manifest.state == "stopped" and manifest.topology == Topology(nodes=1, pool_members=1, solo=1,
-                                                                         preset="regtest", pool_keys=2)
+                                                                         preset="regtest", pool_keys=2, task="digits")
     assert [(p.name, p.role, p.pid) for p in manifest.processes] == [
         ("node0", "node", 4242), ("pool", "pool", 4243), ("member0", "member", 4244), ("solo0", "solo", 4245)]
     assert manifest.node_apis() == [("node0", "http://127.0.0.1:28400")]
@@ -249,14 +249,17 @@ def test_a_manifest_written_before_it_was_typed_loads_and_saves_back_byte_for_by
     out = tmp_path / "out"
     out.mkdir()
     mf.save(out, manifest)
-    assert (out / mf.MANIFEST).read_text() == text
+    # written back as it was, with the task it had (before tasks, every chain was digits)
+    with_task = copy.deepcopy(OLD_MANIFEST)
+    with_task["topology"]["task"] = "digits"
+    assert (out / mf.MANIFEST).read_text() == json.dumps(with_task, indent=2) + "\n"
     assert Manifest.from_json(manifest.to_json()) == manifest
     # the oldest manifests have neither the pool's key count nor aliases: one key, no aliases
     older = copy.deepcopy(OLD_MANIFEST)
     del older["topology"]["pool_keys"], older["aliases"]
     loaded = Manifest.from_json(older)
     assert loaded.topology.pool_keys == 1 and loaded.aliases == {}
-    assert loaded.to_json() == older | {"topology": older["topology"] | {"pool_keys": 1}, "aliases": {}}
+    assert loaded.to_json() == older | {"topology": older["topology"] | {"pool_keys": 1, "task": "digits"}, "aliases": {}}
 
 
 def test_what_init_writes_loads_as_it_was_returned(tmp_path: Path) -> None:
@@ -319,3 +322,13 @@ def test_no_manifest_and_one_that_is_no_json(tmp_path: Path) -> None:
     with pytest.raises(DevnetError) as exc:
         mf.load(tmp_path)
     assert exc.value.reason == "bad-manifest"
+
+
+def test_a_block_row_shows_the_task_epoch_and_the_score_out_of_the_rounds_test_set() -> None:
+    view = watch.RoundsView(bare_manifest(accounts={}, processes=(), genesis_time=0))
+    mnist = view.add({"height": 21, "miner": None, "payouts": [], "task_epoch": 1, "test_set_size": 5000,
+                      "header": {"genotype": "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|",
+                                 "score": 4731, "timestamp": 60}})
+    assert view.cells(mnist, 0)[:5] == ["21", "1", "?", "3+-s+--p", "4731/5000 94.6%"]
+    digits = view.add({"height": 2, "miner": None, "payouts": [], "header": {"genotype": "", "score": 290}})
+    assert view.cells(digits, 300)[1] == "-" and view.cells(digits, 300)[4] == "290/300 96.7%"  # an older node's API

@@ -52,7 +52,8 @@ def chain_data(params: ChainParams) -> mnist1d.ChainData:
 
 
 def test_presets_select_the_task() -> None:
-    digits = preset_params("devnet", genesis_time=GENESIS_TIME)
+    assert preset_params("devnet", genesis_time=GENESIS_TIME).ponas.task == "mnist1d"  # the default
+    digits = preset_params("devnet", genesis_time=GENESIS_TIME, task="digits")
     assert (digits.ponas.task, digits.ponas.space, digits.ponas.score_tolerance) == ("digits", "nb201", 3)
     dev = mnist1d_params("devnet").ponas
     assert (dev.task, dev.space, dev.recipe, dev.score_tolerance) == ("mnist1d", "nb201-1d", "mnist1d-devnet", 0)
@@ -65,7 +66,7 @@ def test_presets_select_the_task() -> None:
 def test_genesis_file_round_trip_and_old_files_load_as_digits() -> None:
     params = mnist1d_params()
     assert ChainParams.from_json(json.loads(json.dumps(params.to_json()))) == params
-    digits = preset_params("regtest", genesis_time=GENESIS_TIME)
+    digits = preset_params("regtest", genesis_time=GENESIS_TIME, task="digits")
     old = digits.to_json()
     for name in ("task", "train_size", "validation_size", "epoch_rounds"):
         del old["ponas"][name]  # a genesis file written before tasks existed
@@ -90,7 +91,7 @@ def test_bad_mnist1d_params_are_refused(change: dict[str, object]) -> None:
 
 
 def test_digits_with_task_sizes_and_unknown_preset_task_are_refused() -> None:
-    doc = preset_params("regtest", genesis_time=GENESIS_TIME).to_json()
+    doc = preset_params("regtest", genesis_time=GENESIS_TIME, task="digits").to_json()
     doc["ponas"]["train_size"] = 100
     with pytest.raises(InvalidParams) as err:
         ChainParams.from_json(doc)
@@ -254,3 +255,20 @@ def test_mnist1d_round_is_verified_exactly() -> None:
     assert out["pool_honest"] is None
     assert out["pool_wrong_validation"] == "score-mismatch"
     assert out["pool_leaked"] == "retrain-mismatch"
+
+
+def test_the_api_names_a_blocks_task_epoch_and_test_set_size() -> None:
+    from consensus.types import Header
+    from node.api import block_json
+
+    params = mnist1d_params()  # regtest: epochs of 4 rounds, 200 test samples
+    genesis = genesis_block(params)
+    assert (block_json(genesis, params=params)["task_epoch"], block_json(genesis, params=params)["test_set_size"]) == (None, 200)
+    for height, epoch in ((1, 0), (4, 0), (5, 1), (9, 2)):
+        block = replace(genesis, header=replace(genesis.header, height=height))
+        assert isinstance(block.header, Header)
+        out = block_json(block, brief=True, params=params)
+        assert (out["task_epoch"], out["test_set_size"]) == (epoch, 200) and params.ponas.task_epoch(height) == epoch
+    digits = preset_params("regtest", genesis_time=GENESIS_TIME, task="digits")
+    assert block_json(genesis_block(digits), params=digits)["task_epoch"] is None and digits.ponas.task_epoch(7) is None
+    assert "task_epoch" not in block_json(genesis)  # without the chain's parameters: no scale to name

@@ -30,7 +30,7 @@ from tests.builders import keys
 K = keys(6)
 BEACON_KEY = K[5]
 CHAIN = BeaconChain.create(length=50, seed=b"\x42" * 32)
-PARAMS = preset_params("regtest", beacon_pubkey=BEACON_KEY.public_key, beacon_anchor=CHAIN.anchor, genesis_time=0)
+PARAMS = preset_params("regtest", beacon_pubkey=BEACON_KEY.public_key, beacon_anchor=CHAIN.anchor, genesis_time=0, task="digits")
 PP = PARAMS.ponas
 CID = PARAMS.chain_id
 PARENT = b"\x11" * 32

@@ -100,6 +100,24 @@ class PonasEngine:
             raise InvalidBlock("bad-genotype", exc.detail) from None
         if header.score > self.pp.test_set_size:
             raise InvalidBlock("bad-score", f"score {header.score} above the test set's {self.pp.test_set_size}")
+        self._check_new_work(header, parent, chain)
+
+    def _check_new_work(self, header: Header, parent: Header, chain: ChainView) -> None:
+        """``repeated-work``: on a task with epochs (``mnist1d``), a (genotype, seed) pair that
+        a block of this branch already carries in the same task epoch earns nothing again. In one
+        epoch the training data are the same, so the pair's exact training gives the same weights
+        byte for byte: the block would be a copy of work already paid for (free to make once
+        the chain has shown it). In another epoch the data differ and the same pair is new work.
+        At most ``epoch_rounds - 1`` ancestors are read (headers only)."""
+        epoch = self.pp.task_epoch(header.height)
+        if epoch is None:
+            return
+        ancestor: Header | None = parent
+        while ancestor is not None and ancestor.height > 0 and self.pp.task_epoch(ancestor.height) == epoch:
+            if (ancestor.genotype, ancestor.seed) == (header.genotype, header.seed):
+                raise InvalidBlock("repeated-work", f"block {ancestor.height} of this task epoch already carries "
+                                                    f"this genotype with seed {header.seed}")
+            ancestor = chain.get_header(ancestor.parent)
 
     @property
     def retrains(self) -> bool:

@@ -29,9 +29,11 @@ all finite counts as wrong, and ties between equal maximal logits go to the lowe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -44,12 +46,17 @@ from .model import build_model, sequence_input
 from .recipe import Recipe
 from .weights import serialize_weights
 
+if TYPE_CHECKING:
+    from .mnist1d import ChainData
+
 __all__ = [
     "ProgressCallback",
     "deterministic_cpu",
     "derive_seed",
     "train",
     "train_sequences",
+    "Trained",
+    "train_for_task",
     "evaluate",
     "score",
     "score_sequences",
@@ -277,6 +284,50 @@ def _count_correct(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor) -> int:
             ok = (pred == yt[start : start + _EVAL_BATCH]) & finite
             correct += int(ok.sum())
     return correct
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Trained:
+    """A candidate trained for the chain's task: the model, its weights bytes and its score on
+    the task's validation split (``validation_correct`` of ``validation_total``)."""
+
+    model: nn.Module
+    weights: bytes
+    validation_correct: int
+    validation_total: int
+
+
+def train_for_task(
+    space_name: str,
+    genotype: str,
+    recipe: Recipe,
+    seed: int,
+    *,
+    data: ChainData | None = None,
+    epoch: int = 0,
+    device: str = "cpu",
+    progress: ProgressCallback | None = None,
+) -> Trained:
+    """Train a candidate as the chain's task trains it, and score it on the validation split:
+    what a miner commits and a verifier's retrain replays.
+
+    ``data`` is a ``mnist1d`` chain's data (:class:`.mnist1d.ChainData`; None: the digits
+    task). For ``mnist1d`` the training is exact, on CPU whatever ``device`` says, on the
+    training set of the task epoch ``epoch``, and the kernels are pinned here first
+    (:func:`.exact.pin_kernels`: the process must not have run torch before its first exact
+    training). For digits, ``device`` may be a GPU (search only: not reproducible).
+    """
+    if data is not None:
+        from .exact import pin_kernels
+
+        pin_kernels()
+        model, weights = train_sequences(genotype, recipe, seed, *data.train(epoch), space_name=space_name,
+                                         progress=progress)
+        vx, vy = data.validation(epoch)
+        return Trained(model, weights, score_sequences(model, vx, vy), len(vy))
+    model, weights = train(space_name, genotype, recipe, seed, device=device, progress=progress)
+    validation = digits_splits().validation
+    return Trained(model, weights, score(model, validation), len(validation))
 
 
 def validation_score(model: nn.Module, validation: Dataset | None = None) -> int:
