@@ -77,6 +77,8 @@ class Round:
     ordered: list[Commitment] = field(default_factory=list)  # the close's commitments, in order
     candidates: dict[bytes, Candidate] = field(default_factory=dict)
     attempt: int = 0
+    # the (genotype, seed) pairs this round may not repeat (its branch's blocks in its task epoch)
+    spent: tuple[tuple[str, int], ...] = ()
 
     @property
     def reveal_end(self) -> float | None:
@@ -148,7 +150,8 @@ class RoundService:
             tip.height + 1, self.chain.tip_hash, BUILTIN_TASK, deadline, self.params.chain_id, self.pp
         )
         attempt = retry_of.attempt + 1 if retry_of is not None else 0
-        r = Round(tip.height + 1, self.chain.tip_hash, opened, deadline, collected, attempt=attempt)
+        spent = tuple(self.engine.spent_work(tip, self.chain, tip.height + 1))
+        r = Round(tip.height + 1, self.chain.tip_hash, opened, deadline, collected, attempt=attempt, spent=spent)
         log.info("round open", extra={"height": r.height, "attempt": attempt, "deadline": round(deadline, 1)})
         for h, c in list(self._early.items()):
             if c.height < r.height or (c.height, c.parent) == (r.height, r.parent):
@@ -202,6 +205,7 @@ class RoundService:
             "task": self.pp.task, "train_size": self.pp.train_size,
             "validation_size": self.pp.validation_size, "epoch_rounds": self.pp.epoch_rounds,
             "task_epoch": self.pp.task_epoch(r.height),
+            "spent": [list(pair) for pair in r.spent],  # (genotype, seed) pairs already paid this epoch
             "reward": self.reward(),
             "attempt": r.attempt,
             "close": None if close is None else {

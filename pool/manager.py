@@ -264,6 +264,8 @@ class Manager:
             self._top = []
             self._round = rnd
             self._send_jobs(replan=True)
+        if rnd.spent:  # results already in the chain's epoch earn nothing: make room for others
+            self._top = [r for r in self._top if (r.result.genotype, r.result.seed) not in rnd.spent]
         self._round = rnd
         return True
 
@@ -275,7 +277,10 @@ class Manager:
         return self._top[0] if self._top else None
 
     def candidates(self, rnd: RoundInfo, k: int) -> list[TrainResult]:
-        return [r.result for r in self._top[:k]]
+        """The best ``k`` results by validation that the round may take: a (genotype, seed)
+        already in the round's task epoch (``rnd.spent``, e.g. the block we won last round) would
+        be refused as ``repeated-work``."""
+        return [r.result for r in self._top if (r.result.genotype, r.result.seed) not in rnd.spent][:k]
 
     def _add_top(self, res: _Result) -> bool:
         """Keep ``res`` among the best results if it belongs there; True if it is the best now."""

@@ -97,6 +97,9 @@ class RoundInfo:
     train_size: int = 0
     validation_size: int = 0
     epoch_rounds: int = 0
+    # (genotype, seed) pairs already in this round's task epoch: committing one again is refused
+    # (repeated-work); empty from a node that does not say
+    spent: frozenset[tuple[str, int]] = frozenset()
 
     def chain_data(self, genesis: bytes | None) -> ChainData | None:
         """A ``mnist1d`` chain's data for the chain of ``genesis`` (its genesis hash, from the
@@ -186,11 +189,25 @@ def parse_round(data: Any) -> RoundInfo:
         test_set_size=_field(data, "test_set_size", int),
         close=close,
         reward=_field(data, "reward", int),
+        spent=_spent(data.get("spent", [])),
         **_task_fields(data),
     )
     if close is not None and close.close.height != info.height:
         raise MinerError("bad-answer", f"the close is for height {close.close.height}, the round {info.height}")
     return info
+
+
+def _spent(items: Any) -> frozenset[tuple[str, int]]:
+    """The round's ``spent`` pairs: a list of at most 100,000 ``[genotype, seed]``."""
+    if not isinstance(items, list) or len(items) > 100_000:
+        raise MinerError("bad-answer", "spent is a list of [genotype, seed]")
+    out = set()
+    for item in items:
+        if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str)
+                or isinstance(item[1], bool) or not isinstance(item[1], int)):
+            raise MinerError("bad-answer", "spent is a list of [genotype, seed]")
+        out.add((item[0], item[1]))
+    return frozenset(out)
 
 
 def _task_fields(data: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,9 @@ from consensus.engines.ponas.rounds import make_close, round_seal, select_winner
 from consensus.errors import InvalidBlock
 from consensus.state import genesis_accounts
 from consensus.types import Block, Header
+from node.mempool import Mempool
+from node.rounds import RoundService
+from pool.rounds import parse_round
 from tests.builders import Clock, keys
 from tests.framework.chainview import MemoryView
 from tests.framework.noproof import open_noproof_chain
@@ -219,7 +222,13 @@ def test_a_genotype_and_seed_already_in_the_task_epoch_earn_nothing_again(tmp_pa
             chain.import_block(reveal(copy, close, commitments, 100), copy.weights)
         assert err.value.reason == "repeated-work" and chain.height == 2
         mine(GENOTYPES[0], 9, miner=1)  # the same cell with another seed is other work: height 3
+        # the round object tells miners what not to commit: the pairs of this epoch's blocks
+        rounds = RoundService(chain, Mempool(params.chain_id, chain.account), clock())
+        assert sorted(map(tuple, rounds.info(clock())["spent"])) == sorted(
+            [(GENOTYPES[0], 7), (GENOTYPES[1], 8), (GENOTYPES[0], 9)])
+        assert parse_round(rounds.info(clock())).spent == {(GENOTYPES[0], 7), (GENOTYPES[1], 8), (GENOTYPES[0], 9)}
         mine(GENOTYPES[2], 1)  # height 4, the epoch's last round
         assert params.ponas.task_epoch(5) == 1
+        assert RoundService(chain, Mempool(params.chain_id, chain.account), clock()).info(clock())["spent"] == []
         mine(GENOTYPES[0], 7)  # height 5: epoch 1, new data, so the pair is new work
         assert chain.height == 5

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from consensus.engines.ponas.space import get_space
 from pool import protocol as P
 from pool.manager import Manager, ManagerConfig
-from pool.rounds import RoundInfo
+from pool.rounds import MinerError, RoundInfo
 from pool.shares import Share
 from tests.builders import keys
 
@@ -239,3 +240,29 @@ async def _started(config: ManagerConfig, **kw: Any) -> AsyncIterator[Manager]:
         yield manager
     finally:
         await manager.stop()
+
+
+async def test_results_already_in_the_epoch_are_not_committed_again(tmp_path: Path) -> None:
+    """The round object's ``spent`` pairs (the blocks of the task epoch: the block the pool won
+    last round among them) are never offered for commitment again, and leave the pool's best
+    results so that other results take their places."""
+    from pool.manager import _Result
+    from pool.rounds import TrainResult, parse_round
+
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"))
+    async with _started(config) as manager:
+        base = {"height": 5, "parent": "00" * 32, "task_id": "00" * 32, "space": "nb201", "recipe": "regtest",
+                "phase": "commit", "opened": 1.0, "deadline": 9.0, "reveal_end": None, "commitments": 0,
+                "max_commitments_per_key": 4, "test_set_size": 200, "close": None, "reward": 1}
+        assert manager.prepare(parse_round(base))
+        genotypes = [get_space("nb201").encode(i) for i in (10, 20, 30)]
+        manager._top = [_Result("m", FEE.address, TrainResult(g, 7, 290 - i, bytes(32), b"w", 1.0))
+                        for i, g in enumerate(genotypes)]
+        won = parse_round({**base, "height": 6, "spent": [[genotypes[0], 7], [genotypes[1], 8]]})
+        assert won.spent == {(genotypes[0], 7), (genotypes[1], 8)}
+        assert [r.genotype for r in manager.candidates(won, 8)] == genotypes[1:]  # the same cell, another seed: new work
+        assert manager.prepare(won)
+        assert [r.result.genotype for r in manager._top] == genotypes[1:]
+        for bad in ([["g"]], [["g", "7"]], [["g", True]], "g", [[1, 2]]):
+            with pytest.raises(MinerError):
+                parse_round({**base, "spent": bad})

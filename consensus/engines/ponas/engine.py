@@ -107,17 +107,25 @@ class PonasEngine:
         a block of this branch already carries in the same task epoch earns nothing again. In one
         epoch the training data are the same, so the pair's exact training gives the same weights
         byte for byte: the block would be a copy of work already paid for (free to make once
-        the chain has shown it). In another epoch the data differ and the same pair is new work.
-        At most ``epoch_rounds - 1`` ancestors are read (headers only)."""
-        epoch = self.pp.task_epoch(header.height)
+        the chain has shown it). In another epoch the data differ and the same pair is new work."""
+        spent = self.spent_work(parent, chain, header.height)
+        if (header.genotype, header.seed) in spent:
+            raise InvalidBlock("repeated-work", f"block {spent[(header.genotype, header.seed)]} of this task epoch "
+                                                f"already carries this genotype with seed {header.seed}")
+
+    def spent_work(self, parent: Header, chain: ChainView, height: int) -> dict[tuple[str, int], int]:
+        """The (genotype, seed) pairs that the blocks of ``parent``'s branch in the task epoch of
+        ``height`` carry, each with its block's height: what a block at ``height`` may not
+        repeat (empty for a task without epochs). Reads at most ``epoch_rounds - 1`` headers."""
+        epoch = self.pp.task_epoch(height)
+        spent: dict[tuple[str, int], int] = {}
         if epoch is None:
-            return
+            return spent
         ancestor: Header | None = parent
         while ancestor is not None and ancestor.height > 0 and self.pp.task_epoch(ancestor.height) == epoch:
-            if (ancestor.genotype, ancestor.seed) == (header.genotype, header.seed):
-                raise InvalidBlock("repeated-work", f"block {ancestor.height} of this task epoch already carries "
-                                                    f"this genotype with seed {header.seed}")
+            spent.setdefault((ancestor.genotype, ancestor.seed), ancestor.height)
             ancestor = chain.get_header(ancestor.parent)
+        return spent
 
     @property
     def retrains(self) -> bool:

@@ -137,19 +137,26 @@ MNIST1D_DEVNET = Recipe(
     epochs=3,
     batch_size=64,
     optimiser="sgd",
-    lr_ppm=100_000,
+    lr_ppm=50_000,
     momentum_ppm=900_000,
     weight_decay_ppm=500,
     seed=0,
     schedule="linear",
     train_subset=0,
 )
-"""MNIST-1D devnet (the 1-D network's measured setting): 3 epochs of 4,000 samples, batch 64, SGD
-momentum 0.9, weight decay 5e-4, linear decay from 0.1; about 3 s a training on one core with
-the pinned kernels (consensus.engines.ponas.exact)."""
+"""MNIST-1D devnet: 3 epochs of 4,000 samples, batch 64, SGD momentum 0.9, weight decay 5e-4,
+linear decay from 0.05; about 3 s a training on one core with the pinned kernels
+(consensus.engines.ponas.exact). A budget, not a convergence: the contest is which cell learns
+the task best in it. Chosen by measurement (80 cells, two seeds, 5,000 test samples): from 0.1 the
+cells crowd at the top (median 94%, the top tenth 3 points above it); 6 epochs at 0.1 saturate
+(median 98%, top tenth 0.6 points above); noisier data (correlated noise 0.4, i.i.d. 0.05) spread
+them (7 points) but made the seeds disagree (rho 0.14 in the top third); 0.05 spreads them
+(median 84%, top tenth 10 points above) with the seeds agreeing as at 0.1 in the top third (rho
+0.57 against 0.56). docs/task.md has the table."""
 
-MNIST1D_REGTEST = dataclasses.replace(MNIST1D_DEVNET, epochs=2, batch_size=32)
-"""MNIST-1D tests: 2 epochs of the regtest preset's 320 samples, batch 32 (well under a second)."""
+MNIST1D_REGTEST = dataclasses.replace(MNIST1D_DEVNET, epochs=2, batch_size=32, lr_ppm=100_000)
+"""MNIST-1D tests: 2 epochs of the regtest preset's 320 samples, batch 32, from 0.1 (well under a
+second; far above chance, not a contest)."""
 
 PRESETS: dict[str, Recipe] = {
     "regtest": REGTEST, "devnet": DEVNET, "mnist1d-regtest": MNIST1D_REGTEST, "mnist1d-devnet": MNIST1D_DEVNET,

@@ -28,6 +28,7 @@ all finite counts as wrong, and ties between equal maximal logits go to the lowe
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -102,6 +103,53 @@ def deterministic_cpu(threads: int = 1) -> Iterator[None]:
                 prev_threads, prev_det, prev_warn = _settings_saved
                 torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
                 torch.set_num_threads(prev_threads)
+
+
+class _ModelTurns:
+    """Turns for model work in one process: one thread at a time, scoring before training.
+
+    Torch work of two threads of one process (a node scoring a candidate while it retrains
+    another; a solo miner scoring its commitments while it trains) slows both beyond sharing a
+    core. Measured, scoring 5,000 MNIST-1D samples with the pinned kernels beside a training
+    thread: on a quiet 2-core machine 0.69 s alone, 1.35 s beside it, 0.63 s taking turns; on the
+    same machine running the demo devnet, 2.4 s alone and 23 s beside it. So model work takes
+    turns: a training holds one for an optimiser step, a scoring for one batch. Scoring is what
+    a deadline waits for (a reveal, a candidate's check), so a waiting scoring goes first;
+    trainings go first come, first served (a plain lock would let one take it back step after
+    step)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._busy = False
+        self._scorings_waiting = 0
+        self._queue: collections.deque[object] = collections.deque()
+
+    @contextlib.contextmanager
+    def turn(self, scoring: bool = False) -> Iterator[None]:
+        with self._cond:
+            if scoring:
+                self._scorings_waiting += 1
+                while self._busy:
+                    self._cond.wait()
+                self._scorings_waiting -= 1
+            else:
+                ticket = object()
+                self._queue.append(ticket)
+                while self._busy or self._scorings_waiting or self._queue[0] is not ticket:
+                    self._cond.wait()
+                self._queue.popleft()
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+
+MODEL_TURNS = _ModelTurns()
+"""The process's turns for model work (:class:`_ModelTurns`): taken per optimiser step and per
+scoring batch, never held across a call out."""
 
 
 def derive_seed(recipe_seed: int, seed: int) -> int:
@@ -185,11 +233,12 @@ def _fit(
             idx = order[b * batch : (b + 1) * batch]
             for group in optimiser.param_groups:
                 group["lr"] = recipe.lr_at(step, total)
-            optimiser.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimiser.step()
-            loss_sum += float(loss.detach())
+            with MODEL_TURNS.turn():
+                optimiser.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(x[idx]), y[idx])
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
+                loss_sum += float(loss.detach())
             step += 1
         if progress is not None:
             progress(epoch + 1, recipe.epochs, loss_sum / max(1, steps_per_epoch))
@@ -278,7 +327,8 @@ def _count_correct(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor) -> int:
     correct = 0
     with torch.inference_mode():
         for start in range(0, len(yt), _EVAL_BATCH):
-            logits = model(xt[start : start + _EVAL_BATCH])
+            with MODEL_TURNS.turn(scoring=True):
+                logits = model(xt[start : start + _EVAL_BATCH])
             finite = torch.isfinite(logits).all(dim=1)
             pred = torch.argmax(torch.nan_to_num(logits), dim=1)
             ok = (pred == yt[start : start + _EVAL_BATCH]) & finite
