@@ -114,6 +114,7 @@ def test_a_port_in_use_is_named() -> None:
 @pytest.mark.parametrize("kwargs", [
     {"nodes": 0}, {"nodes": mf.MAX_NODES + 1}, {"pool_members": -1}, {"solo": mf.MAX_SOLO + 1},
     {"pool_members": 0, "solo": 0}, {"preset": "mainnet"}, {"pool_keys": 0}, {"pool_keys": mf.MAX_POOL_KEYS + 1},
+    {"task": "cifar"},
 ])
 def test_topology_limits(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConsensusError) as exc:
@@ -332,3 +333,14 @@ def test_a_block_row_shows_the_task_epoch_and_the_score_out_of_the_rounds_test_s
     assert view.cells(mnist, 0)[:5] == ["21", "1", "?", "3+-s+--p", "4731/5000 94.6%"]
     digits = view.add({"height": 2, "miner": None, "payouts": [], "header": {"genotype": "", "score": 290}})
     assert view.cells(digits, 300)[1] == "-" and view.cells(digits, 300)[4] == "290/300 96.7%"  # an older node's API
+
+
+@pytest.mark.parametrize("task", ["mnist1d", "digits"])
+def test_the_devnet_chain_has_the_task_asked_for(tmp_path: Path, task: str) -> None:
+    from consensus.params import DEFAULT_TASK, load_params
+
+    assert Topology().task == DEFAULT_TASK == "mnist1d"
+    topo = Topology(nodes=1, pool_members=1, solo=0, preset="regtest", task=task).check()
+    manifest = plan.init(tmp_path, topo, plan.plan_ports(topo, 0), lead=5)
+    assert load_params(str(tmp_path / "genesis.json")).ponas.task == task
+    assert manifest.topology.task == task and mf.load(tmp_path).topology.task == task
