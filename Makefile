@@ -23,9 +23,9 @@ test: $(STAMP)
 
 # The whole system on this machine: a devnet of three nodes (node0 closes the rounds with the
 # beacon's key), a pool manager with three members and a solo miner, all training real models
-# on MNIST-1D sequences the chain generates. Five blocks are mined, a transfer from wallet alice to wallet bob is confirmed in
-# one of them, and a summary shows who won and who was paid. Everything stops at the end; the
-# chain and the logs stay in $(DEMO)/.
+# on MNIST-1D sequences the chain generates. Five blocks are mined, a transfer from wallet alice
+# to wallet bob is confirmed in one of them, and a summary shows who won and who was paid.
+# Everything stops at the end; the chain and the logs stay in $(DEMO)/.
 demo: $(STAMP)
 	$(PONAS) devnet up --dir $(DEMO) --fresh --preset devnet --rounds 5 --send 12.5
 

@@ -115,7 +115,7 @@ def generate_ponas_round(
     parent = chain.tip
     prev_key, prev_index = engine.previous_key(parent, chain)
     ts = max(int(chain.clock()), parent.timestamp + 1)
-    epoch = verifier.data.epoch(parent.height + 1) if verifier.data is not None else 0
+    epoch = chain.params.ponas.task_epoch(parent.height + 1) or 0  # digits: no epochs
     drafts = []
     for n, address in enumerate(addresses):
         best: tuple[int, str, int, bytes] | None = None
