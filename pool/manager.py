@@ -151,6 +151,9 @@ class Manager:
         self.genesis: bytes | None = None  # the chain's genesis hash (the node's status)
         self._job_id = 0
         self._task_first_job = 0  # jobs before this one were for another task (or epoch): their shares are stale
+        #: the last tasks, newest last: (first job, task, data); a share is checked on its own job's
+        #: task and data, since an epoch can turn while its weights are on the way
+        self._task_history: deque[tuple[int, tuple[str, str], tuple[ChainData, int] | None]] = deque(maxlen=4)
         self._top: list[_Result] = []  # the pool's best verified results, distinct genotypes, best first
         #: shares whose weights are asked for or being checked: (member, id) -> validation
         self._inflight: dict[tuple[str, int], int] = {}
@@ -256,6 +259,7 @@ class Manager:
             self._task = (rnd.space, rnd.recipe)
             self._data = data_epoch  # a new epoch is a new task: its data differ
             self._task_first_job = self._job_id + 1
+            self._task_history.append((self._task_first_job, self._task, self._data))
             self.scheduler = Scheduler(space, heartbeat_timeout=self.config.heartbeat_timeout,
                                        std_threshold=self.config.std_threshold, top_k=self.config.top_k,
                                        history=self.config.history)
@@ -595,9 +599,11 @@ class Manager:
             if m.id not in self.members and self.store is not None and self.store.banned(m.address):
                 continue
             retrain = self.rng.random() < self.config.retrain_rate
+            first, task, data = self._task_of(share.job)
+            if task is None:
+                continue  # a job older than every task kept: nothing to check it on, nothing it can win
             try:
-                verdict, result = await asyncio.to_thread(_check_weights, self._task, share, weights, retrain,
-                                                         self._data)
+                verdict, result = await asyncio.to_thread(_check_weights, task, share, weights, retrain, data)
             except Exception:  # a bug in checking must not take the pool down
                 log.exception("verify-failed", extra={"member": m.id, "share": share.id})
                 continue
@@ -608,11 +614,19 @@ class Manager:
             m.verified += 1
             self.stats["verified"] += 1
             await self._send(m, P.encode("verified", id=share.id))
-            if self._add_top(_Result(m.id, m.address, result)):
+            if first == self._task_first_job and self._add_top(_Result(m.id, m.address, result)):
                 self.driver.wake()
                 log.info("pool-best", extra={"member": m.id, "genotype": result.genotype, "validation": result.validation})
-            if self.scheduler is not None and m.id in self.members:
+            if self.scheduler is not None and m.id in self.members and first == self._task_first_job:
                 self.scheduler.record(m.id, share.genotype, result.validation, self.clock())
+
+    def _task_of(self, job: int) -> tuple[int, tuple[str, str] | None, tuple[ChainData, int] | None]:
+        """The task a job was sent for: (its first job, (space, recipe), data and epoch); a share
+        of a past epoch is checked on that epoch's data, and never enters the current top."""
+        for first, task, data in reversed(self._task_history):
+            if job >= first:
+                return first, task, data
+        return -1, None, None
 
     async def _ban(self, m: MemberConn, reason: str) -> None:
         assert self.store is not None

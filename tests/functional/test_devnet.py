@@ -40,7 +40,7 @@ import pytest
 
 from node import logs
 from node.devnet import manifest as mf
-from node.devnet.launcher import Launcher, process_alive, running, stop_processes
+from node.devnet.launcher import Launcher, log_tail, process_alive, running, stop_processes
 from node.devnet.manifest import Manifest, ProcessEntry, Topology
 from node.devnet.plan import ponas_argv
 from tests.framework.procs import get_json as get
@@ -114,7 +114,8 @@ def test_devnet_up_mines_pays_the_pool_members_confirms_a_transfer_and_goes_down
 
         # status: every process runs
         st = run("devnet", "status", "--dir", str(root), "--json")
-        assert st.returncode == 0, st.stdout + st.stderr
+        dead = [p for p in manifest.processes if not process_alive(p)]
+        assert st.returncode == 0, st.stdout + st.stderr + "".join(f"\n{p.name}:\n{log_tail(p.log, 20)}" for p in dead)
         status = json.loads(st.stdout)
         assert status["state"] == "running"
         assert sorted(p["role"] for p in status["processes"]) == ["member"] * 3 + ["node"] * 3 + ["pool", "solo"]

@@ -9,6 +9,7 @@ won blocks settle as confirmed or orphaned by the node's word once 6 deep."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import random
@@ -266,3 +267,54 @@ async def test_results_already_in_the_epoch_are_not_committed_again(tmp_path: Pa
         for bad in ([["g"]], [["g", "7"]], [["g", True]], "g", [[1, 2]]):
             with pytest.raises(MinerError):
                 parse_round({**base, "spent": bad})
+
+
+async def test_a_share_whose_epoch_turns_while_it_is_checked_is_checked_on_its_own_epoch(tmp_path: Path) -> None:
+    """A mnist1d task epoch turns (round 4 to round 5 of a 4-round epoch) between an honest
+    member's share and its weights: the weights are checked on the data of the share's job, not
+    the new epoch's (on which its validation score differs: the old manager banned the member
+    for ``score-mismatch``), and the result stays out of the new epoch's best."""
+    from consensus.engines.ponas.train import score_sequences
+    from consensus.engines.ponas.weights import load_weights
+    from pool.rounds import parse_round, train_one
+
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), retrain_rate=1.0)
+    space = get_space("nb201-1d")
+    async with _started(config) as manager:
+        manager.genesis = b"\x07" * 32
+        base = {"height": 4, "parent": "00" * 32, "task_id": "00" * 32, "space": "nb201-1d",
+                "recipe": "mnist1d-regtest", "phase": "commit", "opened": 1.0, "deadline": 9.0, "reveal_end": None,
+                "commitments": 0, "max_commitments_per_key": 4, "test_set_size": 500, "close": None, "reward": 1,
+                "task": "mnist1d", "train_size": 320, "validation_size": 100, "epoch_rounds": 4}
+        assert manager.prepare(parse_round(base))
+        stop = asyncio.Event()
+        verifier = asyncio.create_task(manager._verify_loop(stop))
+        url = f"ws://127.0.0.1:{manager.port}/ws"
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            assert (await _hello(ws, K))["type"] == "welcome"
+            job = json.loads(await ws.receive_str(timeout=5))
+            assert job["type"] == "job" and job["epoch"] == 0
+            genotype = space.encode(job["subspaces"][0]["start"])
+            data = parse_round(base).chain_data(manager.genesis)
+            assert data is not None
+            result = train_one("nb201-1d", "mnist1d-regtest", genotype, 5, data=data, epoch=0)
+            later = score_sequences(load_weights(result.weights, "nb201-1d", genotype), *data.validation(1))
+            assert later != result.validation  # what a check on the new epoch's data would see
+            await ws.send_str(P.encode("share", id=1, job=job["job"], genotype=genotype, seed=5,
+                                       validation=result.validation, weights_hash=result.weights_hash.hex(),
+                                       seconds=0.5))
+            seen = [json.loads(await ws.receive_str(timeout=5)) for _ in range(2)]
+            assert [m["type"] for m in seen] == ["accept", "want"]
+            assert manager.prepare(parse_round({**base, "height": 5}))  # the epoch turns
+            assert manager._data is not None and manager._data[1] == 1
+            await ws.send_str(P.encode("weights", id=1, weights=base64.b64encode(result.weights).decode()))
+            while True:
+                msg = json.loads(await ws.receive_str(timeout=60))
+                if msg["type"] in ("verified", "banned"):
+                    break
+            assert msg == {"type": "verified", "id": 1}
+            assert manager.stats["banned"] == 0 and manager._top == []
+        stop.set()
+        verifier.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await verifier
