@@ -154,31 +154,29 @@ class Header(Codec):
 class Commitment(Codec):
     """A miner's signed promise of a sealed header, made before the round's test key exists.
 
-    It binds everything a candidate block will declare except the score. ``seq`` numbers a
-    key's commitments in a round (0, 1, ...): a key may use at most
-    ``max_commitments_per_key`` of them, and the closer admits one commitment per seq.
+    Version 2 hides what it promises: ``sealed`` is
+    :func:`consensus.engines.ponas.rounds.sealed_digest` of the whole candidate header but its
+    score and round close (architecture, weights hash, seed, payouts, transactions, timestamp,
+    extra), salted with 32 secret bytes that the candidate's seal opens at the reveal. Nothing
+    gossiped before the close tells a copier which architecture or seed it holds, and one
+    commitment opens to exactly one candidate. ``seq`` numbers a key's commitments in a round
+    (0, 1, ...): a key may use at most ``max_commitments_per_key`` of them, and the closer
+    admits one commitment per seq.
     """
 
     height: Height
     parent: Hash32
     task_id: Hash32
-    txs_root: Hash32
-    payouts_root: Hash32
-    genotype: str
-    weights_hash: Hash32
-    seed: int
+    sealed: Hash32
     seq: int
     miner: PubKey32
     signature: Sig64
 
     def unsigned(self) -> list[object]:
-        return [
-            self.height, self.parent, self.task_id, self.txs_root, self.payouts_root,
-            self.genotype, self.weights_hash, self.seed, self.seq, self.miner,
-        ]
+        return [self.height, self.parent, self.task_id, self.sealed, self.seq, self.miner]
 
     def digest(self, chain_id: str) -> bytes:
-        return signing_digest("ponas/commitment", chain_id, self.unsigned())
+        return signing_digest("ponas/commitment/v2", chain_id, self.unsigned())
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,13 +214,15 @@ class RoundClose(Codec):
 
 @dataclass(frozen=True, slots=True)
 class RoundSeal(Codec):
-    """What makes a ``ponas`` block: the round's close, the miner's commitment, and the
-    commitment's Merkle proof of membership in the close (at ``index``)."""
+    """What makes a ``ponas`` block: the round's close, the miner's commitment, the
+    commitment's Merkle proof of membership in the close (at ``index``), and the ``salt`` that
+    opens the commitment (its ``sealed`` digest is the block's header salted with it)."""
 
     close: RoundClose
     commitment: Commitment
     index: int
     siblings: tuple[Hash32, ...]
+    salt: Hash32
 
 
 @dataclass(frozen=True, slots=True)

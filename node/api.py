@@ -30,7 +30,9 @@ from node.storage import StorageError
 from node.storage.schema import ROLE_GENESIS
 
 log = logging.getLogger("ponas.api")
-MAX_BODY = 16 * 1024 * 1024
+MAX_BODY = 16 * 1024 * 1024  # a candidate with its weights (authenticated)
+SMALL_BODY = 64 * 1024  # every other body: a transfer, a commitment
+TEMPLATE_BODY = 1024 * 1024  # a template's payouts (up to 4,000 of them; authenticated)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -92,9 +94,18 @@ def _address(value: Any) -> bytes:
         raise ApiError(400, exc.reason, exc.detail) from None
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _body(request: web.Request, limit: int = SMALL_BODY) -> dict[str, Any]:
+    """The request's JSON object, read up to ``limit`` bytes (``too-large``, 413, beyond: a
+    transfer or a commitment is a few hundred bytes, and only an authenticated candidate
+    carries weights), then parsed (``bad-json``)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too-large", f"the body is {request.content_length} bytes; this call takes {limit}")
+    raw = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        raw += chunk
+        if len(raw) > limit:
+            raise ApiError(413, "too-large", f"the body exceeds {limit} bytes")
     try:
-        raw = await request.read()
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ApiError(400, "bad-json", "the body is not JSON") from None
@@ -421,7 +432,7 @@ class Api:
         rounds = self.node.rounds
         if rounds is None:
             raise ApiError(404, "no-rounds", "this chain's engine has no rounds")
-        data = await _body(request)
+        data = await _body(request, TEMPLATE_BODY)
         payouts_in = data.get("payouts")
         if not isinstance(payouts_in, list) or not payouts_in or len(payouts_in) > 4000:
             raise ApiError(400, "bad-field", "payouts is a non-empty list of [address, amount]")
@@ -445,7 +456,7 @@ class Api:
         return web.json_response({"hash": c.hash().hex(), "index": index}, status=202)
 
     async def post_candidate(self, request: web.Request) -> web.Response:
-        data = await _body(request)
+        data = await _body(request, MAX_BODY)
         weights_text = data.get("weights", "")
         if not isinstance(weights_text, str):
             raise ApiError(400, "bad-field", "weights is base64 text")

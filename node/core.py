@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from consensus.errors import ConsensusError, InvalidBlock, InvalidRound
+from consensus.errors import ConsensusError, InvalidBlock, InvalidRound, InvalidTransaction
 from consensus.params import ChainParams
 from consensus.types import Block, Commitment, Transfer
 from node.actions import Action, Broadcast, Evaluate, PeerRef, Retrain, Send, Verify
@@ -102,6 +102,11 @@ class NodeCore:
                     self.relay.mark(tx.hash(), now)
                     if self.relay.refused(peer, exc.reason, exc.detail):
                         raise
+                    # ... but a race is between transfers that their senders signed: a benign
+                    # refusal of a forgery (random signature, unfunded) costs the relayer, who
+                    # must have checked the signature before relaying it
+                    if not tx.has_valid_signature(self.params.chain_id):
+                        raise InvalidTransaction("bad-signature", f"{exc.reason}, and not signed by its sender") from None
             return []
         if isinstance(msg, M.CommitmentMsg):
             if self.rounds is None or self.relay.is_seen(msg.commitment.hash()):

@@ -102,7 +102,14 @@ def generate_ponas_round(
     is imported; fork choice keeps the best. ``txs`` go into every candidate.
     """
     from consensus.engines.ponas.engine import PonasEngine
-    from consensus.engines.ponas.rounds import BUILTIN_TASK, CommitmentSet, commitment_for, make_close, round_seal
+    from consensus.engines.ponas.rounds import (
+        BUILTIN_TASK,
+        CommitmentSet,
+        commitment_for,
+        commitment_salt,
+        make_close,
+        round_seal,
+    )
     from consensus.engines.ponas.train import train_for_task
 
     started = time.monotonic()
@@ -150,11 +157,11 @@ def generate_ponas_round(
     if progress:
         progress(f"round {parent.height + 1}: closed with {len(collected.items)} commitments; verifying")
     results = []
-    for i, (_key, address, val, block, weights) in enumerate(drafts):
+    for i, (key, address, val, block, weights) in enumerate(drafts):
         score = verifier.evaluate(weights, block.header.genotype, block.header.weights_hash, close.test_key,
                                   parent.height + 1)
         header = replace(block.header, round_close=close.hash(), score=score)
-        sealed = replace(block, header=header, proof=round_seal(close, collected.items, i))
+        sealed = replace(block, header=header, proof=round_seal(close, collected.items, i, commitment_salt(key, block.header, chain.params.chain_id)))
         chain.import_block(sealed, weights)
         results.append(Candidate(address, header.genotype, header.seed, val, score, header.hash()))
     winner = next(c for c in results if c.block_hash == chain.tip_hash)

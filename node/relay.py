@@ -2,7 +2,7 @@
 
 * **Seen set.** The hash of every transfer, commitment, close and block this node relayed or
   admitted, with the time it was first seen; a message seen before is not handled or relayed
-  again. Entries older than ``ttl`` seconds are pruned.
+  again. Entries older than ``ttl`` seconds are pruned, and past ``max_seen`` the oldest goes.
 * **Benign refusals.** Some reasons are no fault of the peer that relayed the data (timing,
   races between peers, a full mempool): they are ignored. Every other refusal discourages it.
 * **Whom.** Everything new goes to every connected peer but the one it came from; transfers
@@ -30,12 +30,16 @@ BENIGN = frozenset({
 
 #: How long a hash stays in the seen set (seconds).
 SEEN_TTL = 3600.0
+#: At most this many hashes in the seen set (the oldest go first): a peer that sends junk
+#: fast cannot make it grow for an hour (about 100 bytes an entry: some 20 MB at most).
+MAX_SEEN = 200_000
 
 
 class Relay:
-    def __init__(self, ttl: float = SEEN_TTL) -> None:
+    def __init__(self, ttl: float = SEEN_TTL, max_seen: int = MAX_SEEN) -> None:
         self.ttl = ttl
-        self.seen: dict[bytes, float] = {}
+        self.max_seen = max_seen
+        self.seen: dict[bytes, float] = {}  # in order of first sight
         self.peers: dict[PeerRef, None] = {}  # connected peers, in connection order
         self._txs: list[tuple[Transfer, PeerRef | None]] = []  # admitted since the last flush
 
@@ -53,13 +57,16 @@ class Relay:
         return h in self.seen
 
     def mark(self, h: bytes, now: float) -> None:
-        self.seen.setdefault(h, now)
+        self.first_sight(h, now)
 
     def first_sight(self, h: bytes, now: float) -> bool:
-        """True the first time ``h`` is seen (and remember it)."""
+        """True the first time ``h`` is seen (and remember it, forgetting the oldest hash past
+        ``max_seen``)."""
         if h in self.seen:
             return False
         self.seen[h] = now
+        if len(self.seen) > self.max_seen:
+            del self.seen[next(iter(self.seen))]
         return True
 
     def prune(self, now: float) -> int:
@@ -95,4 +102,4 @@ class Relay:
         return [] if reason in BENIGN else [Discourage(peer, reason, detail)]
 
 
-__all__ = ["BENIGN", "Relay", "SEEN_TTL"]
+__all__ = ["BENIGN", "MAX_SEEN", "Relay", "SEEN_TTL"]

@@ -36,6 +36,7 @@ from consensus.engines.ponas.rounds import (
     check_commitment,
     commitments_root,
     make_close,
+    seal_tiebreak,
 )
 from consensus.engines.ponas.verify import Verdict
 from consensus.errors import ConsensusError, InvalidBlock, InvalidRound
@@ -46,6 +47,9 @@ from node.mempool import Mempool
 log = logging.getLogger("ponas.rounds")
 
 MAX_EARLY_COMMITMENTS = 1024
+#: Seconds of clock difference allowed between a close's timestamp and this node's clock (a
+#: close stamped before the commit deadline, or ahead of now, by more is refused).
+CLOSE_SKEW = 2.0
 
 
 @dataclass(slots=True)
@@ -54,6 +58,7 @@ class Candidate:
     weights: bytes
     verdict: Verdict  # the model evaluated on the round's test set by this node
     index: int  # the commitment's place in the close
+    tie: int  # its tiebreak (consensus.engines.ponas.rounds.tiebreak): lower wins a tie
     retrained: Verdict | None = None  # the full verdict, once retrained (policy ``retrain``)
     failed: str | None = None  # why its retrain or import failed
 
@@ -63,7 +68,7 @@ class Candidate:
 
     @property
     def rank(self) -> tuple[int, int, bytes]:
-        return candidate_rank(self.block.header.score, self.index, self.block.header.hash())
+        return candidate_rank(self.block.header.score, self.tie, self.block.header.hash())
 
 
 @dataclass
@@ -79,6 +84,9 @@ class Round:
     attempt: int = 0
     # the (genotype, seed) pairs this round may not repeat (its branch's blocks in its task epoch)
     spent: tuple[tuple[str, int], ...] = ()
+    # the commit deadline on the chain's timeline (the parent's close, or the failed attempt's,
+    # plus the windows): no close may come before it, even where this node opened the round late
+    earliest_close: float = 0.0
 
     @property
     def reveal_end(self) -> float | None:
@@ -143,6 +151,7 @@ class RoundService:
             block = self.chain.get_block(self.chain.tip_hash)
             assert block is not None and block.proof is not None
             opened = block.proof.close.timestamp + self.pp.reveal_window
+        earliest_close = opened + self.pp.commit_window  # the chain's timeline, whatever this node saw
         if now > opened + self.pp.commit_window:
             opened = now  # this node came late (start-up, sync): give miners a whole window
         deadline = opened + self.pp.commit_window
@@ -151,7 +160,8 @@ class RoundService:
         )
         attempt = retry_of.attempt + 1 if retry_of is not None else 0
         spent = tuple(self.engine.spent_work(tip, self.chain, tip.height + 1))
-        r = Round(tip.height + 1, self.chain.tip_hash, opened, deadline, collected, attempt=attempt, spent=spent)
+        r = Round(tip.height + 1, self.chain.tip_hash, opened, deadline, collected, attempt=attempt, spent=spent,
+                  earliest_close=earliest_close)
         log.info("round open", extra={"height": r.height, "attempt": attempt, "deadline": round(deadline, 1)})
         for h, c in list(self._early.items()):
             if c.height < r.height or (c.height, c.parent) == (r.height, r.parent):
@@ -252,7 +262,15 @@ class RoundService:
         return self.round.commitments.add(c, now)
 
     def add_close(self, close: RoundClose, commitments: Sequence[Commitment], now: float) -> bool:
-        """Accept the round's close (or a retry's). False if already known or stale."""
+        """Accept the round's close (or a retry's). False if already known or stale.
+
+        The closer's power is cut to what it cannot help (protocol v2): the close must take the
+        one key of this attempt (``wrong-key-index``: the previous close's index, plus one, plus
+        the attempts that ended with no valid candidate), come no earlier than the commit
+        deadline (``close-too-early``: that would cut the window and drop late commitments) and
+        not from the future (``close-in-future``); a retry (a new key on the same parent) only
+        once the reveal window has ended with no valid candidate (``retry-too-early``,
+        ``retry-with-candidates``), so that it cannot throw away reveals it dislikes."""
         r = self.round
         if r.close is not None and close.hash() == r.close.hash():
             return False
@@ -264,12 +282,27 @@ class RoundService:
             raise InvalidRound("close-other-parent", "the close names a parent this node does not have as tip")
         if r.close is not None and close.key_index <= r.close.key_index:
             return False
-        prev_key, prev_index = self.engine.previous_key(self.chain.tip, self.chain)
-        check_close(close, self.params.chain_id, self.pp, prev_key=prev_key, prev_key_index=prev_index)
+        prev_key, prev_index, prev_time = self.engine.previous_close(self.chain.tip, self.chain)
+        check_close(close, self.params.chain_id, self.pp, prev_key=prev_key, prev_key_index=prev_index, prev_time=prev_time)
         if len(commitments) != close.commitments_count or commitments_root(commitments) != close.commitments_root:
             raise InvalidRound("bad-close-commitments", "the commitments sent do not match the close")
-        if r.close is not None:  # a retry: a fresh round on the same parent
+        if close.timestamp > now + CLOSE_SKEW:
+            raise InvalidRound("close-in-future", f"the close is stamped {close.timestamp - now:.0f}s ahead of this node's clock")
+        if r.close is not None:  # a retry: only after a reveal window that produced nothing valid
+            reveal_end = r.reveal_end
+            assert reveal_end is not None
+            if now < reveal_end:
+                raise InvalidRound("retry-too-early", f"the reveal window ends in {reveal_end - now:.1f}s")
+            if any(c.failed is None for c in r.candidates.values()):
+                raise InvalidRound("retry-with-candidates", "this node holds a valid candidate of the round")
             self.round = r = self._open(now, retry_of=r)
+        want = prev_index + 1 + r.attempt
+        if close.key_index != want:
+            raise InvalidRound("wrong-key-index", f"attempt {r.attempt} of round {r.height} takes beacon key {want}, "
+                                                  f"not {close.key_index}")
+        if close.timestamp < r.earliest_close - CLOSE_SKEW:
+            raise InvalidRound("close-too-early", f"the close is stamped {r.earliest_close - close.timestamp:.0f}s "
+                                                  "before the commit deadline")
         r.close = close
         r.ordered = list(commitments)
         log.info("round closed", extra={"height": r.height, "commitments": len(commitments), "key_index": close.key_index})
@@ -322,7 +355,7 @@ class RoundService:
             return known
         assert block.proof is not None  # _of_this_round checked it
         r, h = self.round, block.header.hash()
-        cand = Candidate(block, weights, verdict, block.proof.index)
+        cand = Candidate(block, weights, verdict, block.proof.index, seal_tiebreak(block.proof))
         r.candidates[h] = cand
         log.info("candidate", extra={"height": r.height, "score": block.header.score, "hash": h.hex()[:16]})
         return cand

@@ -52,7 +52,10 @@ class FrameDecoder:
         """Bytes held for a frame not yet complete."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes, max_count: int | None = None) -> list[bytes]:
+        """Add ``data``; return the completed payloads, at most ``max_count`` of them (the rest
+        stay buffered, their lengths not yet checked: a handshake takes one frame at a time,
+        each under the limit in force for it)."""
         if self._error is not None:
             raise self._error
         buf = self._buf
@@ -60,7 +63,7 @@ class FrameDecoder:
         out: list[bytes] = []
         pos = 0
         try:
-            while len(buf) - pos >= HEADER_SIZE:
+            while len(buf) - pos >= HEADER_SIZE and (max_count is None or len(out) < max_count):
                 n = int.from_bytes(buf[pos : pos + HEADER_SIZE], "big")
                 if n == 0:
                     raise ProtocolError("empty-frame", "a frame of length 0")

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import time
@@ -122,6 +123,9 @@ class Limits:
     max_inbound: int = 64
     max_outbound: int = 8
     max_frame: int = MAX_FRAME
+    #: The largest frame before the handshake is done: a ``hello`` is a few hundred bytes, so a
+    #: stranger cannot make us buffer and decode megabytes before we know what it sends.
+    handshake_max_frame: int = 4096
     handshake_timeout: float = 5.0
     connect_timeout: float = 5.0
     #: A ping every ``ping_interval`` seconds; a peer silent for three intervals is dropped.
@@ -129,6 +133,10 @@ class Limits:
     #: Flood control per peer: messages per second (and burst), bytes per second (and burst).
     msg_rate: float = 200.0
     msg_burst: float = 400.0
+    #: Answers (headers, synced blocks, not-found, pongs) have their own, wider bucket: a node
+    #: syncing fast must not take its source for a flooder, but unasked answers are bounded too.
+    answer_rate: float = 2000.0
+    answer_burst: float = 4000.0
     byte_rate: float = 32 * 1024 * 1024
     byte_burst: float = 128 * 1024 * 1024
     #: Bytes queued for a peer that does not read before we drop it (``send-buffer-full``).
@@ -145,6 +153,8 @@ class Limits:
     def __post_init__(self) -> None:
         if self.byte_burst < self.max_frame + HEADER_SIZE:
             raise ValueError("byte_burst must admit one frame of max_frame bytes")
+        if not 0 < self.handshake_max_frame <= self.max_frame:
+            raise ValueError("need 0 < handshake_max_frame <= max_frame")
         if self.backoff_min <= 0 or self.backoff_max < self.backoff_min:
             raise ValueError("need 0 < backoff_min <= backoff_max")
 
@@ -157,9 +167,9 @@ class Peer:
         "host", "port", "direction", "node_id", "listen_port", "version", "user_agent", "best_height", "best_hash",
         "connected_since", "handshaken", "close_reason", "closed_by_us", "bytes_sent", "bytes_recv", "msgs_recv",
         "ping_rtt", "last_recv", "_net", "_reader", "_writer", "_decoder", "_pending", "_outbox", "_outbox_bytes",
-        "_wakeup", "_writer_task", "_msg_bucket", "_byte_bucket", "_ping_nonce", "_ping_sent", "_answered_getaddr",
+        "_wakeup", "_writer_task", "_msg_bucket", "_answer_bucket", "_byte_bucket", "_ping_nonce", "_ping_sent", "_answered_getaddr",
         "_closed_event", "_paused", "_quiet_since", "_inbox", "_inbox_bytes", "_inbox_ready", "_inbox_space",
-        "_handler_task", "__weakref__",
+        "_handler_task", "_seq", "__weakref__",
     )
 
     def __init__(
@@ -167,6 +177,7 @@ class Peer:
         host: str, port: int,
     ) -> None:
         limits, now = net.limits, net.clock()
+        self._seq = next(_PEER_SEQ)  # connection order (the newest is evicted first)
         self.host = host
         self.port = port
         self.direction = direction
@@ -188,13 +199,14 @@ class Peer:
         self._net = net
         self._reader = reader
         self._writer = writer
-        self._decoder = FrameDecoder(limits.max_frame)
+        self._decoder = FrameDecoder(limits.handshake_max_frame)  # raised to max_frame after the handshake
         self._pending: deque[bytes] = deque()
         self._outbox: deque[bytes] = deque()
         self._outbox_bytes = 0
         self._wakeup = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         self._msg_bucket = TokenBucket(limits.msg_rate, limits.msg_burst, net.clock)
+        self._answer_bucket = TokenBucket(limits.answer_rate, limits.answer_burst, net.clock)
         self._byte_bucket = TokenBucket(limits.byte_rate, limits.byte_burst, net.clock)
         self._ping_nonce: int | None = None
         self._ping_sent = now
@@ -312,6 +324,9 @@ class Target:
             "connects": self.connects, "last_error": self.last_error,
             "node_id": self.node_id.hex() if self.node_id else None,
         }
+
+
+_PEER_SEQ = itertools.count()
 
 
 def _answer(msg: Message) -> bool:
@@ -537,7 +552,8 @@ class Network:
             refusal = "shutdown"
         elif self.discouragement.refuses_connection_from(host):
             refusal = "discouraged"
-        elif sum(1 for p in self._conns if p.direction == INBOUND) >= self.limits.max_inbound:
+        elif sum(1 for p in self._conns if p.direction == INBOUND) >= self.limits.max_inbound \
+                and not self._evict_inbound(host):
             refusal = "too-many-inbound"
         if refusal is not None:
             writer.transport.abort()
@@ -547,6 +563,24 @@ class Network:
         peer = Peer(self, reader, writer, INBOUND, host, port)
         self._conns.add(peer)  # now, so that a stop before the task runs still closes it
         self._spawn(self._run_peer(peer), f"p2p-in-{host}:{port}")
+
+    def _evict_inbound(self, host: str) -> bool:
+        """With every inbound slot taken, make room for a connection from ``host`` if one
+        address holds more slots than ``host`` would after it: that address's newest connection
+        goes (``evicted``). So one host cannot keep all the slots (as in Bitcoin Core's
+        eviction, with the address in place of the network group)."""
+        inbound = [p for p in self._conns if p.direction == INBOUND and not p.closed]
+        by_host: dict[str, list[Peer]] = {}
+        for p in inbound:
+            by_host.setdefault(normalize_host(p.host), []).append(p)
+        crowded = max(by_host.values(), key=len, default=[])
+        if len(crowded) <= len(by_host.get(normalize_host(host), [])) + 1:
+            return False
+        victim = max(crowded, key=lambda p: p._seq)
+        victim._mark_closed("evicted", by_us=True)
+        log.info("inbound evicted", extra={"event": "evict", "peer": victim.label, "for": host,
+                                           "host_slots": len(crowded)})
+        return True
 
     # --- outbound -----------------------------------------------------------------------------
 
@@ -622,6 +656,7 @@ class Network:
             except TimeoutError:
                 raise PeerClosedByUs("handshake-timeout") from None
             peer.handshaken = True
+            peer._decoder.max_frame = self.limits.max_frame
             peer.connected_since = self.wall_clock()
             self._peers.append(peer)
             if target is not None:
@@ -710,20 +745,28 @@ class Network:
 
     async def _next_message(self, peer: Peer) -> tuple[Message, int]:
         """The next message and its size on the wire; flood control and decoding here."""
+        # Before the handshake is done, one frame at a time: the frames behind it (a peer may
+        # pipeline its first messages) are checked against max_frame once it is.
+        one = None if peer.handshaken else 1
+        if not peer._pending and peer._decoder.buffered:
+            peer._pending.extend(peer._decoder.feed(b"", one))
         while not peer._pending:
             data = await peer._reader.read(self.limits.read_size)
             if not data:
                 raise ConnectionClosed("eof")
             peer.bytes_recv += len(data)
-            peer._pending.extend(peer._decoder.feed(data))
+            peer._pending.extend(peer._decoder.feed(data, one))
         payload = peer._pending.popleft()
         peer.last_recv = peer._quiet_since = self.clock()
         if not peer._byte_bucket.take(len(payload) + HEADER_SIZE):
             raise Misbehaving("flood", f"over {self.limits.byte_rate:g} bytes/s")
         msg = decode_message(payload, self.limits.max_frame)
-        # Answers to our own requests (headers, synced blocks, not-found, pongs) do not count
-        # against the message rate: a node syncing fast must not take its source for a flooder.
-        if not _answer(msg) and not peer._msg_bucket.take(1):
+        # Answers to our own requests (headers, synced blocks, not-found, pongs) take from a
+        # wider bucket: a node syncing fast must not take its source for a flooder.
+        if _answer(msg):
+            if not peer._answer_bucket.take(1):
+                raise Misbehaving("flood", f"over {self.limits.answer_rate:g} answers/s")
+        elif not peer._msg_bucket.take(1):
             raise Misbehaving("flood", f"over {self.limits.msg_rate:g} messages/s")
         peer.msgs_recv += 1
         return msg, len(payload) + HEADER_SIZE

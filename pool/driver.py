@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from consensus.crypto import PrivateKey, derived_key, format_address
-from consensus.engines.ponas.rounds import commitment_for, commitments_root
+from consensus.engines.ponas.rounds import commitment_for, commitment_salt, commitments_root, tiebreak
 from consensus.errors import ConsensusError
 from consensus.types import Block, Commitment, Payout
 from nodeclient import Backoff, NodeClient, NodeRejected, NodeUnavailable, normalise_url
@@ -125,6 +125,8 @@ class _Committed:
     result: TrainResult
     block: Block  # the template, unsealed
     commitment: Commitment
+    salt: bytes  # opens the commitment at the reveal; secret until then
+    chain_id: str  # the chain the salted digest was made for
     key_index: int = 0
 
 
@@ -327,7 +329,8 @@ class RoundDriver:
             return
         while (i := self._free_key(st)) is not None:
             commitment = commitment_for(block.header, self.keys[i], self.chain_id, st.next_seq[i])
-            entry = _Committed(result, block, commitment, i)
+            salt = commitment_salt(self.keys[i], block.header, self.chain_id)
+            entry = _Committed(result, block, commitment, salt, self.chain_id, i)
             st.pending = entry
             try:
                 ack = await self._client.post("/api/v1/commitments", {"commitment": commitment.encode().hex()})
@@ -427,10 +430,10 @@ class RoundDriver:
                 self._scorer, round_scores, [e.result for e in included], rnd.space, close.test_key, rnd.test_set_size
             )
             scores = st.scores = computed
-        scored = [(s, positions[e.commitment.hash()]) for s, e in zip(scores, included)]
+        scored = [(s, tiebreak(close.test_key, e.commitment.hash())) for s, e in zip(scores, included)]
         pick = choose_reveal(scored)
         entry, score = included[pick], scores[pick]
-        block = build_candidate(entry.block, close.close, ordered, entry.commitment, score)
+        block = build_candidate(entry.block, close.close, ordered, entry.commitment, entry.salt, score, entry.chain_id)
         body = {"block": block.encode().hex(), "weights": base64.b64encode(entry.result.weights).decode("ascii")}
         try:
             ack = await self._client.post("/api/v1/candidates", body)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from consensus.engines.ponas.rounds import commitments_root, round_seal
+from consensus.engines.ponas.rounds import commitments_root, round_seal, sealed_digest
 from consensus.errors import ConsensusError
 from consensus.types import Block, Commitment, Payout, RoundClose
 
@@ -263,19 +263,20 @@ def build_candidate(
     close: RoundClose,
     commitments: Sequence[Commitment],
     my_commitment: Commitment,
+    salt: bytes,
     score: int,
+    chain_id: str,
 ) -> Block:
     """The candidate block: the template with ``round_close`` and ``score`` set and the seal
-    proving ``my_commitment`` is in ``close`` (``commitments`` in the close's order).
+    proving ``my_commitment`` is in ``close`` (``commitments`` in the close's order), opened by
+    ``salt``.
 
-    Raises :class:`MinerError`: ``header-mismatch`` (the template is not what was committed),
-    ``close-mismatch`` (the close is for another round), ``bad-commitments`` (the list does not
-    hash to the close's root and count), ``not-in-close`` (the closer left us out).
+    Raises :class:`MinerError`: ``header-mismatch`` (the template and salt do not open the
+    commitment), ``close-mismatch`` (the close is for another round), ``bad-commitments`` (the
+    list does not hash to the close's root and count), ``not-in-close`` (the closer left us out).
     """
     h, c = template_block.header, my_commitment
-    committed = (c.height, c.parent, c.task_id, c.txs_root, c.payouts_root, c.genotype, c.weights_hash, c.seed)
-    declared = (h.height, h.parent, h.task_id, h.txs_root, h.payouts_root, h.genotype, h.weights_hash, h.seed)
-    if committed != declared:
+    if (c.height, c.parent, c.task_id) != (h.height, h.parent, h.task_id) or sealed_digest(h, salt, chain_id) != c.sealed:
         raise MinerError("header-mismatch", "the commitment does not bind this template")
     if (close.height, close.parent, close.task_id) != (h.height, h.parent, h.task_id):
         raise MinerError("close-mismatch", f"the close is for height {close.height} on another parent or task")
@@ -286,13 +287,13 @@ def build_candidate(
     if index is None:
         raise MinerError("not-in-close", f"the close's {len(commitments)} commitments do not include ours")
     header = replace(h, round_close=close.hash(), score=score)
-    return replace(template_block, header=header, proof=round_seal(close, commitments, index))
+    return replace(template_block, header=header, proof=round_seal(close, commitments, index, salt))
 
 
 def choose_reveal(scored: Sequence[tuple[int, int]]) -> int:
-    """Which of our included commitments to reveal, given ``(test score, index in close)``
-    pairs: the best score, then the earlier commitment (the selection rule's tie-break).
-    Returns the position in ``scored``."""
+    """Which of our included commitments to reveal, given ``(test score, tiebreak)`` pairs
+    (:func:`consensus.engines.ponas.rounds.tiebreak`): the best score, then the lower
+    tiebreak (the selection rule's). Returns the position in ``scored``."""
     if not scored:
         raise ValueError("nothing to reveal")
     return min(range(len(scored)), key=lambda i: (-scored[i][0], scored[i][1]))

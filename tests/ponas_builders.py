@@ -11,7 +11,15 @@ from dataclasses import dataclass, replace
 from consensus.beacon import BeaconChain
 from consensus.chain import block_template
 from consensus.crypto import PrivateKey
-from consensus.engines.ponas.rounds import BUILTIN_TASK, CommitmentSet, commitment_for, make_close, round_seal
+from consensus.engines.ponas.rounds import (
+    BUILTIN_TASK,
+    CommitmentSet,
+    commitment_for,
+    commitment_salt,
+    make_close,
+    round_seal,
+    sealed_digest,
+)
 from consensus.params import ChainParams, preset_params
 from consensus.state import Account
 from consensus.types import COIN, Block, Header, Payout, RoundClose
@@ -43,6 +51,12 @@ class Entry:
     key: PrivateKey
     block: Block  # unsealed: no close, no score yet
     weights: bytes
+    chain_id: str = "ponas-test"
+
+    @property
+    def salt(self) -> bytes:
+        """The salt that opens this entry's commitments."""
+        return commitment_salt(self.key, self.block.header, self.chain_id)
 
 
 def trained_entry(
@@ -77,24 +91,30 @@ def entry_with_weights(
         parent, accounts, params, timestamp=parent.timestamp + 20, payouts=[Payout(key.address, 0)],
         task_id=BUILTIN_TASK, genotype=genotype, weights_hash=hashlib.sha256(weights).digest(), seed=seed,
     )
-    return Entry(key, block, weights)
+    return Entry(key, block, weights, params.chain_id)
 
 
-def close_round(params: ChainParams, parent: Header, entries: Sequence[Entry], key_index: int = 1) -> tuple[RoundClose, list]:  # type: ignore[type-arg]
+def close_round(params: ChainParams, parent: Header, entries: Sequence[Entry], key_index: int = 1,
+                timestamp: int | None = None) -> tuple[RoundClose, list]:  # type: ignore[type-arg]
+    """The beacon's close of the round on ``parent`` with the entries' commitments, stamped
+    (by default) as the entries are, 20 s after the parent: past the commit deadline of a
+    regtest round on the chain's timeline."""
     collected = CommitmentSet(parent.height + 1, parent.hash(), BUILTIN_TASK, deadline=1e18, chain_id=params.chain_id, params=params.ponas)
     for e in entries:
         collected.add(commitment_for(e.block.header, e.key, params.chain_id), now=0)
     close = make_close(
         BEACON, params.chain_id, height=parent.height + 1, task_id=BUILTIN_TASK, parent=parent.hash(),
         test_key=BEACON_CHAIN.key(key_index), key_index=key_index, commitments=collected.items,
+        timestamp=parent.timestamp + 20 if timestamp is None else timestamp,
     )
     return close, collected.items
 
 
 def reveal(entry: Entry, close: RoundClose, commitments: list, score: int) -> Block:  # type: ignore[type-arg]
-    index = next(i for i, c in enumerate(commitments) if c.miner == entry.key.public_key and c.genotype == entry.block.header.genotype)
+    sealed = sealed_digest(entry.block.header, entry.salt, entry.chain_id)
+    index = next(i for i, c in enumerate(commitments) if c.miner == entry.key.public_key and c.sealed == sealed)
     header = replace(entry.block.header, round_close=close.hash(), score=score)
-    return replace(entry.block, header=header, proof=round_seal(close, commitments, index))
+    return replace(entry.block, header=header, proof=round_seal(close, commitments, index, entry.salt))
 
 
 def honest_score(params: ChainParams, entry: Entry, close: RoundClose) -> int:

@@ -61,6 +61,9 @@ def register_devnet(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ini = dsub.add_parser("init", help="only write a devnet's files (genesis, keys, wallets): docker-compose's first step")
     shape(ini)
     ini.add_argument("--if-missing", action="store_true", help="do nothing if --dir already holds a devnet")
+    ini.add_argument("--beacon-key", metavar="PATH",
+                     help="write the beacon's key (it closes the rounds and knows every future test key) here "
+                          "instead of DIR/beacon.key: a place no miner can read")
     ini.set_defaults(func=cmd_init)
     st = dsub.add_parser("status", help="the processes and the chain of a running devnet")
     common(st)
@@ -118,7 +121,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     ports = plan_ports(topo, _base_port(args))
     lead = _lead(args, topo)
     ln.prepare_dir(root, args.fresh)
-    manifest = init(root, topo, ports, lead)
+    manifest = init(root, topo, ports, lead, beacon_key=Path(args.beacon_key).resolve() if args.beacon_key else None)
     print(f"wrote a {topo.preset} devnet in {root}: chain {manifest.chain_id}, genesis {manifest.genesis[:16]}…")
     return 0
 

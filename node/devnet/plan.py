@@ -108,7 +108,8 @@ def default_lead(topo: Topology) -> float:
     return 6.0 + 1.5 * (topo.nodes + (1 if topo.pool_members else 0) + topo.pool_members + topo.solo)
 
 
-def init(root: Path, topo: Topology, ports: Mapping[str, int], lead: float, now: float | None = None) -> Manifest:
+def init(root: Path, topo: Topology, ports: Mapping[str, int], lead: float, now: float | None = None,
+         beacon_key: Path | None = None) -> Manifest:
     """Write the devnet's files into ``root`` (ready: see ``launcher.prepare_dir``): keys, the
     demo wallets, a genesis that prefunds them and starts ``lead`` seconds from ``now``, and
     the manifest, which it returns."""
@@ -139,7 +140,8 @@ def init(root: Path, topo: Topology, ports: Mapping[str, int], lead: float, now:
     wallet_node = f"http://127.0.0.1:{ports[f'node{topo.nodes - 1}.api']}"
     write_text_atomic(str(home / "config.toml"), f'[wallet]\nnode = "{wallet_node}"\n')
     start = int((time.time() if now is None else now) + lead)
-    params = write_genesis(topo.preset, str(root / "genesis.json"), str(root / "beacon.key"), prefunds,
+    beacon_path = beacon_key or root / "beacon.key"  # elsewhere: out of the miners' reach (docker-compose)
+    params = write_genesis(topo.preset, str(root / "genesis.json"), str(beacon_path), prefunds,
                            chain_id=f"ponas-{topo.preset}", genesis_time=start, task=topo.task)
     manifest = Manifest(
         dir=str(root), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), state="initialised",

@@ -311,6 +311,17 @@ def test_stale_and_foreign_directories(tmp_path: Path) -> None:
     assert r.returncode == 1 and "error: bad-manifest:" in r.stderr
 
 
+def test_init_can_keep_the_beacon_key_out_of_the_devnet_dir(tmp_path: Path) -> None:
+    """``devnet init --beacon-key PATH`` (docker-compose's init) writes the beacon's key there,
+    not beside the miners' keys: the beacon knows every future test key."""
+    root, beacon = tmp_path / "dn", tmp_path / "beacon" / "beacon.key"
+    beacon.parent.mkdir()
+    r = run("devnet", "init", "--dir", str(root), "--preset", "regtest", "--base-port", "0", "--beacon-key", str(beacon))
+    assert r.returncode == 0, r.stderr
+    assert beacon.stat().st_mode & 0o777 == 0o600 and not (root / "beacon.key").exists()
+    assert not any("beacon" in p.name for p in root.rglob("*"))
+
+
 @pytest.mark.parametrize("args,reason", [
     (["--rounds", "0"], "bad-args"), (["--nodes", "0"], "bad-args"), (["--send", "-1"], "bad-amount"),
     (["--detach", "--rounds", "2"], "bad-args"), (["--lead", "-5"], "bad-args"),

@@ -108,7 +108,11 @@ async def test_fee_estimate_and_minimum(node: Node) -> None:
         ("POST", "/api/v1/transactions", {"tx": "c0"}, None, None, 400, "unknown-tag"),  # open: no token needed
         ("POST", "/api/v1/transactions", None, "good", b"{not json", 400, "bad-json"),
         ("POST", "/api/v1/transactions", [1, 2], "good", None, 400, "bad-json"),
-        ("POST", "/api/v1/transactions", None, None, b"[" * 100_000 + b"]" * 100_000, 400, "bad-json"),  # was a 500
+        ("POST", "/api/v1/transactions", None, None, b"[" * 30_000 + b"]" * 30_000, 400, "bad-json"),  # was a 500
+        # unauthenticated bodies are small (were up to 16 MiB); a deep nesting past the limit is too large
+        ("POST", "/api/v1/transactions", None, None, b"[" * 100_000 + b"]" * 100_000, 413, "too-large"),
+        ("POST", "/api/v1/transactions", None, None, b'{"tx": "' + b"00" * 40_000 + b'"}', 413, "too-large"),
+        ("POST", "/api/v1/commitments", None, "good", b'{"commitment": "' + b"00" * 40_000 + b'"}', 413, "too-large"),
         ("POST", "/api/v1/transactions", {"tx": 5}, "good", None, 400, "bad-field"),
         ("POST", "/api/v1/transactions", {"tx": "zz"}, "good", None, 400, "bad-field"),
         ("POST", "/api/v1/transactions", {"tx": "c0"}, "good", None, 400, "unknown-tag"),
@@ -165,3 +169,18 @@ async def test_invalid_transfers_have_consensus_reasons(node: Node) -> None:
     weights = base64.b64encode(b"x").decode()
     status, out = await call(node, "POST", "/api/v1/candidates", {"block": "00", "weights": weights})
     assert status == 400
+
+
+async def test_a_chunked_body_is_cut_at_the_limit(node: Node) -> None:
+    """A body sent without a length (chunked) is read only up to the call's limit: a peer that
+    streams megabytes at an open endpoint gets ``too-large`` after 64 KiB, not a 16 MiB buffer."""
+    sent = [0]
+
+    async def stream():  # type: ignore[no-untyped-def]
+        for _ in range(256):  # 16 MiB, if nobody stopped reading
+            sent[0] += 1
+            yield b"[" * 65536
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"http://127.0.0.1:{node.api_port}/api/v1/transactions", data=stream()) as r:
+            assert r.status == 413 and (await r.json())["error"]["reason"] == "too-large"

@@ -110,7 +110,7 @@ async def test_a_noproof_round_on_two_nodes(tmp_path: Path) -> None:
             for e, claimed in zip(entries, (120, 150)):
                 index = next(i for i, c in enumerate(commitments) if c.miner == e.key.public_key)
                 header = replace(e.block.header, round_close=close_msg.close.hash(), score=claimed)
-                candidate = replace(e.block, header=header, proof=round_seal(close_msg.close, commitments, index))
+                candidate = replace(e.block, header=header, proof=round_seal(close_msg.close, commitments, index, e.salt))
                 await miner.send_and_expect(M.BlockMsg(candidate, e.weights, True))
             await wait_for(lambda: n0.chain.height == 1 == n1.chain.height, params.ponas.reveal_window + 15,
                            "the round's block on both nodes")

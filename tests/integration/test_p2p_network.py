@@ -452,3 +452,51 @@ async def test_stop_closes_everything_even_when_grace_fails() -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", a.port))
         s.listen()
+
+
+async def test_first_frame_limit_host_eviction_and_unasked_answers(make_net: Callable[..., Any]) -> None:
+    """Attack 10 of the round-protocol review, each bounded: a stranger's first frame may be
+    only ``handshake_max_frame`` bytes (it was 8 MiB, decoded before its type was checked), while
+    a handshaken peer's may be large; with every inbound slot taken, the address holding the
+    most slots loses its newest connection to another address (one host took all 64); and
+    answer-type messages nobody asked for (pongs, headers) are rate-limited too (they skipped
+    the message rate)."""
+    a = await make_net(limits=Limits(handshake_timeout=1.0, ping_interval=30, stop_grace=0.5, max_inbound=3,
+                                     msg_rate=50, msg_burst=100, answer_rate=100, answer_burst=200))
+    big = M.TxBatch(tuple(tx(i).tx for i in range(600)))  # about 100 KB
+    assert 4096 < len(M.encode_message(big)) < Limits().max_frame
+    stranger = await RawPeer.open(a.port)
+    stranger.send(big)  # before any hello
+    assert await stranger.closed_by_remote()
+    await until(lambda: last_reason(a) == "oversized-frame", what="a large first frame refused")
+    friend = await RawPeer.open(a.port)
+    await friend.handshake()
+    friend.send(big)  # after the handshake: max_frame applies
+    await until(lambda: any(isinstance(m, M.TxBatch) for _, m in a.handler.messages), what="a large batch")
+    # unasked answers: a burst of 200, then refused as a flood
+    for i in range(400):
+        friend.send(M.Pong(i))
+    assert await friend.closed_by_remote()
+    await until(lambda: last_reason(a, friend.node_id) == "flood", what="an answer flood")
+
+    async def from_host(host: str) -> RawPeer:
+        reader, writer = await asyncio.open_connection("127.0.0.1", a.port, local_addr=(host, 0))
+        return RawPeer(reader, writer, node_id())
+
+    held = [await RawPeer.open(a.port) for _ in range(3)]  # one host takes every slot
+    for p in held:
+        await p.handshake()
+    await until(lambda: len(a._conns) == 3, what="three inbound from 127.0.0.1")
+    second = await from_host("127.0.0.2")  # another address: 127.0.0.1's newest makes room
+    await second.handshake()
+    assert await held[-1].closed_by_remote(timeout=1.0)
+    await until(lambda: last_reason(a) == "evicted", what="the crowded host's newest evicted")
+    third = await from_host("127.0.0.3")  # 127.0.0.1 still holds two: one more goes
+    await third.handshake()
+    assert await held[-2].closed_by_remote(timeout=1.0)
+    fourth = await from_host("127.0.0.4")  # one slot each now: refused
+    assert await fourth.closed_by_remote(timeout=1.0)
+    await until(lambda: last_reason(a) == "too-many-inbound", what="no more room")
+    assert not await held[0].closed_by_remote(timeout=0.3)
+    for p in [stranger, friend, second, third, fourth, *held]:
+        p.close()

@@ -124,7 +124,7 @@ def test_invalid_candidates(round_kit) -> None:  # type: ignore[no-untyped-def]
     over = commitment_for(honest.block.header, honest.key, PARAMS.chain_id, seq=PARAMS.ponas.max_commitments_per_key)
     c4 = make_close(BEACON, PARAMS.chain_id, height=1, task_id=close.task_id, parent=close.parent,
                     test_key=BEACON_CHAIN.key(1), key_index=1, commitments=[over])
-    cases.append(("too-many-commitments", replace(good, header=replace(good.header, round_close=c4.hash()), proof=round_seal(c4, [over], 0)), honest.weights))
+    cases.append(("too-many-commitments", replace(good, header=replace(good.header, round_close=c4.hash()), proof=round_seal(c4, [over], 0, honest.salt)), honest.weights))
     # weights the node was never sent
     cases.append(("missing-weights", good, b""))
 

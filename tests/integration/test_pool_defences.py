@@ -13,6 +13,8 @@ import base64
 import contextlib
 import json
 import random
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -269,11 +271,12 @@ async def test_results_already_in_the_epoch_are_not_committed_again(tmp_path: Pa
                 parse_round({**base, "spent": bad})
 
 
-async def test_a_share_whose_epoch_turns_while_it_is_checked_is_checked_on_its_own_epoch(tmp_path: Path) -> None:
-    """A mnist1d task epoch turns (round 4 to round 5 of a 4-round epoch) between an honest
-    member's share and its weights: the weights are checked on the data of the share's job, not
-    the new epoch's (on which its validation score differs: the old manager banned the member
-    for ``score-mismatch``), and the result stays out of the new epoch's best."""
+async def _epoch_turn_scenario(tmp_path: Path) -> None:
+    """The scenario of the test below, in a child process (exact mnist1d training and checks
+    pin the kernels, which a process that already ran torch cannot)."""
+    from consensus.engines.ponas.exact import pin_kernels
+
+    pin_kernels()
     from consensus.engines.ponas.train import score_sequences
     from consensus.engines.ponas.weights import load_weights
     from pool.rounds import parse_round, train_one
@@ -318,3 +321,15 @@ async def test_a_share_whose_epoch_turns_while_it_is_checked_is_checked_on_its_o
         verifier.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await verifier
+
+
+def test_a_share_whose_epoch_turns_while_it_is_checked_is_checked_on_its_own_epoch(tmp_path: Path) -> None:
+    """A mnist1d task epoch turns (round 4 to round 5 of a 4-round epoch) between an honest
+    member's share and its weights: the weights are checked on the data of the share's job, not
+    the new epoch's (on which its validation score differs: the old manager banned the member
+    for ``score-mismatch``), and the result stays out of the new epoch's best."""
+    code = ("import asyncio, pathlib, sys; from tests.integration.test_pool_defences import _epoch_turn_scenario as f; "
+            "asyncio.run(f(pathlib.Path(sys.argv[1]))); print('scenario passed')")
+    child = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=Path(__file__).resolve().parents[2],
+                           capture_output=True, text=True, timeout=180)
+    assert child.returncode == 0 and "scenario passed" in child.stdout, child.stdout[-2000:] + child.stderr[-4000:]

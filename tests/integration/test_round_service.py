@@ -162,7 +162,7 @@ def _fake_candidates(rounds: RoundService, block: Any, scores: list[int]) -> lis
     for i, score in enumerate(scores):
         b = replace(block, header=replace(block.header, score=score))
         verdict = Verdict(b.header.weights_hash, b.header.genotype, b.header.seed, score, b"k" * 32, score, None, False)
-        out.append(Candidate(b, b"w", verdict, i))
+        out.append(Candidate(b, b"w", verdict, i, i))
         rounds.round.candidates[b.header.hash()] = out[-1]
     return out
 
@@ -172,7 +172,7 @@ def test_one_retrain_at_a_time_and_the_round_end_waits_for_the_best(tmp_path: Pa
     that comes meanwhile is retrained after it (no queue of superseded bests to cancel). At the
     window's end the round picks no block while its best waits for a retrain; a candidate whose
     retrain fails gives way to the next, and a round whose candidates all fail is retried."""
-    now = float(GENESIS_TIME + 1)
+    now = float(GENESIS_TIME + 21)  # the close (stamped 20 s after the genesis) has come
     with open_noproof_chain(tmp_path / "n", PARAMS, clock=lambda: now) as chain:
         rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), now)
         entry = noproof_entry(PARAMS, chain.tip, chain.accounts, keys(1, seed=8)[0], GENOTYPES[0], 1)
@@ -224,8 +224,17 @@ async def test_candidates_are_scored_off_the_event_loop(tmp_path: Path) -> None:
             await asyncio.wait_for(submit, 30)
         assert exc.value.reason == "wrong-close" and node.rounds.round.candidates == {}
 
-        # the same candidate in its round: admitted, once
+        # the retry takes the next key: the first attempt's close is not taken again
+        with pytest.raises(InvalidRound) as err:
+            node.rounds.add_close(close, commitments, clock[0])
+        assert err.value.reason == "wrong-key-index"
+        # the candidate in the retry's round (its close, stamped a commit window after the
+        # failed attempt's reveal end): admitted, once
+        stamp = close.timestamp + PARAMS.ponas.reveal_window + PARAMS.ponas.commit_window
+        close, commitments = close_round(PARAMS, node.chain.tip, [entry], key_index=2, timestamp=stamp)
+        clock[0] = float(stamp)
         assert node.rounds.add_close(close, commitments, clock[0])
+        block = reveal(entry, close, commitments, 170)
         assert await node.submit_candidate(block, entry.weights) == block.header.score
         assert await node.submit_candidate(block, entry.weights) == block.header.score
         assert list(node.rounds.round.candidates) == [block.header.hash()]
@@ -315,3 +324,44 @@ def test_the_import_refuses_a_verdict_that_is_not_the_blocks(tmp_path: Path) -> 
             with pytest.raises(InvalidBlock) as exc:
                 other.import_block(block, entry.weights, verdict=wrong)
             assert exc.value.reason == "bad-verdict" and other.height == 0
+
+
+def test_the_closer_takes_one_key_per_attempt_in_order_and_cannot_re_roll(tmp_path: Path) -> None:
+    """Attacks on the close (protocol v2), each refused with its reason: a key other than this
+    attempt's (a closer shopping for a test set), a close stamped before the commit deadline (a
+    window cut short) or ahead of the clock, and a retry (a new key, another commitment order)
+    sent while the reveal window runs, or after it with a valid candidate in hand: the reveals
+    the closer dislikes are not thrown away. A retry after an empty window takes the next key."""
+    pp = PARAMS.ponas
+    now = float(GENESIS_TIME + 21)
+    with open_noproof_chain(tmp_path / "n", PARAMS, clock=lambda: now) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), now)
+        tip = chain.tip
+        entries = [noproof_entry(PARAMS, tip, chain.accounts, k, GENOTYPES[i], i) for i, k in enumerate(keys(2, seed=31))]
+
+        def refused(reason: str, close: Any, commitments: Any, at: float) -> None:
+            with pytest.raises(InvalidRound) as err:
+                rounds.add_close(close, commitments, at)
+            assert err.value.reason == reason, (reason, err.value)
+
+        late = GENESIS_TIME + 200  # time enough for retries: check_close allows skipping keys, the round does not
+        refused("wrong-key-index", *close_round(PARAMS, tip, entries, key_index=3, timestamp=late), late)
+        refused("close-too-early", *close_round(PARAMS, tip, entries, timestamp=GENESIS_TIME + pp.commit_window - 3), now)
+        refused("close-in-future", *close_round(PARAMS, tip, entries, timestamp=int(now) + 10), now)
+        refused("key-skipped", *close_round(PARAMS, tip, entries, key_index=3, timestamp=int(now)), now)  # 2 fit in 21 s
+
+        close, commitments = close_round(PARAMS, tip, entries, timestamp=int(now))
+        assert rounds.add_close(close, commitments, now)
+        assert rounds.round.close == close and rounds.round.attempt == 0
+        # a re-roll mid-reveal: the next key, the commitments in another order
+        retry_at = close.timestamp + pp.reveal_window + pp.commit_window
+        refused("retry-too-early", *close_round(PARAMS, tip, entries[::-1], key_index=2, timestamp=int(now) + 1), now + 1)
+        retry = close_round(PARAMS, tip, entries[::-1], key_index=2, timestamp=retry_at)
+        cand = rounds.add_candidate(reveal(entries[0], close, commitments, 150), entries[0].weights, now + 1)
+        assert cand.failed is None
+        refused("retry-with-candidates", *retry, float(retry_at))
+        assert rounds.round.close == close and list(rounds.round.candidates) == [cand.block.header.hash()]
+        # with no valid candidate, the retry after the window is taken, with the next key only
+        cand.failed = "retrain-mismatch"
+        assert rounds.add_close(*retry, float(retry_at))
+        assert rounds.round.close == retry[0] and rounds.round.attempt == 1 and rounds.round.candidates == {}

@@ -8,7 +8,7 @@ commitments (real keys; one architecture really trained with the regtest recipe)
 ``check_candidate`` and the engine's whole block validation, score and retraining included;
 candidates it cannot prove are refused with stable reasons (``not-in-close``,
 ``bad-commitments``, ``header-mismatch``, ``close-mismatch``); it reveals its best test score,
-ties to the earlier commitment; it parses the round object strictly and refuses a close whose
+ties to the lower tiebreak; it parses the round object strictly and refuses a close whose
 encoding contradicts its announced hash; node answers map to rejected (4xx, with the node's
 reason) or unavailable (5xx, garbage); backoff doubles up to a cap; the key file the node
 writes and the cookie token are read back; a mistyped address is ``bad-address``.
@@ -28,7 +28,7 @@ import pytest
 from consensus.chain import block_template, genesis_block, validate_block
 from consensus.crypto import BadAddress, format_address
 from consensus.engines.ponas.engine import PonasEngine
-from consensus.engines.ponas.rounds import BUILTIN_TASK, check_candidate, commitment_for, make_close
+from consensus.engines.ponas.rounds import BUILTIN_TASK, check_candidate, commitment_for, commitment_salt, make_close
 from consensus.errors import ConsensusError
 from consensus.files import load_key_file
 from consensus.state import genesis_accounts
@@ -121,7 +121,7 @@ def kit() -> dict[str, Any]:
         test_set_size=PARAMS.ponas.test_set_size, close=None,
     )
     return dict(genesis=genesis, accounts=accounts, result=result, ours=ours, theirs=theirs, mine=mine,
-                commitments=commitments, close=close, rnd=rnd)
+                commitments=commitments, close=close, rnd=rnd, salt=commitment_salt(MINER, ours.header, CHAIN_ID))
 
 
 def test_candidate_from_template_close_and_commitments_is_valid(kit: dict[str, Any]) -> None:
@@ -129,7 +129,7 @@ def test_candidate_from_template_close_and_commitments_is_valid(kit: dict[str, A
     close = kit["close"]
     [score] = round_scores([kit["result"]], "nb201", close.test_key, PARAMS.ponas.test_set_size)
     assert 0 < score <= PARAMS.ponas.test_set_size
-    candidate = build_candidate(kit["ours"], close, kit["commitments"], kit["mine"], score)
+    candidate = build_candidate(kit["ours"], close, kit["commitments"], kit["mine"], kit["salt"], score, CHAIN_ID)
     assert candidate.header.round_close == close.hash() and candidate.header.score == score
     assert candidate.proof is not None and candidate.proof.index == 1
     assert check_candidate(candidate, CHAIN_ID, PARAMS.ponas) == kit["mine"]
@@ -141,21 +141,23 @@ def test_candidate_from_template_close_and_commitments_is_valid(kit: dict[str, A
 
 
 def test_candidates_that_cannot_be_proved_are_refused(kit: dict[str, Any]) -> None:
-    ours, close, commitments, mine = kit["ours"], kit["close"], kit["commitments"], kit["mine"]
+    ours, close, commitments, mine, salt = kit["ours"], kit["close"], kit["commitments"], kit["mine"], kit["salt"]
     cases: list[tuple[str, Any]] = [
         # the close left our commitment out
         ("not-in-close", lambda: build_candidate(
             ours, make_close(BEACON, CHAIN_ID, height=1, task_id=BUILTIN_TASK, parent=close.parent,
                              test_key=close.test_key, key_index=1, commitments=[commitments[0]]),
-            [commitments[0]], mine, 10)),
+            [commitments[0]], mine, salt, 10, CHAIN_ID)),
         # the node gave the commitments in another order than the close's
-        ("bad-commitments", lambda: build_candidate(ours, close, commitments[::-1], mine, 10)),
-        ("bad-commitments", lambda: build_candidate(ours, close, commitments[:2], mine, 10)),
+        ("bad-commitments", lambda: build_candidate(ours, close, commitments[::-1], mine, salt, 10, CHAIN_ID)),
+        ("bad-commitments", lambda: build_candidate(ours, close, commitments[:2], mine, salt, 10, CHAIN_ID)),
         # our commitment binds another template (other payouts)
-        ("header-mismatch", lambda: build_candidate(kit["theirs"], close, commitments, mine, 10)),
+        ("header-mismatch", lambda: build_candidate(kit["theirs"], close, commitments, mine, salt, 10, CHAIN_ID)),
+        # the right template, a wrong salt
+        ("header-mismatch", lambda: build_candidate(ours, close, commitments, mine, bytes(32), 10, CHAIN_ID)),
         # a close for another parent
         ("close-mismatch", lambda: build_candidate(
-            ours, replace(close, parent=b"\x01" * 32), commitments, mine, 10)),
+            ours, replace(close, parent=b"\x01" * 32), commitments, mine, salt, 10, CHAIN_ID)),
     ]
     for reason, attempt in cases:
         with pytest.raises(MinerError) as err:
@@ -186,7 +188,7 @@ def test_template_must_be_for_this_round_our_result_and_pay_what_we_asked(kit: d
         assert err.value.reason == "bad-template"
 
 
-def test_reveal_the_best_test_score_then_the_earlier_commitment() -> None:
+def test_reveal_the_best_test_score_then_the_lower_tiebreak() -> None:
     assert choose_reveal([(150, 3), (170, 5), (160, 0)]) == 1
     assert choose_reveal([(170, 5), (170, 2)]) == 1
     with pytest.raises(ValueError):

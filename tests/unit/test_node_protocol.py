@@ -129,3 +129,27 @@ def test_core_verifies_off_loop_stores_side_blocks_and_blames_bad_ones(tmp_path:
         assert [(type(a), a.reason) for a in out] == [(Discourage, "bad-seal")]  # type: ignore[union-attr]
         assert core.metrics.rejects.labels("p2p", "bad-seal")._value.get() == 1
         assert ImportStatus.CONNECTED == "connected"  # a str enum: metric labels and JSON unchanged
+
+
+def test_a_forged_transfer_costs_its_relayer_and_the_seen_set_is_bounded(tmp_path: Path) -> None:
+    """Attack 10 (part): transfers from unfunded keys with random signatures were refused as
+    benign (``insufficient-funds``) and never cost the peer that relayed them; now a benign
+    refusal of a transfer its sender never signed is ``bad-signature`` and discourages. An
+    honest race (a signed transfer the sender cannot fund) still costs nothing. The seen set
+    keeps at most ``max_seen`` hashes, the oldest going first."""
+    from dataclasses import replace
+
+    clock = Clock(GENESIS_TIME + 10)
+    with open_chain(str(tmp_path / "n"), PARAMS, clock=clock) as chain:
+        core = NodeCore(PARAMS, chain, Mempool(PARAMS.chain_id, chain.account), None, Metrics(), clock.now)
+        core.on_connected(A, 0)
+        broke = keys(1, seed=64)[0]  # no funds
+        honest = transfer(PARAMS, broke, MINER, COIN, 0)  # signed, unfunded: a race, no fault
+        assert core.on_message(A, M.TxMsg(honest), clock.now) == []
+        forged = replace(transfer(PARAMS, broke, MINER, COIN, 1), signature=bytes(range(64)))
+        out = core.on_message(A, M.TxBatch((forged,)), clock.now)
+        assert [(type(a), a.reason) for a in out] == [(Discourage, "bad-signature")]  # type: ignore[union-attr]
+    relay = Relay(ttl=100, max_seen=3)
+    for i in range(5):
+        assert relay.first_sight(bytes([i]), float(i))
+    assert list(relay.seen) == [bytes([2]), bytes([3]), bytes([4])] and not relay.is_seen(bytes([0]))

@@ -109,7 +109,7 @@ def test_empty_frame_rejected() -> None:
 
 def _every_message() -> list[M.Message]:
     tx = transfer(PARAMS, K[0], K[1].address, 5, 0)
-    commitment = Commitment(3, H, H, H, H, "|skip_connect~0|", H, 9, 0, K[0].public_key, bytes(64))
+    commitment = Commitment(3, H, H, H, 0, K[0].public_key, bytes(64))
     close = RoundClose(3, H, H, H, H, 1, 0, 1_700_000_000, K[0].public_key, bytes(64))
     return [
         M.Hello(M.PROTOCOL_VERSION, PARAMS.chain_id, GENESIS.block_hash, 7, H, bytes(16), 8333, "/ponas:test/"),

@@ -1,8 +1,11 @@
 """Round rules without the model: commitments are signed and bounded per key, the closer's
 collection admits only timely commitments of its round, closes are checked against the
 beacon's hash chain and the expected signer, a candidate must carry a commitment the close
-includes and declare exactly what it committed, and the selection rule orders candidates by
-score, then commitment order, then block hash, and fork weight agrees with it."""
+includes and open it (v2: the commitment hides the whole header but its score behind a salt
+derived from the miner's key, and the seal's salt opens it: one commitment, one candidate), and
+the selection rule orders candidates by score, then a tiebreak nobody can steer (a hash of the
+test key and the commitment: not the closer's order), then block hash, and fork weight agrees
+with it."""
 
 from __future__ import annotations
 
@@ -17,10 +20,14 @@ from consensus.engines.ponas.rounds import (
     check_candidate,
     check_close,
     commitment_for,
+    commitment_salt,
     fork_weight,
     make_close,
     round_seal,
+    seal_tiebreak,
+    sealed_digest,
     select_winner,
+    tiebreak,
 )
 from consensus.errors import InvalidBlock, InvalidRound
 from consensus.params import preset_params
@@ -55,8 +62,10 @@ def round_with(miners: list[int]) -> tuple[list, object]:  # type: ignore[type-a
 
 
 def candidate(commitments: list, close, i: int, score: int = 5, **changes: object) -> Block:  # type: ignore[no-untyped-def,type-arg]
+    """Miner ``i``'s candidate (``commitments[i]``); ``changes`` alter its header after the
+    commitment (a candidate other than the one committed)."""
     h = replace(header(i), round_close=close.hash(), score=score, **changes)  # type: ignore[arg-type]
-    return Block(h, Coinbase(1, ()), (), round_seal(close, commitments, i))
+    return Block(h, Coinbase(1, ()), (), round_seal(close, commitments, i, commitment_salt(K[i], header(i), CID)))
 
 
 def test_valid_candidate_passes_and_returns_its_commitment() -> None:
@@ -71,14 +80,21 @@ def test_candidate_table() -> None:
     outsider = commitment_for(header(3), K[3], CID)
     cases = {
         "commitment-not-in-close": Block(
-            replace(header(3), round_close=close.hash()), Coinbase(1, ()), (), replace(round_seal(close, [outsider], 0), close=close)
+            replace(header(3), round_close=close.hash()), Coinbase(1, ()), (), replace(round_seal(close, [outsider], 0, commitment_salt(K[3], header(3), CID)), close=close)
         ),
         "header-mismatch": candidate(commitments, close, 1, genotype="|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"),
         "bad-round-close": replace(candidate(commitments, close, 0), header=replace(header(0), round_close=b"\x01" * 32)),
         "no-commitment": replace(candidate(commitments, close, 0), proof=None),
     }
-    seed_changed = candidate(commitments, close, 2, seed=99)
-    cases["header-mismatch "] = seed_changed
+    cases["header-mismatch "] = candidate(commitments, close, 2, seed=99)
+    # the whole candidate is committed: its timestamp, extra, payouts and transactions too
+    # (one commitment cannot be revealed as many variants: each would be scored and relayed)
+    cases["header-mismatch  "] = candidate(commitments, close, 2, timestamp=101)
+    cases["header-mismatch   "] = candidate(commitments, close, 2, extra=b"variant")
+    cases["header-mismatch    "] = candidate(commitments, close, 2, payouts_root=b"\x07" * 32)
+    cases["header-mismatch     "] = candidate(commitments, close, 2, txs_root=b"\x07" * 32)
+    good = candidate(commitments, close, 2)
+    cases["header-mismatch      "] = replace(good, proof=replace(good.proof, salt=b"\x00" * 32))  # type: ignore[arg-type]
     wrong_index = candidate(commitments, close, 1)
     cases["commitment-not-in-close "] = replace(wrong_index, proof=replace(wrong_index.proof, index=2))  # type: ignore[arg-type]
     for reason, block in cases.items():
@@ -90,7 +106,8 @@ def test_candidate_table() -> None:
 def test_more_commitments_than_allowed() -> None:
     too_far = commitment_for(header(0), K[0], CID, seq=PP.max_commitments_per_key)
     close = make_close(BEACON_KEY, CID, height=1, task_id=BUILTIN_TASK, parent=PARENT, test_key=CHAIN.key(1), key_index=1, commitments=[too_far])
-    block = Block(replace(header(0), round_close=close.hash()), Coinbase(1, ()), (), round_seal(close, [too_far], 0))
+    block = Block(replace(header(0), round_close=close.hash()), Coinbase(1, ()), (),
+                  round_seal(close, [too_far], 0, commitment_salt(K[0], header(0), CID)))
     with pytest.raises(InvalidBlock) as err:
         check_candidate(block, CID, PP)
     assert err.value.reason == "too-many-commitments"
@@ -138,6 +155,29 @@ def test_close_checks() -> None:
     assert err.value.reason == "bad-test-key"
 
 
+def test_a_close_skips_only_the_keys_retries_could_have_used() -> None:
+    """Attack: the closer chooses the test key (v1 accepted any of the next 10,000 keys, and
+    over 200 keys two models swapped winners). A close may skip a key only for each retry that
+    fitted in the time since the previous close: one commit and one reveal window each."""
+    commitments, _close = round_with([0])
+    c, r = PP.commit_window, PP.reveal_window
+    prev = 1000
+
+    def close_at(index: int, timestamp: int):  # type: ignore[no-untyped-def]
+        return make_close(BEACON_KEY, CID, height=1, task_id=BUILTIN_TASK, parent=PARENT, test_key=CHAIN.key(index),
+                          key_index=index, commitments=commitments, timestamp=timestamp)
+
+    check_close(close_at(1, prev + c), CID, PP, prev_key=CHAIN.anchor, prev_key_index=0, prev_time=prev)
+    for index, timestamp, ok in ((2, prev + c, False), (2, prev + c + (c + r) - 1, False), (2, prev + 2 * c + r, True),
+                                 (3, prev + 2 * c + r, False), (3, prev + 3 * c + 2 * r, True), (40, prev + 3 * c, False)):
+        if ok:
+            check_close(close_at(index, timestamp), CID, PP, prev_key=CHAIN.anchor, prev_key_index=0, prev_time=prev)
+            continue
+        with pytest.raises(InvalidRound) as err:
+            check_close(close_at(index, timestamp), CID, PP, prev_key=CHAIN.anchor, prev_key_index=0, prev_time=prev)
+        assert err.value.reason == "key-skipped", (index, timestamp)
+
+
 def test_requester_closes_a_posted_task() -> None:
     task = b"\x07" * 32
     c = make_close(K[4], CID, height=1, task_id=task, parent=PARENT, test_key=b"\x01" * 32, key_index=1, commitments=[])
@@ -146,14 +186,49 @@ def test_requester_closes_a_posted_task() -> None:
         check_close(c, CID, PP, prev_key=CHAIN.anchor, prev_key_index=0, requester=K[3].public_key)
 
 
+def test_a_commitment_hides_the_candidate() -> None:
+    """Attack: copying during the commit window. What is gossiped before the close is a salted
+    digest: no genotype, seed, weights hash or payouts in it, and without the miner's key the
+    salt (so the digest of a guessed header) cannot be computed."""
+    h = replace(header(0, genotype=NB, seed=123456789), txs_root=b"\x5c" * 32, payouts_root=b"\x6d" * 32)
+    c = commitment_for(h, K[0], CID)
+    raw = c.encode()
+    for secret in (NB.encode(), h.weights_hash, h.txs_root, h.payouts_root, (123456789).to_bytes(4, "big")):
+        assert secret not in raw
+    assert c.sealed == sealed_digest(h, commitment_salt(K[0], h, CID), CID)
+    # a copier who knows the header but not the key's salt gets another digest
+    assert sealed_digest(h, commitment_salt(K[1], h, CID), CID) != c.sealed
+    assert sealed_digest(h, bytes(32), CID) != c.sealed
+    # the salt is bound to the key and the header; the digest to the chain
+    assert commitment_salt(K[0], replace(h, seed=1), CID) != commitment_salt(K[0], h, CID)
+    assert sealed_digest(h, commitment_salt(K[0], h, CID), "other-chain") != c.sealed
+    with pytest.raises(InvalidRound) as err:
+        sealed_digest(h, b"short", CID)
+    assert err.value.reason == "bad-salt"
+
+
 def test_selection_rule() -> None:
     commitments, close = round_with([0, 1, 2])
     a = candidate(commitments, close, 0, score=50)
     b = candidate(commitments, close, 1, score=70)
     c = candidate(commitments, close, 2, score=70)
-    assert select_winner([a, b, c]) is b  # best score, then the earlier commitment
+    tb, tc = seal_tiebreak(b.proof), seal_tiebreak(c.proof)
+    assert tb != tc and tb == tiebreak(close.test_key, commitments[1].hash())
+    first, second = (b, c) if tb < tc else (c, b)
+    assert select_winner([a, b, c]) is first  # best score, then the lower tiebreak
     assert select_winner([c, a]) is c
     assert select_winner([]) is None
+    # the closer's order of the commitments does not decide a tie: reversed, the same winner
+    rev = list(reversed(commitments))
+    close2 = make_close(BEACON_KEY, CID, height=1, task_id=BUILTIN_TASK, parent=PARENT, test_key=CHAIN.key(1),
+                        key_index=1, commitments=rev)
+    b2 = Block(replace(b.header, round_close=close2.hash()), b.coinbase, (), round_seal(close2, rev, 1, b.proof.salt))  # type: ignore[union-attr]
+    c2 = Block(replace(c.header, round_close=close2.hash()), c.coinbase, (), round_seal(close2, rev, 0, c.proof.salt))  # type: ignore[union-attr]
+    assert check_candidate(b2, CID, PP) and check_candidate(c2, CID, PP)
+    assert select_winner([b2, c2]).header.genotype == first.header.genotype  # type: ignore[union-attr]
+    assert select_winner([b2, c2]).header.txs_root == first.header.txs_root  # type: ignore[union-attr]
+    # another test key (another attempt) draws the tie afresh, from data nobody chose
+    assert tiebreak(CHAIN.key(2), commitments[1].hash()) != tb
     # fork weight agrees with the selection rule among siblings, and length beats any score
-    assert fork_weight(b.header, 1) > fork_weight(c.header, 2) > fork_weight(a.header, 0)
+    assert fork_weight(first.header, min(tb, tc)) > fork_weight(second.header, max(tb, tc)) > fork_weight(a.header, 0)
     assert 2 * fork_weight(replace(a.header, score=0), 9) > fork_weight(b.header, 0) + fork_weight(a.header, 0) - (1 << 64)

@@ -35,7 +35,7 @@ def test_transfer_round_trip(amount: int, nonce: int) -> None:
 
 
 def test_round_objects_round_trip() -> None:
-    c = Commitment(3, bytes(32), bytes(32), bytes(32), bytes(32), "|skip_connect~0|", bytes(32), 9, 0, K[0].public_key, bytes(64))
+    c = Commitment(3, bytes(32), bytes(32), b"\x05" * 32, 0, K[0].public_key, bytes(64))
     assert Commitment.decode(c.encode()) == c
     rc = RoundClose(3, bytes(32), bytes(32), bytes(32), bytes(32), 4, 0, 1_700_000_000, K[0].public_key, bytes(64))
     assert RoundClose.decode(rc.encode()) == rc

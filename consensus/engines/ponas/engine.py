@@ -2,11 +2,13 @@
 
 * seal (cheap): the close in the block is signed by the round's closer and its test key is
   the beacon's next key after the parent's close; the block's commitment is in the close and
-  signed; the header declares exactly what was committed; the genotype parses.
+  signed; the header, with the seal's salt, opens the commitment's sealed digest; the
+  genotype parses.
 * work (expensive, last, after the state transition): the model checks of
   :mod:`.verify` on the round's test set, with retraining under the ``retrain`` policy.
 * fork choice: :func:`.rounds.fork_weight`, so that among blocks of one round the best
-  score wins, then the earlier commitment; a longer chain outweighs any score.
+  score wins, then the lower tiebreak (:func:`.rounds.tiebreak`); a longer chain outweighs any
+  score.
 
 The built-in task is the genesis parameters' ``task``: ``digits``, or ``mnist1d``, whose data
 derive from the genesis hash and the block's epoch and whose scores and retrains are bit-exact
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from consensus.engines.ponas.rounds import BUILTIN_TASK, check_candidate, check_close, fork_weight
+from consensus.engines.ponas.rounds import BUILTIN_TASK, check_candidate, check_close, fork_weight, seal_tiebreak
 from consensus.errors import InvalidBlock, InvalidParams, InvalidRound
 from consensus.params import ChainParams
 from consensus.state import ChainView
@@ -71,12 +73,19 @@ class PonasEngine:
     def previous_key(self, parent: Header, chain: ChainView) -> tuple[bytes, int]:
         """The test key (and its index) of the close that made ``parent``; the beacon's
         anchor for the genesis block."""
+        key, index, _time = self.previous_close(parent, chain)
+        return key, index
+
+    def previous_close(self, parent: Header, chain: ChainView) -> tuple[bytes, int, int]:
+        """The test key, key index and timestamp of the close that made ``parent``; the beacon's
+        anchor, 0 and the genesis time for the genesis block."""
         if parent.height == 0:
-            return self.pp.beacon_anchor, 0
+            return self.pp.beacon_anchor, 0, self.params.genesis_time
         block = chain.get_block(parent.hash())
         if block is None or block.proof is None:
             raise InvalidBlock("unknown-parent", "the parent's round seal is not available")
-        return block.proof.close.test_key, block.proof.close.key_index
+        close = block.proof.close
+        return close.test_key, close.key_index, close.timestamp
 
     def validate_seal(self, block: Block, parent: Header, chain: ChainView) -> None:
         header = block.header
@@ -84,9 +93,10 @@ class PonasEngine:
             raise InvalidBlock("bad-seal", "a ponas block carries no hash proof of work")
         if block.proof is None:
             raise InvalidBlock("no-commitment", "a ponas block carries its round seal")
-        prev_key, prev_index = self.previous_key(parent, chain)
+        prev_key, prev_index, prev_time = self.previous_close(parent, chain)
         try:
-            check_close(block.proof.close, self.params.chain_id, self.pp, prev_key=prev_key, prev_key_index=prev_index)
+            check_close(block.proof.close, self.params.chain_id, self.pp, prev_key=prev_key, prev_key_index=prev_index,
+                        prev_time=prev_time)
         except InvalidRound as exc:
             raise InvalidBlock(exc.reason, exc.detail) from None
         check_candidate(block, self.params.chain_id, self.pp)
@@ -171,7 +181,7 @@ class PonasEngine:
             raise InvalidBlock("bad-verdict", "the task's policy asks for retraining and the verdict has none")
 
     def block_work(self, block: Block) -> int:
-        return fork_weight(block.header, block.proof.index if block.proof else (1 << 32) - 1)
+        return fork_weight(block.header, seal_tiebreak(block.proof))
 
     def next_work(self, parent: Header, chain: ChainView) -> dict[str, Any]:
         return {

@@ -4,13 +4,14 @@ A round ``h`` produces block ``h``:
 
 1. *open*: when round ``h-1``'s reveal window ends, ``h`` opens on the best round-``h-1``
    block;
-2. *commit*: until the commit deadline, miners sign :class:`Commitment` s to sealed headers;
+2. *commit*: until the commit deadline, miners sign :class:`Commitment` s to sealed headers,
+   hidden by a salt (:func:`sealed_digest`);
 3. *close*: the closer signs a :class:`RoundClose` that names the parent, reveals the test key
    and fixes the commitments it received in time by Merkle root and count;
 4. *reveal*: miners publish candidate blocks, each carrying its commitment with a proof of
-   membership in the close;
-5. *select*: the best verified score wins; ties go to the earlier commitment in the close's
-   order, then to the lower block hash.
+   membership in the close and the salt that opens it;
+5. *select*: the best verified score wins; ties go to the lower :func:`tiebreak` (a hash of
+   the test key and the commitment), then to the lower block hash.
 
 Liveness: a round with no valid candidate is closed again on the same parent with the
 beacon's next key (its key index grows, which :func:`check_close` allows). The timeline
@@ -21,11 +22,12 @@ Everything here is pure: time is a parameter and nothing touches the network or 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from consensus import beacon
-from consensus.crypto import PrivateKey, verify
+from consensus.crypto import PrivateKey, signing_digest, verify
 from consensus.errors import InvalidBlock, InvalidRound
 from consensus.merkle import merkle_proof, merkle_root, verify_proof
 from consensus.params import PonasParams
@@ -40,6 +42,25 @@ MAX_KEY_GAP = 10_000
 # --- commitments ----------------------------------------------------------------------------
 
 
+def commitment_salt(key: PrivateKey, header: Header, chain_id: str) -> bytes:
+    """The salt that hides ``key``'s commitment to ``header``: a hash of the private key and the
+    header's committed fields (as RFC 6979 derives signature nonces). Nobody without the key
+    can compute it, so the commitment reveals nothing; its miner can recompute it at the reveal
+    (after a restart too), and one header always gives one commitment."""
+    core = replace(header, score=0, round_close=bytes(32))
+    return signing_digest("ponas/commitment-salt/v2", chain_id, [key.seed, core.encode()])
+
+
+def sealed_digest(header: Header, salt: bytes, chain_id: str) -> bytes:
+    """What a commitment binds (its ``sealed`` field): the candidate's whole header but the two
+    fields nobody can know before the close (the score and the close's hash), salted with 32
+    secret bytes, in the chain's domain. Revealing the salt with the block opens it."""
+    if len(salt) != 32:
+        raise InvalidRound("bad-salt", "a salt is 32 bytes")
+    core = replace(header, score=0, round_close=bytes(32))
+    return signing_digest("ponas/sealed-header/v2", chain_id, [salt, core.encode()])
+
+
 def make_commitment(
     key: PrivateKey,
     chain_id: str,
@@ -47,25 +68,19 @@ def make_commitment(
     height: int,
     parent: bytes,
     task_id: bytes,
-    txs_root: bytes,
-    payouts_root: bytes,
-    genotype: str,
-    weights_hash: bytes,
-    seed: int,
+    sealed: bytes,
     seq: int = 0,
 ) -> Commitment:
-    draft = Commitment(
-        height, parent, task_id, txs_root, payouts_root, genotype, weights_hash, seed, seq, key.public_key, ZERO_SIG
-    )
+    draft = Commitment(height, parent, task_id, sealed, seq, key.public_key, ZERO_SIG)
     return replace(draft, signature=key.sign(draft.digest(chain_id)))
 
 
 def commitment_for(header: Header, key: PrivateKey, chain_id: str, seq: int = 0) -> Commitment:
-    """The commitment that binds everything ``header`` declares except its score."""
+    """``key``'s commitment to ``header`` (all of it but its score and close), hidden by
+    :func:`commitment_salt` (which the reveal's seal carries)."""
     return make_commitment(
         key, chain_id, height=header.height, parent=header.parent, task_id=header.task_id,
-        txs_root=header.txs_root, payouts_root=header.payouts_root, genotype=header.genotype,
-        weights_hash=header.weights_hash, seed=header.seed, seq=seq,
+        sealed=sealed_digest(header, commitment_salt(key, header, chain_id), chain_id), seq=seq,
     )
 
 
@@ -122,10 +137,10 @@ def commitments_root(commitments: Sequence[Commitment]) -> bytes:
     return merkle_root([c.hash() for c in commitments])
 
 
-def round_seal(close: RoundClose, commitments: Sequence[Commitment], index: int) -> RoundSeal:
-    """The seal of a candidate for ``commitments[index]`` in ``close``."""
+def round_seal(close: RoundClose, commitments: Sequence[Commitment], index: int, salt: bytes) -> RoundSeal:
+    """The seal of a candidate for ``commitments[index]`` in ``close``, opened by ``salt``."""
     leaves = [c.hash() for c in commitments]
-    return RoundSeal(close, commitments[index], index, merkle_proof(leaves, index))
+    return RoundSeal(close, commitments[index], index, merkle_proof(leaves, index), salt)
 
 
 # --- closes ---------------------------------------------------------------------------------
@@ -164,6 +179,7 @@ def check_close(
     *,
     prev_key: bytes,
     prev_key_index: int,
+    prev_time: int | None = None,
     requester: bytes | None = None,
 ) -> None:
     """Check a close's signer, signature and test key.
@@ -171,7 +187,10 @@ def check_close(
     ``prev_key``/``prev_key_index`` are the test key of the close that finalised the parent
     (or the genesis anchor at index 0). For the built-in task the test key must be the
     beacon's key number ``key_index``: hashing it ``key_index - prev_key_index`` times gives
-    ``prev_key``.
+    ``prev_key``. With ``prev_time`` (that close's timestamp, or the genesis time) the key may
+    skip only the keys that retries could have used in the time between (:func:`max_key_gap`):
+    a closer cannot pick, among many keys, the one whose test set suits a friend
+    (``key-skipped``).
     """
     want = expected_closer(close.task_id, params, requester)
     if close.closer != want:
@@ -184,6 +203,21 @@ def check_close(
         gap = close.key_index - prev_key_index
         if not 0 < gap <= MAX_KEY_GAP or not beacon.verify_key(close.test_key, close.key_index, prev_key, prev_key_index):
             raise InvalidRound("bad-test-key", "the test key is not the beacon's next key")
+        if prev_time is not None and gap > max_key_gap(params, prev_time, close.timestamp):
+            raise InvalidRound("key-skipped", f"key {close.key_index} skips {gap - 1} keys; the retries since the "
+                                              f"last close could use {max_key_gap(params, prev_time, close.timestamp) - 1}")
+
+
+def max_key_gap(params: PonasParams, prev_time: int, close_time: int) -> int:
+    """How far past the previous close's key index a close at ``close_time`` may go: one key per
+    attempt, and each attempt after the first takes a whole commit and reveal window (a retry
+    opens when the failed attempt's reveal window ends). So ``1 + (elapsed - commit_window) //
+    (commit_window + reveal_window)``, at least 1; ``elapsed`` is the time since the previous
+    close (the genesis time for round 1). The timestamps are the closer's (a close stamped in
+    the future is refused by the node that receives it), so a closer gets more keys only by
+    holding its rounds back for as long as the retries would take."""
+    elapsed = max(0, close_time - prev_time - params.commit_window)
+    return 1 + int(elapsed // (params.commit_window + params.reveal_window))
 
 
 # --- candidates -----------------------------------------------------------------------------
@@ -213,35 +247,43 @@ def check_candidate(block: Block, chain_id: str, params: PonasParams) -> Commitm
         check_commitment(c, chain_id, params)
     except InvalidRound as exc:
         raise InvalidBlock(exc.reason, exc.detail) from None
-    committed = (c.height, c.parent, c.task_id, c.txs_root, c.payouts_root, c.genotype, c.weights_hash, c.seed)
-    declared = (
-        header.height, header.parent, header.task_id, header.txs_root, header.payouts_root,
-        header.genotype, header.weights_hash, header.seed,
-    )
-    if committed != declared:
-        names = ("height", "parent", "task", "txs_root", "payouts_root", "genotype", "weights_hash", "seed")
-        diff = [n for n, a, b in zip(names, committed, declared) if a != b]
-        raise InvalidBlock("header-mismatch", f"header differs from the commitment in {', '.join(diff)}")
+    if (c.height, c.parent, c.task_id) != (header.height, header.parent, header.task_id):
+        raise InvalidBlock("header-mismatch", "the commitment is for another height, parent or task")
+    if sealed_digest(header, proof.salt, chain_id) != c.sealed:
+        raise InvalidBlock("header-mismatch", "the header (with the seal's salt) is not the one committed")
     return c
 
 
-def candidate_rank(score: int, commit_index: int, block_hash: bytes) -> tuple[int, int, bytes]:
-    """A sort key: the smallest key wins (best score, then earlier commitment, then lower hash)."""
-    return (-score, commit_index, block_hash)
+def tiebreak(test_key: bytes, commitment_hash: bytes) -> int:
+    """The tie rule between equal scores: ``sha256(tag || test_key || commitment hash)``'s first
+    four bytes, lower first. Nobody can steer it: the test key is secret until the close (so a
+    miner cannot grind its salt against it) and the closer's order of the commitments plays no
+    part (nor who committed first)."""
+    return int.from_bytes(hashlib.sha256(b"ponas/tiebreak/v2" + test_key + commitment_hash).digest()[:4], "big")
+
+
+def seal_tiebreak(proof: RoundSeal | None) -> int:
+    """:func:`tiebreak` of a block's seal (the last place for a block without one)."""
+    if proof is None:
+        return (1 << 32) - 1
+    return tiebreak(proof.close.test_key, proof.commitment.hash())
+
+
+def candidate_rank(score: int, tie: int, block_hash: bytes) -> tuple[int, int, bytes]:
+    """A sort key: the smallest key wins (best score, then the lower :func:`tiebreak`, then the
+    lower block hash)."""
+    return (-score, tie, block_hash)
 
 
 def select_winner(candidates: Sequence[Block]) -> Block | None:
     """The winner among verified candidates of one round, by :func:`candidate_rank`."""
     if not candidates:
         return None
-    return min(
-        candidates,
-        key=lambda b: candidate_rank(b.header.score, b.proof.index if b.proof else 1 << 62, b.header.hash()),
-    )
+    return min(candidates, key=lambda b: candidate_rank(b.header.score, seal_tiebreak(b.proof), b.header.hash()))
 
 
-def fork_weight(header: Header, commit_index: int) -> int:
+def fork_weight(header: Header, tie: int) -> int:
     """A block's weight in fork choice, so that among siblings the selection rule decides:
-    every block outweighs any score (length first), then a higher score, then an earlier
-    commitment. Scores are below 2**32 (test samples or parts per million)."""
-    return (1 << 64) + (min(header.score, (1 << 32) - 1) << 32) + ((1 << 32) - 1 - min(commit_index, (1 << 32) - 1))
+    every block outweighs any score (length first), then a higher score, then the lower
+    :func:`tiebreak`. Scores are below 2**32 (test samples or parts per million)."""
+    return (1 << 64) + (min(header.score, (1 << 32) - 1) << 32) + ((1 << 32) - 1 - min(tie, (1 << 32) - 1))
