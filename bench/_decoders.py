@@ -238,11 +238,25 @@ def _pool_target() -> Target:
 # --- node API -------------------------------------------------------------------------------
 
 
+class _Content:
+    """The body as a stream (``request.content``), in chunks, as the API reads it."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def iter_chunked(self, n: int) -> Any:
+        for i in range(0, len(self._body), n):
+            yield self._body[i : i + n]
+
+
 class _Request:
-    """What the handlers read of an aiohttp request: the body, the query, the path."""
+    """What the handlers read of an aiohttp request: the body (its length and its stream), the
+    query, the path."""
 
     def __init__(self, body: bytes = b"", query: dict[str, str] | None = None) -> None:
         self._body = body
+        self.content_length = len(body)
+        self.content = _Content(body)
         self.query = query or {}
         self.match_info: dict[str, str] = {}
         self.headers: dict[str, str] = {}

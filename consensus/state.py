@@ -113,13 +113,19 @@ def apply_transfer(state: Overlay, tx: Transfer) -> int:
     return tx.fee
 
 
-def apply_coinbase(state: Overlay, coinbase: Coinbase, allowed: int) -> None:
+def check_coinbase(coinbase: Coinbase, allowed: int) -> None:
+    """The coinbase rules that need no state: at most ``MAX_PAYOUTS`` payouts, none of zero,
+    paying at most ``allowed`` (the subsidy and the block's fees)."""
     if len(coinbase.payouts) > MAX_PAYOUTS:
         raise InvalidBlock("bad-cb-length", f"more than {MAX_PAYOUTS} payouts")
     if any(p.amount <= 0 for p in coinbase.payouts):
         raise InvalidBlock("bad-cb-payout", "a payout of zero")
     if coinbase.total > allowed:
         raise InvalidBlock("bad-cb-amount", f"coinbase pays {coinbase.total}, allowed {allowed}")
+
+
+def apply_coinbase(state: Overlay, coinbase: Coinbase, allowed: int) -> None:
+    check_coinbase(coinbase, allowed)
     for payout in coinbase.payouts:
         account = state.get(payout.address)
         if account.balance + payout.amount > MAX_AMOUNT:
@@ -157,7 +163,8 @@ def validate_header(header: Header, parent: Header, params: ChainParams, now: in
 
 
 def validate_body(block: Block, params: ChainParams, size: int | None = None) -> list[bytes]:
-    """Body rules that need no state: sizes, duplicates and the roots in the header.
+    """Body rules that need no state: sizes, duplicates, the roots in the header and the
+    coinbase's bound (subsidy plus the fees of the block's transfers).
 
     ``size`` is the block's encoded length if the caller has it. Returns the transaction
     hashes (coinbase first), which the caller may reuse.
@@ -181,6 +188,9 @@ def validate_body(block: Block, params: ChainParams, size: int | None = None) ->
             check_transfer_shape(tx)
         except InvalidTransaction as exc:
             raise InvalidBlock(exc.reason, exc.detail) from None
+    # here too, not only in the state transition: a side block is stored after these checks
+    # (one paying 1,000 times the subsidy was stored)
+    check_coinbase(block.coinbase, params.subsidy(header.height) + sum(tx.fee for tx in block.txs))
     return hashes
 
 

@@ -310,6 +310,9 @@ class Chain:
             raise InvalidBlock("bad-prevblk", "parent is invalid")
         if weights is not None and hashlib.sha256(weights).digest() != header.weights_hash:
             raise InvalidBlock("bad-weights-hash", "the weights sent are not the block's")
+        limit = self.params.ponas.max_weights_bytes
+        if weights is not None and len(weights) > limit:  # before a side block is stored with them
+            raise InvalidBlock("weights-too-large", f"{len(weights)} bytes of weights, the chain allows {limit}")
         data = block.encode()
         try:
             hashes = check_block(block, parent.header, self.params, self.engine, self, int(self.clock()), len(data))

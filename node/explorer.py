@@ -18,6 +18,7 @@ PAGE = r"""<!doctype html>
  h2{font-size:15px;margin:4px 0 10px} table{border-collapse:collapse;width:100%}
  td,th{padding:6px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:middle}
  th{font-weight:600;color:#556} .mono{font-family:ui-monospace,monospace;font-size:12px}
+ .dispute{color:#a4262c;font-weight:600}
  .phase{display:inline-block;padding:2px 8px;border-radius:10px;background:#e8eefc;color:#2448b3;font-weight:600}
  .score{font-weight:700} svg text{font:9px ui-monospace,monospace}
 </style></head><body>
@@ -62,7 +63,8 @@ async function refresh(){
     document.getElementById("round").innerHTML=r?`<p>Round <b id="round-height">${r.height}</b> <span class="phase">${esc(r.phase)}</span></p>
       <p>${r.commitments} commitments · ${r.candidates} candidates · attempt ${r.attempt}</p>
       <p>commit deadline ${new Date(r.deadline*1000).toLocaleTimeString()}${r.reveal_end?` · reveal ends ${new Date(r.reveal_end*1000).toLocaleTimeString()}`:""}</p>
-      <p class="mono">task ${esc(r.task)}${r.task_epoch==null?"":` epoch ${r.task_epoch}`} · test set ${r.test_set_size} · space ${esc(r.space)} · recipe ${esc(r.recipe)}</p>`:"this chain has no rounds";
+      <p class="mono">task ${esc(r.task)}${r.task_epoch==null?"":` epoch ${r.task_epoch}`} · test set ${r.test_set_size} · space ${esc(r.space)} · recipe ${esc(r.recipe)}</p>
+      ${(r.disputes||[]).length?`<p id="disputes" class="dispute">${r.disputes.length} dispute${r.disputes.length>1?"s":""} with the closer; the latest: round ${r.disputes[0].height}, a commitment by ${short(r.disputes[0].miner)} seen ${r.disputes[0].seen_before_close_s} s before the close was left out of it</p>`:""}`:"this chain has no rounds";
     const peers=await j("/api/v1/peers");
     document.querySelector("#peers tbody").innerHTML=peers.length?peers.map(p=>`<tr><td class="mono">${esc(p.host)}:${p.port}</td><td>${esc(p.direction)}</td><td>height ${p.height}</td></tr>`).join(""):"<tr><td>no peers</td></tr>";
   }catch(e){document.getElementById("chain").textContent="node unreachable: "+e.message;}

@@ -18,7 +18,7 @@ steps run elsewhere (the node's worker threads) and their results come back as v
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -47,6 +47,14 @@ from node.mempool import Mempool
 log = logging.getLogger("ponas.rounds")
 
 MAX_EARLY_COMMITMENTS = 1024
+#: A commitment admitted this many seconds before a close's timestamp and left out of it is a
+#: dispute (gossip takes well under a second on a healthy network; the clocks may differ by
+#: :data:`CLOSE_SKEW`).
+DISPUTE_MARGIN = 5.0
+MAX_DISPUTES = 50
+#: Rounds for which a key whose candidate failed its retrain may not commit (it cost every
+#: node a retrain). A fresh key costs nothing yet, so this binds only until commitments cost.
+PENALTY_ROUNDS = 20
 #: Seconds of clock difference allowed between a close's timestamp and this node's clock (a
 #: close stamped before the commit deadline, or ahead of now, by more is refused).
 CLOSE_SKEW = 2.0
@@ -87,6 +95,9 @@ class Round:
     # the commit deadline on the chain's timeline (the parent's close, or the failed attempt's,
     # plus the windows): no close may come before it, even where this node opened the round late
     earliest_close: float = 0.0
+    # when this node first admitted each commitment (its hash): a close that leaves out one seen
+    # well before it is a dispute
+    arrived: dict[bytes, float] = field(default_factory=dict)
 
     @property
     def reveal_end(self) -> float | None:
@@ -137,6 +148,9 @@ class RoundService:
         self._early: OrderedDict[bytes, Commitment] = OrderedDict()
         self._replayed: list[Commitment] = []  # early ones admitted, for the peers who lack them
         self._retraining: bytes | None = None  # the candidate being retrained, at most one
+        self._penalised: dict[bytes, int] = {}  # miner key -> first round it may commit in again
+        #: the latest disputes with the closer, newest first (see :meth:`_check_left_out`)
+        self.disputes: deque[dict[str, Any]] = deque(maxlen=MAX_DISPUTES)
         self.round = self._open(now)
 
     # --- timeline ---------------------------------------------------------------------------
@@ -168,8 +182,10 @@ class RoundService:
                 del self._early[h]
             if (c.height, c.parent) == (r.height, r.parent):
                 try:
+                    self._check_penalty_at(c, r.height)
                     if collected.add(c, now):
                         self._replayed.append(c)
+                        r.arrived.setdefault(c.hash(), now)
                 except InvalidRound as exc:
                     log.debug("early commitment refused", extra={"reason": exc.reason})
         return r
@@ -218,6 +234,7 @@ class RoundService:
             "spent": [list(pair) for pair in r.spent],  # (genotype, seed) pairs already paid this epoch
             "reward": self.reward(),
             "attempt": r.attempt,
+            "disputes": list(self.disputes),
             "close": None if close is None else {
                 "hash": close.hash().hex(),
                 "test_key": close.test_key.hex(),
@@ -256,10 +273,33 @@ class RoundService:
         )
 
     def add_commitment(self, c: Commitment, now: float) -> bool:
-        """Admit a commitment for the open round; False if already known."""
+        """Admit a commitment for the open round; False if already known. A key whose candidate
+        failed its retrain is refused for :data:`PENALTY_ROUNDS` rounds (``penalised-miner``)."""
         if self.round.close is not None:
             raise InvalidRound("commit-too-late", "the round is closed")
-        return self.round.commitments.add(c, now)
+        self._check_penalty(c)
+        new = self.round.commitments.add(c, now)
+        if new:
+            self.round.arrived.setdefault(c.hash(), now)
+        return new
+
+    def _check_penalty(self, c: Commitment) -> None:
+        self._check_penalty_at(c, self.round.height)
+
+    def _check_penalty_at(self, c: Commitment, height: int) -> None:
+        until = self._penalised.get(c.miner)
+        if until is not None and height < until:
+            raise InvalidRound("penalised-miner", f"this key's candidate failed its retrain; it may commit again "
+                                                  f"from round {until}")
+
+    def penalise(self, miner: bytes, reason: str) -> None:
+        """Refuse ``miner``'s commitments for the next :data:`PENALTY_ROUNDS` rounds: its
+        candidate cost this node a retrain and failed it (a model that saw more than the public
+        training data, or weights the seed does not give)."""
+        h = self.round.height
+        self._penalised = {k: u for k, u in self._penalised.items() if u > h}  # bounded by live penalties
+        self._penalised[miner] = h + 1 + PENALTY_ROUNDS
+        log.warning("miner penalised", extra={"miner": miner.hex()[:16], "reason": reason, "until": h + 1 + PENALTY_ROUNDS})
 
     def add_close(self, close: RoundClose, commitments: Sequence[Commitment], now: float) -> bool:
         """Accept the round's close (or a retry's). False if already known or stale.
@@ -306,7 +346,25 @@ class RoundService:
         r.close = close
         r.ordered = list(commitments)
         log.info("round closed", extra={"height": r.height, "commitments": len(commitments), "key_index": close.key_index})
+        self._check_left_out(r, close, commitments)
         return True
+
+    def _check_left_out(self, r: Round, close: RoundClose, commitments: Sequence[Commitment]) -> None:
+        """A dispute for each commitment this node admitted more than :data:`DISPUTE_MARGIN`
+        seconds before the close's timestamp that the close leaves out: the closer may censor
+        commitments, and this is how it shows (in the log and ``GET /round``'s ``disputes``)."""
+        included = {c.hash() for c in commitments}
+        by_hash = {c.hash(): c for c in r.commitments.items}
+        for h, seen in r.arrived.items():
+            if h in included or seen > close.timestamp - DISPUTE_MARGIN or h not in by_hash:
+                continue
+            dispute = {
+                "kind": "left-out-commitment", "height": r.height, "attempt": r.attempt, "close": close.hash().hex(),
+                "key_index": close.key_index, "commitment": h.hex(), "miner": by_hash[h].miner.hex(),
+                "seen_before_close_s": round(close.timestamp - seen, 1),
+            }
+            self.disputes.appendleft(dispute)
+            log.warning("dispute: the close left out a commitment seen in time", extra=dispute)
 
     def add_candidate(self, block: Block, weights: bytes, now: float) -> Candidate:
         """Check a candidate of the current round as far as possible without retraining: the
@@ -394,6 +452,8 @@ class RoundService:
         if verdict is None:
             cand.failed = reason or "retrain-failed"
             log.warning("candidate failed its retrain", extra={"reason": cand.failed, "hash": block_hash.hex()[:16]})
+            if cand.block.proof is not None:
+                self.penalise(cand.block.proof.commitment.miner, cand.failed)
         else:
             cand.retrained = verdict
 
@@ -438,6 +498,8 @@ class RoundService:
             if imported is not None:
                 out.append(imported)
                 self.round = self._open(now)
+            elif self._waiting_for_retrain():
+                return out  # the best failed its import: the next best's retrain comes first
             elif self.chain.tip_hash == r.parent:
                 log.warning("round without a valid candidate: retrying", extra={"height": r.height})
                 self.round = self._open(now, retry_of=r)
@@ -458,6 +520,8 @@ class RoundService:
         for cand in sorted(self.round.candidates.values(), key=lambda c: c.rank):
             if cand.failed is not None:
                 continue
+            if self._needs_retrain(cand):
+                return None  # the next best waits for its retrain, off the event loop (tick)
             verdict = cand.retrained if self.engine.retrains else cand.verdict
             try:
                 result = self.chain.import_block(cand.block, cand.weights, self.mempool.verified, verdict)

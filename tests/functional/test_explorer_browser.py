@@ -225,6 +225,11 @@ async def test_explorer_page_in_a_headless_browser(tmp_path: Path) -> None:
     print(f"{BLOCKS} NAS blocks in {time.monotonic() - started:.1f}s")
     node = await start_node(tmp_path, "n0", params)
     try:
+        # a dispute with the closer, as RoundService records one (its rules: test_round_service)
+        assert node.rounds is not None
+        dispute = {"kind": "left-out-commitment", "height": BLOCKS + 1, "attempt": 0, "close": "ab" * 32,
+                   "key_index": BLOCKS + 1, "commitment": "cd" * 32, "miner": "ef" * 32, "seen_before_close_s": 7.5}
+        node.rounds.disputes.appendleft(dispute)
         url = f"http://127.0.0.1:{node.api_port}/"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             async with http.get(url + "api/v1/blocks?limit=15") as resp:
@@ -303,6 +308,10 @@ async def test_explorer_page_in_a_headless_browser(tmp_path: Path) -> None:
     assert round_info is not None and round_info["height"] == BLOCKS + 1
     assert "space nb201" in squash(panel.text()) and "recipe regtest" in squash(panel.text())
     assert f"task digits · test set {params.ponas.test_set_size}" in squash(panel.text())
+    assert round_info["disputes"] == [dispute]
+    assert squash(dom.by_id("disputes").text()) == (
+        f"1 dispute with the closer; the latest: round {BLOCKS + 1}, a commitment by {'ef' * 6}… seen 7.5 s before "
+        "the close was left out of it")
     # The peers panel: this node is alone.
     assert squash(dom.by_id("peers").text()) == "no peers"
 

@@ -198,6 +198,34 @@ def test_invalid_heavier_branch_is_refused(chain: Chain) -> None:
     assert err2.value.reason == "duplicate-invalid"
 
 
+def test_side_blocks_are_refused_for_what_needs_no_state(chain: Chain) -> None:
+    """Attack 9 of the round-protocol review: a side block (one that does not join the tip) was
+    stored after its header, seal and body shape only; a coinbase paying 1,000 times the
+    subsidy and weights over the chain's limit were kept. Both are refused on arrival now,
+    before anything is stored, with their reasons; the side block within the rules is kept."""
+    from dataclasses import replace
+
+    from consensus.types import Coinbase, Payout
+
+    a = extend(chain, chain.genesis_hash, 2, 2)
+    side = pow_block(PARAMS, chain.genesis.header, replay_accounts(chain, chain.genesis_hash), K[3].address,
+                     extra=b"side")
+    greedy = Coinbase(1, (Payout(K[3].address, 1000 * PARAMS.subsidy(1)),))
+    rich = replace(side, coinbase=greedy)
+    rich = reseal(rich, payouts_root=greedy.payouts_root(), txs_root=rich.compute_txs_root())
+    with pytest.raises(InvalidBlock) as err:
+        chain.import_block(rich)
+    assert err.value.reason == "bad-cb-amount"
+    entry = chain.index.get(rich.header.hash())
+    assert entry is None or entry.status.name == "FAILED"  # marked, never stored as data
+    heavy = b"\x00" * (PARAMS.ponas.max_weights_bytes + 1)
+    fat = reseal(side, weights_hash=hashlib.sha256(heavy).digest())
+    with pytest.raises(InvalidBlock) as err:
+        chain.import_block(fat, heavy)
+    assert err.value.reason == "weights-too-large" and chain.get_weights(fat.header.weights_hash) is None
+    assert chain.import_block(side).status == "side" and chain.tip_hash == a[-1].header.hash()
+
+
 def test_unknown_parent_and_duplicate(chain: Chain) -> None:
     orphan = reseal(pow_block(PARAMS, chain.tip, chain.accounts, K[2].address), parent=b"\x07" * 32)
     with pytest.raises(InvalidBlock) as err:

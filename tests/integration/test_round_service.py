@@ -365,3 +365,92 @@ def test_the_closer_takes_one_key_per_attempt_in_order_and_cannot_re_roll(tmp_pa
         cand.failed = "retrain-mismatch"
         assert rounds.add_close(*retry, float(retry_at))
         assert rounds.round.close == retry[0] and rounds.round.attempt == 1 and rounds.round.candidates == {}
+
+
+def test_a_failed_retrain_penalises_its_miner_and_no_retrain_runs_in_the_selection(tmp_path: Path) -> None:
+    """Attack 8 of the review: test-trained candidates cost every node a retrain each, with no
+    penalty, and the selection retrained on the event loop when the best failed its import.
+    Now a candidate that fails its retrain bars its key from committing for ``PENALTY_ROUNDS``
+    rounds (``penalised-miner``), and when the best fails its import the next best waits for
+    its retrain (announced, off the loop) instead of being retrained inside the selection."""
+    from node.rounds import PENALTY_ROUNDS
+
+    now = float(GENESIS_TIME + 21)
+    with open_noproof_chain(tmp_path / "n", PARAMS, clock=lambda: now) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), now)
+        cheat, other = keys(2, seed=41)
+        tip = chain.tip
+        entries = [noproof_entry(PARAMS, tip, chain.accounts, k, GENOTYPES[i], i) for i, k in enumerate((cheat, other))]
+        close, commitments = close_round(PARAMS, tip, entries, timestamp=int(now))
+        assert rounds.add_close(close, commitments, now)
+        best = rounds.add_candidate(reveal(entries[0], close, commitments, 180), entries[0].weights, now)
+        second = rounds.add_candidate(reveal(entries[1], close, commitments, 170), entries[1].weights, now)
+        first = rounds.next_retrain()
+        assert first is not None and first.block == best.block
+        rounds.on_retrained(best.block.header.hash(), None, "retrain-mismatch")
+        assert best.failed == "retrain-mismatch"
+        # the next best is retrained next, off the loop; the window's end waits for it
+        end = float(close.timestamp + PARAMS.ponas.reveal_window + 1)
+        assert [a.kind for a in rounds.tick(end)] == [AnnounceKind.RETRAIN]
+        assert rounds.tick(end) == [] and rounds.round.close == close  # no block, no retry yet
+        # it fails its retrain too: with no candidate left, the round is retried
+        rounds.on_retrained(second.block.header.hash(), None, "retrain-mismatch")
+        out = rounds.tick(end)
+        assert out == [] and rounds.round.close is None and rounds.round.attempt == 1
+        # both keys failed a retrain: barred from committing, for PENALTY_ROUNDS rounds
+        again = noproof_entry(PARAMS, tip, chain.accounts, cheat, GENOTYPES[2], 9)
+        with pytest.raises(InvalidRound) as err:
+            rounds.add_commitment(commitment_for(again.block.header, cheat, PARAMS.chain_id), end)
+        assert err.value.reason == "penalised-miner" and str(1 + 1 + PENALTY_ROUNDS) in err.value.detail
+        fresh = keys(1, seed=42)[0]
+        ok = noproof_entry(PARAMS, tip, chain.accounts, fresh, GENOTYPES[2], 9)
+        assert rounds.add_commitment(commitment_for(ok.block.header, fresh, PARAMS.chain_id), end)
+
+
+def test_the_selection_never_retrains_on_the_event_loop(tmp_path: Path) -> None:
+    """When the best candidate fails its import, the next one (not yet retrained) is not
+    imported with a retrain inside the selection: the round waits and announces its retrain."""
+    now = float(GENESIS_TIME + 21)
+    with open_noproof_chain(tmp_path / "n", PARAMS, clock=lambda: now) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), now)
+        entry = noproof_entry(PARAMS, chain.tip, chain.accounts, keys(1, seed=8)[0], GENOTYPES[0], 1)
+        close, commitments = close_round(PARAMS, chain.tip, [entry], timestamp=int(now))
+        assert rounds.add_close(close, commitments, now)
+        high, low = _fake_candidates(rounds, entry.block, [20, 10])  # unsealed fakes: every import fails
+        v = high.verdict
+        rounds.on_retrained(high.block.header.hash(), replace(v, retrained_score=20, identical=True))
+        rounds._retraining = None
+        end = float(close.timestamp + PARAMS.ponas.reveal_window + 1)
+        out = rounds.tick(end)  # the best's import fails; the next waits for its retrain
+        assert high.failed is not None and low.failed is None and low.retrained is None
+        assert [a.kind for a in out] == [AnnounceKind.RETRAIN] and out[0].block == low.block
+        assert rounds.round.close == close and chain.height == 0
+
+
+def test_a_close_that_leaves_out_a_commitment_seen_in_time_is_a_dispute(tmp_path: Path) -> None:
+    """The closer can still censor commitments (it signs the set). A node that admitted a
+    commitment well before the close's timestamp and finds it left out records a dispute: in
+    its log and in ``GET /round``'s ``disputes`` (kind, round, close, the commitment and its
+    miner, how long before the close the node had it). One that came too late to judge is none."""
+    from node.rounds import DISPUTE_MARGIN
+
+    start = float(GENESIS_TIME + 1)
+    with open_noproof_chain(tmp_path / "n", PARAMS, clock=lambda: start) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), start)
+        tip = chain.tip
+        honest, censored, late = (noproof_entry(PARAMS, tip, chain.accounts, k, GENOTYPES[i], i)
+                                  for i, k in enumerate(keys(3, seed=51)))
+        stamp = GENESIS_TIME + PARAMS.ponas.commit_window
+        assert rounds.add_commitment(commitment_for(honest.block.header, honest.key, PARAMS.chain_id), start)
+        left_out = commitment_for(censored.block.header, censored.key, PARAMS.chain_id)
+        assert rounds.add_commitment(left_out, start + 1)
+        assert rounds.add_commitment(commitment_for(late.block.header, late.key, PARAMS.chain_id),
+                                     stamp - DISPUTE_MARGIN / 2)  # just before the deadline: no judging it
+        close, commitments = close_round(PARAMS, tip, [honest], timestamp=stamp)  # the closer keeps one
+        assert rounds.add_close(close, commitments, float(stamp))
+        disputes = rounds.info(float(stamp))["disputes"]
+        assert disputes == [{
+            "kind": "left-out-commitment", "height": 1, "attempt": 0, "close": close.hash().hex(), "key_index": 1,
+            "commitment": left_out.hash().hex(), "miner": censored.key.public_key.hex(),
+            "seen_before_close_s": round(stamp - (start + 1), 1),
+        }]
