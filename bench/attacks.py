@@ -1,6 +1,6 @@
 """Attacks on a running node: each one sent over a real socket, each verdict read from the node.
 
-Run ``python bench/attacks.py`` (about ten seconds: one small model is trained, in the
+Run ``python bench/attacks.py`` (about fifteen seconds: one small model is trained, in the
 script, for the ``claim-inflation`` row) or ``python bench/attacks.py --no-model`` (a few
 seconds: the node takes the no-proof verifier of :mod:`tests.framework.noproof` and the
 ``claim-inflation`` row is skipped). ``-v`` shows the node's warnings (each refused peer is one).
@@ -21,6 +21,9 @@ discourages is never reused: every attack gets a fresh connection and node id.
 
 Rows (expected reason in brackets), in the order they run:
 
+* ``commitment-flood``: commitments from fresh keys (free to make) until the round holds
+  ``MAX_ROUND_COMMITMENTS``, over several peers inside their message bursts, then one more
+  [``round-full``; the honest commitment, made first, still in];
 * ``oversized-first-frame``: a raw TCP client sends, before any hello, a frame header that
   announces 100,000 bytes (the limit before the handshake is 4 KiB) [``oversized-frame``,
   the connection closed by the node];
@@ -40,6 +43,8 @@ Rows (expected reason in brackets), in the order they run:
 * ``claim-inflation``: the honest miner reveals its trained model with a score 10 above what
   its weights score on the round's test set [``bad-score``, found by the node's verifier;
   skipped with ``--no-model``];
+* ``skip-reveal-window``: the honest candidate sent as a full block right after the close, to
+  be connected before the reveal window ends [``reveal-window-open``; the height stays 0];
 * (the honest candidate is then revealed with its true score and must be accepted);
 * ``copy-commitment``: what a copier sees. The honest commitment that the node gossiped to the
   copier must not contain the candidate's genotype, weights hash or payouts root (its bytes
@@ -224,6 +229,7 @@ class Attacks:
         self.close: RoundClose | None = None
         self.honest: Block | None = None  # the honest candidate as the node relayed it
         self.copier: FakePeer | None = None
+        self.score = 0  # the honest model's true score on the round's test set
 
     async def peer(self) -> FakePeer:
         """A fresh connection, with a node id of its own (a refused peer is discouraged)."""
@@ -404,6 +410,45 @@ class Attacks:
         v = await observe(await self.peer(), M.BlockMsg(block, self.entry.weights, True))
         return verdict_row(attack, "header-mismatch", v)
 
+    async def skip_reveal_window(self) -> Row:
+        """The honest candidate sent as a full block right after the close, to be connected
+        before the other candidates are in."""
+        v = await observe(await self.peer(), M.BlockMsg(self.candidate(self.score), self.entry.weights, False))
+        assert self.node.rounds is not None
+        row = verdict_row("skip-reveal-window", "reveal-window-open", v)
+        row.happened += f" (height stays {self.node.chain.height})"
+        row.ok = row.ok and self.node.chain.height == 0
+        return row
+
+    async def commitment_flood(self) -> Row:
+        """Commitments from fresh keys (free) until the round is full, spread over peers within
+        their message bursts, then one more: refused, and the honest commitment is still in."""
+        from consensus.engines.ponas.rounds import MAX_ROUND_COMMITMENTS, make_commitment
+
+        assert self.node.rounds is not None
+        r = self.node.rounds.round
+        room = MAX_ROUND_COMMITMENTS - len(r.commitments)
+        flood = await asyncio.to_thread(
+            lambda: [make_commitment(k, self.params.chain_id, height=r.height, parent=r.parent, task_id=BUILTIN_TASK,
+                                     sealed=i.to_bytes(32, "big"))
+                     for i, k in enumerate(keys(room + 1, seed=79))])
+        per_peer = 300  # inside a peer's burst of messages
+        for start in range(0, room, per_peer):
+            p = await self.peer()
+            for c in flood[start : min(room, start + per_peer)]:
+                p.send_nowait(M.CommitmentMsg(c))
+            v = await observe(p, M.GetAddr())
+            if v.reasons or v.dropped:
+                return Row("commitment-flood", "round-full", f"a flood commitment refused early: {v.reason}", v.reason,
+                           False)
+        full = len(r.commitments)
+        v = await observe(await self.peer(), M.CommitmentMsg(flood[-1]))
+        kept = self.commitments[0] in r.commitments.items
+        row = verdict_row("commitment-flood", "round-full", v)
+        row.happened = f"{full} commitments admitted, the next {v.happened}; honest one kept: {kept}"
+        row.ok = row.ok and full == MAX_ROUND_COMMITMENTS and kept
+        return row
+
     async def re_roll(self) -> Row:
         assert self.node.rounds is not None and self.close is not None
         row = await self.send_close("re-roll-mid-reveal", "retry-too-early", 2, int(time.time()))
@@ -416,6 +461,7 @@ class Attacks:
 
     async def run(self) -> None:
         await self.commit()
+        await self.row("commitment-flood", "round-full", self.commitment_flood)
         await self.row("oversized-first-frame", "oversized-frame", self.oversized_first_frame)
         await self.row("api-big-unauthenticated-body", "413 too-large", self.api_big_body)
         await self.row("forged-transfer", "bad-signature", self.forged_transfer)
@@ -428,6 +474,8 @@ class Attacks:
             await self.row("claim-inflation", "bad-score", self.claim_inflation)
         assert self.close is not None
         score = await asyncio.to_thread(true_score, self.params, self.entry, self.close) if self.model else 150
+        self.score = score
+        await self.row("skip-reveal-window", "reveal-window-open", self.skip_reveal_window)
         await self.honest_reveal(score)
         await self.row("copy-commitment", "header-mismatch", self.copy_commitment)
         honest = self.honest
@@ -440,10 +488,10 @@ class Attacks:
 
 
 ALL_ROWS = [
-    ("oversized-first-frame", "oversized-frame"), ("api-big-unauthenticated-body", "413 too-large"),
+    ("commitment-flood", "round-full"), ("oversized-first-frame", "oversized-frame"), ("api-big-unauthenticated-body", "413 too-large"),
     ("forged-transfer", "bad-signature"), ("close-too-early", "close-too-early"),
     ("close-in-future", "close-in-future"), ("close-skip-key", "key-skipped"), ("close-wrong-key", "wrong-key-index"),
-    ("claim-inflation", "bad-score"), ("copy-commitment", "header-mismatch"),
+    ("claim-inflation", "bad-score"), ("skip-reveal-window", "reveal-window-open"), ("copy-commitment", "header-mismatch"),
     ("variant-candidate", "header-mismatch"), ("variant-candidate-extra", "header-mismatch"),
     ("re-roll-mid-reveal", "retry-too-early"),
 ]

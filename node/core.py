@@ -34,7 +34,7 @@ from node.chain import Chain, Checked, ImportResult, ImportStatus, Status
 from node.mempool import Mempool
 from node.metrics import Metrics
 from node.relay import Relay
-from node.rounds import Announce, AnnounceKind, Candidate, RoundService
+from node.rounds import CLOSE_SKEW, Announce, AnnounceKind, Candidate, RoundService
 from node.sync import GETBLOCKS_BATCH, Sync
 from p2p import messages as M
 
@@ -174,6 +174,14 @@ class NodeCore:
         if self.rounds is not None and block.header.height < self.chain.height:
             # The close of the round after this height named our block as parent: final.
             raise InvalidBlock("round-final", f"height {block.header.height} is final on this node")
+        if self.rounds is not None and block.proof is not None and block.header.height == self.chain.height + 1:
+            # A block of the round in progress is chosen at the end of its reveal window, among
+            # every candidate: one sent as a block before then would skip the window and make
+            # the honest candidates late (attack 3). It may come again as a candidate.
+            end = block.proof.close.timestamp + self.params.ponas.reveal_window
+            if now < end - CLOSE_SKEW:
+                raise InvalidBlock("reveal-window-open", f"the reveal window of round {block.header.height} ends in "
+                                                         f"{end - now:.0f}s: a candidate is sent as a candidate")
         try:
             checked = self.chain.check(block, weights or None)
         except InvalidBlock as exc:
@@ -234,7 +242,7 @@ class NodeCore:
         rounds = self._need_rounds()
         new = rounds.add_commitment(c, now)
         out = self.relay.announce(c.hash(), M.CommitmentMsg(c), now, origin) if new else []
-        return rounds.round.commitments.items.index(c), out
+        return rounds.round.commitments.index(c), out
 
     def submit_candidate(
         self, block: Block, weights: bytes, now: float, origin: PeerRef | None = None,
@@ -312,7 +320,7 @@ class NodeCore:
         m.mempool.set(len(self.mempool))
         if self.rounds is not None:
             r = self.rounds.round
-            m.round_commitments.set(len(r.ordered) if r.close else len(r.commitments.items))
+            m.round_commitments.set(len(r.ordered) if r.close else len(r.commitments))
 
 
 __all__ = ["NodeCore", "ImportStatus"]

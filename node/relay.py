@@ -25,7 +25,7 @@ BENIGN = frozenset({
     "time-too-new", "wrong-close", "bad-prevblk", "unknown-parent", "close-ahead", "close-other-parent",
     "commit-too-late", "commit-wrong-round", "round-moved", "duplicate-seq", "txn-already-in-mempool",
     "bad-nonce", "insufficient-funds", "txn-mempool-conflict", "mempool-full", "too-many-commitments",
-    "missing-weights", "round-final", "penalised-miner",
+    "missing-weights", "round-final", "penalised-miner", "round-full", "reveal-window-open",
 })
 
 #: How long a hash stays in the seen set (seconds).

@@ -26,7 +26,7 @@ from typing import Any
 
 from consensus.beacon import BeaconChain
 from consensus.chain import block_template, validate_block
-from consensus.crypto import PrivateKey
+from consensus.crypto import PrivateKey, address_of
 from consensus.engines.ponas.engine import PonasEngine
 from consensus.engines.ponas.rounds import (
     BUILTIN_TASK,
@@ -169,8 +169,10 @@ class RoundService:
         if now > opened + self.pp.commit_window:
             opened = now  # this node came late (start-up, sync): give miners a whole window
         deadline = opened + self.pp.commit_window
+        chain = self.chain
         collected = CommitmentSet(
-            tip.height + 1, self.chain.tip_hash, BUILTIN_TASK, deadline, self.params.chain_id, self.pp
+            tip.height + 1, self.chain.tip_hash, BUILTIN_TASK, deadline, self.params.chain_id, self.pp,
+            stake=lambda miner: chain.account(address_of(miner)).balance,  # on the parent's state
         )
         attempt = retry_of.attempt + 1 if retry_of is not None else 0
         spent = tuple(self.engine.spent_work(tip, self.chain, tip.height + 1))
@@ -224,7 +226,7 @@ class RoundService:
             "opened": r.opened,
             "deadline": r.deadline,
             "reveal_end": r.reveal_end,
-            "commitments": len(r.ordered) if close else len(r.commitments.items),
+            "commitments": len(r.ordered) if close else len(r.commitments),
             "candidates": len(r.candidates),
             "max_commitments_per_key": self.pp.max_commitments_per_key,
             "test_set_size": self.pp.test_set_size,
@@ -472,14 +474,14 @@ class RoundService:
         if self.chain.tip_hash != r.parent:  # the tip moved under us (a relayed block, a reorg)
             self.round = self._open(now)
             return out
-        if r.close is None and now >= r.deadline and not r.commitments.items:
+        if r.close is None and now >= r.deadline and not len(r.commitments):
             # Nobody committed in time: no close could have a candidate. Every node gives the
             # round a fresh window from now (same height, parent and beacon key), so a miner
             # that came late is not refused for ever.
             r.opened, r.deadline = now, now + self.pp.commit_window
             r.commitments.deadline = r.deadline
             log.info("round extended: no commitment yet", extra={"height": r.height, "deadline": round(r.deadline, 1)})
-        if r.close is None and self.closer is not None and now >= r.deadline and r.commitments.items:
+        if r.close is None and self.closer is not None and now >= r.deadline and len(r.commitments):
             key, beacon = self.closer
             prev_key, prev_index = self.engine.previous_key(self.chain.tip, self.chain)
             index = prev_index + 1 + r.attempt

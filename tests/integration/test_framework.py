@@ -133,3 +133,37 @@ async def test_every_node_stops_when_the_test_fails(tmp_path: Path) -> None:
     assert [n.network for n in started[0].nodes] == [None, None]  # stopped: sockets and datadirs closed
     async with NodeNetwork(tmp_path, params, 2) as again:  # the datadirs reopen: nothing held them
         await again.sync()
+
+
+async def test_a_block_sent_before_the_reveal_window_ends_is_not_taken(tmp_path: Path) -> None:
+    """Attack 3 of the review: right after the close, a miner sent its candidate as a full
+    block; nodes connected it, the round moved on, and the honest candidates got
+    ``wrong-close``. Now a block of the round in progress that comes before its reveal window
+    ends is refused (``reveal-window-open``, no fault of a relayer whose clock runs ahead) and
+    the round goes on: the honest, better candidate wins on both nodes."""
+    params = replace(ponas_params(commit_window=3, reveal_window=3), genesis_time=int(time.time()))
+    async with NodeNetwork(tmp_path, params, 2, closer=0, engine=noproof_engine) as net:
+        n0, n1 = net.nodes
+        genesis = n1.chain.tip
+        early, honest = (noproof_entry(params, genesis, n1.chain.accounts, K[i], GENOTYPES[i], seed=i) for i in (1, 2))
+        async with await FakePeer.connect(n1) as miner:
+            for e in (early, honest):
+                await miner.send_and_expect(M.CommitmentMsg(commitment_for(e.block.header, e.key, params.chain_id)))
+            close_msg = await miner.wait_for_message(M.CloseMsg, timeout=params.ponas.commit_window + 10)
+            commitments = list(close_msg.commitments)
+
+            def sealed(e, score: int):  # type: ignore[no-untyped-def]
+                index = next(i for i, c in enumerate(commitments) if c.miner == e.key.public_key)
+                header = replace(e.block.header, round_close=close_msg.close.hash(), score=score)
+                return replace(e.block, header=header, proof=round_seal(close_msg.close, commitments, index, e.salt))
+
+            jump = sealed(early, 120)
+            await miner.send_and_expect(M.BlockMsg(jump, early.weights, False), "reveal-window-open", disconnected=False)
+            assert n1.chain.height == 0 and n0.chain.height == 0
+            await miner.send_and_expect(M.BlockMsg(sealed(honest, 150), honest.weights, True))  # not wrong-close
+            await miner.send_and_expect(M.BlockMsg(jump, early.weights, True))  # as a candidate it is welcome
+            await wait_for(lambda: n0.chain.height == 1 == n1.chain.height, params.ponas.reveal_window + 15,
+                           "the round's block on both nodes")
+        await sync_blocks(net.nodes)
+        tip = n0.chain.get_block(n0.chain.tip_hash)
+        assert tip is not None and tip.header.score == 150 and tip.header.genotype == GENOTYPES[2]

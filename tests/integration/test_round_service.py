@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from consensus.engines.ponas.engine import PonasEngine
-from consensus.engines.ponas.rounds import commitment_for
+from consensus.engines.ponas.rounds import BUILTIN_TASK, commitment_for, make_close
 from consensus.engines.ponas.verify import Verdict
 from consensus.errors import InvalidBlock, InvalidRound
 from node.mempool import Mempool
@@ -454,3 +454,39 @@ def test_a_close_that_leaves_out_a_commitment_seen_in_time_is_a_dispute(tmp_path
             "commitment": left_out.hash().hex(), "miner": censored.key.public_key.hex(),
             "seen_before_close_s": round(stamp - (start + 1), 1),
         }]
+
+
+def test_a_flood_of_fresh_keys_fills_the_round_but_a_funded_miner_still_commits(tmp_path: Path) -> None:
+    """Attack 6 at the real bound: 4,096 commitments from fresh keys (each a valid, signed
+    commitment: keys are free) fill a node's round; a funded miner that comes after them is
+    still admitted (it takes the newest fresh key's place), another fresh key is refused
+    (``round-full``), and the close over the round fits in one message under the wire limits."""
+    from consensus.engines.ponas.rounds import MAX_ROUND_COMMITMENTS, make_commitment
+    from p2p import messages as M
+    from p2p.framing import MAX_FRAME
+
+    funded = keys(1, seed=61)[0]
+    params = ponas_params([funded])
+    now = float(GENESIS_TIME + 1)
+    with open_noproof_chain(tmp_path / "n", params, clock=lambda: now) as chain:
+        rounds = RoundService(chain, Mempool(params.chain_id, chain.account), now)
+        tip = chain.tip_hash
+        flood = keys(MAX_ROUND_COMMITMENTS + 1, seed=62)
+        for i, k in enumerate(flood[:MAX_ROUND_COMMITMENTS]):
+            c = make_commitment(k, params.chain_id, height=1, parent=tip, task_id=BUILTIN_TASK,
+                                sealed=i.to_bytes(32, "big"))
+            assert rounds.add_commitment(c, now)
+        late = make_commitment(flood[-1], params.chain_id, height=1, parent=tip, task_id=BUILTIN_TASK,
+                               sealed=b"\xfe" * 32)
+        with pytest.raises(InvalidRound) as err:
+            rounds.add_commitment(late, now)
+        assert err.value.reason == "round-full"
+        entry = noproof_entry(params, chain.tip, chain.accounts, funded, GENOTYPES[0], 1)
+        honest = commitment_for(entry.block.header, funded, params.chain_id)
+        assert rounds.add_commitment(honest, now)
+        items = rounds.round.commitments.items
+        assert len(items) == MAX_ROUND_COMMITMENTS and items[-1] == honest
+        assert flood[MAX_ROUND_COMMITMENTS - 1].public_key not in {c.miner for c in items}
+        full = make_close(BEACON, params.chain_id, height=1, task_id=BUILTIN_TASK, parent=tip,
+                          test_key=BEACON_CHAIN.key(1), key_index=1, commitments=items, timestamp=int(now))
+        assert len(M.encode_message(M.CloseMsg(full, tuple(items)))) < MAX_FRAME

@@ -232,3 +232,44 @@ def test_selection_rule() -> None:
     # fork weight agrees with the selection rule among siblings, and length beats any score
     assert fork_weight(first.header, min(tb, tc)) > fork_weight(second.header, max(tb, tc)) > fork_weight(a.header, 0)
     assert 2 * fork_weight(replace(a.header, score=0), 9) > fork_weight(b.header, 0) + fork_weight(a.header, 0) - (1 << 64)
+
+
+def test_a_full_round_keeps_the_funded_keys() -> None:
+    """Attack 6 of the review: commitments from fresh keys (free) filled a round past what a
+    close can carry. A round holds at most ``cap`` commitments; when full, a key with more coins
+    on the parent state than the poorest admitted key takes that key's newest place, and one
+    with no more is refused (``round-full``). A close may not hold more than
+    ``MAX_ROUND_COMMITMENTS`` (``close-too-large``)."""
+    from consensus.engines.ponas.rounds import MAX_ROUND_COMMITMENTS
+
+    flood = keys(8, seed=91)
+    rich, richer = keys(2, seed=92)
+    stakes = {rich.public_key: 5, richer.public_key: 9}
+    s = CommitmentSet(1, PARENT, BUILTIN_TASK, deadline=10.0, chain_id=CID, params=PP,
+                      stake=lambda miner: stakes.get(miner, 0), cap=5)
+    spam = [commitment_for(header(0, seed=i), k, CID) for i, k in enumerate(flood)]
+    for c in spam[:5]:
+        assert s.add(c, now=1.0)
+    with pytest.raises(InvalidRound) as err:  # full of empty keys: another empty key is refused
+        s.add(spam[5], now=1.0)
+    assert err.value.reason == "round-full"
+    mine = commitment_for(header(1, seed=50), rich, CID)
+    assert s.add(mine, now=2.0)  # a funded key takes the newest empty key's place
+    assert len(s) == 5 and spam[4] not in s.items and mine in s.items and s.index(mine) == 4
+    theirs = commitment_for(header(2, seed=51), richer, CID)
+    assert s.add(theirs, now=2.0) and spam[3] not in s.items
+    # a second commitment of the funded key displaces another empty one, never a funded one
+    assert s.add(commitment_for(header(1, seed=52), rich, CID, seq=1), now=2.0)
+    assert [c.miner for c in s.items][:2] == [flood[0].public_key, flood[1].public_key] and len(s) == 5
+    assert {rich.public_key, richer.public_key} <= {c.miner for c in s.items}
+    # the close: bounded in consensus
+    close = make_close(BEACON_KEY, CID, height=1, task_id=BUILTIN_TASK, parent=PARENT, test_key=CHAIN.key(1),
+                       key_index=1, commitments=s.items)
+    check_close(close, CID, PP, prev_key=CHAIN.anchor, prev_key_index=0)
+    signed = make_close(BEACON_KEY, CID, height=1, task_id=BUILTIN_TASK, parent=PARENT, test_key=CHAIN.key(1),
+                        key_index=1, commitments=[])
+    signed = replace(signed, commitments_count=MAX_ROUND_COMMITMENTS + 1)
+    signed = replace(signed, signature=BEACON_KEY.sign(signed.digest(CID)))
+    with pytest.raises(InvalidRound) as err:
+        check_close(signed, CID, PP, prev_key=CHAIN.anchor, prev_key_index=0)
+    assert err.value.reason == "close-too-large"

@@ -23,7 +23,8 @@ Everything here is pure: time is a parameter and nothing touches the network or 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import heapq
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from consensus import beacon
@@ -37,6 +38,9 @@ from consensus.types import ZERO_SIG, Block, Commitment, Header, RoundClose, Rou
 BUILTIN_TASK = bytes(32)
 #: How many beacon keys a close may skip past the previous close (retries, silent rounds).
 MAX_KEY_GAP = 10_000
+#: The most commitments a close may hold: one round's candidates are bounded, and the close
+#: with them (some 200 bytes each) stays far inside a P2P frame and its 10,000-item limit.
+MAX_ROUND_COMMITMENTS = 4096
 
 
 # --- commitments ----------------------------------------------------------------------------
@@ -94,10 +98,17 @@ def check_commitment(c: Commitment, chain_id: str, params: PonasParams) -> None:
 
 @dataclass
 class CommitmentSet:
-    """The closer's collection of one round's commitments, in arrival order.
+    """One round's commitments as a node collects them (the closer's become the close), in
+    arrival order.
 
     It admits a commitment only for this round (height, parent, task), before the deadline,
-    once per ``(miner, seq)``, and at most ``max_commitments_per_key`` per miner.
+    once per ``(miner, seq)``, at most ``max_commitments_per_key`` per miner, and at most
+    ``cap`` in all (:data:`MAX_ROUND_COMMITMENTS`: a close must fit on the wire). When it is
+    full, a commitment whose key holds more coins on the round's parent state (``stake``: miner
+    public key -> balance) than the poorest admitted key takes that key's newest place; else it
+    is refused with ``round-full``. So a flood of fresh, empty keys fills only the places that
+    nobody with coins wants, and cannot crowd out funded miners (keys cost nothing, coins do).
+    Admission is constant time per commitment (amortised), whatever the flood.
     """
 
     height: int
@@ -106,9 +117,30 @@ class CommitmentSet:
     deadline: float
     chain_id: str
     params: PonasParams
-    items: list[Commitment] = field(default_factory=list)
+    stake: Callable[[bytes], int] | None = None
+    cap: int = 0  # 0: MAX_ROUND_COMMITMENTS
+    _items: dict[bytes, Commitment] = field(default_factory=dict)  # hash -> commitment, arrival order
     _seen: set[tuple[bytes, int]] = field(default_factory=set)
-    _hashes: set[bytes] = field(default_factory=set)
+    _per_key: dict[bytes, int] = field(default_factory=dict)
+    _stakes: dict[bytes, int] = field(default_factory=dict)  # the parent state does not change: cached
+    _poorest: list[tuple[int, int, bytes]] = field(default_factory=list)  # heap of (stake, -arrival, hash)
+    _arrivals: int = 0
+
+    @property
+    def items(self) -> list[Commitment]:
+        """The admitted commitments, in arrival order."""
+        return list(self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _stake_of(self, miner: bytes) -> int:
+        if self.stake is None:
+            return 0
+        got = self._stakes.get(miner)
+        if got is None:
+            got = self._stakes[miner] = self.stake(miner)
+        return got
 
     def add(self, c: Commitment, now: float) -> bool:
         """Admit ``c``; False if it is already in; raises :class:`InvalidRound` if refused."""
@@ -117,17 +149,36 @@ class CommitmentSet:
         if now > self.deadline:
             raise InvalidRound("commit-too-late", "the commit deadline has passed")
         h = c.hash()
-        if h in self._hashes:
+        if h in self._items:
             return False
         check_commitment(c, self.chain_id, self.params)
         if (c.miner, c.seq) in self._seen:
             raise InvalidRound("duplicate-seq", f"seq {c.seq} already used by this miner")
-        if sum(1 for m, _ in self._seen if m == c.miner) >= self.params.max_commitments_per_key:
+        if self._per_key.get(c.miner, 0) >= self.params.max_commitments_per_key:
             raise InvalidRound("too-many-commitments", "this key has used all its commitments")
+        stake = self._stake_of(c.miner)
+        if len(self._items) >= (self.cap or MAX_ROUND_COMMITMENTS):
+            self._evict_poorer_than(stake)
+        self._arrivals += 1
+        self._items[h] = c
         self._seen.add((c.miner, c.seq))
-        self._hashes.add(h)
-        self.items.append(c)
+        self._per_key[c.miner] = self._per_key.get(c.miner, 0) + 1
+        heapq.heappush(self._poorest, (stake, -self._arrivals, h))
         return True
+
+    def _evict_poorer_than(self, stake: int) -> None:
+        while self._poorest and self._poorest[0][2] not in self._items:  # already gone
+            heapq.heappop(self._poorest)
+        if not self._poorest or self._poorest[0][0] >= stake:
+            raise InvalidRound("round-full", f"the round holds {len(self._items)} commitments, none from a key "
+                                             f"with fewer coins than this one's ({stake} base units)")
+        _stake, _arrival, h = heapq.heappop(self._poorest)
+        gone = self._items.pop(h)
+        self._per_key[gone.miner] -= 1  # its (miner, seq) stays used: one seq, one commitment
+
+    def index(self, c: Commitment) -> int:
+        """``c``'s place among the admitted commitments (arrival order); ValueError if absent."""
+        return list(self._items).index(c.hash())
 
     def root(self) -> bytes:
         return commitments_root(self.items)
@@ -199,6 +250,8 @@ def check_close(
         raise InvalidRound("bad-close-sig", "the close's signature is invalid")
     if close.commitments_count < 0:
         raise InvalidRound("bad-close", "negative count")
+    if close.commitments_count > MAX_ROUND_COMMITMENTS:
+        raise InvalidRound("close-too-large", f"{close.commitments_count} commitments, at most {MAX_ROUND_COMMITMENTS}")
     if close.task_id == BUILTIN_TASK or requester is None:
         gap = close.key_index - prev_key_index
         if not 0 < gap <= MAX_KEY_GAP or not beacon.verify_key(close.test_key, close.key_index, prev_key, prev_key_index):
