@@ -30,9 +30,11 @@ from consensus.types import MAX_TEXT, Block, Commitment, Hash32, Header, RoundCl
 from p2p.errors import ProtocolError
 from p2p.framing import MAX_FRAME
 
-PROTOCOL_VERSION = 1
+#: 2: round protocol v2 (a commitment hides its header behind a salted digest; a block's seal
+#: carries the salt), so a version-1 peer's commitments and blocks do not decode here.
+PROTOCOL_VERSION = 2
 #: The oldest version we talk to.
-MIN_PROTOCOL_VERSION = 1
+MIN_PROTOCOL_VERSION = 2
 
 MAX_LOCATOR = 101
 MAX_HEADERS = 2_000

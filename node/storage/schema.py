@@ -25,7 +25,7 @@ height 0, position 0).
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2  # 2: the address history index
+SCHEMA_VERSION = 3  # 2: the address history index; 3: round protocol v2 (blocks' seals carry a salt)
 
 META = b"M"
 TIP = b"T"

@@ -224,6 +224,18 @@ async def test_incompatible_peer_refused_and_given_up(
     assert a.discouraged == [] and x.discouraged == []  # incompatible is not hostile
 
 
+async def test_a_round_protocol_v1_peer_is_refused_by_version(make_net: Callable[..., Any]) -> None:
+    """A peer of protocol version 1 (round protocol v1: its commitments and seals do not decode
+    here) is refused at its hello with ``bad-version``, not taken for a hostile peer."""
+    a = await make_net()
+    old = await RawPeer.open(a.port)
+    old.send(M.Hello(1, CHAIN, GENESIS, 0, GENESIS, old.node_id, 0, "/ponas:v1/"))
+    assert await old.closed_by_remote()
+    await until(lambda: last_reason(a) == "bad-version", what="bad-version")
+    assert a.discouraged == [] and M.MIN_PROTOCOL_VERSION == M.PROTOCOL_VERSION == 2
+    old.close()
+
+
 async def test_self_connection_and_simultaneous_dials(make_net: Callable[..., Any]) -> None:
     a, b = await make_net(), await make_net()
     own = a.connect("127.0.0.1", a.port)
