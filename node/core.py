@@ -24,6 +24,7 @@ retrained with :class:`~node.actions.Retrain` while the reveal window is open.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from consensus.errors import ConsensusError, InvalidBlock, InvalidRound, InvalidTransaction
@@ -57,6 +58,8 @@ class NodeCore:
         self.relay = Relay()
         self.sync = Sync(chain)
         self._verifying: set[bytes] = set()  # blocks whose work verdict is being computed
+        #: parents named by closes signed by the closer that this node did not have as its tip
+        self._named_parents: OrderedDict[bytes, None] = OrderedDict()
         self._housekept = now
 
     # --- peers --------------------------------------------------------------------------------
@@ -157,9 +160,21 @@ class NodeCore:
             new = self.rounds.add_close(msg.close, msg.commitments, now)
         except InvalidRound as exc:
             if exc.reason in ("close-ahead", "close-other-parent"):
+                self._note_named_parent(msg.close)
                 return self.sync.request_headers(peer)
             raise
         return self.relay.announce(msg.close.hash(), msg, now, peer) if new else []
+
+    def _note_named_parent(self, close: Any) -> None:
+        """Remember the parent a close signed by the closer names (a block this node may have
+        refused as a late sibling of its tip: the closer's word makes it final)."""
+        from consensus.crypto import verify
+
+        if close.closer == self.params.ponas.beacon_pubkey and \
+                verify(close.closer, close.digest(self.params.chain_id), close.signature):
+            self._named_parents[close.parent] = None
+            while len(self._named_parents) > 64:
+                self._named_parents.popitem(last=False)
 
     # --- blocks -------------------------------------------------------------------------------
 
@@ -174,6 +189,17 @@ class NodeCore:
         if self.rounds is not None and block.header.height < self.chain.height:
             # The close of the round after this height named our block as parent: final.
             raise InvalidBlock("round-final", f"height {block.header.height} is final on this node")
+        if (self.rounds is not None and block.proof is not None and block.header.height == self.chain.height
+                and h != self.chain.tip_hash and h not in self._named_parents):
+            # A sibling of the tip that comes a whole reveal window after its round ended was
+            # held back: taken now, being heavier, it would reorg the tip and erase the next
+            # round's commitments (attack 4). Honest relays take seconds. Only a close that
+            # names it (the closer's word) makes this node take it.
+            late = block.proof.close.timestamp + 2 * self.params.ponas.reveal_window
+            if now > late:
+                raise InvalidBlock("round-final", f"a sibling of the tip at height {block.header.height}, "
+                                                  f"{now - late + self.params.ponas.reveal_window:.0f}s after its "
+                                                  "round ended")
         if self.rounds is not None and block.proof is not None and block.header.height == self.chain.height + 1:
             # A block of the round in progress is chosen at the end of its reveal window, among
             # every candidate: one sent as a block before then would skip the window and make
@@ -185,6 +211,12 @@ class NodeCore:
         try:
             checked = self.chain.check(block, weights or None)
         except InvalidBlock as exc:
+            if exc.reason == "unknown-parent" and block.header.parent in self._verifying:
+                # its parent is being verified (a retrain can take a while on a busy machine):
+                # asking for headers again would fetch the same two blocks again and again, a
+                # loop that starves the verification and gets us dropped for flooding. The
+                # child comes again once the parent is in (the sync asks for what follows).
+                return out
             if exc.reason == "unknown-parent" and peer is not None:
                 return out + self.sync.request_headers(peer)
             raise

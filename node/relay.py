@@ -26,6 +26,9 @@ BENIGN = frozenset({
     "commit-too-late", "commit-wrong-round", "round-moved", "duplicate-seq", "txn-already-in-mempool",
     "bad-nonce", "insufficient-funds", "txn-mempool-conflict", "mempool-full", "too-many-commitments",
     "missing-weights", "round-final", "penalised-miner", "round-full", "reveal-window-open",
+    # a close judged against this node's own view of the round (its attempts, its clock): an
+    # honest relayer with another view (a restart, a clock a little off) passes it on in good faith
+    "wrong-key-index", "retry-too-early", "retry-with-candidates", "close-too-early", "close-in-future",
 })
 
 #: How long a hash stays in the seen set (seconds).

@@ -153,3 +153,31 @@ def test_a_forged_transfer_costs_its_relayer_and_the_seen_set_is_bounded(tmp_pat
     for i in range(5):
         assert relay.first_sight(bytes([i]), float(i))
     assert list(relay.seen) == [bytes([2]), bytes([3]), bytes([4])] and not relay.is_seen(bytes([0]))
+
+
+def test_a_child_of_a_block_being_verified_does_not_loop_the_sync(tmp_path: Path) -> None:
+    """Found in a demo on a loaded machine: block 2 waited for its verification (a retrain of
+    minutes when the machine is busy), its child 3 came, did not connect (unknown parent), and
+    each time the node asked the peer for headers again, fetched 2 and 3 again, and so on: a
+    loop thousands of messages long that starved the verification and got the node dropped for
+    flooding. A child whose parent is being verified is left for later: no request."""
+    clock = Clock(GENESIS_TIME + 10)
+    with open_chain(str(tmp_path / "src"), PARAMS, clock=clock) as src, \
+            open_chain(str(tmp_path / "dst"), PARAMS, clock=clock) as dst:
+        core = NodeCore(PARAMS, dst, Mempool(PARAMS.chain_id, dst.account), None, Metrics(), clock.now)
+        core.on_connected(A, 0)
+        clock.now += 10
+        b1 = make_pow_block(src, MINER)
+        src.import_block(b1)
+        clock.now += 10
+        b2 = make_pow_block(src, MINER)
+        src.import_block(b2)
+        out = core.on_message(A, M.BlockMsg(b1, b"", False), clock.now)
+        assert [type(a) for a in out] == [Verify]  # block 1 is being verified
+        assert core.on_message(A, M.BlockMsg(b2, b"", False), clock.now) == []  # no headers asked again
+        # an orphan whose parent nobody is verifying still asks for headers
+        clock.now += 10
+        b3 = make_pow_block(src, MINER)
+        src.import_block(b3)
+        asked = core.on_message(A, M.BlockMsg(b3, b"", False), clock.now)
+        assert any(isinstance(a, Send) and isinstance(a.msg, M.GetHeaders) for a in asked)

@@ -184,3 +184,42 @@ def test_training_on_the_test_set_scores_higher_on_it() -> None:
     honest_score, leaky_score = score(honest, test), score(leaky, test)
     assert leaky_score > honest_score + 15, (honest_score, leaky_score)
     assert leaky_score >= 290
+
+
+def test_every_thread_that_enters_runs_on_one_thread() -> None:
+    """Under OpenMP each thread has its own thread count. A worker thread that ran torch while
+    the count was 2, and entered the context while another thread was inside, kept 2: found
+    as a node whose retrain (one op at a time on two OpenMP threads, one starved by the miners)
+    took minutes instead of seconds. Every entering thread now sets its own count."""
+    import threading
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    inside, done, started = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, int] = {}
+
+    def first() -> None:
+        started.wait(10)
+        with deterministic_cpu():
+            seen["first"] = torch.get_num_threads()
+            inside.set()
+            done.wait(10)
+
+    def second() -> None:
+        torch.ones(3).sum()  # this thread's torch starts while the count is 2
+        seen["second before"] = torch.get_num_threads()
+        started.set()
+        inside.wait(10)
+        with deterministic_cpu():
+            seen["second"] = torch.get_num_threads()
+        done.set()
+
+    try:
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert seen == {"second before": 2, "first": 1, "second": 1}
+    finally:
+        torch.set_num_threads(previous)

@@ -79,9 +79,13 @@ _settings_saved: tuple[int, bool, bool] = (1, False, False)
 def deterministic_cpu(threads: int = 1) -> Iterator[None]:
     """Run the body with ``threads`` intra-op threads and deterministic algorithms; restore after.
 
-    The settings are process-wide, so the context is counted: when several threads train at
-    once (a node verifying while a miner in the same process trains), the first to enter saves
-    the previous settings and the last to leave restores them.
+    Deterministic algorithms are a process-wide setting, so the context is counted: when
+    several threads train at once (a node verifying while it scores a candidate), the first to
+    enter saves the previous settings and the last to leave restores them. The thread count is
+    set by every thread that enters, for itself: under OpenMP each thread has its own count, and
+    a worker thread that had run torch before another thread set one thread kept two. Found in a
+    loaded devnet: a node's retrain then ran each operation on two OpenMP threads, one of them
+    starved by the miners, and a 3 s retrain took minutes.
     """
     global _settings_depth, _settings_saved
     with _settings_lock:
@@ -91,8 +95,8 @@ def deterministic_cpu(threads: int = 1) -> Iterator[None]:
                 torch.are_deterministic_algorithms_enabled(),
                 torch.is_deterministic_algorithms_warn_only_enabled(),
             )
-            torch.set_num_threads(threads)
             torch.use_deterministic_algorithms(True)
+        torch.set_num_threads(threads)  # this thread's own count (see above)
         _settings_depth += 1
     try:
         yield
