@@ -175,7 +175,7 @@ async def test_a_sibling_held_back_past_its_round_does_not_reorg_the_tip(tmp_pat
     that comes a whole reveal window after its round ended is refused (``round-final``) and
     round 2 goes on; only a close signed by the closer that names it as parent makes the node
     take it (the closer's word is final)."""
-    from tests.ponas_builders import BEACON, close_round, reveal
+    from tests.ponas_builders import close_round, reveal
 
     params = replace(ponas_params(commit_window=3, reveal_window=2), genesis_time=int(time.time()))
     pp = params.ponas
