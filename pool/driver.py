@@ -120,6 +120,11 @@ def commit_keys(key: PrivateKey, count: int) -> list[PrivateKey]:
     return [derived_key(key, i) for i in range(count)]
 
 
+#: The share of the reveal window kept for posting the candidate (and the node's check of it):
+#: the driver stops scoring its commitments once the rest of the window is this short.
+REVEAL_MARGIN = 0.4
+
+
 @dataclass
 class _Committed:
     result: TrainResult
@@ -280,7 +285,7 @@ class RoundDriver:
                     break
                 await self._commit(st, result)
         if rnd.close is not None and not st.revealed:
-            await self._reveal(st, rnd.close)
+            await self._reveal(st, rnd.close, rnd.reveal_end)
         if rnd.phase != "commit" and not st.commits and st.pending is None and not st.reported:
             st.reported = True
             why = "no trained model before the deadline" if not results else "commit refused"
@@ -396,7 +401,7 @@ class RoundDriver:
 
     # -- reveal ------------------------------------------------------------------------------
 
-    async def _reveal(self, st: _RoundState, close: CloseInfo) -> None:
+    async def _reveal(self, st: _RoundState, close: CloseInfo, reveal_end: float | None = None) -> None:
         assert self._client is not None
         rnd = st.info
         # a commitment whose answer was lost may still be in the close
@@ -424,12 +429,26 @@ class RoundDriver:
             log.warning("not-in-close", extra={"height": rnd.height, "ours": len(ours)})
             self.report(f"round {rnd.height}: committed {len(ours)} but the close left us out")
             return
+        # best validation first, one at a time: on a loaded machine scoring all of them could
+        # outlast the reveal window (a demo round was retried so), so scoring stops when one
+        # more, as long as the last, would end past the point that leaves a reveal its margin
+        # (REVEAL_MARGIN of the window), and the best scored so far is revealed
+        included.sort(key=lambda e: -e.result.validation)
         scores = st.scores
         if scores is None:  # computed once per round, even if posting the candidate is retried
-            computed: list[int] = await asyncio.to_thread(
-                self._scorer, round_scores, [e.result for e in included], rnd.space, close.test_key, rnd.test_set_size
-            )
-            scores = st.scores = computed
+            scores = st.scores = []
+            window = (reveal_end if reveal_end is not None else close.timestamp) - close.timestamp
+            stop_at = close.timestamp + (1 - REVEAL_MARGIN) * window if window > 0 else float("inf")
+            for e in included:
+                started = self.clock()
+                scores.extend(await asyncio.to_thread(
+                    self._scorer, round_scores, [e.result], rnd.space, close.test_key, rnd.test_set_size))
+                now = self.clock()
+                if now + (now - started) > stop_at and len(scores) < len(included):  # another would end too late
+                    log.warning("reveal-scoring-cut", extra={"height": rnd.height, "scored": len(scores),
+                                                             "included": len(included)})
+                    break
+        included = included[: len(scores)]
         scored = [(s, tiebreak(close.test_key, e.commitment.hash())) for s, e in zip(scores, included)]
         pick = choose_reveal(scored)
         entry, score = included[pick], scores[pick]

@@ -444,7 +444,7 @@ class ChainData:
         return _epoch_set(self.genesis, epoch, self.validation_size, VALIDATION_DOMAIN)
 
     def test(self, test_key: bytes, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        return generate(test_key, self.test_set_size, self.task(epoch), TEST_DOMAIN)
+        return _round_test_set(test_key, self.test_set_size, self.task(epoch))
 
     def to_json(self) -> dict[str, object]:
         """For the pool protocol's job: the genesis as hex, the sizes as ints."""
@@ -472,6 +472,13 @@ class ChainData:
 @functools.lru_cache(maxsize=8)
 def _epoch_task(genesis: bytes, epoch: int) -> TaskParams:
     return draw_task_params(epoch_key(genesis, epoch))
+
+
+@functools.lru_cache(maxsize=4)
+def _round_test_set(test_key: bytes, n: int, task: TaskParams) -> tuple[np.ndarray, np.ndarray]:
+    """A round's test set, generated once per process while it is in use (a miner scores each
+    of its commitments on it, one at a time)."""
+    return generate(test_key, n, task, TEST_DOMAIN)
 
 
 @functools.lru_cache(maxsize=8)
