@@ -182,6 +182,7 @@ class NodeCore:
         """A relayed or synced block: checked once here; one that would join the canonical
         chain goes to a :class:`Verify` first, a side block is stored at once."""
         h = block.header.hash()
+        asked = h in self.sync.requested  # fetched by our headers-first sync (not pushed at us)
         out = self.sync.on_block(peer, h, now) if peer is not None else []
         known = self.chain.index.get(h)
         if (known is not None and known.status >= Status.DATA) or h in self._verifying:
@@ -190,11 +191,12 @@ class NodeCore:
             # The close of the round after this height named our block as parent: final.
             raise InvalidBlock("round-final", f"height {block.header.height} is final on this node")
         if (self.rounds is not None and block.proof is not None and block.header.height == self.chain.height
-                and h != self.chain.tip_hash and h not in self._named_parents):
-            # A sibling of the tip that comes a whole reveal window after its round ended was
+                and h != self.chain.tip_hash and h not in self._named_parents and not asked):
+            # A sibling of the tip pushed at us a whole reveal window after its round ended was
             # held back: taken now, being heavier, it would reorg the tip and erase the next
-            # round's commitments (attack 4). Honest relays take seconds. Only a close that
-            # names it (the closer's word) makes this node take it.
+            # round's commitments (attack 4). Honest relays take seconds. A close that names it
+            # (the closer's word) makes this node take it, and so does its own headers-first
+            # sync (a node that was cut off catches up with the chain the others follow).
             late = block.proof.close.timestamp + 2 * self.params.ponas.reveal_window
             if now > late:
                 raise InvalidBlock("round-final", f"a sibling of the tip at height {block.header.height}, "
