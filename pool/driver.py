@@ -13,8 +13,9 @@ members' verified results and whose coinbase is split among them. Per round (des
    ``max_commitments_per_key``; a driver with several commit keys (:func:`commit_keys`) goes
    on with its next key when one is full, so it commits up to ``keys x max_commitments_per_key``;
 3. **reveal**: once the round's close appears, fetch the close's ordered commitments, score
-   each of our included commitments on the round's test set, and ``POST /candidates`` the
-   best with its weights.
+   our included commitments on the round's test set (best validation first, one at a time,
+   stopping while :data:`REVEAL_MARGIN` of the reveal window is left), and
+   ``POST /candidates`` the best scored, opened by its salt, with its weights.
 
 Errors, separated as the style guide asks: :class:`~nodeclient.NodeRejected` (a 4xx: our
 request was refused with a stable reason; logged, not retried as is),

@@ -14,8 +14,10 @@ A round ``h`` produces block ``h``:
    the test key and the commitment), then to the lower block hash.
 
 Liveness: a round with no valid candidate is closed again on the same parent with the
-beacon's next key (its key index grows, which :func:`check_close` allows). The timeline
-itself (windows, deadlines, retries) is node policy, driven by ``node/rounds.py``.
+beacon's next key (its key index grows by one per attempt, which :func:`check_close` bounds by
+the time since the previous close: :func:`max_key_gap`). The timeline itself (windows,
+deadlines, retries) is node policy, driven by ``node/rounds.py``; ``docs/protocol.md`` states
+the whole round protocol (v2).
 
 Everything here is pure: time is a parameter and nothing touches the network or the disk.
 """
@@ -282,7 +284,8 @@ def check_candidate(block: Block, chain_id: str, params: PonasParams) -> Commitm
 
     In order: the block carries a seal; the header names its close and round; the close
     includes the commitment; the commitment is signed and within the per-key bound; the
-    header declares exactly what was committed. Returns the commitment.
+    header, salted with the seal's salt, opens the commitment's ``sealed`` digest (it is the
+    very header committed, score and close aside). Returns the commitment.
     """
     header = block.header
     if block.proof is None:
