@@ -14,6 +14,7 @@ Time is a parameter; nothing here touches a socket.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable
 
 from consensus.types import Transfer
@@ -42,7 +43,7 @@ class Relay:
     def __init__(self, ttl: float = SEEN_TTL, max_seen: int = MAX_SEEN) -> None:
         self.ttl = ttl
         self.max_seen = max_seen
-        self.seen: dict[bytes, float] = {}  # in order of first sight
+        self.seen: OrderedDict[bytes, float] = OrderedDict()  # in order of first sight
         self.peers: dict[PeerRef, None] = {}  # connected peers, in connection order
         self._txs: list[tuple[Transfer, PeerRef | None]] = []  # admitted since the last flush
 
@@ -69,13 +70,13 @@ class Relay:
             return False
         self.seen[h] = now
         if len(self.seen) > self.max_seen:
-            del self.seen[next(iter(self.seen))]
+            self.seen.popitem(last=False)  # O(1); a plain dict's first key is found by a scan
         return True
 
     def prune(self, now: float) -> int:
         cutoff = now - self.ttl
         before = len(self.seen)
-        self.seen = {h: t for h, t in self.seen.items() if t > cutoff}
+        self.seen = OrderedDict((h, t) for h, t in self.seen.items() if t > cutoff)
         return before - len(self.seen)
 
     # --- what to send -----------------------------------------------------------------------

@@ -65,8 +65,6 @@ class Candidate:
     block: Block
     weights: bytes
     verdict: Verdict  # the model evaluated on the round's test set by this node
-    index: int  # the commitment's place in the close
-    tie: int  # its tiebreak (consensus.engines.ponas.rounds.tiebreak): lower wins a tie
     retrained: Verdict | None = None  # the full verdict, once retrained (policy ``retrain``)
     failed: str | None = None  # why its retrain or import failed
 
@@ -76,7 +74,7 @@ class Candidate:
 
     @property
     def rank(self) -> tuple[int, int, bytes]:
-        return candidate_rank(self.block.header.score, self.tie, self.block.header.hash())
+        return candidate_rank(self.block.header.score, seal_tiebreak(self.block.proof), self.block.header.hash())
 
 
 @dataclass
@@ -415,7 +413,7 @@ class RoundService:
             return known
         assert block.proof is not None  # _of_this_round checked it
         r, h = self.round, block.header.hash()
-        cand = Candidate(block, weights, verdict, block.proof.index, seal_tiebreak(block.proof))
+        cand = Candidate(block, weights, verdict)
         r.candidates[h] = cand
         log.info("candidate", extra={"height": r.height, "score": block.header.score, "hash": h.hex()[:16]})
         return cand

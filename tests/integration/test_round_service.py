@@ -159,10 +159,10 @@ async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path) -> None
 def _fake_candidates(rounds: RoundService, block: Any, scores: list[int]) -> list[Candidate]:
     """Candidates of the current round that differ only in their claimed score (the rank)."""
     out = []
-    for i, score in enumerate(scores):
+    for score in scores:
         b = replace(block, header=replace(block.header, score=score))
         verdict = Verdict(b.header.weights_hash, b.header.genotype, b.header.seed, score, b"k" * 32, score, None, False)
-        out.append(Candidate(b, b"w", verdict, i, i))
+        out.append(Candidate(b, b"w", verdict))
         rounds.round.candidates[b.header.hash()] = out[-1]
     return out
 
