@@ -55,9 +55,18 @@ Rows (expected reason in brackets), in the order they run:
   commitment with another timestamp [``header-mismatch``];
 * ``variant-candidate-extra``: the same with another ``extra`` field [``header-mismatch``];
 * ``re-roll-mid-reveal``: a second close with the next beacon key while the reveal window of
-  the first runs [``retry-too-early``].
+  the first runs [``retry-too-early``];
+* ``forged-reveal-set``: a reveal set listing only a held-back candidate, signed by a miner's
+  key instead of the closer's [``wrong-closer``];
+* ``reveal-set-too-early``: a reveal set signed by the closer but stamped while the reveal
+  window still runs (a window cut short) [``reveal-set-too-early``];
+* (the window ends; the closer's reveal set, listing the honest candidate, is sent; the node
+  must take the honest candidate as block 1);
+* ``held-back-sibling``: a second miner's candidate with a better claim, committed in the same
+  close but kept from everyone until the round was decided, sent as a block
+  [``not-in-reveal-set``; the tip stays the honest block].
 
-Each wait has a timeout (10 s a verdict), and the whole run is bounded (150 s).
+Each wait has a timeout (10 s a verdict), and the whole run is bounded (180 s).
 """
 
 from __future__ import annotations
@@ -82,9 +91,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 import aiohttp  # noqa: E402
 
 from bench._report import table  # noqa: E402
-from consensus.engines.ponas.rounds import BUILTIN_TASK, commitment_for, make_close, max_key_gap  # noqa: E402
+from consensus.engines.ponas.rounds import (  # noqa: E402
+    BUILTIN_TASK,
+    commitment_for,
+    make_close,
+    make_reveal_set,
+    max_key_gap,
+    round_seal,
+)
 from consensus.params import ChainParams  # noqa: E402
-from consensus.types import COIN, Block, Commitment, RoundClose  # noqa: E402
+from consensus.types import COIN, Block, Commitment, RevealEntry, RoundClose  # noqa: E402
 from node.service import Node  # noqa: E402
 from p2p import messages as M  # noqa: E402
 from tests.builders import keys, transfer  # noqa: E402
@@ -99,7 +115,7 @@ REVEAL_WINDOW = 30
 #: a gap of two beacon keys by the consensus rule (``max_key_gap``).
 GENESIS_AGE = 2 * COMMIT_WINDOW + REVEAL_WINDOW + 5
 VERDICT_TIMEOUT = 10.0  # seconds: the most one verdict is waited for
-TOTAL_TIMEOUT = 150.0  # seconds: the whole run
+TOTAL_TIMEOUT = 180.0  # seconds: the whole run
 GENOTYPE = GENOTYPES[2]  # pools only: the cheapest to train
 SEED = 7
 INFLATION = 10  # the claim-inflation row claims this many more correct answers than the weights score
@@ -220,8 +236,8 @@ def true_score(params: ChainParams, entry: Entry, close: RoundClose) -> int:
 class Attacks:
     """The run: one node, the honest miner's entry, the rows as they come."""
 
-    def __init__(self, params: ChainParams, node: Node, entry: Entry, model: bool) -> None:
-        self.params, self.node, self.entry, self.model = params, node, entry, model
+    def __init__(self, params: ChainParams, node: Node, entry: Entry, held: Entry, model: bool) -> None:
+        self.params, self.node, self.entry, self.held, self.model = params, node, entry, held, model
         self.rows: list[Row] = []
         self.peers: list[FakePeer] = []
         self.commitments: tuple[Commitment, ...] = ()
@@ -260,7 +276,11 @@ class Attacks:
             raise RuntimeError(f"the honest commitment was refused: {v.reason}")
         msg = await self.copier.wait_for_message(M.CommitmentMsg, VERDICT_TIMEOUT)
         self.seen_commitment = msg.commitment
-        self.commitments = (c,)
+        held = commitment_for(self.held.block.header, self.held.key, self.params.chain_id)  # the held-back one
+        v = await observe(await self.peer(), M.CommitmentMsg(held))
+        if v.reasons or v.dropped:
+            raise RuntimeError(f"the second miner's commitment was refused: {v.reason}")
+        self.commitments = (c, held)
 
     async def honest_close(self) -> None:
         """The beacon's close of the round, this attempt's key (1), stamped now: accepted."""
@@ -271,13 +291,13 @@ class Attacks:
             raise RuntimeError(f"the node did not take the honest close (refusal: {v.reason})")
         self.close = close
 
-    def candidate(self, score: int) -> Block:
-        """The honest candidate with the claim ``score``, sealed under the honest close."""
-        from consensus.engines.ponas.rounds import round_seal
-
+    def candidate(self, score: int, entry: Entry | None = None, index: int = 0) -> Block:
+        """The honest candidate (or ``entry``'s, its commitment at ``index``) with the claim
+        ``score``, sealed under the honest close."""
+        e = entry or self.entry
         assert self.close is not None
-        header = replace(self.entry.block.header, round_close=self.close.hash(), score=score)
-        return replace(self.entry.block, header=header, proof=round_seal(self.close, self.commitments, 0, self.entry.salt))
+        header = replace(e.block.header, round_close=self.close.hash(), score=score)
+        return replace(e.block, header=header, proof=round_seal(self.close, self.commitments, index, e.salt))
 
     async def honest_reveal(self, score: int) -> None:
         """The honest candidate with its true score: accepted, and relayed to the copier."""
@@ -457,6 +477,48 @@ class Attacks:
             row.happened += f" ({end - time.time():.0f} s of reveal left)"
         return row
 
+    def reveal_set(self, signer: Any, entries: list[Block], stamp: int) -> M.RevealSetMsg:
+        assert self.close is not None and all(b.proof is not None for b in entries)
+        listed = [RevealEntry(b.header.hash(), b.header.score, b.proof.index) for b in entries]  # type: ignore[union-attr]
+        return M.RevealSetMsg(make_reveal_set(signer, self.params.chain_id, self.close, listed, stamp))
+
+    async def forged_reveal_set(self) -> Row:
+        held = self.candidate(self.score + 5, self.held, 1)
+        msg = self.reveal_set(self.held.key, [held], int(time.time()))
+        return verdict_row("forged-reveal-set", "wrong-closer", await observe(await self.peer(), msg))
+
+    async def reveal_set_too_early(self) -> Row:
+        assert self.honest is not None and self.node.rounds is not None
+        msg = self.reveal_set(BEACON, [self.honest], int(time.time()))
+        row = verdict_row("reveal-set-too-early", "reveal-set-too-early", await observe(await self.peer(), msg))
+        end = self.node.rounds.round.reveal_end
+        if end is not None:
+            row.happened += f" ({end - time.time():.0f} s of reveal left)"
+        return row
+
+    async def decide(self) -> None:
+        """At the window's end the closer's reveal set lists the honest candidate: the node must
+        take it as block 1."""
+        rounds = self.node.rounds
+        assert rounds is not None and self.honest is not None
+        end = rounds.round.reveal_end
+        assert end is not None
+        await asyncio.sleep(max(0.0, end - time.time()) + 0.2)
+        v = await observe(await self.peer(), self.reveal_set(BEACON, [self.honest], int(time.time())))
+        h = self.honest.header.hash()
+        if v.reasons or not await until(lambda: self.node.chain.tip_hash == h, 3 * VERDICT_TIMEOUT):
+            raise RuntimeError(f"the node did not take the honest block (refusal: {v.reason})")
+
+    async def held_back_sibling(self) -> Row:
+        held = self.candidate(self.score + 5, self.held, 1)  # a better claim, shown to nobody in time
+        v = await observe(await self.peer(), M.BlockMsg(held, self.held.weights, False))
+        row = verdict_row("held-back-sibling", "not-in-reveal-set", v)
+        assert self.honest is not None
+        kept = self.node.chain.tip_hash == self.honest.header.hash()
+        row.happened += f" (tip {'stays the honest block' if kept else 'moved'})"
+        row.ok = row.ok and kept
+        return row
+
     # --- the run ------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -485,6 +547,10 @@ class Attacks:
         await self.row("variant-candidate-extra", "header-mismatch",
                        lambda: self.variant("variant-candidate-extra", extra=b"another candidate"))
         await self.row("re-roll-mid-reveal", "retry-too-early", self.re_roll)
+        await self.row("forged-reveal-set", "wrong-closer", self.forged_reveal_set)
+        await self.row("reveal-set-too-early", "reveal-set-too-early", self.reveal_set_too_early)
+        await self.decide()
+        await self.row("held-back-sibling", "not-in-reveal-set", self.held_back_sibling)
 
 
 ALL_ROWS = [
@@ -493,7 +559,8 @@ ALL_ROWS = [
     ("close-in-future", "close-in-future"), ("close-skip-key", "key-skipped"), ("close-wrong-key", "wrong-key-index"),
     ("claim-inflation", "bad-score"), ("skip-reveal-window", "reveal-window-open"), ("copy-commitment", "header-mismatch"),
     ("variant-candidate", "header-mismatch"), ("variant-candidate-extra", "header-mismatch"),
-    ("re-roll-mid-reveal", "retry-too-early"),
+    ("re-roll-mid-reveal", "retry-too-early"), ("forged-reveal-set", "wrong-closer"),
+    ("reveal-set-too-early", "reveal-set-too-early"), ("held-back-sibling", "not-in-reveal-set"),
 ]
 
 
@@ -508,7 +575,9 @@ async def attack_node(model: bool, rows: list[Row]) -> None:
         async with NodeNetwork(Path(tmp), params, 1, engine=None if model else noproof_engine) as net:
             node = net.nodes[0]
             entry = entry_with_weights(params, node.chain.tip, node.chain.accounts, honest_key, GENOTYPE, SEED, weights)
-            attacks = Attacks(params, node, entry, model)
+            held = entry_with_weights(params, node.chain.tip, node.chain.accounts, keys(1, seed=75)[0], GENOTYPES[1],
+                                      SEED, hashlib.sha256(b"held back").digest() * 4)
+            attacks = Attacks(params, node, entry, held, model)
             attacks.rows = rows
             try:
                 await attacks.run()

@@ -213,6 +213,42 @@ class RoundClose(Codec):
 
 
 @dataclass(frozen=True, slots=True)
+class RevealEntry(Codec):
+    """One candidate in a :class:`RevealSet`: its block hash, its claimed score and the index of
+    its commitment in the close (which gives its tie-break before the block is at hand)."""
+
+    block_hash: Hash32
+    score: int
+    index: int
+
+    def __post_init__(self) -> None:
+        _nonneg("score", self.score)
+        _nonneg("index", self.index)
+
+
+@dataclass(frozen=True, slots=True)
+class RevealSet(Codec):
+    """The closer's signed list of the candidates it received by the end of a round's reveal
+    window (protocol v2). Every node selects the round's block among these entries only, best
+    claim first, so the round's block is the same on every node and nothing revealed late, or
+    held back, replaces it. ``entries`` are in increasing commitment ``index`` (one candidate
+    per commitment); ``close`` is the hash of the round's close (an attempt)."""
+
+    height: Height
+    close: Hash32
+    entries: tuple[RevealEntry, ...]
+    timestamp: int
+    closer: PubKey32
+    signature: Sig64
+
+    def unsigned(self) -> list[object]:
+        return [self.height, self.close, [e.to_value() for e in self.entries], self.timestamp, self.closer]
+
+    def digest(self, chain_id: str) -> bytes:
+        return signing_digest("ponas/reveal-set", chain_id, self.unsigned())
+
+
+@dataclass(frozen=True, slots=True)
 class RoundSeal(Codec):
     """What makes a ``ponas`` block: the round's close, the miner's commitment, the
     commitment's Merkle proof of membership in the close (at ``index``), and the ``salt`` that

@@ -73,6 +73,8 @@ class NodeCore:
         if self.rounds is not None and self.rounds.round.close is not None:
             r = self.rounds.round
             out.append(Send(peer, M.CloseMsg(r.close, tuple(r.ordered))))  # type: ignore[arg-type]
+            if r.reveal_set is not None:
+                out.append(Send(peer, M.RevealSetMsg(r.reveal_set)))
         return out
 
     def on_disconnected(self, peer: PeerRef) -> list[Action]:
@@ -123,6 +125,12 @@ class NodeCore:
                 return []
         if isinstance(msg, M.CloseMsg):
             return self._on_close(peer, msg, now)
+        if isinstance(msg, M.RevealSetMsg):
+            h = msg.reveal_set.hash()
+            if self.rounds is None or self.relay.is_seen(h):
+                return []
+            new = self.rounds.add_reveal_set(msg.reveal_set, now)
+            return self.relay.announce(h, msg, now, peer) if new else []
         if isinstance(msg, M.BlockMsg):
             if not msg.candidate:
                 return self.on_block(peer, msg.block, msg.weights, now)
@@ -143,12 +151,16 @@ class NodeCore:
     def _serve_blocks(self, peer: PeerRef, msg: M.GetBlocks) -> list[Action]:
         out: list[Action] = []
         missing = []
+        candidates = self.rounds.round.candidates if self.rounds is not None else {}
         for h in msg.hashes[:GETBLOCKS_BATCH]:
             block = self.chain.get_block(h)
-            if block is None:
-                missing.append(h)
-            else:
+            cand = candidates.get(h)
+            if block is not None:
                 out.append(Send(peer, M.BlockMsg(block, self.chain.get_weights(block.header.weights_hash) or b"", False)))
+            elif cand is not None:  # a candidate of the round (a node missing one its reveal set lists)
+                out.append(Send(peer, M.BlockMsg(cand.block, cand.weights, True)))
+            else:
+                missing.append(h)
         if missing:
             out.append(Send(peer, M.NotFound(tuple(missing))))
         return out
@@ -210,6 +222,13 @@ class NodeCore:
             if now < end - CLOSE_SKEW:
                 raise InvalidBlock("reveal-window-open", f"the reveal window of round {block.header.height} ends in "
                                                          f"{end - now:.0f}s: a candidate is sent as a candidate")
+        if self.rounds is not None and block.proof is not None and h not in self._named_parents:
+            # The reveal set decides a round: a block of the round in progress joins its
+            # candidates (the selection takes it if it is the set's winner), and another block
+            # of a round decided here is refused (unless a close names it: the closer's word).
+            if self.rounds.route_block(block) == "candidate":
+                step = self.submit_candidate(block, weights, now, peer)
+                return out + ([step] if isinstance(step, Evaluate) else [])
         try:
             checked = self.chain.check(block, weights or None)
         except InvalidBlock as exc:
@@ -333,6 +352,11 @@ class NodeCore:
                 out.append(Broadcast(M.BlockMsg(ann.block, ann.weights, False)))
             elif ann.kind is AnnounceKind.RETRAIN and ann.block is not None:
                 out.append(Retrain(ann.block, ann.weights))
+            elif ann.kind is AnnounceKind.REVEAL_SET and ann.reveal_set is not None:
+                self.relay.mark(ann.reveal_set.hash(), now)
+                out.append(Broadcast(M.RevealSetMsg(ann.reveal_set)))
+            elif ann.kind is AnnounceKind.FETCH and ann.hashes:
+                out.append(Broadcast(M.GetBlocks(ann.hashes)))
         return out
 
     # --- views --------------------------------------------------------------------------------

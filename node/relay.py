@@ -30,6 +30,9 @@ BENIGN = frozenset({
     # a close judged against this node's own view of the round (its attempts, its clock): an
     # honest relayer with another view (a restart, a clock a little off) passes it on in good faith
     "wrong-key-index", "retry-too-early", "retry-with-candidates", "close-too-early", "close-in-future",
+    # the reveal set: a relayer that has not got the set (or the close) yet, or a clock a little off
+    "not-in-reveal-set", "not-round-winner", "candidate-refused-before", "reveal-set-unknown-close",
+    "reveal-set-in-future",
 })
 
 #: How long a hash stays in the seen set (seconds).

@@ -34,13 +34,16 @@ from consensus.engines.ponas.rounds import (
     candidate_rank,
     check_close,
     check_commitment,
+    check_reveal_set,
     commitments_root,
+    entry_rank,
     make_close,
+    make_reveal_set,
     seal_tiebreak,
 )
 from consensus.engines.ponas.verify import Verdict
 from consensus.errors import ConsensusError, InvalidBlock, InvalidRound
-from consensus.types import Block, Commitment, Payout, RoundClose
+from consensus.types import Block, Commitment, Payout, RevealEntry, RevealSet, RoundClose
 from node.chain import Chain, ImportResult
 from node.mempool import Mempool
 
@@ -58,6 +61,13 @@ PENALTY_ROUNDS = 20
 #: Seconds of clock difference allowed between a close's timestamp and this node's clock (a
 #: close stamped before the commit deadline, or ahead of now, by more is refused).
 CLOSE_SKEW = 2.0
+#: Seconds between two requests to the peers for a candidate listed in the reveal set that
+#: this node lacks.
+FETCH_EVERY = 2.0
+#: Rounds whose reveal-set winner a node remembers (to refuse other blocks of those rounds).
+MAX_DECIDED = 16
+#: Listed candidates asked of the peers in one request (a ``getblocks`` holds 16 at most).
+GETBLOCKS_AT_ONCE = 16
 
 
 @dataclass(slots=True)
@@ -96,6 +106,15 @@ class Round:
     # when this node first admitted each commitment (its hash): a close that leaves out one seen
     # well before it is a dispute
     arrived: dict[bytes, float] = field(default_factory=dict)
+    # the closer's signed list of the candidates that count, and when this node got it
+    reveal_set: RevealSet | None = None
+    reveal_set_at: float = 0.0
+    # candidates that passed the cheap checks (when first, and their entry), whatever came of
+    # their model step; and those this node refused for good (model step, or given up missing)
+    received: dict[bytes, tuple[float, RevealEntry]] = field(default_factory=dict)
+    rejected: dict[bytes, str] = field(default_factory=dict)
+    fetched: dict[bytes, float] = field(default_factory=dict)  # listed candidates asked of peers, when
+    no_set_noted: bool = False
 
     @property
     def reveal_end(self) -> float | None:
@@ -107,6 +126,8 @@ class AnnounceKind(Enum):
     CLOSE = "close"  # this node closed the round: send the close with its commitments
     BLOCK = "block"  # the round's block was imported: relay it
     RETRAIN = "retrain"  # retrain this candidate (the round's best) off the event loop
+    REVEAL_SET = "reveal-set"  # this node (the closer) signed the round's reveal set: send it
+    FETCH = "fetch"  # ask the peers for these candidates, listed in the reveal set and missing here
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +142,8 @@ class Announce:
     block: Block | None = None
     weights: bytes = b""
     result: ImportResult | None = None
+    reveal_set: RevealSet | None = None
+    hashes: tuple[bytes, ...] = ()
 
 
 class RoundService:
@@ -149,6 +172,9 @@ class RoundService:
         self._penalised: dict[bytes, int] = {}  # miner key -> first round it may commit in again
         #: the latest disputes with the closer, newest first (see :meth:`_check_left_out`)
         self.disputes: deque[dict[str, Any]] = deque(maxlen=MAX_DISPUTES)
+        #: close hash -> (its reveal set, the block this node took from it): the rounds decided
+        #: by a reveal set, whose other blocks this node refuses (:meth:`route_block`)
+        self.decided: OrderedDict[bytes, tuple[RevealSet, bytes]] = OrderedDict()
         self.round = self._open(now)
 
     # --- timeline ---------------------------------------------------------------------------
@@ -235,6 +261,10 @@ class RoundService:
             "reward": self.reward(),
             "attempt": r.attempt,
             "disputes": list(self.disputes),
+            "reveal_set": None if r.reveal_set is None else {
+                "hash": r.reveal_set.hash().hex(), "entries": len(r.reveal_set.entries),
+                "timestamp": r.reveal_set.timestamp,
+            },
             "close": None if close is None else {
                 "hash": close.hash().hex(),
                 "test_key": close.test_key.hex(),
@@ -333,7 +363,8 @@ class RoundService:
             assert reveal_end is not None
             if now < reveal_end:
                 raise InvalidRound("retry-too-early", f"the reveal window ends in {reveal_end - now:.1f}s")
-            if any(c.failed is None for c in r.candidates.values()):
+            counted = self._listed(r)
+            if any(c.failed is None and (counted is None or h in counted) for h, c in r.candidates.items()):
                 raise InvalidRound("retry-with-candidates", "this node holds a valid candidate of the round")
             self.round = r = self._open(now, retry_of=r)
         want = prev_index + 1 + r.attempt
@@ -358,13 +389,11 @@ class RoundService:
         for h, seen in r.arrived.items():
             if h in included or seen > close.timestamp - DISPUTE_MARGIN or h not in by_hash:
                 continue
-            dispute = {
+            self._dispute({
                 "kind": "left-out-commitment", "height": r.height, "attempt": r.attempt, "close": close.hash().hex(),
                 "key_index": close.key_index, "commitment": h.hex(), "miner": by_hash[h].miner.hex(),
                 "seen_before_close_s": round(close.timestamp - seen, 1),
-            }
-            self.disputes.appendleft(dispute)
-            log.warning("dispute: the close left out a commitment seen in time", extra=dispute)
+            })
 
     def add_candidate(self, block: Block, weights: bytes, now: float) -> Candidate:
         """Check a candidate of the current round as far as possible without retraining: the
@@ -373,7 +402,12 @@ class RoundService:
         known = self.check_candidate(block, now)
         if known is not None:
             return known
-        return self.admit_candidate(block, weights, self.evaluate_candidate(block, weights))
+        try:
+            verdict = self.evaluate_candidate(block, weights)
+        except InvalidBlock as exc:
+            self.reject_candidate(block, exc.reason)
+            raise
+        return self.admit_candidate(block, weights, verdict)
 
     def check_candidate(self, block: Block, now: float) -> Candidate | None:
         """Everything about a candidate of the current round but its model: the round, the parent,
@@ -381,9 +415,112 @@ class RoundService:
         known = self._of_this_round(block)
         if known is not None:
             return known
+        r, h = self.round, block.header.hash()
+        if h in r.rejected:
+            raise InvalidBlock("candidate-refused-before", f"this node refused this candidate already ({r.rejected[h]})")
+        listed = self._listed(r)
+        if listed is not None and h not in listed:
+            raise InvalidBlock("not-in-reveal-set", "the round's reveal set does not list this candidate")
         validate_block(block, self.chain.tip, self.chain.accounts, self.params, self.engine, self.chain, int(now),
                        self.mempool.verified, work=False)
+        assert block.proof is not None  # validate_block checked the seal
+        if h not in r.received:
+            r.received[h] = (now, RevealEntry(h, block.header.score, block.proof.index))
         return None
+
+    def reject_candidate(self, block: Block, reason: str) -> None:
+        """The model step refused a candidate of the current round (its score, its weights): the
+        closer leaves it out of the reveal set, and a node does not wait for it."""
+        r = self.round
+        if r.close is not None and block.proof is not None and block.proof.close.hash() == r.close.hash():
+            r.rejected.setdefault(block.header.hash(), reason)
+
+    # --- the reveal set -----------------------------------------------------------------------
+
+    @staticmethod
+    def _listed(r: Round) -> dict[bytes, RevealEntry] | None:
+        """The reveal set's entries by block hash; None while the round has no reveal set."""
+        return None if r.reveal_set is None else {e.block_hash: e for e in r.reveal_set.entries}
+
+    def add_reveal_set(self, rs: RevealSet, now: float) -> bool:
+        """Accept the closer's reveal set for the current attempt; False if known or stale.
+
+        Refused: a set for a close this node does not hold (``reveal-set-unknown-close``; it
+        may come before its close on another path), every rule of
+        :func:`~consensus.engines.ponas.rounds.check_reveal_set`, and a set stamped ahead of
+        this node's clock (``reveal-set-in-future``). A second, different set for the same
+        close (the closer equivocating) is not taken: the first one stands and a dispute is
+        logged. A candidate this node received well before the window's end and found valid
+        that the set leaves out is a dispute too (the closer can still censor reveals): well
+        before is :data:`DISPUTE_MARGIN` seconds, or half the window if that is shorter."""
+        r = self.round
+        if r.close is None or rs.close != r.close.hash():
+            if rs.height < r.height or rs.close in self.decided:
+                return False
+            raise InvalidRound("reveal-set-unknown-close", "a reveal set for a close this node does not hold")
+        if r.reveal_set is not None:
+            if rs.hash() != r.reveal_set.hash():
+                self._dispute({"kind": "two-reveal-sets", "height": r.height, "close": rs.close.hex(),
+                               "first": r.reveal_set.hash().hex(), "second": rs.hash().hex()})
+            return False
+        check_reveal_set(rs, r.close, self.params.chain_id, self.pp)
+        if rs.timestamp > now + CLOSE_SKEW:
+            raise InvalidRound("reveal-set-in-future", f"the reveal set is stamped {rs.timestamp - now:.0f}s ahead "
+                                                       "of this node's clock")
+        r.reveal_set, r.reveal_set_at = rs, now
+        log.info("reveal set", extra={"height": r.height, "entries": len(rs.entries)})
+        listed = self._listed(r)
+        assert listed is not None and r.reveal_end is not None
+        margin = min(DISPUTE_MARGIN, self.pp.reveal_window / 2)
+        for h, (seen, _entry) in r.received.items():
+            if h in listed or h in r.rejected or seen > r.reveal_end - margin:
+                continue
+            cand = r.candidates.get(h)
+            if cand is None or cand.failed is not None:
+                continue
+            self._dispute({"kind": "left-out-candidate", "height": r.height, "close": rs.close.hex(),
+                           "candidate": h.hex(), "score": cand.block.header.score,
+                           "seen_before_end_s": round(r.reveal_end - seen, 1)})
+        return True
+
+    def _make_reveal_set(self, r: Round, now: float) -> RevealSet:
+        """The closer's reveal set: every candidate that passed the cheap checks by the window's
+        end and that its model step has not refused (those still being scored are listed: every
+        node scores them in turn)."""
+        assert self.closer is not None and r.close is not None and r.reveal_end is not None
+        entries = [entry for h, (seen, entry) in r.received.items()
+                   if seen <= r.reveal_end and h not in r.rejected
+                   and (h not in r.candidates or r.candidates[h].failed is None)]
+        return make_reveal_set(self.closer[0], self.params.chain_id, r.close, entries, max(int(now), int(r.reveal_end)))
+
+    def route_block(self, block: Block) -> str:
+        """How a block (sent as a block, not a candidate) with a round seal is taken.
+
+        ``candidate``: it is of the current round, whose block comes from the selection (it
+        joins the candidates, if the reveal set lists it, or while the set is awaited);
+        ``block``: the ordinary path (import on its merits). A block of a round this node
+        decided by its reveal set is refused unless it is the block taken
+        (``not-in-reveal-set``, ``not-round-winner``): nothing held back, or revealed late,
+        replaces the round's block (attacks 3 and 4)."""
+        assert block.proof is not None
+        h, close_hash = block.header.hash(), block.proof.close.hash()
+        decided = self.decided.get(close_hash)
+        if decided is not None:
+            rs, winner = decided
+            if h == winner:
+                return "block"
+            if all(e.block_hash != h for e in rs.entries):
+                raise InvalidBlock("not-in-reveal-set", f"the reveal set of round {block.header.height} does not list it")
+            raise InvalidBlock("not-round-winner", f"round {block.header.height} was decided by its reveal set: "
+                                                   "a better listed candidate passed")
+        r = self.round
+        if r.close is not None and close_hash == r.close.hash() and block.header.parent == r.parent:
+            return "candidate"
+        return "block"
+
+    def _dispute(self, dispute: dict[str, Any]) -> None:
+        self.disputes.appendleft(dispute)
+        log.warning("dispute", extra=dispute)
 
     def _of_this_round(self, block: Block) -> Candidate | None:
         """The candidate as admitted already, or None if it belongs to the current round (its
@@ -432,14 +569,20 @@ class RoundService:
         minutes)."""
         if self._retraining is not None:
             return None
-        for cand in sorted(self.round.candidates.values(), key=lambda c: c.rank):
-            if cand.failed is not None:
-                continue
+        for cand in self._standing(self.round):
             if not self._needs_retrain(cand):
                 return None
             self._retraining = cand.block.header.hash()
             return Announce(AnnounceKind.RETRAIN, block=cand.block, weights=cand.weights)
         return None
+
+    def _standing(self, r: Round) -> list[Candidate]:
+        """The round's candidates still standing, best first: once the round has its reveal
+        set, only those it lists (by the set's claims)."""
+        listed = self._listed(r)
+        cands = [c for h, c in r.candidates.items()
+                 if c.failed is None and h not in r.rejected and (listed is None or h in listed)]
+        return sorted(cands, key=lambda c: c.rank)
 
     def on_retrained(self, block_hash: bytes, verdict: Verdict | None, reason: str = "") -> None:
         """The result of a :attr:`AnnounceKind.RETRAIN`: the full verdict, or None and the
@@ -491,45 +634,87 @@ class RoundService:
             log.info("closed the round", extra={"height": r.height, "commitments": len(r.ordered), "key_index": index})
             out.append(Announce(AnnounceKind.CLOSE, close=close, commitments=tuple(r.ordered)))
         reveal_end = r.reveal_end
-        if reveal_end is not None and now >= reveal_end:
-            if self._waiting_for_retrain():
-                return out
-            imported = self._select()
-            if imported is not None:
-                out.append(imported)
-                self.round = self._open(now)
-            elif self._waiting_for_retrain():
-                return out  # the best failed its import: the next best's retrain comes first
-            elif self.chain.tip_hash == r.parent:
-                log.warning("round without a valid candidate: retrying", extra={"height": r.height})
-                self.round = self._open(now, retry_of=r)
-                self.round.close = None
+        if reveal_end is None or now < reveal_end:
+            return out
+        if r.reveal_set is None and self.closer is not None:
+            rs = self._make_reveal_set(r, now)
+            r.reveal_set, r.reveal_set_at = rs, now
+            log.info("signed the reveal set", extra={"height": r.height, "entries": len(rs.entries)})
+            out.append(Announce(AnnounceKind.REVEAL_SET, reveal_set=rs))
+        if r.reveal_set is None:
+            if now < reveal_end + self.pp.closer_timeout:
+                return out  # the closer's reveal set fixes which candidates count: wait for it
+            if not r.no_set_noted:
+                r.no_set_noted = True
+                self._dispute({"kind": "no-reveal-set", "height": r.height, "close": r.close.hash().hex()
+                               if r.close is not None else None, "waited_s": round(now - reveal_end, 1)})
+        step = self._select(now, out)
+        if isinstance(step, Announce):
+            out.append(step)
+            if r.reveal_set is not None and r.close is not None and step.block is not None:
+                self.decided[r.close.hash()] = (r.reveal_set, step.block.header.hash())
+                while len(self.decided) > MAX_DECIDED:
+                    self.decided.popitem(last=False)
+            self.round = self._open(now)
+        elif not step and self.chain.tip_hash == r.parent:
+            log.warning("round without a valid candidate: retrying", extra={"height": r.height})
+            self.round = self._open(now, retry_of=r)
+            self.round.close = None
         return out
 
-    def _waiting_for_retrain(self) -> bool:
-        """Whether the best candidate still standing waits for its retrain (running, or to
-        be started by :meth:`next_retrain` on this tick)."""
-        for cand in sorted(self.round.candidates.values(), key=lambda c: c.rank):
-            if cand.failed is None:
-                return self._needs_retrain(cand)
-        return False
+    def _select(self, now: float, out: list[Announce]) -> Announce | bool:
+        """The round's block: the best candidate that passes, with its verdict, imported. True
+        while it waits (for a retrain, off the event loop; for a listed candidate still on its
+        way or being scored), False when no candidate is left.
 
-    def _select(self) -> Announce | None:
-        """Import the best candidate still standing, with its verdict; one that fails the
-        import's checks gives way to the next."""
-        for cand in sorted(self.round.candidates.values(), key=lambda c: c.rank):
+        With a reveal set, the candidates are its entries, best claim first (the same list on
+        every node); a listed candidate this node lacks is asked of its peers every
+        :data:`FETCH_EVERY` seconds and given up ``closer_timeout`` seconds after the set came
+        (a dispute: the closer listed what nobody could get). Without one (the closer sent
+        none in time), the candidates this node holds."""
+        r = self.round
+        listed = self._listed(r)
+        if listed is None or r.close is None:
+            order: list[tuple[bytes, RevealEntry | None]] = [(c.block.header.hash(), None) for c in self._standing(r)]
+        else:
+            close, ordered = r.close, r.ordered
+            ranked = sorted(listed.values(), key=lambda e: entry_rank(e, close, ordered))
+            order = [(e.block_hash, e) for e in ranked]
+            want = [e.block_hash for e in ranked if e.block_hash not in r.received and e.block_hash not in r.rejected
+                    and now - r.fetched.get(e.block_hash, -FETCH_EVERY) >= FETCH_EVERY]
+            if want:
+                want = want[:GETBLOCKS_AT_ONCE]
+                r.fetched.update((h, now) for h in want)
+                out.append(Announce(AnnounceKind.FETCH, hashes=tuple(want)))
+        for h, entry in order:
+            if h in r.rejected:
+                continue
+            cand = r.candidates.get(h)
+            if cand is None:
+                assert entry is not None
+                if now - r.reveal_set_at > self.pp.closer_timeout:
+                    r.rejected[h] = "candidate-unavailable"
+                    self._dispute({"kind": "listed-candidate-unavailable", "height": r.height, "candidate": h.hex(),
+                                   "score": entry.score, "waited_s": round(now - r.reveal_set_at, 1)})
+                    continue
+                return True
             if cand.failed is not None:
                 continue
+            index = cand.block.proof.index if cand.block.proof is not None else -1
+            if entry is not None and (cand.block.header.score, index) != (entry.score, entry.index):
+                cand.failed = "reveal-entry-mismatch"  # the set's claim is not the block's: the closer's fault
+                self._dispute({"kind": "reveal-entry-mismatch", "height": r.height, "candidate": h.hex()})
+                continue
             if self._needs_retrain(cand):
-                return None  # the next best waits for its retrain, off the event loop (tick)
+                return True  # it waits for its retrain, off the event loop (tick)
             verdict = cand.retrained if self.engine.retrains else cand.verdict
             try:
                 result = self.chain.import_block(cand.block, cand.weights, self.mempool.verified, verdict)
             except InvalidBlock as exc:
                 cand.failed = exc.reason
-                log.warning("candidate failed", extra={"reason": exc.reason, "hash": cand.block.header.hash().hex()[:16]})
+                log.warning("candidate failed", extra={"reason": exc.reason, "hash": h.hex()[:16]})
                 continue
             log.info("block", extra={"height": cand.block.header.height, "score": cand.block.header.score,
                                      "status": str(result.status)})
             return Announce(AnnounceKind.BLOCK, block=cand.block, weights=cand.weights, result=result)
-        return None
+        return False

@@ -211,6 +211,8 @@ class Node:
                                                  action.weights)
             cand, follow = self._core.on_evaluated(action.peer, action.block, action.weights, verdict, self.clock())
         except ConsensusError as exc:
+            if isinstance(exc, InvalidBlock):
+                rounds.reject_candidate(action.block, exc.reason)
             if action.peer is None:
                 raise
             await self._carry_out(self._core.refused(action.peer, exc), peer)

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from consensus.codec import Codec
 from consensus.encoding import decode, encode_checked
 from consensus.errors import DecodeError
-from consensus.types import MAX_TEXT, Block, Commitment, Hash32, Header, RoundClose, Transfer
+from consensus.types import MAX_TEXT, Block, Commitment, Hash32, Header, RevealSet, RoundClose, Transfer
 from p2p.errors import ProtocolError
 from p2p.framing import MAX_FRAME
 
@@ -154,6 +154,18 @@ class CloseMsg(Codec):
 
 
 @dataclass(frozen=True, slots=True)
+class RevealSetMsg(Codec):
+    """The closer's signed reveal set of a round: which candidates count (round protocol v2).
+    At most one entry per commitment of its close."""
+
+    KIND: ClassVar[str] = "reveals"
+    reveal_set: RevealSet
+
+    def __post_init__(self) -> None:
+        _at_most("too-many-entries", self.reveal_set.entries, MAX_CLOSE_COMMITMENTS)
+
+
+@dataclass(frozen=True, slots=True)
 class BlockMsg(Codec):
     """A block and its model weights (empty for ``pow`` chains). ``candidate``: a candidate of
     the current round's reveal; otherwise a relayed or synced block."""
@@ -236,15 +248,15 @@ class NotFound(Codec):
 
 
 Message = (
-    Hello | HelloAck | Ping | Pong | TxMsg | TxBatch | CommitmentMsg | CloseMsg | BlockMsg | GetHeaders | Headers
-    | GetBlocks | GetAddr | Addr | NotFound
+    Hello | HelloAck | Ping | Pong | TxMsg | TxBatch | CommitmentMsg | CloseMsg | RevealSetMsg | BlockMsg | GetHeaders
+    | Headers | GetBlocks | GetAddr | Addr | NotFound
 )
 
 MESSAGE_TYPES: dict[str, type[Any]] = {
     cls.KIND: cls
     for cls in (
-        Hello, HelloAck, Ping, Pong, TxMsg, TxBatch, CommitmentMsg, CloseMsg, BlockMsg, GetHeaders, Headers, GetBlocks,
-        GetAddr, Addr, NotFound,
+        Hello, HelloAck, Ping, Pong, TxMsg, TxBatch, CommitmentMsg, CloseMsg, RevealSetMsg, BlockMsg, GetHeaders, Headers,
+        GetBlocks, GetAddr, Addr, NotFound,
     )
 }
 
@@ -299,6 +311,6 @@ def decode_message(payload: bytes, max_size: int = MAX_FRAME) -> Message:
 __all__ = [
     "PROTOCOL_VERSION", "MIN_PROTOCOL_VERSION", "MAX_LOCATOR", "MAX_HEADERS", "MAX_GETBLOCKS", "MAX_ADDRS",
     "MAX_NOTFOUND", "MAX_CLOSE_COMMITMENTS", "Hello", "HelloAck", "Ping", "Pong", "TxMsg", "TxBatch", "CommitmentMsg",
-    "CloseMsg", "BlockMsg", "GetHeaders", "Headers", "GetBlocks", "GetAddr", "NetAddr", "Addr", "NotFound",
+    "CloseMsg", "RevealSetMsg", "BlockMsg", "GetHeaders", "Headers", "GetBlocks", "GetAddr", "NetAddr", "Addr", "NotFound",
     "Message", "MESSAGE_TYPES", "encode_message", "decode_message",
 ]

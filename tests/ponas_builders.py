@@ -17,12 +17,13 @@ from consensus.engines.ponas.rounds import (
     commitment_for,
     commitment_salt,
     make_close,
+    make_reveal_set,
     round_seal,
     sealed_digest,
 )
 from consensus.params import ChainParams, preset_params
 from consensus.state import Account
-from consensus.types import COIN, Block, Header, Payout, RoundClose
+from consensus.types import COIN, Block, Header, Payout, RevealEntry, RevealSet, RoundClose
 from tests.builders import GENESIS_TIME, keys
 
 BEACON = keys(1, seed=99)[0]
@@ -117,10 +118,18 @@ def reveal(entry: Entry, close: RoundClose, commitments: list, score: int) -> Bl
     return replace(entry.block, header=header, proof=round_seal(close, commitments, index, entry.salt))
 
 
+def reveal_set_for(params: ChainParams, close: RoundClose, blocks: Sequence[Block], timestamp: int | None = None) -> RevealSet:
+    """The beacon's reveal set of ``close`` listing ``blocks`` (sealed candidates of it), stamped
+    (by default) at the end of the reveal window."""
+    entries = [RevealEntry(b.header.hash(), b.header.score, b.proof.index) for b in blocks if b.proof is not None]
+    stamp = close.timestamp + params.ponas.reveal_window if timestamp is None else timestamp
+    return make_reveal_set(BEACON, params.chain_id, close, entries, stamp)
+
+
 def honest_score(params: ChainParams, entry: Entry, close: RoundClose) -> int:
     from consensus.engines.ponas.verify import Verifier
 
     return Verifier(params.ponas).evaluate(entry.weights, entry.block.header.genotype, entry.block.header.weights_hash, close.test_key)
 
 
-__all__ = ["BEACON", "BEACON_CHAIN", "GENOTYPES", "ponas_params", "trained_entry", "noproof_entry", "entry_with_weights", "close_round", "reveal", "honest_score", "keys"]
+__all__ = ["BEACON", "BEACON_CHAIN", "GENOTYPES", "ponas_params", "trained_entry", "noproof_entry", "entry_with_weights", "close_round", "reveal", "reveal_set_for", "honest_score", "keys"]

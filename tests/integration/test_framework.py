@@ -172,11 +172,12 @@ async def test_a_block_sent_before_the_reveal_window_ends_is_not_taken(tmp_path:
 
 async def test_a_sibling_held_back_past_its_round_does_not_reorg_the_tip(tmp_path: Path) -> None:
     """Attack 4 of the review: a better round-1 candidate held back and released as a block
-    during round 2 reorged the tip and erased round 2's commitments. Now a sibling of the tip
-    that comes a whole reveal window after its round ended is refused (``round-final``) and
-    round 2 goes on; only a close signed by the closer that names it as parent makes the node
-    take it (the closer's word is final)."""
-    from tests.ponas_builders import close_round, reveal
+    during round 2 reorged the tip and erased round 2's commitments. Now the round is decided
+    by the closer's reveal set: the held-back sibling, which the set does not list, is refused
+    at once (``not-in-reveal-set``), and still a reveal window later (``round-final``); round 2
+    goes on. Only a close signed by the closer that names it as parent makes the node take it
+    (the closer's word is final)."""
+    from tests.ponas_builders import close_round, reveal, reveal_set_for
 
     params = replace(ponas_params(commit_window=3, reveal_window=2), genesis_time=int(time.time()))
     pp = params.ponas
@@ -190,14 +191,18 @@ async def test_a_sibling_held_back_past_its_round_does_not_reorg_the_tip(tmp_pat
             await wait_for(lambda: time.time() >= params.genesis_time + pp.commit_window, 10, "the commit deadline")
             close, commitments = close_round(params, genesis, [shown, held], timestamp=int(time.time()))
             await miner.send_and_expect(M.CloseMsg(close, tuple(commitments)))
-            await miner.send_and_expect(M.BlockMsg(reveal(shown, close, commitments, 150), shown.weights, True))
+            winner = reveal(shown, close, commitments, 150)
+            await miner.send_and_expect(M.BlockMsg(winner, shown.weights, True))
+            await wait_for(lambda: time.time() >= close.timestamp + pp.reveal_window, 10, "the reveal window's end")
+            await miner.send_and_expect(M.RevealSetMsg(reveal_set_for(params, close, [winner])))  # the closer's list
             await wait_for(lambda: n0.chain.height == 1, pp.reveal_window + 15, "round 1's block")
             tip = n0.chain.tip_hash
+            sibling = reveal(held, close, commitments, 170)
+            await miner.send_and_expect(M.BlockMsg(sibling, held.weights, False), "not-in-reveal-set", disconnected=False)
             # round 2 takes a commitment; then the held-back, better sibling comes as a block
             nxt = noproof_entry(params, n0.chain.tip, n0.chain.accounts, K[0], GENOTYPES[0], seed=7)
             await miner.send_and_expect(M.CommitmentMsg(commitment_for(nxt.block.header, nxt.key, params.chain_id)))
             await wait_for(lambda: time.time() > close.timestamp + 2 * pp.reveal_window + 0.5, 10, "its round long over")
-            sibling = reveal(held, close, commitments, 170)
             await miner.send_and_expect(M.BlockMsg(sibling, held.weights, False), "round-final", disconnected=False)
             assert n0.chain.tip_hash == tip and n0.rounds is not None and len(n0.rounds.round.commitments) == 1
             # the closer names it: now it is taken, and being heavier it becomes the tip

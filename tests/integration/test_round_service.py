@@ -28,7 +28,16 @@ from node.rounds import AnnounceKind, Candidate, RoundService
 from node.service import Node, NodeConfig
 from tests.builders import GENESIS_TIME, keys
 from tests.framework.noproof import NoProofVerifier, open_noproof_chain
-from tests.ponas_builders import BEACON, BEACON_CHAIN, GENOTYPES, close_round, noproof_entry, ponas_params, reveal
+from tests.ponas_builders import (
+    BEACON,
+    BEACON_CHAIN,
+    GENOTYPES,
+    close_round,
+    noproof_entry,
+    ponas_params,
+    reveal,
+    reveal_set_for,
+)
 
 PARAMS = ponas_params()
 
@@ -138,6 +147,7 @@ async def test_the_retrain_check_runs_off_the_event_loop(tmp_path: Path) -> None
         await a.submit_candidate(block, entry.weights)  # checks it, starts the retrain, answers
         cand = a.rounds.round.candidates[block.header.hash()]
         clock[0] = float(max(close.timestamp + PARAMS.ponas.reveal_window, entry.block.header.timestamp) + 1)
+        assert a.rounds.add_reveal_set(reveal_set_for(PARAMS, close, [block]), clock[0])  # the closer lists it
         for _ in range(300):  # the retrain runs in the background; the round waits for it
             if cand.retrained is not None:
                 break
@@ -183,8 +193,11 @@ def test_one_retrain_at_a_time_and_the_round_end_waits_for_the_best(tmp_path: Pa
         assert first is not None and first.kind is AnnounceKind.RETRAIN and first.block == low.block
         high, = _fake_candidates(rounds, entry.block, [20])  # a better one while the first runs
         assert rounds.next_retrain() is None  # one at a time
-        end = float(close.timestamp + PARAMS.ponas.reveal_window + 1)
+        # (unsealed fakes: no reveal set can list them; the closer sends none, and after
+        # closer_timeout the node selects among the candidates it holds, by the same rules)
+        end = float(close.timestamp + PARAMS.ponas.reveal_window + PARAMS.ponas.closer_timeout + 1)
         assert rounds.tick(end) == []  # the best waits for its retrain: no block, no retry
+        assert [d["kind"] for d in rounds.disputes] == ["no-reveal-set"]
 
         v = low.verdict
         rounds.on_retrained(low.block.header.hash(), replace(v, retrained_score=10, identical=True))
@@ -218,7 +231,9 @@ async def test_candidates_are_scored_off_the_event_loop(tmp_path: Path) -> None:
         assert verifier.threads == [("evaluate", "evaluate_0")]
         # the loop is free while the weights are scored: the reveal window ends, no candidate yet
         clock[0] = float(max(close.timestamp + PARAMS.ponas.reveal_window, entry.block.header.timestamp) + 1)
-        assert node.rounds.tick(clock[0]) == [] and node.rounds.round.close is None  # retried
+        # the closer got no candidate in time: its reveal set is empty, and the round is retried
+        assert node.rounds.add_reveal_set(reveal_set_for(PARAMS, close, []), clock[0])
+        assert node.rounds.tick(clock[0]) == [] and node.rounds.round.close is None
         gate.set()
         with pytest.raises(InvalidBlock) as exc:
             await asyncio.wait_for(submit, 30)
@@ -391,6 +406,7 @@ def test_a_failed_retrain_penalises_its_miner_and_no_retrain_runs_in_the_selecti
         assert best.failed == "retrain-mismatch"
         # the next best is retrained next, off the loop; the window's end waits for it
         end = float(close.timestamp + PARAMS.ponas.reveal_window + 1)
+        assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [best.block, second.block]), end)
         assert [a.kind for a in rounds.tick(end)] == [AnnounceKind.RETRAIN]
         assert rounds.tick(end) == [] and rounds.round.close == close  # no block, no retry yet
         # it fails its retrain too: with no candidate left, the round is retried
@@ -420,7 +436,7 @@ def test_the_selection_never_retrains_on_the_event_loop(tmp_path: Path) -> None:
         v = high.verdict
         rounds.on_retrained(high.block.header.hash(), replace(v, retrained_score=20, identical=True))
         rounds._retraining = None
-        end = float(close.timestamp + PARAMS.ponas.reveal_window + 1)
+        end = float(close.timestamp + PARAMS.ponas.reveal_window + PARAMS.ponas.closer_timeout + 1)  # no reveal set
         out = rounds.tick(end)  # the best's import fails; the next waits for its retrain
         assert high.failed is not None and low.failed is None and low.retrained is None
         assert [a.kind for a in out] == [AnnounceKind.RETRAIN] and out[0].block == low.block

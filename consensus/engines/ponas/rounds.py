@@ -34,7 +34,7 @@ from consensus.crypto import PrivateKey, signing_digest, verify
 from consensus.errors import InvalidBlock, InvalidRound
 from consensus.merkle import merkle_proof, merkle_root, verify_proof
 from consensus.params import PonasParams
-from consensus.types import ZERO_SIG, Block, Commitment, Header, RoundClose, RoundSeal
+from consensus.types import ZERO_SIG, Block, Commitment, Header, RevealEntry, RevealSet, RoundClose, RoundSeal
 
 #: The task id of the built-in digits task.
 BUILTIN_TASK = bytes(32)
@@ -273,6 +273,46 @@ def max_key_gap(params: PonasParams, prev_time: int, close_time: int) -> int:
     holding its rounds back for as long as the retries would take."""
     elapsed = max(0, close_time - prev_time - params.commit_window)
     return 1 + int(elapsed // (params.commit_window + params.reveal_window))
+
+
+# --- reveal sets ----------------------------------------------------------------------------
+
+
+def make_reveal_set(
+    closer: PrivateKey, chain_id: str, close: RoundClose, entries: Sequence[RevealEntry], timestamp: int,
+) -> RevealSet:
+    """The closer's signed list of the candidates of ``close``'s attempt it received by the end
+    of the reveal window (entries put in commitment order)."""
+    draft = RevealSet(close.height, close.hash(), tuple(sorted(entries, key=lambda e: e.index)), timestamp,
+                      closer.public_key, ZERO_SIG)
+    return replace(draft, signature=closer.sign(draft.digest(chain_id)))
+
+
+def check_reveal_set(rs: RevealSet, close: RoundClose, chain_id: str, params: PonasParams) -> None:
+    """A reveal set's rules against its close: the same round and attempt
+    (``reveal-set-wrong-close``), signed by the close's signer (``wrong-closer``,
+    ``bad-reveal-set-sig``), at most one entry per commitment of the close, in increasing
+    commitment index (``bad-reveal-set``), and stamped no earlier than the reveal window's end
+    (``reveal-set-too-early``: a closer that signed it sooner would cut the window)."""
+    if rs.close != close.hash() or rs.height != close.height:
+        raise InvalidRound("reveal-set-wrong-close", "the reveal set names another close")
+    if rs.closer != close.closer:
+        raise InvalidRound("wrong-closer", "the reveal set is not signed by the round's closer")
+    if not verify(rs.closer, rs.digest(chain_id), rs.signature):
+        raise InvalidRound("bad-reveal-set-sig", "the reveal set's signature is invalid")
+    last = -1
+    for e in rs.entries:
+        if not last < e.index < close.commitments_count:
+            raise InvalidRound("bad-reveal-set", f"entry for commitment {e.index}: out of order or not in the close")
+        last = e.index
+    if rs.timestamp < close.timestamp + params.reveal_window:
+        raise InvalidRound("reveal-set-too-early", "the reveal set is stamped before the reveal window's end")
+
+
+def entry_rank(entry: RevealEntry, close: RoundClose, commitments: Sequence[Commitment]) -> tuple[int, int, bytes]:
+    """:func:`candidate_rank` of a reveal set's entry, from the set and the close alone (its
+    block may not be at hand yet)."""
+    return candidate_rank(entry.score, tiebreak(close.test_key, commitments[entry.index].hash()), entry.block_hash)
 
 
 # --- candidates -----------------------------------------------------------------------------

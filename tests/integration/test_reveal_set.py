@@ -1,0 +1,217 @@
+"""The signed reveal set (round protocol v2), on the no-proof verifier and LevelDB chains,
+driven sans-I/O with a fake clock.
+
+What it proves:
+
+* the closer's reveal set fixes which candidates count: two nodes that received different
+  candidates in time (one got a better candidate the closer did not list, the other missed one
+  the closer listed) take the same block: the listed one is fetched from the peers, the
+  unlisted one is refused (``not-in-reveal-set``) and shown as a dispute where it was seen in
+  time;
+* once a round is decided by its set, another block of it is refused (``not-in-reveal-set``,
+  ``not-round-winner``) at once, not only a reveal window later (attacks 3 and 4), unless a
+  close signed by the closer names it;
+* a reveal set that breaks a rule is refused with its reason; a second, different set for the
+  same close (the closer equivocating) is not taken and is a dispute;
+* a listed candidate nobody can supply stalls nobody: it is given up ``closer_timeout`` seconds
+  after the set came (a dispute) and the next listed candidate wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consensus.engines.ponas.rounds import make_reveal_set
+from consensus.errors import InvalidRound
+from consensus.types import RevealSet
+from node.actions import Evaluate, Send
+from node.core import NodeCore
+from node.mempool import Mempool
+from node.metrics import Metrics
+from node.rounds import Announce, AnnounceKind, RoundService
+from p2p import messages as M
+from tests.builders import GENESIS_TIME, keys
+from tests.framework.noproof import open_noproof_chain
+from tests.ponas_builders import (
+    BEACON,
+    BEACON_CHAIN,
+    GENOTYPES,
+    close_round,
+    noproof_entry,
+    ponas_params,
+    reveal,
+    reveal_set_for,
+)
+
+PARAMS = ponas_params()
+PP = PARAMS.ponas
+MINERS = keys(4, seed=77)
+
+
+def settle(rounds: RoundService, now: float) -> list[Announce]:
+    """Tick until the round waits on nothing this test does not send: retrains are carried out
+    at once (the no-proof verifier's full verdict). The announces, in order."""
+    seen: list[Announce] = []
+    for _ in range(10):
+        out = rounds.tick(now)
+        seen += out
+        retrains = [a for a in out if a.kind is AnnounceKind.RETRAIN]
+        if not retrains:
+            return seen
+        for a in retrains:
+            assert a.block is not None
+            rounds.on_retrained(a.block.header.hash(), rounds.engine.work_verdict(a.block, a.weights))
+    return seen
+
+
+def _round(chain: Any, n: int) -> tuple[list[Any], Any, list[Any]]:
+    entries = [noproof_entry(PARAMS, chain.tip, chain.accounts, MINERS[i], GENOTYPES[i], seed=i) for i in range(n)]
+    close, commitments = close_round(PARAMS, chain.tip, entries, timestamp=GENESIS_TIME + 21)
+    return entries, close, commitments
+
+
+def test_the_reveal_set_decides_the_round_the_same_on_every_node(tmp_path: Path) -> None:
+    t0 = float(GENESIS_TIME + 21)
+    with open_noproof_chain(tmp_path / "a", PARAMS, clock=lambda: t0) as ca, \
+            open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as cb:
+        closer = RoundService(ca, Mempool(PARAMS.chain_id, ca.account), t0, closer=(BEACON, BEACON_CHAIN))
+        node = RoundService(cb, Mempool(PARAMS.chain_id, cb.account), t0)
+        entries, close, commitments = _round(ca, 3)
+        for r in (closer, node):
+            assert r.add_close(close, commitments, t0)
+        c1, c2, late = (reveal(e, close, commitments, s) for e, s in zip(entries, (150, 160, 190)))
+        end = float(close.timestamp + PP.reveal_window)
+        # the closer gets c1 and c2 in time, and the best claim only after the window's end
+        closer.add_candidate(c1, entries[0].weights, t0 + 1)
+        closer.add_candidate(c2, entries[1].weights, t0 + 1)
+        # the other node got c1 and the best claim well in time, and missed c2
+        node.add_candidate(c1, entries[0].weights, t0 + 1)
+        node.add_candidate(late, entries[2].weights, t0 + 1)
+        closer.add_candidate(late, entries[2].weights, end + 0.5)  # taken, but after the window's end
+        out = settle(closer, end + 0.5)
+        sets = [a.reveal_set for a in out if a.kind is AnnounceKind.REVEAL_SET]
+        assert len(sets) == 1 and sets[0] is not None
+        rs = sets[0]
+        assert {e.block_hash for e in rs.entries} == {c1.header.hash(), c2.header.hash()}
+        assert [a.kind for a in out if a.kind is AnnounceKind.BLOCK] == [AnnounceKind.BLOCK]
+        assert ca.tip_hash == c2.header.hash()  # not the late, better claim
+
+        # the node: the set lists c2, which it lacks, and leaves out the best claim it saw
+        assert node.add_reveal_set(rs, end + 0.2)
+        assert [d["kind"] for d in node.disputes] == ["left-out-candidate"]
+        out = settle(node, end + 0.3)
+        fetch = [a for a in out if a.kind is AnnounceKind.FETCH]
+        assert len(fetch) == 1 and fetch[0].hashes == (c2.header.hash(),) and cb.height == 0
+        assert not [a for a in settle(node, end + 0.5) if a.kind is AnnounceKind.FETCH]  # asked once per FETCH_EVERY
+        node.add_candidate(c2, entries[1].weights, end + 1)  # a peer answers with it
+        out = settle(node, end + 1)
+        assert [a.kind for a in out if a.kind is AnnounceKind.BLOCK] == [AnnounceKind.BLOCK]
+        assert cb.tip_hash == ca.tip_hash == c2.header.hash()
+
+
+def test_once_decided_a_round_takes_no_other_block(tmp_path: Path) -> None:
+    t0 = float(GENESIS_TIME + 21)
+    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
+        core = NodeCore(PARAMS, chain, rounds.mempool, rounds, Metrics(), t0)
+        entries, close, commitments = _round(chain, 3)
+        assert rounds.add_close(close, commitments, t0)
+        low, best, held = (reveal(e, close, commitments, s) for e, s in zip(entries, (150, 160, 190)))
+        end = float(close.timestamp + PP.reveal_window)
+        # a block of the round sent as a block after the window, before the set: a candidate
+        out = core.on_block("peer", low, entries[0].weights, end + 0.1)
+        assert [type(a) for a in out] == [Evaluate]
+        rounds.admit_candidate(low, entries[0].weights, rounds.evaluate_candidate(low, entries[0].weights))
+        rounds.add_candidate(best, entries[1].weights, t0 + 2)
+        assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [low, best]), end + 0.2)
+        settle(rounds, end + 0.3)
+        assert chain.tip_hash == best.header.hash()
+        # at once (not a reveal window later): the held-back, better sibling, and the listed
+        # loser, sent as blocks; and the held-back one as a candidate of the next round's node
+        for block, e, reason in ((held, entries[2], "not-in-reveal-set"), (low, entries[0], "not-round-winner")):
+            assert core.on_message("peer", M.BlockMsg(block, e.weights, False), end + 1) == []  # benign: no blame
+            assert core.metrics.rejects.labels("p2p", reason)._value.get() == 1
+        assert chain.tip_hash == best.header.hash() and chain.height == 1
+        # a close signed by the closer naming the sibling as parent (the closer's word) lifts it
+        named, _ = close_round(PARAMS, held.header, [], key_index=2, timestamp=int(end) + 30)
+        core.on_message("peer", M.CloseMsg(named, ()), end + 30)
+        out = core.on_block("peer", held, entries[2].weights, end + 30)
+        assert out and chain.tip_hash == best.header.hash()  # sent to its verification (not refused)
+
+
+def test_a_reveal_set_that_breaks_a_rule_is_refused(tmp_path: Path) -> None:
+    t0 = float(GENESIS_TIME + 21)
+    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
+        entries, close, commitments = _round(chain, 2)
+        blocks = [reveal(e, close, commitments, 150 + i) for i, e in enumerate(entries)]
+        end = close.timestamp + PP.reveal_window
+
+        def refused(reason: str, rs: Any, at: float = end + 1) -> None:
+            with pytest.raises(InvalidRound) as err:
+                rounds.add_reveal_set(rs, at)
+            assert err.value.reason == reason, (reason, err.value)
+
+        def signed(entries: Any, stamp: int = end) -> RevealSet:  # in the order given
+            draft = RevealSet(close.height, close.hash(), tuple(entries), stamp, BEACON.public_key, bytes(64))
+            return replace(draft, signature=BEACON.sign(draft.digest(PARAMS.chain_id)))
+
+        good = reveal_set_for(PARAMS, close, blocks)
+        refused("reveal-set-unknown-close", good)  # before its close
+        assert rounds.add_close(close, commitments, t0)
+        e0, e1 = good.entries
+        refused("wrong-closer", make_reveal_set(MINERS[0], PARAMS.chain_id, close, [e0], end))
+        refused("bad-reveal-set-sig", replace(good, signature=bytes(64)))
+        refused("bad-reveal-set", signed([e1, e0]))  # out of order
+        refused("bad-reveal-set", signed([e0, replace(e1, index=0)]))  # two candidates of one commitment
+        refused("bad-reveal-set", signed([replace(e1, index=2)]))  # a commitment the close does not hold
+        refused("reveal-set-too-early", reveal_set_for(PARAMS, close, blocks, timestamp=end - 1))  # a window cut short
+        refused("reveal-set-in-future", reveal_set_for(PARAMS, close, blocks, timestamp=end + 30))
+        refused("reveal-set-wrong-close", replace(signed([e0]), height=2))
+        refused("reveal-set-unknown-close", replace(signed([e0]), close=bytes(32)))
+        assert rounds.add_reveal_set(good, end + 1)
+        # the closer equivocates: a second set for the same close is not taken, and is a dispute
+        other = reveal_set_for(PARAMS, close, blocks[:1])
+        assert not rounds.add_reveal_set(other, end + 1)
+        assert rounds.round.reveal_set == good and [d["kind"] for d in rounds.disputes] == ["two-reveal-sets"]
+        assert rounds.info(end + 1)["reveal_set"]["entries"] == 2
+
+
+def test_a_listed_candidate_nobody_has_is_given_up_after_closer_timeout(tmp_path: Path) -> None:
+    t0 = float(GENESIS_TIME + 21)
+    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
+        entries, close, commitments = _round(chain, 2)
+        assert rounds.add_close(close, commitments, t0)
+        held = reveal(entries[0], close, commitments, 190)  # listed by the closer, sent to nobody
+        honest = reveal(entries[1], close, commitments, 150)
+        rounds.add_candidate(honest, entries[1].weights, t0 + 1)
+        end = float(close.timestamp + PP.reveal_window)
+        assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [held, honest]), end)
+        fetches = [a for a in settle(rounds, end) if a.kind is AnnounceKind.FETCH]
+        assert fetches and fetches[0].hashes == (held.header.hash(),) and chain.height == 0
+        assert not [a for a in settle(rounds, end + PP.closer_timeout) if a.kind is AnnounceKind.BLOCK]  # still waits
+        settle(rounds, end + PP.closer_timeout + 1)  # given up: the next listed candidate wins
+        assert chain.tip_hash == honest.header.hash()
+        assert [d["kind"] for d in rounds.disputes] == ["listed-candidate-unavailable"]
+
+
+def test_a_node_serves_a_listed_candidate_to_a_peer_that_lacks_it(tmp_path: Path) -> None:
+    t0 = float(GENESIS_TIME + 21)
+    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
+        core = NodeCore(PARAMS, chain, rounds.mempool, rounds, Metrics(), t0)
+        entries, close, commitments = _round(chain, 1)
+        assert rounds.add_close(close, commitments, t0)
+        block = reveal(entries[0], close, commitments, 150)
+        rounds.add_candidate(block, entries[0].weights, t0 + 1)
+        unknown = bytes(32)
+        out = core.on_message("peer", M.GetBlocks((block.header.hash(), unknown)), t0 + 2)
+        sent = [a.msg for a in out if isinstance(a, Send)]
+        assert [type(m) for m in sent] == [M.BlockMsg, M.NotFound] == [type(m) for m in sent[:len(out)]]
+        first = sent[0]
+        assert isinstance(first, M.BlockMsg) and first.candidate and first.block == block
