@@ -41,8 +41,9 @@ Rows (expected reason in brackets), in the order they run:
   [``wrong-key-index``];
 * (the honest close, key 1 stamped now, is then sent and must be accepted);
 * ``claim-inflation``: the honest miner reveals its trained model with a score 10 above what
-  its weights score on the round's test set [``bad-score``, found by the node's verifier;
-  skipped with ``--no-model``];
+  its weights score on the round's test set [``bad-score``, found by the node's verifier when
+  it scores the best claim it holds; the relaying peer kept (it did not vouch for the model),
+  the miner's key barred; skipped with ``--no-model``];
 * ``skip-reveal-window``: the honest candidate sent as a full block right after the close, to
   be connected before the reveal window ends [``reveal-window-open``; the height stays 0];
 * (the honest candidate is then revealed with its true score and must be accepted);
@@ -179,10 +180,11 @@ async def until(cond: Callable[[], object], timeout: float, step: float = 0.02) 
     return True
 
 
-async def observe(peer: FakePeer, msg: M.Message, timeout: float = VERDICT_TIMEOUT) -> Verdict:
+async def observe(peer: FakePeer, msg: M.Message, timeout: float = VERDICT_TIMEOUT, held: bool = False) -> Verdict:
     """Send ``msg`` and read the node's verdict. A ``getheaders`` follows it: the node handles a
-    peer's messages in order, so its answer means ``msg`` was handled (a candidate's model
-    step included); a peer the node drops never gets it, and the closed connection says so."""
+    peer's messages in order, so its answer means ``msg`` was handled; a peer the node drops
+    never gets it, and the closed connection says so. ``held``: a candidate whose model the node
+    scores later, from its tick (lazy verification): wait for a refusal, up to ``timeout``."""
     node = peer.node
     assert node is not None
     before = p2p_rejects(node)
@@ -192,6 +194,8 @@ async def observe(peer: FakePeer, msg: M.Message, timeout: float = VERDICT_TIMEO
     with contextlib.suppress(ConnectionError):
         await peer.writer.drain()
     await until(lambda: peer.closed.is_set() or any(isinstance(m, M.Headers) for m in peer.received[start:]), timeout)
+    if held:
+        await until(lambda: p2p_rejects(node) != before, timeout)
     after = p2p_rejects(node)
     reasons = sorted(r for r in after if after[r] > before[r])
     dropped = peer.closed.is_set()
@@ -398,7 +402,7 @@ class Attacks:
         claim = score + INFLATION
         if claim > self.params.ponas.test_set_size:
             raise RuntimeError(f"the model scores {score}: no room to inflate its claim")
-        v = await observe(await self.peer(), M.BlockMsg(self.candidate(claim), self.entry.weights, True))
+        v = await observe(await self.peer(), M.BlockMsg(self.candidate(claim), self.entry.weights, True), held=True)
         row = verdict_row("claim-inflation", "bad-score", v)
         row.happened += f" (claimed {claim}, the weights score {score})"
         return row

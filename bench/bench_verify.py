@@ -30,12 +30,17 @@ task epoch 0):
   verifier, mean over a few random architectures (min and max alongside; ``cpu/wall`` near 1
   means the core was not shared). The one-time first-training warm-up of a process (torch's lazy
   initialisation) is measured apart and left out;
-* **per round**: a verifier derives the test set, evaluates all C candidates and retrains the
-  best one; a miner trains continuously, so its cost per round is the commit window's seconds
-  of one core (``trainings/window`` = how many trainings of mean length fit in it). The ratio
-  is printed for C = 4 and C = ``max_commitments_per_key`` x 4 miners, with the mean costs
-  (and with the worst measured eval and retrain). Target (PASS/FAIL): on devnet the verifier
-  stays under 10% of one miner's cost per round, with the mean costs.
+* **per round**: a verifier derives the test set, scores candidates and retrains the best one;
+  a miner trains continuously, so its cost per round is the commit window's seconds of one
+  core (``trainings/window`` = how many trainings of mean length fit in it). A node verifies
+  lazily (protocol v2): it scores the best claim it holds, and only while that claim could
+  beat the best candidate scored so far, so of C honest candidates arriving in a random order
+  it scores H_C = 1 + 1/2 + ... + 1/C on average (row ``lazy``: about 4 of 32); row ``all``
+  is every candidate scored (each claim above the winner false: each costs its miner's key 20
+  rounds of commitments). The ratio is printed for C = 4 and C = ``max_commitments_per_key`` x
+  4 miners, with the mean costs (and with the worst measured eval and retrain). Target
+  (PASS/FAIL): on devnet the lazy verifier of an honest round stays under 10% of one miner's
+  cost per round, with the mean costs; the ``all`` rows are shown beside it.
 
 For ``mnist1d`` this verification is exact: the score is recomputed exactly (it must equal the
 claim, tolerance 0) and the retrain compares the retrained weights' hash with the committed one
@@ -98,14 +103,22 @@ class Result:
     retrain_cpu_s: list[float]
     epoch_data_s: float | None = None  # mnist1d: deriving the epoch's training set (once per epoch)
 
-    def verifier_s(self, candidates: int, worst: bool = False) -> float:
-        """Seconds of one core to verify a round of ``candidates`` candidates."""
+    def verifier_s(self, scored: float, worst: bool = False) -> float:
+        """Seconds of one core to verify a round in which ``scored`` candidates are scored."""
         ev = max(self.eval_ms) if worst else statistics.fmean(self.eval_ms)
         rt = max(self.retrain_s) if worst else statistics.fmean(self.retrain_s)
-        return self.test_set_ms / 1000 + candidates * ev / 1000 + rt
+        return self.test_set_ms / 1000 + scored * ev / 1000 + rt
 
-    def ratio(self, candidates: int, worst: bool = False) -> float:
-        return self.verifier_s(candidates, worst) / self.params.commit_window
+    def ratio(self, scored: float, worst: bool = False) -> float:
+        return self.verifier_s(scored, worst) / self.params.commit_window
+
+
+def lazy_scored(candidates: int) -> float:
+    """How many of ``candidates`` honest candidates a node scores under lazy verification
+    (``node/rounds.py``: the best claim held, only while it could beat the best one standing),
+    when they arrive in a random order: one per new best claim so far, the records of a random
+    permutation, whose expected count is the harmonic number H_C."""
+    return sum(1 / k for k in range(1, candidates + 1))
 
 
 def _key(label: str) -> bytes:
@@ -237,25 +250,26 @@ def print_report(results: list[Result], seed: int, warmup_s: float, quick: bool,
             f"{len(r.retrain_s):>2}  {cpu_wall:>8.2f}"
         )
     print()
-    print(f"{'preset':7}  {'window s':>8}  {'trainings/window':>16}  {'C':>3}  {'verifier s/round':>16}  "
-          f"{'ratio':>6}  {'worst':>6}")
+    print(f"{'preset':7}  {'window s':>8}  {'trainings/window':>16}  {'C':>3}  {'scoring':>7}  {'scored':>6}  "
+          f"{'verifier s/round':>16}  {'ratio':>6}  {'worst':>6}")
     passed = True
     for r in results:
         fits = r.params.commit_window / statistics.fmean(r.retrain_s)
         for c in sorted({4, r.params.max_commitments_per_key * MINERS}):
-            ratio = r.ratio(c)
-            mark = ""
-            if r.preset == "devnet":
-                ok = ratio < TARGET
-                passed = passed and ok
-                mark = "  PASS" if ok else "  FAIL"
-            print(
-                f"{r.preset:7}  {r.params.commit_window:>8}  {fits:>16.1f}  {c:>3}  {r.verifier_s(c):>16.2f}  "
-                f"{ratio:>6.1%}  {r.ratio(c, worst=True):>6.1%}{mark}"
-            )
+            for mode, scored in (("lazy", lazy_scored(c)), ("all", float(c))):
+                ratio = r.ratio(scored)
+                mark = ""
+                if r.preset == "devnet" and mode == "lazy":
+                    ok = ratio < TARGET
+                    passed = passed and ok
+                    mark = "  PASS" if ok else "  FAIL"
+                print(
+                    f"{r.preset:7}  {r.params.commit_window:>8}  {fits:>16.1f}  {c:>3}  {mode:>7}  {scored:>6.1f}  "
+                    f"{r.verifier_s(scored):>16.2f}  {ratio:>6.1%}  {r.ratio(scored, worst=True):>6.1%}{mark}"
+                )
     print()
-    print(f"target: devnet verifier cost per round < {TARGET:.0%} of one miner's (the commit window on one core), "
-          f"C up to {MINERS} miners x max_commitments_per_key, mean costs: {'PASS' if passed else 'FAIL'}")
+    print(f"target: devnet lazy verifier cost per honest round < {TARGET:.0%} of one miner's (the commit window on "
+          f"one core), C up to {MINERS} miners x max_commitments_per_key, mean costs: {'PASS' if passed else 'FAIL'}")
     print("(ratio: mean eval and retrain; worst: the slowest measured of each; a miner that also trains through "
           "the reveal window spends commit + reveal seconds, which lowers every ratio)")
     return passed

@@ -34,10 +34,19 @@ class Codec:
 
     __slots__ = ()
     TAG: ClassVar[int] = 0
+    #: How many of the last fields were added to the format later: each is left out of the
+    #: encoding while it and every field after it hold their defaults, so that what was
+    #: encoded before they existed (a genesis, its hash) encodes and hashes as it did.
+    LATER_FIELDS: ClassVar[int] = 0
 
     def to_value(self) -> list[Any]:
         """The canonical value: ``[TAG, *fields]`` for tagged classes, else ``[*fields]``."""
-        fields = [_to_value(getattr(self, name)) for name in _field_names(type(self))]  # type: ignore[arg-type]
+        names = _field_names(type(self))  # type: ignore[arg-type]
+        fields = [_to_value(getattr(self, name)) for name in names]
+        for name in reversed(names[len(names) - self.LATER_FIELDS:]):
+            if getattr(self, name) != _default(type(self), name):
+                break
+            fields.pop()
         return [self.TAG, *fields] if self.TAG else fields
 
     def encode(self) -> bytes:
@@ -53,9 +62,12 @@ class Codec:
             if not isinstance(value, list) or not value or type(value[0]) is not int or value[0] != cls.TAG:
                 raise DecodeError("unknown-tag", f"{cls.__name__} needs tag {cls.TAG}")
             value = value[1:]
-        if not isinstance(value, list) or len(value) != len(fields):
+        if not isinstance(value, list) or not len(fields) - cls.LATER_FIELDS <= len(value) <= len(fields):
             raise DecodeError("bad-shape", f"{cls.__name__} needs an array of {len(fields)}")
-        kwargs = {name: _from_value(tp, item, f"{cls.__name__}.{name}") for (name, tp), item in zip(fields, value, strict=True)}
+        kwargs = {name: _from_value(tp, item, f"{cls.__name__}.{name}") for (name, tp), item in zip(fields, value)}
+        if len(value) > len(fields) - cls.LATER_FIELDS and kwargs[fields[len(value) - 1][0]] == \
+                _default(cls, fields[len(value) - 1][0]):
+            raise DecodeError("non-canonical", f"{cls.__name__}: a later field at its default is left out")
         try:
             return cls(**kwargs)
         except DecodeError:
@@ -73,6 +85,11 @@ class Codec:
 @functools.cache
 def _field_names(cls: Any) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _default(cls: Any, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default
 
 
 @functools.cache

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, ClassVar
 
 from consensus.codec import Codec
 from consensus.crypto import format_address, parse_address
@@ -75,6 +75,13 @@ class PonasParams(Codec):
     train_size: int = 0
     validation_size: int = 0
     epoch_rounds: int = 0
+    # The backup closer's public key (zero: none). It holds the beacon's hash chain too, with a
+    # signing key of its own, and closes an attempt (or signs its reveal set) only when the
+    # beacon has been silent for ``closer_timeout`` seconds. Added later: a genesis without a
+    # backup encodes, and hashes, as before it existed (``LATER_FIELDS``).
+    backup_pubkey: PubKey32 = bytes(32)
+
+    LATER_FIELDS: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
         if self.policy not in ("retrain", "evaluate"):
@@ -85,6 +92,8 @@ class PonasParams(Codec):
             raise InvalidParams("bad-limits", "commitment bound, test set size or tolerance out of range")
         if self.task not in TASKS:
             raise InvalidParams("bad-task", f"task {self.task!r} is not one of {TASKS}")
+        if self.backup_pubkey == self.beacon_pubkey and any(self.backup_pubkey):
+            raise InvalidParams("bad-backup", "the backup closer has a key of its own")
         sizes = (self.train_size, self.validation_size, self.epoch_rounds)
         if self.task == "digits":
             if sizes != (0, 0, 0):
@@ -194,6 +203,8 @@ class ChainParams(Codec):
             ponas = data.get("ponas")
             if isinstance(ponas, dict) and "task" not in ponas:  # a genesis file from before tasks
                 ponas = {**ponas, "task": "digits", "train_size": 0, "validation_size": 0, "epoch_rounds": 0}
+            if isinstance(ponas, dict) and "backup_pubkey" not in ponas:  # from before the backup closer
+                ponas = {**ponas, "backup_pubkey": bytes(32).hex()}
             data["ponas"] = _sub(PonasParams, ponas)
             return _build(cls, data)
         except InvalidParams:
@@ -228,6 +239,11 @@ def _build(kind: Any, data: dict[str, Any]) -> Any:
         raise InvalidParams("bad-genesis", f"{kind.__name__}: missing {sorted(missing)}, unknown {sorted(unknown)}")
     value = [data[f.name] for f in fields(kind)]
     value = [v.to_value() if isinstance(v, Codec) else ([x.to_value() for x in v] if isinstance(v, tuple) else v) for v in value]
+    later = list(fields(kind))[len(value) - getattr(kind, "LATER_FIELDS", 0):]
+    for f in reversed(later):  # JSON names every field; the encoding leaves out later ones at their default
+        if value[-1] != f.default:
+            break
+        value.pop()
     try:
         return kind.from_value(value)
     except ConsensusError as exc:
@@ -312,6 +328,7 @@ def preset_params(
     data_split_hash: bytes | None = None,
     genesis_time: int | None = None,
     task: str | None = None,
+    backup_pubkey: bytes = bytes(32),
 ) -> ChainParams:
     """Parameters for a preset; ``genesis_time`` defaults to now (a parameter, for tests).
 
@@ -335,7 +352,8 @@ def preset_params(
         max_block_bytes=2_000_000,
         max_future_secs=7200 if preset == "devnet" else 600,
         pow=REGTEST_POW if preset == "regtest" else DEVNET_POW,
-        ponas=_ponas(preset, beacon_pubkey, beacon_anchor, data_split_hash, task or DEFAULT_TASK),
+        ponas=replace(_ponas(preset, beacon_pubkey, beacon_anchor, data_split_hash, task or DEFAULT_TASK),
+                      backup_pubkey=backup_pubkey),
     )
 
 

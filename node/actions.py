@@ -63,11 +63,14 @@ class Verify:
 @dataclass(frozen=True, slots=True)
 class Evaluate:
     """Score a round candidate's model off the event loop, then hand the verdict to
-    :meth:`~node.core.NodeCore.on_evaluated`."""
+    :meth:`~node.core.NodeCore.on_evaluated` (or the refusal to
+    :meth:`~node.core.NodeCore.on_evaluation_failed`). ``held``: a candidate a peer relayed,
+    held since and scored now because its claim may win (the peer did not vouch for it)."""
 
     peer: PeerRef | None
     block: Block
     weights: bytes
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,9 @@ def register_genesis(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     new.add_argument("--demo-count", type=int, default=2, help="how many demo keys (default 2)")
     new.add_argument("--demo-coins", default="1000", help="coins for each demo key (default 1000)")
     new.add_argument("--beacon-out", metavar="FILE", help="write the beacon closer's key here (default: beside --out)")
+    new.add_argument("--backup-out", metavar="FILE",
+                     help="also name a backup closer and write its key here: it holds the beacon's hash chain with "
+                          "a signing key of its own, and closes a round when the beacon is silent for closer_timeout")
     new.add_argument("--time", type=int, help="genesis timestamp (default: now)")
     new.set_defaults(func=cmd_genesis_new)
 
@@ -97,13 +100,15 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
             demo.append((path, key))
     beacon_path = args.beacon_out or os.path.join(os.path.dirname(os.path.abspath(args.out)), "beacon.key")
     params = write_genesis(args.preset, args.out, beacon_path, prefunds, engine=args.engine, chain_id=args.chain_id,
-                           genesis_time=args.time, task=args.task)
+                           genesis_time=args.time, task=args.task, backup_path=args.backup_out)
     from consensus.chain import genesis_block
 
     task = f", task {params.ponas.task}" if params.engine == "ponas" else ""
     print(f"wrote {args.out}: chain {params.chain_id}, engine {params.engine}{task}, "
           f"genesis {genesis_block(params).header.hash().hex()}")
     print(f"beacon closer key: {beacon_path}")
+    if args.backup_out:
+        print(f"backup closer key: {args.backup_out}")
     for path, key in demo:
         print(f"demo key {path}: {format_address(key.address)} ({args.demo_coins} coins)")
     return 0
@@ -112,16 +117,23 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
 def write_genesis(
     preset: str, out: str, beacon_path: str, prefunds: dict[bytes, int], *, engine: str = "ponas",
     chain_id: str | None = None, genesis_time: int | None = None, task: str | None = None,
+    backup_path: str | None = None,
 ) -> ChainParams:
     """A new chain: a fresh beacon key (written to ``beacon_path``, mode 0600) and the genesis
-    file ``out`` that holds its public key and the anchor of its hash chain of round keys."""
+    file ``out`` that holds its public key and the anchor of its hash chain of round keys.
+    With ``backup_path``, a backup closer too: a signing key of its own, written there with the
+    same hash chain (it reveals the same round keys, in the same order, when it closes)."""
     from consensus.beacon import BeaconChain
 
     beacon = PrivateKey.generate()
+    backup = PrivateKey.generate() if backup_path else None
     chain = BeaconChain.create(length=100_000)
     params = preset_params(preset, engine=engine, chain_id=chain_id, prefunds=prefunds, beacon_pubkey=beacon.public_key,
-                           beacon_anchor=chain.anchor, genesis_time=genesis_time, task=task)
+                           beacon_anchor=chain.anchor, genesis_time=genesis_time, task=task,
+                           backup_pubkey=backup.public_key if backup is not None else bytes(32))
     save_key(beacon, beacon_path, beacon_seed=chain.seed.hex(), beacon_length=chain.length)
+    if backup is not None and backup_path:
+        save_key(backup, backup_path, beacon_seed=chain.seed.hex(), beacon_length=chain.length, role="backup")
     save_params(params, out)
     return params
 

@@ -134,10 +134,10 @@ class NodeCore:
         if isinstance(msg, M.BlockMsg):
             if not msg.candidate:
                 return self.on_block(peer, msg.block, msg.weights, now)
-            if self.rounds is None or msg.block.header.hash() in self.rounds.round.candidates:
+            h = msg.block.header.hash()
+            if self.rounds is None or h in self.rounds.round.candidates or h in self.rounds.round.held:
                 return []
-            step = self.submit_candidate(msg.block, msg.weights, now, peer)
-            return [step] if isinstance(step, Evaluate) else []
+            return self.relay_candidate(msg.block, msg.weights, now, peer)
         if isinstance(msg, M.GetHeaders):
             return self.sync.on_get_headers(peer, msg)
         if isinstance(msg, M.Headers):
@@ -181,8 +181,9 @@ class NodeCore:
         """Remember the parent a close signed by the closer names (a block this node may have
         refused as a late sibling of its tip: the closer's word makes it final)."""
         from consensus.crypto import verify
+        from consensus.engines.ponas.rounds import expected_closers
 
-        if close.closer == self.params.ponas.beacon_pubkey and \
+        if close.closer in expected_closers(close.task_id, self.params.ponas) and \
                 verify(close.closer, close.digest(self.params.chain_id), close.signature):
             self._named_parents[close.parent] = None
             while len(self._named_parents) > 64:
@@ -227,8 +228,7 @@ class NodeCore:
             # candidates (the selection takes it if it is the set's winner), and another block
             # of a round decided here is refused (unless a close names it: the closer's word).
             if self.rounds.route_block(block) == "candidate":
-                step = self.submit_candidate(block, weights, now, peer)
-                return out + ([step] if isinstance(step, Evaluate) else [])
+                return out + self.relay_candidate(block, weights, now, peer)
         try:
             checked = self.chain.check(block, weights or None)
         except InvalidBlock as exc:
@@ -300,21 +300,54 @@ class NodeCore:
     def submit_candidate(
         self, block: Block, weights: bytes, now: float, origin: PeerRef | None = None,
     ) -> Candidate | Evaluate:
-        """A round candidate: the chain checks here, then an :class:`Evaluate` of its model
+        """A miner's candidate (through the API): the chain checks here, then an
+        :class:`Evaluate` of its model at once, so that the miner gets its score or the refusal
         (or the candidate, if it was admitted already)."""
         known = self._need_rounds().check_candidate(block, now)
         return known if known is not None else Evaluate(origin, block, weights)
 
+    def relay_candidate(self, block: Block, weights: bytes, now: float, peer: PeerRef) -> list[Action]:
+        """A candidate from a peer: the chain checks, then it is relayed at once and held, to be
+        scored when its claim may win (:meth:`RoundService.next_evaluation`, from the tick). A
+        node scores in claim order and stops at the first valid candidate; the relay does not
+        wait for a score it may never need (the relayer does not vouch for the model: a false
+        claim costs its miner's key, not the peer)."""
+        rounds = self._need_rounds()
+        if rounds.check_candidate(block, now) is not None:
+            return []
+        rounds.hold_candidate(block, weights, peer)
+        return self.relay.announce(block.header.hash(), M.BlockMsg(block, weights, True), now, peer)
+
     def on_evaluated(
-        self, origin: PeerRef | None, block: Block, weights: bytes, verdict: Any, now: float,
+        self, origin: PeerRef | None, block: Block, weights: bytes, verdict: Any, now: float, held: bool = False,
     ) -> tuple[Candidate, list[Action]]:
         """The model verdict of an :class:`Evaluate`: admit the candidate (if its round is
-        still the current one), start the best's retrain, relay it."""
+        still the current one), start the best's retrain, relay it (a held one was relayed
+        already)."""
         rounds = self._need_rounds()
+        rounds.evaluated(block)
         cand = rounds.admit_candidate(block, weights, verdict)
         out: list[Action] = self._announced([a for a in [rounds.next_retrain()] if a is not None], now)
-        out += self.relay.announce(block.header.hash(), M.BlockMsg(block, weights, True), now, origin)
+        if not held:
+            out += self.relay.announce(block.header.hash(), M.BlockMsg(block, weights, True), now, origin)
         return cand, out
+
+    def on_evaluation_failed(self, action: Evaluate, exc: ConsensusError) -> list[Action]:
+        """The model step (or the admission after it) refused a candidate: it is out of the
+        round and its miner penalised. A miner's own submission hears the refusal (raised); a
+        peer that sent a candidate scored at once pays as for any refusal; a held candidate's
+        relayer pays nothing (it did not vouch for the model), the refusal is only counted."""
+        rounds = self._need_rounds()
+        rounds.evaluated(action.block)
+        if isinstance(exc, InvalidBlock) and exc.reason not in ("wrong-close", "bad-prevblk"):
+            rounds.reject_candidate(action.block, exc.reason)
+        if action.peer is None:
+            raise exc
+        if action.held:
+            self.metrics.rejects.labels("p2p", exc.reason).inc()
+            log.info("held candidate refused", extra={"reason": exc.reason, "hash": action.block.header.hash().hex()[:16]})
+            return []
+        return self.refused(action.peer, exc)
 
     def on_retrained(self, block: Block, verdict: Any, reason: str) -> None:
         self._need_rounds().on_retrained(block.header.hash(), verdict, reason)
@@ -330,6 +363,10 @@ class NodeCore:
         out = self.relay.flush_txs() + self.sync.tick(now)
         if self.rounds is not None:
             out += self._announced(self.rounds.tick(now), now)
+            held = self.rounds.next_evaluation()
+            if held is not None:
+                block, weights, origin = held
+                out.append(Evaluate(origin, block, weights, held=True))
         if now - self._housekept > HOUSEKEEPING_EVERY:
             self._housekept = now
             self.mempool.expire()

@@ -33,6 +33,8 @@ BENIGN = frozenset({
     # the reveal set: a relayer that has not got the set (or the close) yet, or a clock a little off
     "not-in-reveal-set", "not-round-winner", "candidate-refused-before", "reveal-set-unknown-close",
     "reveal-set-in-future",
+    # the backup closer's turn, judged on this node's timeline of the round
+    "backup-too-early", "closer-timed-out",
 })
 
 #: How long a hash stays in the seen set (seconds).

@@ -37,6 +37,7 @@ from consensus.engines.ponas.rounds import (
     check_reveal_set,
     commitments_root,
     entry_rank,
+    is_backup,
     make_close,
     make_reveal_set,
     seal_tiebreak,
@@ -114,6 +115,9 @@ class Round:
     received: dict[bytes, tuple[float, RevealEntry]] = field(default_factory=dict)
     rejected: dict[bytes, str] = field(default_factory=dict)
     fetched: dict[bytes, float] = field(default_factory=dict)  # listed candidates asked of peers, when
+    # candidates relayed by peers that passed the cheap checks, not scored yet: (block, weights,
+    # the peer), scored in claim order only while one could still win (:meth:`next_evaluation`)
+    held: dict[bytes, tuple[Block, bytes, Any]] = field(default_factory=dict)
     no_set_noted: bool = False
 
     @property
@@ -161,14 +165,18 @@ class RoundService:
         self.params = chain.params
         self.pp = chain.params.ponas
         self.mempool = mempool
-        if closer is not None and closer[0].public_key != self.pp.beacon_pubkey:
-            raise ConsensusError("wrong-beacon", "the closer key is not this chain's beacon")
+        if closer is not None and closer[0].public_key != self.pp.beacon_pubkey and \
+                not is_backup(closer[0].public_key, self.pp):
+            raise ConsensusError("wrong-beacon", "the closer key is neither this chain's beacon nor its backup")
         self.closer = closer
+        #: this node closes only when the beacon has been silent for ``closer_timeout`` seconds
+        self.backup = closer is not None and is_backup(closer[0].public_key, self.pp)
         # Relayed commitments for a round this node has not opened yet: a peer connected the
         # parent first. Without them the closer could miss every commitment of a round.
         self._early: OrderedDict[bytes, Commitment] = OrderedDict()
         self._replayed: list[Commitment] = []  # early ones admitted, for the peers who lack them
         self._retraining: bytes | None = None  # the candidate being retrained, at most one
+        self._evaluating: bytes | None = None  # the held candidate being scored, at most one
         self._penalised: dict[bytes, int] = {}  # miner key -> first round it may commit in again
         #: the latest disputes with the closer, newest first (see :meth:`_check_left_out`)
         self.disputes: deque[dict[str, Any]] = deque(maxlen=MAX_DISPUTES)
@@ -322,6 +330,11 @@ class RoundService:
             raise InvalidRound("penalised-miner", f"this key's candidate failed its retrain; it may commit again "
                                                   f"from round {until}")
 
+    def penalised_until(self, miner: bytes) -> int | None:
+        """The first round in which ``miner``'s key may commit again, if it is barred now."""
+        until = self._penalised.get(miner)
+        return until if until is not None and until > self.round.height else None
+
     def penalise(self, miner: bytes, reason: str) -> None:
         """Refuse ``miner``'s commitments for the next :data:`PENALTY_ROUNDS` rounds: its
         candidate cost this node a retrain and failed it (a model that saw more than the public
@@ -374,6 +387,13 @@ class RoundService:
         if close.timestamp < r.earliest_close - CLOSE_SKEW:
             raise InvalidRound("close-too-early", f"the close is stamped {r.earliest_close - close.timestamp:.0f}s "
                                                   "before the commit deadline")
+        takeover = r.earliest_close + self.pp.closer_timeout
+        if is_backup(close.closer, self.pp) and close.timestamp < takeover - CLOSE_SKEW:
+            raise InvalidRound("backup-too-early", f"the backup closer may close {takeover - close.timestamp:.0f}s later, "
+                                                   "if the beacon has not closed by then")
+        if any(self.pp.backup_pubkey) and not is_backup(close.closer, self.pp) and close.timestamp >= takeover:
+            raise InvalidRound("closer-timed-out", "the beacon closes within closer_timeout of the deadline; "
+                                                   "after that, the backup closer does")
         r.close = close
         r.ordered = list(commitments)
         log.info("round closed", extra={"height": r.height, "commitments": len(commitments), "key_index": close.key_index})
@@ -430,10 +450,51 @@ class RoundService:
 
     def reject_candidate(self, block: Block, reason: str) -> None:
         """The model step refused a candidate of the current round (its score, its weights): the
-        closer leaves it out of the reveal set, and a node does not wait for it."""
+        closer leaves it out of the reveal set, a node does not wait for it, and its miner's key
+        may not commit for :data:`PENALTY_ROUNDS` rounds (a false claim cost every node that
+        scored it)."""
         r = self.round
         if r.close is not None and block.proof is not None and block.proof.close.hash() == r.close.hash():
-            r.rejected.setdefault(block.header.hash(), reason)
+            h = block.header.hash()
+            r.held.pop(h, None)
+            if h not in r.rejected and h not in r.candidates:
+                r.rejected[h] = reason
+                self.penalise(block.proof.commitment.miner, reason)
+
+    def hold_candidate(self, block: Block, weights: bytes, origin: Any) -> None:
+        """Keep a candidate a peer relayed (it passed :meth:`check_candidate`) to score when its
+        claim may win: nodes score in claim order and stop at the first valid one, so an honest
+        round costs one scoring, not one per candidate."""
+        r = self.round
+        h = block.header.hash()
+        if h not in r.candidates and h not in r.rejected:
+            r.held.setdefault(h, (block, weights, origin))
+
+    def next_evaluation(self) -> tuple[Block, bytes, Any] | None:
+        """The held candidate to score now, if any: one at a time, the best claim held (once the
+        reveal set has come, among those it lists), and only if no candidate already scored and
+        still standing outranks it (it could not win)."""
+        r = self.round
+        if self._evaluating is not None:
+            return None
+        listed = self._listed(r)
+        held = [(candidate_rank(b.header.score, seal_tiebreak(b.proof), h), h) for h, (b, _w, _o) in r.held.items()
+                if h not in r.candidates and h not in r.rejected and (listed is None or h in listed)]
+        if not held:
+            return None
+        best, h = min(held)
+        standing = self._standing(r)
+        if standing and standing[0].rank < best:
+            return None
+        self._evaluating = h
+        return r.held[h]
+
+    def evaluated(self, block: Block) -> None:
+        """A held candidate's model step ended (whatever came of it, whichever round is current)."""
+        h = block.header.hash()
+        if self._evaluating == h:
+            self._evaluating = None
+        self.round.held.pop(h, None)
 
     # --- the reveal set -----------------------------------------------------------------------
 
@@ -488,10 +549,11 @@ class RoundService:
         end and that its model step has not refused (those still being scored are listed: every
         node scores them in turn)."""
         assert self.closer is not None and r.close is not None and r.reveal_end is not None
-        entries = [entry for h, (seen, entry) in r.received.items()
+        entries: list[RevealEntry] = [entry for h, (seen, entry) in r.received.items()
                    if seen <= r.reveal_end and h not in r.rejected
                    and (h not in r.candidates or r.candidates[h].failed is None)]
-        return make_reveal_set(self.closer[0], self.params.chain_id, r.close, entries, max(int(now), int(r.reveal_end)))
+        stamp = int(r.reveal_end) + (0 if r.close.closer == self.closer[0].public_key else self.pp.closer_timeout)
+        return make_reveal_set(self.closer[0], self.params.chain_id, r.close, entries, max(int(now), stamp))
 
     def route_block(self, block: Block) -> str:
         """How a block (sent as a block, not a candidate) with a round seal is taken.
@@ -622,7 +684,8 @@ class RoundService:
             r.opened, r.deadline = now, now + self.pp.commit_window
             r.commitments.deadline = r.deadline
             log.info("round extended: no commitment yet", extra={"height": r.height, "deadline": round(r.deadline, 1)})
-        if r.close is None and self.closer is not None and now >= r.deadline and len(r.commitments):
+        close_at = r.deadline if not self.backup else max(r.deadline, r.earliest_close) + self.pp.closer_timeout
+        if r.close is None and self.closer is not None and now >= close_at and len(r.commitments):
             key, beacon = self.closer
             prev_key, prev_index = self.engine.previous_key(self.chain.tip, self.chain)
             index = prev_index + 1 + r.attempt
@@ -636,14 +699,21 @@ class RoundService:
         reveal_end = r.reveal_end
         if reveal_end is None or now < reveal_end:
             return out
-        if r.reveal_set is None and self.closer is not None:
+        assert r.close is not None
+        own = self.closer is not None and r.close.closer == self.closer[0].public_key
+        if r.reveal_set is None and self.closer is not None and (
+                own or (self.backup and now >= reveal_end + self.pp.closer_timeout)):
             rs = self._make_reveal_set(r, now)
             r.reveal_set, r.reveal_set_at = rs, now
-            log.info("signed the reveal set", extra={"height": r.height, "entries": len(rs.entries)})
+            log.info("signed the reveal set", extra={"height": r.height, "entries": len(rs.entries),
+                                                     "as_backup": not own})
             out.append(Announce(AnnounceKind.REVEAL_SET, reveal_set=rs))
         if r.reveal_set is None:
-            if now < reveal_end + self.pp.closer_timeout:
-                return out  # the closer's reveal set fixes which candidates count: wait for it
+            # the closer's reveal set fixes which candidates count: wait for it (and for the
+            # backup's, if the genesis names a backup closer and the closer stays silent)
+            wait = self.pp.closer_timeout * (2 if any(self.pp.backup_pubkey) else 1)
+            if now < reveal_end + wait:
+                return out
             if not r.no_set_noted:
                 r.no_set_noted = True
                 self._dispute({"kind": "no-reveal-set", "height": r.height, "close": r.close.hash().hex()

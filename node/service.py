@@ -125,6 +125,8 @@ class Node:
         if self.network is not None:
             await self.network.stop()
             self.network = None
+        for task in list(self._background):  # held candidates being scored, retrains
+            task.cancel()
         for pool in (self._work, self._evaluator):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -191,6 +193,12 @@ class Node:
                     self._core.abandon(checked)
                     continue
                 await self._carry_out(self._core.on_verified(action.peer, checked, verdict, error, self.clock()), peer)
+            elif isinstance(action, Evaluate) and action.held:
+                # a held candidate, scored because its claim may win: in the background (the
+                # tick and the peers go on; one at a time, the round service sees to that)
+                task = asyncio.ensure_future(self._evaluate(action))
+                self._background.add(task)
+                task.add_done_callback(self._evaluate_done)
             elif isinstance(action, Evaluate):
                 await self._evaluate(action, peer)
             elif isinstance(action, Retrain):
@@ -209,16 +217,21 @@ class Node:
         try:
             verdict = await loop.run_in_executor(self._evaluator, rounds.evaluate_candidate, action.block,
                                                  action.weights)
-            cand, follow = self._core.on_evaluated(action.peer, action.block, action.weights, verdict, self.clock())
+            cand, follow = self._core.on_evaluated(action.peer, action.block, action.weights, verdict, self.clock(),
+                                                   action.held)
         except ConsensusError as exc:
-            if isinstance(exc, InvalidBlock):
-                rounds.reject_candidate(action.block, exc.reason)
-            if action.peer is None:
-                raise
-            await self._carry_out(self._core.refused(action.peer, exc), peer)
+            await self._carry_out(self._core.on_evaluation_failed(action, exc), peer)  # raises for the API
             return None
+        except Exception:  # a bug of ours, not the candidate's: it may be scored again
+            rounds.evaluated(action.block)
+            raise
         await self._carry_out(follow, peer)
         return cand.score
+
+    def _evaluate_done(self, task: asyncio.Future[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("evaluating a held candidate failed", exc_info=task.exception())
 
     def _retrain(self, action: Retrain) -> None:
         """Retrain the round's best in the work thread; the result goes back to the round."""

@@ -28,6 +28,9 @@ from tests.builders import GENESIS_TIME, keys
 
 BEACON = keys(1, seed=99)[0]
 BEACON_CHAIN = BeaconChain.create(length=64, seed=b"\x5a" * 32)
+#: The backup closer of chains that name one (``ponas_params(backup_pubkey=BACKUP.public_key)``):
+#: the same hash chain of round keys, a signing key of its own.
+BACKUP = keys(1, seed=98)[0]
 
 GENOTYPES = [
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
@@ -132,4 +135,4 @@ def honest_score(params: ChainParams, entry: Entry, close: RoundClose) -> int:
     return Verifier(params.ponas).evaluate(entry.weights, entry.block.header.genotype, entry.block.header.weights_hash, close.test_key)
 
 
-__all__ = ["BEACON", "BEACON_CHAIN", "GENOTYPES", "ponas_params", "trained_entry", "noproof_entry", "entry_with_weights", "close_round", "reveal", "reveal_set_for", "honest_score", "keys"]
+__all__ = ["BEACON", "BEACON_CHAIN", "BACKUP", "GENOTYPES", "ponas_params", "trained_entry", "noproof_entry", "entry_with_weights", "close_round", "reveal", "reveal_set_for", "honest_score", "keys"]

@@ -5,6 +5,8 @@ One directory holds everything of one devnet::
     DIR/devnet.json     the manifest: topology, ports, accounts, and every process (argv, pid, log)
     DIR/genesis.json    the chain (preset regtest or devnet), with the demo wallets prefunded
     DIR/beacon.key      the beacon closer's key; node0 closes the rounds with it
+    DIR/beacon-backup.key  the backup closer's key (same round keys, its own signing key); node1
+                        closes a round with it when node0 has been silent for closer_timeout
     DIR/keys/           commitment and payout keys of the pool, its members and the solo miners
     DIR/home/           a wallet home (PONAS_HOME): wallets alice and bob, password file, config.toml
     DIR/node0/ ...      the nodes' datadirs;  DIR/pool/  the pool manager's datadir

@@ -27,6 +27,9 @@ from node.devnet.watch import print_summary, watch
 DEFAULT_DIR = "devnet"
 
 
+ROLES = {"node0": "  closer", "node1": "  backup closer"}
+
+
 def register_devnet(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("devnet", help="a whole local network: nodes, a beacon closer, a pool with members, solo miners")
     dsub = p.add_subparsers(dest="devnet_command", metavar="ACTION")
@@ -205,7 +208,7 @@ def describe(manifest: Manifest, out: TextIO) -> None:
     """Where everything is, once it runs."""
     for p in manifest.processes:
         if p.role == "node":
-            print(f"  {p.name:<8} {p.api}  (explorer {p.api}/){'  closer' if p.name == 'node0' else ''}", file=out)
+            print(f"  {p.name:<8} {p.api}  (explorer {p.api}/){ROLES.get(p.name, '')}", file=out)
         elif p.role == "pool":
             print(f"  pool     dashboard {p.api}/  ({manifest.topology.pool_members} members)", file=out)
     home = Path(manifest.dir) / "home"

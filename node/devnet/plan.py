@@ -23,6 +23,7 @@ DEFAULT_BASE_PORT = 28400  # node i: API base+i, P2P base+100+i; pool: base+200
 PASSWORD = "devnet"  # the demo wallets' password, also in DIR/home/password: this is a devnet
 DEMO_WALLETS = ("alice", "bob")
 DEMO_COINS = 1000
+BACKUP_KEY = "beacon-backup.key"  # the backup closer's key, beside the beacon's; node1 runs it
 MINER_NICE = 10  # miners yield the CPU to nodes
 
 
@@ -79,6 +80,8 @@ def plan_processes(root: Path, topo: Topology, ports: Mapping[str, int], account
         args += [a for j in range(i) for a in ("--peer", f"127.0.0.1:{ports[f'node{j}.p2p']}")]
         if i == 0:
             args += ["--closer-key", str(root / "beacon.key")]
+        if i == 1:  # the backup closer: it closes when node0 has been silent for closer_timeout
+            args += ["--closer-key", str(root / BACKUP_KEY)]
         add(f"node{i}", "node", args, api=f"http://127.0.0.1:{ports[f'node{i}.api']}")
     pool_node = 1 % topo.nodes
     solo_node = topo.nodes - 1
@@ -141,8 +144,10 @@ def init(root: Path, topo: Topology, ports: Mapping[str, int], lead: float, now:
     write_text_atomic(str(home / "config.toml"), f'[wallet]\nnode = "{wallet_node}"\n')
     start = int((time.time() if now is None else now) + lead)
     beacon_path = beacon_key or root / "beacon.key"  # elsewhere: out of the miners' reach (docker-compose)
+    backup_path = beacon_path.with_name(BACKUP_KEY) if topo.nodes > 1 else None  # beside it, run by node1
     params = write_genesis(topo.preset, str(root / "genesis.json"), str(beacon_path), prefunds,
-                           chain_id=f"ponas-{topo.preset}", genesis_time=start, task=topo.task)
+                           chain_id=f"ponas-{topo.preset}", genesis_time=start, task=topo.task,
+                           backup_path=str(backup_path) if backup_path else None)
     manifest = Manifest(
         dir=str(root), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), state="initialised",
         supervisor=None, topology=topo, chain_id=params.chain_id, genesis=genesis_block(params).header.hash().hex(),

@@ -30,28 +30,31 @@ from node.keyfile import save_key
 from node.service import Node, NodeConfig
 from p2p import messages as M
 from tests.framework.peer import FakePeer
-from tests.ponas_builders import BEACON, BEACON_CHAIN
+from tests.ponas_builders import BACKUP, BEACON, BEACON_CHAIN
 
 HOST = "127.0.0.1"
 
 
-def beacon_file(tmp: Path) -> str:
-    """The beacon's closer key file (with its hash chain) in ``tmp``, written once."""
-    path = tmp / "beacon.key"
+def beacon_file(tmp: Path, backup: bool = False) -> str:
+    """The beacon's closer key file (with its hash chain) in ``tmp``, written once; with
+    ``backup``, the backup closer's (the same hash chain, its own key)."""
+    path = tmp / ("beacon-backup.key" if backup else "beacon.key")
     if not path.exists():
-        save_key(BEACON, str(path), beacon_seed=BEACON_CHAIN.seed.hex(), beacon_length=BEACON_CHAIN.length)
+        save_key(BACKUP if backup else BEACON, str(path), beacon_seed=BEACON_CHAIN.seed.hex(),
+                 beacon_length=BEACON_CHAIN.length)
     return str(path)
 
 
 async def start_node(
     tmp: Path, name: str, params: ChainParams, peers: Sequence[Node] = (), closer: bool = False, p2p_port: int = 0,
-    *, engine: Engine | None = None, clock: Callable[[], float] = time.time, **config: Any,
+    *, engine: Engine | None = None, clock: Callable[[], float] = time.time, backup: bool = False, **config: Any,
 ) -> Node:
     """Start a node with datadir ``tmp/name`` that dials ``peers``; ``closer``: it holds the
-    beacon's key and closes rounds. ``config``: further :class:`NodeConfig` fields."""
+    beacon's key and closes rounds; ``backup``: it holds the backup closer's key. ``config``:
+    further :class:`NodeConfig` fields."""
     node = Node(NodeConfig(
         datadir=str(tmp / name), peers=[(HOST, p.p2p_port) for p in peers],
-        closer_key=beacon_file(tmp) if closer else None, p2p_port=p2p_port, **config,
+        closer_key=beacon_file(tmp, backup) if closer or backup else None, p2p_port=p2p_port, **config,
     ), params, clock=clock, engine=engine)
     await node.start()
     return node
@@ -162,13 +165,14 @@ class NodeNetwork:
     """``n`` in-process nodes of one chain, started in ``tmp`` (``n0``, ``n1``...), connected
     in a line (n1 dials n0, n2 dials n1...), and always stopped on leaving the ``async with``.
 
-    ``closer``: the index of the node that holds the beacon's key (ponas chains); ``engine``:
-    a factory of the engine each node gets (e.g. ``noproof_engine``)."""
+    ``closer``: the index of the node that holds the beacon's key (ponas chains); ``backup``:
+    the node that holds the backup closer's; ``engine``: a factory of the engine each node gets
+    (e.g. ``noproof_engine``)."""
 
     def __init__(self, tmp: Path, params: ChainParams, n: int, *, closer: int | None = None,
                  engine: Callable[[ChainParams], Engine] | None = None, connect: bool = True,
-                 clock: Callable[[], float] = time.time, **config: Any) -> None:
-        self.tmp, self.params, self.n, self.closer = tmp, params, n, closer
+                 clock: Callable[[], float] = time.time, backup: int | None = None, **config: Any) -> None:
+        self.tmp, self.params, self.n, self.closer, self.backup = tmp, params, n, closer, backup
         self.engine, self.connect, self.clock, self.config = engine, connect, clock, config
         self.nodes: list[Node] = []
         self.split_at: tuple[list[Node], list[Node]] | None = None
@@ -191,7 +195,7 @@ class NodeNetwork:
     async def add_node(self, **config: Any) -> Node:
         i = len(self.nodes)
         node = await start_node(
-            self.tmp, f"n{i}", self.params, closer=self.closer == i, clock=self.clock,
+            self.tmp, f"n{i}", self.params, closer=self.closer == i, backup=self.backup == i, clock=self.clock,
             engine=self.engine(self.params) if self.engine else None, **{**self.config, **config},
         )
         return node

@@ -67,16 +67,18 @@ def test_the_topology_wiring_health_and_volumes(config: dict[str, Any]) -> None:
     # init writes the devnet once
     assert args["init"].if_missing and args["init"].dir == "/devnet" and args["init"].preset == "devnet"
     assert (args["init"].nodes, args["init"].pool_members, args["init"].solo) == (3, 3, 1)
-    # node0 holds the beacon's key, on a volume no other container mounts (the beacon knows
-    # every future test key: no miner may hold it); the others peer with node0
+    # node0 holds the beacon's key and node1 the backup closer's, on a volume no other
+    # container mounts (both know every future test key: no miner may hold them); the others
+    # peer with node0
     assert args["init"].beacon_key == "/beacon/beacon.key" and args["node0"].closer_key == "/beacon/beacon.key"
+    assert args["node1"].closer_key == "/beacon/beacon-backup.key"
 
     def mounts(name: str) -> set[str]:
         return {v.split(":")[0] if isinstance(v, str) else str(v.get("source")) for v in s[name].get("volumes", [])}
 
-    assert {name for name in s if "beacon" in mounts(name)} == {"init", "node0"}
+    assert {name for name in s if "beacon" in mounts(name)} == {"init", "node0", "node1"}
     assert "beacon" in config["volumes"]
-    assert args["node1"].closer_key is None and args["node2"].closer_key is None
+    assert args["node2"].closer_key is None
     assert "node0:9333" in args["node1"].peer and "node0:9333" in args["node2"].peer
     for i, name in enumerate(("node0", "node1", "node2")):
         assert args[name].api_host == "0.0.0.0" and args[name].genesis == "/devnet/genesis.json"

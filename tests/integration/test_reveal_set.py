@@ -14,7 +14,9 @@ What it proves:
 * a reveal set that breaks a rule is refused with its reason; a second, different set for the
   same close (the closer equivocating) is not taken and is a dispute;
 * a listed candidate nobody can supply stalls nobody: it is given up ``closer_timeout`` seconds
-  after the set came (a dispute) and the next listed candidate wins.
+  after the set came (a dispute) and the next listed candidate wins;
+* lazy verification: candidates are scored in claim order, one at a time, only while one may
+  still win (an honest round costs one scoring); a false claim costs its miner's key.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from typing import Any
 
 import pytest
 
-from consensus.engines.ponas.rounds import make_reveal_set
+from consensus.engines.ponas.rounds import commitment_for, make_reveal_set
 from consensus.errors import InvalidRound
 from consensus.types import RevealSet
-from node.actions import Evaluate, Send
+from node.actions import Broadcast, Send
 from node.core import NodeCore
 from node.mempool import Mempool
 from node.metrics import Metrics
@@ -69,7 +71,8 @@ def settle(rounds: RoundService, now: float) -> list[Announce]:
 
 
 def _round(chain: Any, n: int) -> tuple[list[Any], Any, list[Any]]:
-    entries = [noproof_entry(PARAMS, chain.tip, chain.accounts, MINERS[i], GENOTYPES[i], seed=i) for i in range(n)]
+    entries = [noproof_entry(PARAMS, chain.tip, chain.accounts, MINERS[i], GENOTYPES[i % len(GENOTYPES)], seed=i)
+               for i in range(n)]
     close, commitments = close_round(PARAMS, chain.tip, entries, timestamp=GENESIS_TIME + 21)
     return entries, close, commitments
 
@@ -123,8 +126,11 @@ def test_once_decided_a_round_takes_no_other_block(tmp_path: Path) -> None:
         low, best, held = (reveal(e, close, commitments, s) for e, s in zip(entries, (150, 160, 190)))
         end = float(close.timestamp + PP.reveal_window)
         # a block of the round sent as a block after the window, before the set: a candidate
+        # (held, relayed as a candidate, scored when its claim may win)
+        core.relay.connected("other")
         out = core.on_block("peer", low, entries[0].weights, end + 0.1)
-        assert [type(a) for a in out] == [Evaluate]
+        assert [type(a) for a in out] == [Broadcast] and low.header.hash() in rounds.round.held
+        assert isinstance(out[0], Broadcast) and isinstance(out[0].msg, M.BlockMsg) and out[0].msg.candidate
         rounds.admit_candidate(low, entries[0].weights, rounds.evaluate_candidate(low, entries[0].weights))
         rounds.add_candidate(best, entries[1].weights, t0 + 2)
         assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [low, best]), end + 0.2)
@@ -215,3 +221,51 @@ def test_a_node_serves_a_listed_candidate_to_a_peer_that_lacks_it(tmp_path: Path
         assert [type(m) for m in sent] == [M.BlockMsg, M.NotFound] == [type(m) for m in sent[:len(out)]]
         first = sent[0]
         assert isinstance(first, M.BlockMsg) and first.candidate and first.block == block
+
+
+def test_candidates_are_scored_in_claim_order_and_only_while_one_may_win(tmp_path: Path) -> None:
+    """Lazy verification: held candidates are scored best claim first, one at a time; once one
+    is scored and stands, a lower claim is never scored (an honest round costs one scoring); a
+    false best claim is refused (its miner penalised) and the next is scored; when the one
+    standing fails its retrain, the next claim is scored after all. With the reveal set, only
+    listed candidates are scored."""
+    t0 = float(GENESIS_TIME + 21)
+    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
+        entries, close, commitments = _round(chain, 4)
+        blocks = [reveal(e, close, commitments, s) for e, s in zip(entries, (150, 160, 170, 180))]
+        assert rounds.add_close(close, commitments, t0)
+        for b, e in zip(blocks, entries):
+            assert rounds.check_candidate(b, t0 + 1) is None
+            rounds.hold_candidate(b, e.weights, "peer")
+        scored: list[int] = []
+
+        def score_next(ok: bool = True) -> None:
+            held = rounds.next_evaluation()
+            assert held is not None
+            block, weights, origin = held
+            assert origin == "peer" and rounds.next_evaluation() is None  # one at a time
+            scored.append(block.header.score)
+            rounds.evaluated(block)
+            if ok:
+                rounds.admit_candidate(block, weights, rounds.evaluate_candidate(block, weights))
+            else:
+                rounds.reject_candidate(block, "bad-score")
+
+        score_next(ok=False)  # the best claim (180) is false: refused, its key penalised
+        score_next()  # then 170, which stands
+        assert rounds.next_evaluation() is None and scored == [180, 170]  # 160 and 150 cannot win
+        cand = rounds.round.candidates[blocks[2].header.hash()]
+        rounds.on_retrained(blocks[2].header.hash(), None, "retrain-mismatch")  # it fails its retrain
+        assert cand.failed is not None
+        # the reveal set lists 150 and 170 only: 160 is never scored, 150 is
+        end = float(close.timestamp + PP.reveal_window)
+        assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [blocks[0], blocks[2]]), end)
+        score_next()
+        assert scored == [180, 170, 150] and rounds.next_evaluation() is None
+        settle(rounds, end)
+        assert chain.tip_hash == blocks[0].header.hash()
+        nxt = noproof_entry(PARAMS, chain.tip, chain.accounts, MINERS[3], GENOTYPES[0], seed=9)  # round 2
+        with pytest.raises(InvalidRound) as err:  # the false claim's key pays
+            rounds.add_commitment(commitment_for(nxt.block.header, MINERS[3], PARAMS.chain_id), end)
+        assert err.value.reason == "penalised-miner"

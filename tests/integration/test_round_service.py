@@ -27,6 +27,7 @@ from node.mempool import Mempool
 from node.rounds import AnnounceKind, Candidate, RoundService
 from node.service import Node, NodeConfig
 from tests.builders import GENESIS_TIME, keys
+from tests.framework.nodes import wait_for
 from tests.framework.noproof import NoProofVerifier, open_noproof_chain
 from tests.ponas_builders import (
     BEACON,
@@ -299,21 +300,32 @@ class ScoringVerifier(NoProofVerifier):
         return super().verify(weights, genotype, weights_hash, seed, claimed, test_key, retrain, height=height)
 
 
-async def test_a_peer_that_sends_a_candidate_with_a_false_score_is_discouraged(tmp_path: Path) -> None:
-    """The candidate's model step runs in the evaluate thread, and its refusal still costs the
-    peer that sent it: ``bad-score`` is counted, the peer dropped and discouraged; a benign
-    refusal (a candidate of a round that is not this node's) is only counted."""
+async def test_a_false_claim_is_scored_only_when_it_may_win_and_costs_its_miner(tmp_path: Path) -> None:
+    """Lazy verification: a candidate from a peer passes the cheap checks, is relayed at once and
+    held; the tick scores the best claim held (in the evaluate thread), and a false claim is
+    refused (``bad-score``, counted) with its miner's key barred from committing
+    (``penalised-miner``). The relayer did not vouch for the model: it stays connected. A benign
+    refusal (a candidate of a round that is not this node's) is only counted. (A miner's own
+    submission through the API is scored at once: ``test_candidates_are_scored_off_the_event_loop``.)"""
+    from node.rounds import PENALTY_ROUNDS
     from p2p import messages as M
-    from tests.framework.peer import FakePeer
+    from tests.framework.peer import FakePeer, reject_count
 
     clock = [float(GENESIS_TIME + 1)]
     node = recording_node(tmp_path, "n", clock, ScoringVerifier(169))  # the honest score is 169, the claim 170
     await node.start()
     try:
-        entry, close, commitments, block = _closed_round_with_candidate(node, keys(1, seed=12)[0], GENOTYPES[0], 5, clock)
+        key = keys(1, seed=12)[0]
+        entry, close, commitments, block = _closed_round_with_candidate(node, key, GENOTYPES[0], 5, clock)
+        assert node.rounds is not None and node.core is not None
         liar = await FakePeer.connect(node)
-        await liar.send_and_expect(M.BlockMsg(block, entry.weights, True), reason="bad-score", disconnected=True)
-        assert node.rounds is not None and node.rounds.round.candidates == {}
+        await liar.send_and_expect(M.BlockMsg(block, entry.weights, True))  # held: no score yet
+        assert block.header.hash() in node.rounds.round.held and node.rounds.round.candidates == {}
+        await node._carry_out(node.core.tick(clock[0]))  # the tick scores it: the best claim held
+        await wait_for(lambda: reject_count(node, "bad-score") == 1, 10, "the false claim refused")
+        assert node.rounds.round.candidates == {} and node.rounds.round.held == {}
+        assert not await liar.wait_closed(0.5)  # kept: it did not vouch for the model
+        assert node.rounds.penalised_until(key.public_key) == 1 + 1 + PENALTY_ROUNDS  # the miner's key pays
         assert block.proof is not None
         elsewhere = replace(block, proof=replace(block.proof, close=replace(close, timestamp=close.timestamp + 1)))
         late = await FakePeer.connect(node)  # a candidate of another close: a race between peers, no fault

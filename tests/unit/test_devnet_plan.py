@@ -57,9 +57,10 @@ def test_every_process_is_a_real_ponas_command_wired_as_the_topology_says(tmp_pa
     for p in procs:
         assert parsed[p.name].func is COMMANDS[p.role], p.name
         assert p.log == str(tmp_path / "logs" / f"{p.name}.log")
-    # nodes: node0 closes with the beacon's key, every later node peers with every earlier one
+    # nodes: node0 closes with the beacon's key, node1 holds the backup closer's, every later
+    # node peers with every earlier one
     assert parsed["node0"].closer_key == str(tmp_path / "beacon.key")
-    assert parsed["node1"].closer_key is None and parsed["node2"].closer_key is None
+    assert parsed["node1"].closer_key == str(tmp_path / "beacon-backup.key") and parsed["node2"].closer_key is None
     assert parsed["node0"].peer == []
     assert parsed["node2"].peer == [f"127.0.0.1:{ports['node0.p2p']}", f"127.0.0.1:{ports['node1.p2p']}"]
     assert [parsed[f"node{i}"].api_port for i in range(3)] == [28400, 28401, 28402]

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from consensus.chain import genesis_block
 from consensus.encoding import encode
-from consensus.types import Commitment, RoundClose
+from consensus.types import Commitment, RevealEntry, RevealSet, RoundClose
 from p2p import messages as M
 from p2p.discouragement import Discouragement, discouragement_key, is_loopback
 from p2p.errors import ConnectionClosed, Misbehaving, P2PError, PeerFault, ProtocolError
@@ -123,6 +123,9 @@ def _every_message() -> list[M.Message]:
         M.CommitmentMsg(commitment),
         M.CloseMsg(close, (commitment,)),
         M.CloseMsg(close),
+        M.RevealSetMsg(RevealSet(3, H, (RevealEntry(H, 170, 0), RevealEntry(H, 0, 2)), 1_700_000_030, K[0].public_key,
+                                 bytes(64))),
+        M.RevealSetMsg(RevealSet(3, H, (), 1_700_000_030, K[0].public_key, bytes(64))),
         M.BlockMsg(GENESIS, b"\x00weights", True),
         M.BlockMsg(GENESIS, b"", False),
         M.GetHeaders((GENESIS.block_hash,) * M.MAX_LOCATOR, bytes(32)),

@@ -218,11 +218,17 @@ def make_close(
     return replace(draft, signature=closer.sign(draft.digest(chain_id)))
 
 
-def expected_closer(task_id: bytes, params: PonasParams, requester: bytes | None = None) -> bytes:
-    """The beacon closes the built-in task; a posted task's requester closes its own."""
+def expected_closers(task_id: bytes, params: PonasParams, requester: bytes | None = None) -> tuple[bytes, ...]:
+    """Who may close: the beacon for the built-in task, and its backup closer if the genesis
+    names one; a posted task's requester closes its own."""
     if task_id == BUILTIN_TASK or requester is None:
-        return params.beacon_pubkey
-    return requester
+        return (params.beacon_pubkey, params.backup_pubkey) if any(params.backup_pubkey) else (params.beacon_pubkey,)
+    return (requester,)
+
+
+def is_backup(closer: bytes, params: PonasParams) -> bool:
+    """Whether ``closer`` is the genesis's backup closer."""
+    return any(params.backup_pubkey) and closer == params.backup_pubkey
 
 
 def check_close(
@@ -245,8 +251,7 @@ def check_close(
     a closer cannot pick, among many keys, the one whose test set suits a friend
     (``key-skipped``).
     """
-    want = expected_closer(close.task_id, params, requester)
-    if close.closer != want:
+    if close.closer not in expected_closers(close.task_id, params, requester):
         raise InvalidRound("wrong-closer", "the close is not signed by this round's closer")
     if not verify(close.closer, close.digest(chain_id), close.signature):
         raise InvalidRound("bad-close-sig", "the close's signature is invalid")
@@ -261,6 +266,11 @@ def check_close(
         if prev_time is not None and gap > max_key_gap(params, prev_time, close.timestamp):
             raise InvalidRound("key-skipped", f"key {close.key_index} skips {gap - 1} keys; the retries since the "
                                               f"last close could use {max_key_gap(params, prev_time, close.timestamp) - 1}")
+    if is_backup(close.closer, params) and prev_time is not None and \
+            close.timestamp < prev_time + params.commit_window + params.closer_timeout:
+        # the bound a syncing node can check; a node in the round checks the exact one (the
+        # attempt's commit deadline plus closer_timeout)
+        raise InvalidRound("backup-too-early", "the backup closer closes only after the beacon's closer_timeout")
 
 
 def max_key_gap(params: PonasParams, prev_time: int, close_time: int) -> int:
@@ -290,13 +300,16 @@ def make_reveal_set(
 
 def check_reveal_set(rs: RevealSet, close: RoundClose, chain_id: str, params: PonasParams) -> None:
     """A reveal set's rules against its close: the same round and attempt
-    (``reveal-set-wrong-close``), signed by the close's signer (``wrong-closer``,
-    ``bad-reveal-set-sig``), at most one entry per commitment of the close, in increasing
-    commitment index (``bad-reveal-set``), and stamped no earlier than the reveal window's end
-    (``reveal-set-too-early``: a closer that signed it sooner would cut the window)."""
+    (``reveal-set-wrong-close``), signed by the close's signer, or by the backup closer once
+    the close's signer has been silent ``closer_timeout`` seconds past the window's end
+    (``wrong-closer``, ``bad-reveal-set-sig``, ``backup-too-early``), at most one entry per
+    commitment of the close, in increasing commitment index (``bad-reveal-set``), and stamped no
+    earlier than the reveal window's end (``reveal-set-too-early``: a closer that signed it
+    sooner would cut the window)."""
     if rs.close != close.hash() or rs.height != close.height:
         raise InvalidRound("reveal-set-wrong-close", "the reveal set names another close")
-    if rs.closer != close.closer:
+    backup = rs.closer != close.closer and is_backup(rs.closer, params)
+    if rs.closer != close.closer and not backup:
         raise InvalidRound("wrong-closer", "the reveal set is not signed by the round's closer")
     if not verify(rs.closer, rs.digest(chain_id), rs.signature):
         raise InvalidRound("bad-reveal-set-sig", "the reveal set's signature is invalid")
@@ -307,6 +320,8 @@ def check_reveal_set(rs: RevealSet, close: RoundClose, chain_id: str, params: Po
         last = e.index
     if rs.timestamp < close.timestamp + params.reveal_window:
         raise InvalidRound("reveal-set-too-early", "the reveal set is stamped before the reveal window's end")
+    if backup and rs.timestamp < close.timestamp + params.reveal_window + params.closer_timeout:
+        raise InvalidRound("backup-too-early", "the backup signs a reveal set only after the closer's closer_timeout")
 
 
 def entry_rank(entry: RevealEntry, close: RoundClose, commitments: Sequence[Commitment]) -> tuple[int, int, bytes]:
