@@ -21,9 +21,10 @@ discourages is never reused: every attack gets a fresh connection and node id.
 
 Rows (expected reason in brackets), in the order they run:
 
-* ``commitment-flood``: commitments from fresh keys (free to make) until the round holds
-  ``MAX_ROUND_COMMITMENTS``, over several peers inside their message bursts, then one more
-  [``round-full``; the honest commitment, made first, still in];
+* ``commitment-flood``: commitments from fresh keys (free to make) until the round's
+  ``MAX_FREE_COMMITMENTS`` places for keys without a coin are taken, then one more
+  [``free-places-full``; the honest commitment, made first, still in; a funded key's
+  commitment then admitted];
 * ``oversized-first-frame``: a raw TCP client sends, before any hello, a frame header that
   announces 100,000 bytes (the limit before the handshake is 4 KiB) [``oversized-frame``,
   the connection closed by the node];
@@ -40,10 +41,13 @@ Rows (expected reason in brackets), in the order they run:
   use it, so the consensus rule lets it through; the node's round (attempt 0) does not
   [``wrong-key-index``];
 * (the honest close, key 1 stamped now, is then sent and must be accepted);
-* ``claim-inflation``: the honest miner reveals its trained model with a score 10 above what
-  its weights score on the round's test set [``bad-score``, found by the node's verifier when
-  it scores the best claim it holds; the relaying peer kept (it did not vouch for the model),
-  the miner's key barred; skipped with ``--no-model``];
+* ``claim-inflation``: a third miner reveals the honest model (committed under its own key)
+  with a score 10 above what its weights score on the round's test set; the node holds it
+  unscored through the window, and the closer's reveal set lists it, so it ranks first
+  [``bad-score``, found by the node's verifier when it scores the best listed claim after the
+  window; the relaying peer kept (it did not vouch for the model), the miner's key barred, and
+  the honest candidate becomes block 1; skipped with ``--no-model``; its row comes after the
+  window];
 * ``skip-reveal-window``: the honest candidate sent as a full block right after the close, to
   be connected before the reveal window ends [``reveal-window-open``; the height stays 0];
 * (the honest candidate is then revealed with its true score and must be accepted);
@@ -119,6 +123,7 @@ VERDICT_TIMEOUT = 10.0  # seconds: the most one verdict is waited for
 TOTAL_TIMEOUT = 180.0  # seconds: the whole run
 GENOTYPE = GENOTYPES[2]  # pools only: the cheapest to train
 SEED = 7
+FUNDED = keys(1, seed=74)[0]  # a key the genesis gives coins: it commits beyond the free places
 INFLATION = 10  # the claim-inflation row claims this many more correct answers than the weights score
 
 
@@ -240,8 +245,12 @@ def true_score(params: ChainParams, entry: Entry, close: RoundClose) -> int:
 class Attacks:
     """The run: one node, the honest miner's entry, the rows as they come."""
 
-    def __init__(self, params: ChainParams, node: Node, entry: Entry, held: Entry, model: bool) -> None:
+    def __init__(self, params: ChainParams, node: Node, entry: Entry, held: Entry, inflater: Entry,
+                 model: bool) -> None:
         self.params, self.node, self.entry, self.held, self.model = params, node, entry, held, model
+        self.inflater = inflater  # the honest model, committed under another key, revealed with a false claim
+        self.inflated: Block | None = None
+        self.inflation: Row | None = None
         self.rows: list[Row] = []
         self.peers: list[FakePeer] = []
         self.commitments: tuple[Commitment, ...] = ()
@@ -280,11 +289,12 @@ class Attacks:
             raise RuntimeError(f"the honest commitment was refused: {v.reason}")
         msg = await self.copier.wait_for_message(M.CommitmentMsg, VERDICT_TIMEOUT)
         self.seen_commitment = msg.commitment
-        held = commitment_for(self.held.block.header, self.held.key, self.params.chain_id)  # the held-back one
-        v = await observe(await self.peer(), M.CommitmentMsg(held))
-        if v.reasons or v.dropped:
-            raise RuntimeError(f"the second miner's commitment was refused: {v.reason}")
-        self.commitments = (c, held)
+        others = [commitment_for(e.block.header, e.key, self.params.chain_id) for e in (self.held, self.inflater)]
+        for other in others:  # the held-back one, the inflated one
+            v = await observe(await self.peer(), M.CommitmentMsg(other))
+            if v.reasons or v.dropped:
+                raise RuntimeError(f"another miner's commitment was refused: {v.reason}")
+        self.commitments = (c, *others)
 
     async def honest_close(self) -> None:
         """The beacon's close of the round, this attempt's key (1), stamped now: accepted."""
@@ -396,16 +406,18 @@ class Attacks:
         assert max_key_gap(self.params.ponas, self.params.genesis_time, stamp) >= 2, "the genesis is too recent"
         return await self.send_close("close-wrong-key", "wrong-key-index", 2, stamp)
 
-    async def claim_inflation(self) -> Row:
+    async def send_inflated(self) -> None:
+        """The honest model under the inflater's commitment, claiming 10 more than its weights
+        score: a node holds it unscored through the window (lazy verification)."""
         assert self.close is not None
         score = await asyncio.to_thread(true_score, self.params, self.entry, self.close)
         claim = score + INFLATION
         if claim > self.params.ponas.test_set_size:
             raise RuntimeError(f"the model scores {score}: no room to inflate its claim")
-        v = await observe(await self.peer(), M.BlockMsg(self.candidate(claim), self.entry.weights, True), held=True)
-        row = verdict_row("claim-inflation", "bad-score", v)
-        row.happened += f" (claimed {claim}, the weights score {score})"
-        return row
+        self.inflated = self.candidate(claim, self.inflater, 2)
+        v = await observe(await self.peer(), M.BlockMsg(self.inflated, self.inflater.weights, True))
+        if v.reasons or v.dropped:
+            raise RuntimeError(f"the inflated candidate was refused before it was scored: {v.reason}")
 
     async def copy_commitment(self) -> Row:
         """The copier's view, then its candidate under the honest commitment."""
@@ -445,32 +457,36 @@ class Attacks:
         return row
 
     async def commitment_flood(self) -> Row:
-        """Commitments from fresh keys (free) until the round is full, spread over peers within
-        their message bursts, then one more: refused, and the honest commitment is still in."""
-        from consensus.engines.ponas.rounds import MAX_ROUND_COMMITMENTS, make_commitment
+        """Commitments from fresh keys (free) until the round's places for keys without a coin
+        are taken, spread over peers within their message bursts, then one more: refused; the
+        honest commitment is still in, and a funded key still commits."""
+        from consensus.engines.ponas.rounds import MAX_FREE_COMMITMENTS, make_commitment
 
         assert self.node.rounds is not None
         r = self.node.rounds.round
-        room = MAX_ROUND_COMMITMENTS - len(r.commitments)
+        room = MAX_FREE_COMMITMENTS - len(r.commitments)  # the honest miners' keys hold no coin either
         flood = await asyncio.to_thread(
             lambda: [make_commitment(k, self.params.chain_id, height=r.height, parent=r.parent, task_id=BUILTIN_TASK,
                                      sealed=i.to_bytes(32, "big"))
                      for i, k in enumerate(keys(room + 1, seed=79))])
-        per_peer = 300  # inside a peer's burst of messages
-        for start in range(0, room, per_peer):
-            p = await self.peer()
-            for c in flood[start : min(room, start + per_peer)]:
-                p.send_nowait(M.CommitmentMsg(c))
-            v = await observe(p, M.GetAddr())
-            if v.reasons or v.dropped:
-                return Row("commitment-flood", "round-full", f"a flood commitment refused early: {v.reason}", v.reason,
-                           False)
+        p = await self.peer()
+        for c in flood[:room]:
+            p.send_nowait(M.CommitmentMsg(c))
+        v = await observe(p, M.GetAddr())
+        if v.reasons or v.dropped:
+            return Row("commitment-flood", "free-places-full", f"a flood commitment refused early: {v.reason}",
+                       v.reason, False)
         full = len(r.commitments)
         v = await observe(await self.peer(), M.CommitmentMsg(flood[-1]))
         kept = self.commitments[0] in r.commitments.items
-        row = verdict_row("commitment-flood", "round-full", v)
-        row.happened = f"{full} commitments admitted, the next {v.happened}; honest one kept: {kept}"
-        row.ok = row.ok and full == MAX_ROUND_COMMITMENTS and kept
+        funded = make_commitment(FUNDED, self.params.chain_id, height=r.height, parent=r.parent, task_id=BUILTIN_TASK,
+                                 sealed=b"\xfa" * 32)
+        rich = await observe(await self.peer(), M.CommitmentMsg(funded))
+        admitted = not rich.reasons and funded in r.commitments.items
+        row = verdict_row("commitment-flood", "free-places-full", v)
+        row.happened = (f"{full} free places taken, the next {v.happened}; honest one kept: {kept}; "
+                        f"funded key {'admitted' if admitted else 'refused: ' + rich.reason}")
+        row.ok = row.ok and full == MAX_FREE_COMMITMENTS and kept and admitted
         return row
 
     async def re_roll(self) -> Row:
@@ -501,17 +517,33 @@ class Attacks:
         return row
 
     async def decide(self) -> None:
-        """At the window's end the closer's reveal set lists the honest candidate: the node must
-        take it as block 1."""
+        """At the window's end the closer's reveal set lists the honest candidate (and, with the
+        model, the inflated claim, which ranks first): the node must score the inflated claim
+        first, refuse it (the ``claim-inflation`` row) and take the honest candidate as block 1."""
         rounds = self.node.rounds
         assert rounds is not None and self.honest is not None
         end = rounds.round.reveal_end
         assert end is not None
         await asyncio.sleep(max(0.0, end - time.time()) + 0.2)
-        v = await observe(await self.peer(), self.reveal_set(BEACON, [self.honest], int(time.time())))
+        listed = [self.honest] + ([self.inflated] if self.inflated is not None else [])
+        before = p2p_rejects(self.node)
+        v = await observe(await self.peer(), self.reveal_set(BEACON, listed, int(time.time())))
         h = self.honest.header.hash()
         if v.reasons or not await until(lambda: self.node.chain.tip_hash == h, 3 * VERDICT_TIMEOUT):
             raise RuntimeError(f"the node did not take the honest block (refusal: {v.reason})")
+        if self.inflated is not None:
+            after = p2p_rejects(self.node)
+            reasons = sorted(r for r in after if after[r] > before[r])
+            claim, score = self.inflated.header.score, self.score
+            self.inflation = Row("claim-inflation", "bad-score",
+                                 f"listed first (claimed {claim}, the weights score {score}): scored first after "
+                                 f"the window, refused; the honest candidate is block 1",
+                                 ",".join(reasons) or "-", reasons == ["bad-score"])
+
+    async def claim_inflation(self) -> Row:
+        if self.inflation is None:
+            raise RuntimeError("the inflated claim was not sent")
+        return self.inflation
 
     async def held_back_sibling(self) -> Row:
         held = self.candidate(self.score + 5, self.held, 1)  # a better claim, shown to nobody in time
@@ -527,7 +559,7 @@ class Attacks:
 
     async def run(self) -> None:
         await self.commit()
-        await self.row("commitment-flood", "round-full", self.commitment_flood)
+        await self.row("commitment-flood", "free-places-full", self.commitment_flood)
         await self.row("oversized-first-frame", "oversized-frame", self.oversized_first_frame)
         await self.row("api-big-unauthenticated-body", "413 too-large", self.api_big_body)
         await self.row("forged-transfer", "bad-signature", self.forged_transfer)
@@ -537,7 +569,7 @@ class Attacks:
         await self.row("close-wrong-key", "wrong-key-index", self.close_wrong_key)
         await self.honest_close()
         if self.model:
-            await self.row("claim-inflation", "bad-score", self.claim_inflation)
+            await self.send_inflated()
         assert self.close is not None
         score = await asyncio.to_thread(true_score, self.params, self.entry, self.close) if self.model else 150
         self.score = score
@@ -554,11 +586,13 @@ class Attacks:
         await self.row("forged-reveal-set", "wrong-closer", self.forged_reveal_set)
         await self.row("reveal-set-too-early", "reveal-set-too-early", self.reveal_set_too_early)
         await self.decide()
+        if self.model:
+            await self.row("claim-inflation", "bad-score", self.claim_inflation)
         await self.row("held-back-sibling", "not-in-reveal-set", self.held_back_sibling)
 
 
 ALL_ROWS = [
-    ("commitment-flood", "round-full"), ("oversized-first-frame", "oversized-frame"), ("api-big-unauthenticated-body", "413 too-large"),
+    ("commitment-flood", "free-places-full"), ("oversized-first-frame", "oversized-frame"), ("api-big-unauthenticated-body", "413 too-large"),
     ("forged-transfer", "bad-signature"), ("close-too-early", "close-too-early"),
     ("close-in-future", "close-in-future"), ("close-skip-key", "key-skipped"), ("close-wrong-key", "wrong-key-index"),
     ("claim-inflation", "bad-score"), ("skip-reveal-window", "reveal-window-open"), ("copy-commitment", "header-mismatch"),
@@ -571,7 +605,7 @@ ALL_ROWS = [
 async def attack_node(model: bool, rows: list[Row]) -> None:
     """Start the node, run every attack against it, stop it (always). ``rows`` fills as the
     attacks run, so that a run cut short still reports what it did."""
-    params = replace(ponas_params(commit_window=COMMIT_WINDOW, reveal_window=REVEAL_WINDOW),
+    params = replace(ponas_params([FUNDED], commit_window=COMMIT_WINDOW, reveal_window=REVEAL_WINDOW),
                      genesis_time=int(time.time()) - GENESIS_AGE)
     weights = await asyncio.to_thread(train_weights, params) if model else hashlib.sha256(b"honest").digest() * 4
     honest_key = keys(1, seed=76)[0]
@@ -581,7 +615,9 @@ async def attack_node(model: bool, rows: list[Row]) -> None:
             entry = entry_with_weights(params, node.chain.tip, node.chain.accounts, honest_key, GENOTYPE, SEED, weights)
             held = entry_with_weights(params, node.chain.tip, node.chain.accounts, keys(1, seed=75)[0], GENOTYPES[1],
                                       SEED, hashlib.sha256(b"held back").digest() * 4)
-            attacks = Attacks(params, node, entry, held, model)
+            inflater = entry_with_weights(params, node.chain.tip, node.chain.accounts, keys(1, seed=73)[0], GENOTYPE,
+                                          SEED, weights)
+            attacks = Attacks(params, node, entry, held, inflater, model)
             attacks.rows = rows
             try:
                 await attacks.run()

@@ -363,7 +363,7 @@ class NodeCore:
         out = self.relay.flush_txs() + self.sync.tick(now)
         if self.rounds is not None:
             out += self._announced(self.rounds.tick(now), now)
-            held = self.rounds.next_evaluation()
+            held = self.rounds.next_evaluation(now)
             if held is not None:
                 block, weights, origin = held
                 out.append(Evaluate(origin, block, weights, held=True))

@@ -48,6 +48,14 @@ function cell(g){ // |op~0|+|op~0|op~1|+|op~0|op~1|op~2|  -> an SVG of the 4-nod
   return s+"</svg>";}
 async function j(path){const r=await fetch(path); if(!r.ok) throw new Error(path+" "+r.status); return r.json();}
 function short(h){return h?h.slice(0,12)+"…":"–"}
+function disputeText(d){switch(d.kind){
+  case "left-out-commitment":return `a commitment by ${short(d.miner)} seen ${d.seen_before_close_s} s before the close was left out of it`;
+  case "left-out-candidate":return `a candidate claiming ${d.score} seen ${d.seen_before_end_s} s before the reveal window ended was left out of the reveal set`;
+  case "two-reveal-sets":return "the closer signed two different reveal sets for one close";
+  case "no-reveal-set":return `no reveal set came within ${d.waited_s} s of the reveal window's end`;
+  case "listed-candidate-unavailable":return `a listed candidate claiming ${d.score} was never supplied`;
+  case "reveal-entry-mismatch":return "a reveal set entry did not match its block";
+  default:return esc(String(d.kind));}}
 function score(b){return b.test_set_size?`${b.score} / ${b.test_set_size} <small>(${(100*b.score/b.test_set_size).toFixed(1)}%)</small>`:esc(b.score)}
 async function refresh(){
   try{
@@ -64,7 +72,8 @@ async function refresh(){
       <p>${r.commitments} commitments · ${r.candidates} candidates · attempt ${r.attempt}</p>
       <p>commit deadline ${new Date(r.deadline*1000).toLocaleTimeString()}${r.reveal_end?` · reveal ends ${new Date(r.reveal_end*1000).toLocaleTimeString()}`:""}</p>
       <p class="mono">task ${esc(r.task)}${r.task_epoch==null?"":` epoch ${r.task_epoch}`} · test set ${r.test_set_size} · space ${esc(r.space)} · recipe ${esc(r.recipe)}</p>
-      ${(r.disputes||[]).length?`<p id="disputes" class="dispute">${r.disputes.length} dispute${r.disputes.length>1?"s":""} with the closer; the latest: round ${r.disputes[0].height}, a commitment by ${short(r.disputes[0].miner)} seen ${r.disputes[0].seen_before_close_s} s before the close was left out of it</p>`:""}`:"this chain has no rounds";
+      ${(r.disputes||[]).length?`<p id="disputes" class="dispute">${r.disputes.length} dispute${r.disputes.length>1?"s":""} with the closer; the latest: round ${r.disputes[0].height}, ${disputeText(r.disputes[0])}</p>`:""}
+      ${r.reveal_set?`<p id="reveal-set">reveal set: ${r.reveal_set.entries} candidate${r.reveal_set.entries===1?"":"s"} listed by the closer</p>`:""}`:"this chain has no rounds";
     const peers=await j("/api/v1/peers");
     document.querySelector("#peers tbody").innerHTML=peers.length?peers.map(p=>`<tr><td class="mono">${esc(p.host)}:${p.port}</td><td>${esc(p.direction)}</td><td>height ${p.height}</td></tr>`).join(""):"<tr><td>no peers</td></tr>";
   }catch(e){document.getElementById("chain").textContent="node unreachable: "+e.message;}

@@ -35,6 +35,8 @@ BENIGN = frozenset({
     "reveal-set-in-future",
     # the backup closer's turn, judged on this node's timeline of the round
     "backup-too-early", "closer-timed-out",
+    # a race for a round's free places (each node fills them in its own order of arrival)
+    "free-places-full",
 })
 
 #: How long a hash stays in the seen set (seconds).

@@ -30,6 +30,7 @@ from consensus.crypto import PrivateKey, address_of
 from consensus.engines.ponas.engine import PonasEngine
 from consensus.engines.ponas.rounds import (
     BUILTIN_TASK,
+    MAX_FREE_COMMITMENTS,
     CommitmentSet,
     candidate_rank,
     check_close,
@@ -369,6 +370,9 @@ class RoundService:
         check_close(close, self.params.chain_id, self.pp, prev_key=prev_key, prev_key_index=prev_index, prev_time=prev_time)
         if len(commitments) != close.commitments_count or commitments_root(commitments) != close.commitments_root:
             raise InvalidRound("bad-close-commitments", "the commitments sent do not match the close")
+        if sum(1 for c in commitments if r.commitments.is_free(c.miner)) > MAX_FREE_COMMITMENTS:
+            raise InvalidRound("too-many-free-commitments", f"the close gives more than {MAX_FREE_COMMITMENTS} places "
+                                                            "to keys with less than one coin")
         if close.timestamp > now + CLOSE_SKEW:
             raise InvalidRound("close-in-future", f"the close is stamped {close.timestamp - now:.0f}s ahead of this node's clock")
         if r.close is not None:  # a retry: only after a reveal window that produced nothing valid
@@ -470,12 +474,17 @@ class RoundService:
         if h not in r.candidates and h not in r.rejected:
             r.held.setdefault(h, (block, weights, origin))
 
-    def next_evaluation(self) -> tuple[Block, bytes, Any] | None:
-        """The held candidate to score now, if any: one at a time, the best claim held (once the
-        reveal set has come, among those it lists), and only if no candidate already scored and
-        still standing outranks it (it could not win)."""
+    def next_evaluation(self, now: float) -> tuple[Block, bytes, Any] | None:
+        """The held candidate to score now, if any: once the reveal set has come (or the wait for
+        it is over), the best claim held that it lists, one at a time, and only if no candidate
+        already scored and still standing outranks it (it could not win). Nothing is scored
+        during the window: the set may leave a candidate out, and of the candidates that count
+        an honest round then costs one scoring (a score per new best claim as candidates arrive
+        would cost about 1 + 1/2 + ... + 1/C)."""
         r = self.round
-        if self._evaluating is not None:
+        if self._evaluating is not None or r.reveal_end is None:
+            return None
+        if r.reveal_set is None and now < r.reveal_end + self._set_wait():
             return None
         listed = self._listed(r)
         held = [(candidate_rank(b.header.score, seal_tiebreak(b.proof), h), h) for h, (b, _w, _o) in r.held.items()
@@ -543,6 +552,11 @@ class RoundService:
                            "candidate": h.hex(), "score": cand.block.header.score,
                            "seen_before_end_s": round(r.reveal_end - seen, 1)})
         return True
+
+    def _set_wait(self) -> float:
+        """How long after the window's end a node waits for the reveal set: ``closer_timeout``,
+        twice that if the genesis names a backup closer (it signs when the closer is silent)."""
+        return float(self.pp.closer_timeout * (2 if any(self.pp.backup_pubkey) else 1))
 
     def _make_reveal_set(self, r: Round, now: float) -> RevealSet:
         """The closer's reveal set: every candidate that passed the cheap checks by the window's
@@ -711,8 +725,7 @@ class RoundService:
         if r.reveal_set is None:
             # the closer's reveal set fixes which candidates count: wait for it (and for the
             # backup's, if the genesis names a backup closer and the closer stays silent)
-            wait = self.pp.closer_timeout * (2 if any(self.pp.backup_pubkey) else 1)
-            if now < reveal_end + wait:
+            if now < reveal_end + self._set_wait():
                 return out
             if not r.no_set_noted:
                 r.no_set_noted = True

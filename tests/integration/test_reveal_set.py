@@ -51,7 +51,7 @@ from tests.ponas_builders import (
 
 PARAMS = ponas_params()
 PP = PARAMS.ponas
-MINERS = keys(4, seed=77)
+MINERS = keys(5, seed=77)
 
 
 def settle(rounds: RoundService, now: float) -> list[Announce]:
@@ -224,27 +224,31 @@ def test_a_node_serves_a_listed_candidate_to_a_peer_that_lacks_it(tmp_path: Path
 
 
 def test_candidates_are_scored_in_claim_order_and_only_while_one_may_win(tmp_path: Path) -> None:
-    """Lazy verification: held candidates are scored best claim first, one at a time; once one
-    is scored and stands, a lower claim is never scored (an honest round costs one scoring); a
-    false best claim is refused (its miner penalised) and the next is scored; when the one
-    standing fails its retrain, the next claim is scored after all. With the reveal set, only
-    listed candidates are scored."""
+    """Lazy verification: held candidates are not scored during the window; once the reveal set
+    has come, the listed ones are scored best claim first, one at a time; once one is scored and
+    stands, a lower claim is never scored (an honest round costs one scoring); a false best
+    claim is refused (its miner penalised) and the next is scored; when the one standing fails
+    its retrain, the next claim is scored after all; an unlisted candidate never is."""
     t0 = float(GENESIS_TIME + 21)
     with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
         rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
-        entries, close, commitments = _round(chain, 4)
-        blocks = [reveal(e, close, commitments, s) for e, s in zip(entries, (150, 160, 170, 180))]
+        entries, close, commitments = _round(chain, 5)
+        blocks = [reveal(e, close, commitments, s) for e, s in zip(entries, (150, 160, 170, 180, 190))]
         assert rounds.add_close(close, commitments, t0)
         for b, e in zip(blocks, entries):
             assert rounds.check_candidate(b, t0 + 1) is None
             rounds.hold_candidate(b, e.weights, "peer")
+        end = float(close.timestamp + PP.reveal_window)
+        assert rounds.next_evaluation(t0 + 1) is None and rounds.next_evaluation(end) is None  # no set yet
+        # the set lists all but 160 and the best claim (190, which reached the closer late)
+        assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [blocks[0], blocks[2], blocks[3]]), end)
         scored: list[int] = []
 
         def score_next(ok: bool = True) -> None:
-            held = rounds.next_evaluation()
+            held = rounds.next_evaluation(end)
             assert held is not None
             block, weights, origin = held
-            assert origin == "peer" and rounds.next_evaluation() is None  # one at a time
+            assert origin == "peer" and rounds.next_evaluation(end) is None  # one at a time
             scored.append(block.header.score)
             rounds.evaluated(block)
             if ok:
@@ -252,17 +256,13 @@ def test_candidates_are_scored_in_claim_order_and_only_while_one_may_win(tmp_pat
             else:
                 rounds.reject_candidate(block, "bad-score")
 
-        score_next(ok=False)  # the best claim (180) is false: refused, its key penalised
+        score_next(ok=False)  # the best listed claim (180) is false: refused, its key penalised
         score_next()  # then 170, which stands
-        assert rounds.next_evaluation() is None and scored == [180, 170]  # 160 and 150 cannot win
-        cand = rounds.round.candidates[blocks[2].header.hash()]
-        rounds.on_retrained(blocks[2].header.hash(), None, "retrain-mismatch")  # it fails its retrain
-        assert cand.failed is not None
-        # the reveal set lists 150 and 170 only: 160 is never scored, 150 is
-        end = float(close.timestamp + PP.reveal_window)
-        assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [blocks[0], blocks[2]]), end)
+        assert rounds.next_evaluation(end) is None and scored == [180, 170]  # 150 cannot win
+        rounds.on_retrained(blocks[2].header.hash(), None, "retrain-mismatch")  # 170 fails its retrain
+        assert rounds.round.candidates[blocks[2].header.hash()].failed is not None
         score_next()
-        assert scored == [180, 170, 150] and rounds.next_evaluation() is None
+        assert scored == [180, 170, 150] and rounds.next_evaluation(end) is None  # never 160 nor 190
         settle(rounds, end)
         assert chain.tip_hash == blocks[0].header.hash()
         nxt = noproof_entry(PARAMS, chain.tip, chain.accounts, MINERS[3], GENOTYPES[0], seed=9)  # round 2

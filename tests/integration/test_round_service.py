@@ -302,7 +302,8 @@ class ScoringVerifier(NoProofVerifier):
 
 async def test_a_false_claim_is_scored_only_when_it_may_win_and_costs_its_miner(tmp_path: Path) -> None:
     """Lazy verification: a candidate from a peer passes the cheap checks, is relayed at once and
-    held; the tick scores the best claim held (in the evaluate thread), and a false claim is
+    held; once the reveal set has come the tick scores the best claim listed (in the evaluate
+    thread), and a false claim is
     refused (``bad-score``, counted) with its miner's key barred from committing
     (``penalised-miner``). The relayer did not vouch for the model: it stays connected. A benign
     refusal (a candidate of a round that is not this node's) is only counted. (A miner's own
@@ -321,7 +322,9 @@ async def test_a_false_claim_is_scored_only_when_it_may_win_and_costs_its_miner(
         liar = await FakePeer.connect(node)
         await liar.send_and_expect(M.BlockMsg(block, entry.weights, True))  # held: no score yet
         assert block.header.hash() in node.rounds.round.held and node.rounds.round.candidates == {}
-        await node._carry_out(node.core.tick(clock[0]))  # the tick scores it: the best claim held
+        clock[0] = float(close.timestamp + PARAMS.ponas.reveal_window)  # the window ends; the closer lists it
+        assert node.rounds.add_reveal_set(reveal_set_for(PARAMS, close, [block]), clock[0])
+        await node._carry_out(node.core.tick(clock[0]))  # the tick scores it: the best claim listed
         await wait_for(lambda: reject_count(node, "bad-score") == 1, 10, "the false claim refused")
         assert node.rounds.round.candidates == {} and node.rounds.round.held == {}
         assert not await liar.wait_closed(0.5)  # kept: it did not vouch for the model
@@ -484,12 +487,14 @@ def test_a_close_that_leaves_out_a_commitment_seen_in_time_is_a_dispute(tmp_path
         }]
 
 
-def test_a_flood_of_fresh_keys_fills_the_round_but_a_funded_miner_still_commits(tmp_path: Path) -> None:
-    """Attack 6 at the real bound: 4,096 commitments from fresh keys (each a valid, signed
-    commitment: keys are free) fill a node's round; a funded miner that comes after them is
-    still admitted (it takes the newest fresh key's place), another fresh key is refused
-    (``round-full``), and the close over the round fits in one message under the wire limits."""
-    from consensus.engines.ponas.rounds import MAX_ROUND_COMMITMENTS, make_commitment
+def test_a_flood_of_fresh_keys_takes_the_free_places_only_and_a_funded_miner_still_commits(tmp_path: Path) -> None:
+    """Attack 6: commitments from fresh keys (each a valid, signed commitment: keys are free).
+    A node's round gives keys without a coin ``MAX_FREE_COMMITMENTS`` places; the flood takes
+    them and the next fresh key is refused (``free-places-full``); a funded miner that comes
+    after them is still admitted; a close that gives keys without a coin more places than that
+    is refused (``too-many-free-commitments``); and a close over the round's bound of 4,096
+    commitments fits in one message under the wire limits."""
+    from consensus.engines.ponas.rounds import MAX_FREE_COMMITMENTS, MAX_ROUND_COMMITMENTS, make_commitment
     from p2p import messages as M
     from p2p.framing import MAX_FRAME
 
@@ -499,22 +504,28 @@ def test_a_flood_of_fresh_keys_fills_the_round_but_a_funded_miner_still_commits(
     with open_noproof_chain(tmp_path / "n", params, clock=lambda: now) as chain:
         rounds = RoundService(chain, Mempool(params.chain_id, chain.account), now)
         tip = chain.tip_hash
-        flood = keys(MAX_ROUND_COMMITMENTS + 1, seed=62)
-        for i, k in enumerate(flood[:MAX_ROUND_COMMITMENTS]):
-            c = make_commitment(k, params.chain_id, height=1, parent=tip, task_id=BUILTIN_TASK,
-                                sealed=i.to_bytes(32, "big"))
+        flood = [make_commitment(k, params.chain_id, height=1, parent=tip, task_id=BUILTIN_TASK,
+                                 sealed=i.to_bytes(32, "big"))
+                 for i, k in enumerate(keys(MAX_ROUND_COMMITMENTS, seed=62))]
+        for c in flood[:MAX_FREE_COMMITMENTS]:
             assert rounds.add_commitment(c, now)
-        late = make_commitment(flood[-1], params.chain_id, height=1, parent=tip, task_id=BUILTIN_TASK,
-                               sealed=b"\xfe" * 32)
         with pytest.raises(InvalidRound) as err:
-            rounds.add_commitment(late, now)
-        assert err.value.reason == "round-full"
+            rounds.add_commitment(flood[MAX_FREE_COMMITMENTS], now)
+        assert err.value.reason == "free-places-full"
         entry = noproof_entry(params, chain.tip, chain.accounts, funded, GENOTYPES[0], 1)
         honest = commitment_for(entry.block.header, funded, params.chain_id)
         assert rounds.add_commitment(honest, now)
         items = rounds.round.commitments.items
-        assert len(items) == MAX_ROUND_COMMITMENTS and items[-1] == honest
-        assert flood[MAX_ROUND_COMMITMENTS - 1].public_key not in {c.miner for c in items}
+        assert len(items) == MAX_FREE_COMMITMENTS + 1 and items[-1] == honest
+        # the closer may not hand the flood more free places than that
+        greedy = flood[: MAX_FREE_COMMITMENTS + 1] + [honest]
+        close = make_close(BEACON, params.chain_id, height=1, task_id=BUILTIN_TASK, parent=tip,
+                           test_key=BEACON_CHAIN.key(1), key_index=1, commitments=greedy,
+                           timestamp=GENESIS_TIME + params.ponas.commit_window)
+        with pytest.raises(InvalidRound) as err:
+            rounds.add_close(close, greedy, float(GENESIS_TIME + params.ponas.commit_window))
+        assert err.value.reason == "too-many-free-commitments"
         full = make_close(BEACON, params.chain_id, height=1, task_id=BUILTIN_TASK, parent=tip,
-                          test_key=BEACON_CHAIN.key(1), key_index=1, commitments=items, timestamp=int(now))
+                          test_key=BEACON_CHAIN.key(1), key_index=1, commitments=flood, timestamp=int(now))
+        items = flood
         assert len(M.encode_message(M.CloseMsg(full, tuple(items)))) < MAX_FRAME

@@ -273,3 +273,30 @@ def test_a_full_round_keeps_the_funded_keys() -> None:
     with pytest.raises(InvalidRound) as err:
         check_close(signed, CID, PP, prev_key=CHAIN.anchor, prev_key_index=0)
     assert err.value.reason == "close-too-large"
+
+
+def test_keys_without_a_coin_share_the_free_places() -> None:
+    """Keys cost nothing: a round gives keys holding less than one coin on its parent state
+    ``MAX_FREE_COMMITMENTS`` places in all (``free-places-full`` beyond), so a flood of fresh
+    keys takes no more, and can make every node score no more false claims than that; a funded
+    key still commits, and in a full round takes a free key's place."""
+    from consensus.engines.ponas.rounds import FUNDED_BALANCE, MAX_FREE_COMMITMENTS
+
+    flood = keys(MAX_FREE_COMMITMENTS + 2, seed=93)
+    funded, dust = keys(2, seed=94)
+    stakes = {funded.public_key: FUNDED_BALANCE, dust.public_key: FUNDED_BALANCE - 1}
+    s = CommitmentSet(1, PARENT, BUILTIN_TASK, deadline=10.0, chain_id=CID, params=PP,
+                      stake=lambda miner: stakes.get(miner, 0), cap=MAX_FREE_COMMITMENTS + 1)
+    spam = [commitment_for(header(0, seed=i), k, CID) for i, k in enumerate(flood)]
+    for c in spam[:MAX_FREE_COMMITMENTS]:
+        assert s.add(c, now=1.0)
+    for c in (spam[MAX_FREE_COMMITMENTS], commitment_for(header(1, seed=1), dust, CID)):  # a coin less is free
+        with pytest.raises(InvalidRound) as err:
+            s.add(c, now=1.0)
+        assert err.value.reason == "free-places-full"
+    assert s.add(commitment_for(header(2, seed=2), funded, CID), now=1.0)  # the last place: funded
+    assert s.add(commitment_for(header(2, seed=3), funded, CID, seq=1), now=1.0)  # full: evicts a free one
+    assert len(s) == MAX_FREE_COMMITMENTS + 1 and spam[MAX_FREE_COMMITMENTS - 1] not in s.items
+    assert s.is_free(flood[0].public_key) and not s.is_free(funded.public_key)
+    unstaked = CommitmentSet(1, PARENT, BUILTIN_TASK, deadline=10.0, chain_id=CID, params=PP)
+    assert not unstaked.is_free(flood[0].public_key)  # without a view of the state, no free places to count

@@ -43,6 +43,13 @@ MAX_KEY_GAP = 10_000
 #: The most commitments a close may hold: one round's candidates are bounded, and the close
 #: with them (some 200 bytes each) stays far inside a P2P frame and its 10,000-item limit.
 MAX_ROUND_COMMITMENTS = 4096
+#: A key is funded for a round when it holds at least this on the round's parent state (base
+#: units: 1 coin). Keys cost nothing; coins do.
+FUNDED_BALANCE = 10**8
+#: The most commitments a round takes from keys that are not funded: all that a flood of fresh
+#: keys can take (the rest of the round's places are for funded keys), and so a bound on the
+#: false claims such a flood can make every node score. A close with more is refused.
+MAX_FREE_COMMITMENTS = 64
 
 
 # --- commitments ----------------------------------------------------------------------------
@@ -110,7 +117,9 @@ class CommitmentSet:
     public key -> balance) than the poorest admitted key takes that key's newest place; else it
     is refused with ``round-full``. So a flood of fresh, empty keys fills only the places that
     nobody with coins wants, and cannot crowd out funded miners (keys cost nothing, coins do).
-    Admission is constant time per commitment (amortised), whatever the flood.
+    With ``stake``, keys holding less than :data:`FUNDED_BALANCE` share
+    :data:`MAX_FREE_COMMITMENTS` places (``free-places-full`` beyond). Admission is constant time
+    per commitment (amortised), whatever the flood.
     """
 
     height: int
@@ -127,6 +136,7 @@ class CommitmentSet:
     _stakes: dict[bytes, int] = field(default_factory=dict)  # the parent state does not change: cached
     _poorest: list[tuple[int, int, bytes]] = field(default_factory=list)  # heap of (stake, -arrival, hash)
     _arrivals: int = 0
+    _free: int = 0  # admitted commitments of keys that are not funded
 
     @property
     def items(self) -> list[Commitment]:
@@ -159,8 +169,13 @@ class CommitmentSet:
         if self._per_key.get(c.miner, 0) >= self.params.max_commitments_per_key:
             raise InvalidRound("too-many-commitments", "this key has used all its commitments")
         stake = self._stake_of(c.miner)
+        free = self.is_free(c.miner)
+        if free and self._free >= MAX_FREE_COMMITMENTS:
+            raise InvalidRound("free-places-full", f"the round's {MAX_FREE_COMMITMENTS} places for keys with less "
+                                                   "than one coin are taken")
         if len(self._items) >= (self.cap or MAX_ROUND_COMMITMENTS):
             self._evict_poorer_than(stake)
+        self._free += free
         self._arrivals += 1
         self._items[h] = c
         self._seen.add((c.miner, c.seq))
@@ -177,6 +192,12 @@ class CommitmentSet:
         _stake, _arrival, h = heapq.heappop(self._poorest)
         gone = self._items.pop(h)
         self._per_key[gone.miner] -= 1  # its (miner, seq) stays used: one seq, one commitment
+        self._free -= self.is_free(gone.miner)
+
+    def is_free(self, miner: bytes) -> bool:
+        """Whether ``miner``'s key commits on a free place (it is not funded); never without
+        ``stake``."""
+        return self.stake is not None and self._stake_of(miner) < FUNDED_BALANCE
 
     def index(self, c: Commitment) -> int:
         """``c``'s place among the admitted commitments (arrival order); ValueError if absent."""
