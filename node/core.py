@@ -203,13 +203,21 @@ class NodeCore:
         if self.rounds is not None and block.header.height < self.chain.height:
             # The close of the round after this height named our block as parent: final.
             raise InvalidBlock("round-final", f"height {block.header.height} is final on this node")
+        route = "block"
+        if self.rounds is not None and block.proof is not None:
+            # The reveal set decides a round: a block of a round decided here is refused unless
+            # it is the block taken (RoundService.route_block: even if a close names it, unless
+            # the set ranks it above the block taken); a block of the round in progress joins
+            # its candidates (the selection takes it if it is the set's winner).
+            route = self.rounds.route_block(block, named=h in self._named_parents)
         if (self.rounds is not None and block.proof is not None and block.header.height == self.chain.height
                 and h != self.chain.tip_hash and h not in self._named_parents and not asked):
-            # A sibling of the tip pushed at us a whole reveal window after its round ended was
-            # held back: taken now, being heavier, it would reorg the tip and erase the next
-            # round's commitments (attack 4). Honest relays take seconds. A close that names it
-            # (the closer's word) makes this node take it, and so does its own headers-first
-            # sync (a node that was cut off catches up with the chain the others follow).
+            # A sibling of the tip (of a round this node decided without a reveal set) pushed at
+            # us a whole reveal window after its round ended was held back: taken now, being
+            # heavier, it would reorg the tip and erase the next round's commitments (attack 4).
+            # Honest relays take seconds. A close that names it (the closer's word) makes this
+            # node take it, and so does its own headers-first sync (a node that was cut off
+            # catches up with the chain the others follow).
             late = block.proof.close.timestamp + 2 * self.params.ponas.reveal_window
             if now > late:
                 raise InvalidBlock("round-final", f"a sibling of the tip at height {block.header.height}, "
@@ -223,12 +231,8 @@ class NodeCore:
             if now < end - CLOSE_SKEW:
                 raise InvalidBlock("reveal-window-open", f"the reveal window of round {block.header.height} ends in "
                                                          f"{end - now:.0f}s: a candidate is sent as a candidate")
-        if self.rounds is not None and block.proof is not None and h not in self._named_parents:
-            # The reveal set decides a round: a block of the round in progress joins its
-            # candidates (the selection takes it if it is the set's winner), and another block
-            # of a round decided here is refused (unless a close names it: the closer's word).
-            if self.rounds.route_block(block) == "candidate":
-                return out + self.relay_candidate(block, weights, now, peer)
+        if route == "candidate":
+            return out + self.relay_candidate(block, weights, now, peer)
         try:
             checked = self.chain.check(block, weights or None)
         except InvalidBlock as exc:

@@ -183,7 +183,7 @@ class RoundService:
         self.disputes: deque[dict[str, Any]] = deque(maxlen=MAX_DISPUTES)
         #: close hash -> (its reveal set, the block this node took from it): the rounds decided
         #: by a reveal set, whose other blocks this node refuses (:meth:`route_block`)
-        self.decided: OrderedDict[bytes, tuple[RevealSet, bytes]] = OrderedDict()
+        self.decided: OrderedDict[bytes, tuple[RevealSet, bytes, tuple[int, int, bytes]]] = OrderedDict()
         self.round = self._open(now)
 
     # --- timeline ---------------------------------------------------------------------------
@@ -569,30 +569,38 @@ class RoundService:
         stamp = int(r.reveal_end) + (0 if r.close.closer == self.closer[0].public_key else self.pp.closer_timeout)
         return make_reveal_set(self.closer[0], self.params.chain_id, r.close, entries, max(int(now), stamp))
 
-    def route_block(self, block: Block) -> str:
+    def route_block(self, block: Block, named: bool = False) -> str:
         """How a block (sent as a block, not a candidate) with a round seal is taken.
 
         ``candidate``: it is of the current round, whose block comes from the selection (it
         joins the candidates, if the reveal set lists it, or while the set is awaited);
         ``block``: the ordinary path (import on its merits). A block of a round this node
-        decided by its reveal set is refused unless it is the block taken
-        (``not-in-reveal-set``, ``not-round-winner``): nothing held back, or revealed late,
-        replaces the round's block (attacks 3 and 4)."""
+        decided by its reveal set is refused unless it is the block taken: one the set does not
+        list (``not-in-reveal-set``) or lists below it (``not-round-winner``), whatever a later
+        close names, so that nothing held back, or revealed late, replaces the round's block
+        (attacks 3 and 4), not even with the closer's help. The one exception: a listed
+        candidate ranked above the block taken, which this node gave up as unavailable while
+        the others had it, once a close signed by the closer names it (``named``): the node
+        rejoins the chain the others follow (its verification still decides)."""
         assert block.proof is not None
         h, close_hash = block.header.hash(), block.proof.close.hash()
         decided = self.decided.get(close_hash)
         if decided is not None:
-            rs, winner = decided
+            rs, winner, winner_rank = decided
             if h == winner:
                 return "block"
-            if all(e.block_hash != h for e in rs.entries):
+            entry = next((e for e in rs.entries if e.block_hash == h), None)
+            if entry is None or (entry.score, entry.index) != (block.header.score, block.proof.index):
                 raise InvalidBlock("not-in-reveal-set", f"the reveal set of round {block.header.height} does not list it")
+            rank = candidate_rank(block.header.score, seal_tiebreak(block.proof), h)
+            if named and rank < winner_rank:
+                return "block"
             raise InvalidBlock("not-round-winner", f"round {block.header.height} was decided by its reveal set: "
                                                    "a better listed candidate passed")
         r = self.round
-        if r.close is not None and close_hash == r.close.hash() and block.header.parent == r.parent:
+        if not named and r.close is not None and close_hash == r.close.hash() and block.header.parent == r.parent:
             return "candidate"
-        return "block"
+        return "block"  # (one named by a close of the next round: the others have moved on, follow them)
 
     def _dispute(self, dispute: dict[str, Any]) -> None:
         self.disputes.appendleft(dispute)
@@ -735,7 +743,9 @@ class RoundService:
         if isinstance(step, Announce):
             out.append(step)
             if r.reveal_set is not None and r.close is not None and step.block is not None:
-                self.decided[r.close.hash()] = (r.reveal_set, step.block.header.hash())
+                b = step.block
+                self.decided[r.close.hash()] = (r.reveal_set, b.header.hash(),
+                                                candidate_rank(b.header.score, seal_tiebreak(b.proof), b.header.hash()))
                 while len(self.decided) > MAX_DECIDED:
                     self.decided.popitem(last=False)
             self.round = self._open(now)

@@ -121,9 +121,9 @@ def test_once_decided_a_round_takes_no_other_block(tmp_path: Path) -> None:
     with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
         rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
         core = NodeCore(PARAMS, chain, rounds.mempool, rounds, Metrics(), t0)
-        entries, close, commitments = _round(chain, 3)
+        entries, close, commitments = _round(chain, 4)
         assert rounds.add_close(close, commitments, t0)
-        low, best, held = (reveal(e, close, commitments, s) for e, s in zip(entries, (150, 160, 190)))
+        low, best, top, held = (reveal(e, close, commitments, s) for e, s in zip(entries, (150, 160, 170, 190)))
         end = float(close.timestamp + PP.reveal_window)
         # a block of the round sent as a block after the window, before the set: a candidate
         # (held, relayed as a candidate, scored when its claim may win)
@@ -133,20 +133,31 @@ def test_once_decided_a_round_takes_no_other_block(tmp_path: Path) -> None:
         assert isinstance(out[0], Broadcast) and isinstance(out[0].msg, M.BlockMsg) and out[0].msg.candidate
         rounds.admit_candidate(low, entries[0].weights, rounds.evaluate_candidate(low, entries[0].weights))
         rounds.add_candidate(best, entries[1].weights, t0 + 2)
-        assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [low, best]), end + 0.2)
+        # the set lists top too, which never reaches this node: given up after closer_timeout
+        assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [low, best, top]), end + 0.2)
         settle(rounds, end + 0.3)
+        assert chain.height == 0  # it waits for top
+        settle(rounds, end + 0.3 + PP.closer_timeout + 0.1)
         assert chain.tip_hash == best.header.hash()
+        assert [d["kind"] for d in rounds.disputes] == ["listed-candidate-unavailable"]
         # at once (not a reveal window later): the held-back, better sibling, and the listed
-        # loser, sent as blocks; and the held-back one as a candidate of the next round's node
-        for block, e, reason in ((held, entries[2], "not-in-reveal-set"), (low, entries[0], "not-round-winner")):
-            assert core.on_message("peer", M.BlockMsg(block, e.weights, False), end + 1) == []  # benign: no blame
+        # loser, sent as blocks, are refused, with no blame on the relayer
+        for block, e, reason in ((held, entries[3], "not-in-reveal-set"), (low, entries[0], "not-round-winner")):
+            assert core.on_message("peer", M.BlockMsg(block, e.weights, False), end + PP.closer_timeout + 1) == []
             assert core.metrics.rejects.labels("p2p", reason)._value.get() == 1
         assert chain.tip_hash == best.header.hash() and chain.height == 1
-        # a close signed by the closer naming the sibling as parent (the closer's word) lifts it
+        # a close signed by the closer that names the held-back sibling as parent changes
+        # nothing: the closer cannot make a node take what its own reveal set left out
         named, _ = close_round(PARAMS, held.header, [], key_index=2, timestamp=int(end) + 30)
         core.on_message("peer", M.CloseMsg(named, ()), end + 30)
-        out = core.on_block("peer", held, entries[2].weights, end + 30)
-        assert out and chain.tip_hash == best.header.hash()  # sent to its verification (not refused)
+        assert core.on_message("peer", M.BlockMsg(held, entries[3].weights, False), end + 31) == []
+        assert core.metrics.rejects.labels("p2p", "not-in-reveal-set")._value.get() == 2
+        # but a listed candidate ranked above the block taken, which this node gave up while
+        # the others had it, is taken once a close names it (to its verification: not refused)
+        named, _ = close_round(PARAMS, top.header, [], key_index=2, timestamp=int(end) + 31)
+        core.on_message("peer", M.CloseMsg(named, ()), end + 31)
+        out = core.on_block("peer", top, entries[2].weights, end + 32)
+        assert [type(a).__name__ for a in out] == ["Verify"]
 
 
 def test_a_reveal_set_that_breaks_a_rule_is_refused(tmp_path: Path) -> None:
@@ -269,3 +280,28 @@ def test_candidates_are_scored_in_claim_order_and_only_while_one_may_win(tmp_pat
         with pytest.raises(InvalidRound) as err:  # the false claim's key pays
             rounds.add_commitment(commitment_for(nxt.block.header, MINERS[3], PARAMS.chain_id), end)
         assert err.value.reason == "penalised-miner"
+
+
+def test_without_a_reveal_set_a_late_sibling_is_final(tmp_path: Path) -> None:
+    """A round whose closer sends no reveal set is decided on the node's own view after the
+    wait (a dispute, ``no-reveal-set``); a sibling of its block pushed a reveal window after the
+    round ended is refused (``round-final``), unless a close signed by the closer names it."""
+    t0 = float(GENESIS_TIME + 21)
+    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
+        core = NodeCore(PARAMS, chain, rounds.mempool, rounds, Metrics(), t0)
+        entries, close, commitments = _round(chain, 2)
+        assert rounds.add_close(close, commitments, t0)
+        shown, held = (reveal(e, close, commitments, s) for e, s in zip(entries, (150, 190)))
+        rounds.add_candidate(shown, entries[0].weights, t0 + 1)
+        end = float(close.timestamp + PP.reveal_window)
+        settle(rounds, end + PP.closer_timeout - 1)
+        assert chain.height == 0  # it waits for the set
+        settle(rounds, end + PP.closer_timeout)
+        assert chain.tip_hash == shown.header.hash() and [d["kind"] for d in rounds.disputes] == ["no-reveal-set"]
+        at = end + PP.closer_timeout + 1  # past close + 2 reveal windows
+        assert core.on_message("peer", M.BlockMsg(held, entries[1].weights, False), at) == []
+        assert core.metrics.rejects.labels("p2p", "round-final")._value.get() == 1
+        named, _ = close_round(PARAMS, held.header, [], key_index=2, timestamp=int(at))
+        core.on_message("peer", M.CloseMsg(named, ()), at)
+        assert [type(a).__name__ for a in core.on_block("peer", held, entries[1].weights, at)] == ["Verify"]
