@@ -30,8 +30,12 @@ Rows (expected reason in brackets), in the order they run:
   the connection closed by the node];
 * ``api-big-unauthenticated-body``: ``POST /api/v1/transactions`` with a 100 KB body and no
   token [HTTP 413 ``too-large``];
+* ``api-nested-json``: a 20 KB JSON body nested 10,000 deep to the open transfer endpoint
+  [HTTP 400 ``bad-json``];
 * ``forged-transfer``: a ``TxMsg`` from an unfunded key with a random signature
   [``bad-signature``, the peer discouraged];
+* ``answer-flood``: answer-type messages nobody asked for (pongs), 500 past the answer
+  bucket's burst [``flood``: the peer dropped];
 * ``close-too-early``: a close (this attempt's key) stamped before the commit deadline
   [``close-too-early``];
 * ``close-in-future``: a close stamped 30 s ahead of the node's clock [``close-in-future``];
@@ -69,7 +73,18 @@ Rows (expected reason in brackets), in the order they run:
   must take the honest candidate as block 1);
 * ``held-back-sibling``: a second miner's candidate with a better claim, committed in the same
   close but kept from everyone until the round was decided, sent as a block
-  [``not-in-reveal-set``; the tip stays the honest block].
+  [``not-in-reveal-set``; the tip stays the honest block];
+* ``close-other-parent``: round 2's close, signed by the beacon, naming that held-back sibling
+  as its parent instead of the block the reveal set made [``close-other-parent``; the tip
+  stays the honest block].
+
+Attacks of the review that are tests but not rows here (each needs a setup this one-node run
+does not have): the silent closer replaced by its backup
+(``tests/integration/test_backup_closer.py``), a test-trained candidate that fails its
+retrain and bars its key (``test_a_failed_retrain_penalises_its_miner_and_no_retrain_runs_in_the_selection``),
+ties that nobody can steer (``tests/unit/test_ponas_rounds.py``), side blocks checked before
+they are stored (``tests/integration/test_chainstore.py``) and one host taking every inbound
+slot (``tests/integration/test_p2p_network.py``).
 
 Each wait has a timeout (10 s a verdict), and the whole run is bounded (180 s).
 """
@@ -362,6 +377,53 @@ class Attacks:
             (f" ({'by us' if rec['by_us'] else 'by the client'}, before the handshake)" if rec else ", nothing recorded")
         return Row("oversized-first-frame", "oversized-frame", happened, reason, closed and reason == "oversized-frame")
 
+    async def api_nested_json(self) -> Row:
+        """A small body (20 KB) of JSON nested 10,000 deep, to the open transfer endpoint."""
+        body = b"[" * 10_000 + b"]" * 10_000
+        url = f"http://127.0.0.1:{self.node.api_port}/api/v1/transactions"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=VERDICT_TIMEOUT)) as s:
+            async with s.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+                status = r.status
+                try:
+                    reason = str((await r.json())["error"]["reason"])
+                except (aiohttp.ContentTypeError, KeyError, TypeError, ValueError):
+                    reason = "-"
+        return Row("api-nested-json", "400 bad-json", f"HTTP {status}", f"{status} {reason}",
+                   (status, reason) == (400, "bad-json"))
+
+    async def answer_flood(self) -> Row:
+        """Answer-type messages nobody asked for (pongs), past the answer bucket's burst."""
+        p = await self.peer()
+        assert self.node.network is not None
+        burst = int(self.node.network.limits.answer_burst)
+        for i in range(burst + 500):
+            p.send_nowait(M.Pong(i))
+        with contextlib.suppress(ConnectionError):
+            await p.writer.drain()
+        await until(lambda: p.closed.is_set(), VERDICT_TIMEOUT)
+        await until(lambda: p.disconnect_reason() is not None, 2.0)
+        reason = p.disconnect_reason() or "-"
+        happened = (f"{burst + 500} unasked pongs: " + ("peer dropped" + (" and discouraged" if p.discouraged() else "")
+                                                           if p.closed.is_set() else "peer kept"))
+        return Row("answer-flood", "flood", happened, reason, p.closed.is_set() and reason == "flood")
+
+    async def close_other_parent(self) -> Row:
+        """Round 2's close, signed by the beacon, naming the held-back sibling of block 1 as its
+        parent instead of the block the reveal set made."""
+        sibling = self.candidate(self.score + 5, self.held, 1)
+        close = make_close(BEACON, self.params.chain_id, height=2, task_id=BUILTIN_TASK, parent=sibling.header.hash(),
+                           test_key=BEACON_CHAIN.key(2), key_index=2, commitments=(), timestamp=int(time.time()))
+        v = await observe(await self.peer(), M.CloseMsg(close, ()))
+        row = verdict_row("close-other-parent", "close-other-parent", v)
+        assert self.honest is not None
+        kept = self.node.chain.tip_hash == self.honest.header.hash()
+        assert self.node.rounds is not None
+        taken = self.node.rounds.round.close == close
+        row.happened += f" (tip {'stays the honest block' if kept else 'moved'}; round 2 " \
+                        f"{'took the close' if taken else 'still waits for its close'})"
+        row.ok = row.ok and kept and not taken
+        return row
+
     async def api_big_body(self) -> Row:
         """100 KB posted to the open transfer endpoint, no token."""
         body = b'{"tx": "' + b"00" * 49_995 + b'"}'
@@ -562,7 +624,9 @@ class Attacks:
         await self.row("commitment-flood", "free-places-full", self.commitment_flood)
         await self.row("oversized-first-frame", "oversized-frame", self.oversized_first_frame)
         await self.row("api-big-unauthenticated-body", "413 too-large", self.api_big_body)
+        await self.row("api-nested-json", "400 bad-json", self.api_nested_json)
         await self.row("forged-transfer", "bad-signature", self.forged_transfer)
+        await self.row("answer-flood", "flood", self.answer_flood)
         await self.row("close-too-early", "close-too-early", self.close_too_early)
         await self.row("close-in-future", "close-in-future", self.close_in_future)
         await self.row("close-skip-key", "key-skipped", self.close_skip_key)
@@ -589,6 +653,7 @@ class Attacks:
         if self.model:
             await self.row("claim-inflation", "bad-score", self.claim_inflation)
         await self.row("held-back-sibling", "not-in-reveal-set", self.held_back_sibling)
+        await self.row("close-other-parent", "close-other-parent", self.close_other_parent)
 
 
 ALL_ROWS = [
@@ -599,6 +664,7 @@ ALL_ROWS = [
     ("variant-candidate", "header-mismatch"), ("variant-candidate-extra", "header-mismatch"),
     ("re-roll-mid-reveal", "retry-too-early"), ("forged-reveal-set", "wrong-closer"),
     ("reveal-set-too-early", "reveal-set-too-early"), ("held-back-sibling", "not-in-reveal-set"),
+    ("api-nested-json", "400 bad-json"), ("answer-flood", "flood"), ("close-other-parent", "close-other-parent"),
 ]
 
 

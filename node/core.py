@@ -172,6 +172,9 @@ class NodeCore:
             new = self.rounds.add_close(msg.close, msg.commitments, now)
         except InvalidRound as exc:
             if exc.reason in ("close-ahead", "close-other-parent"):
+                # not taken (counted), but the closer's word on what it builds on: remember the
+                # parent it names and ask this peer what it has (a node behind catches up)
+                self.metrics.rejects.labels("p2p", exc.reason).inc()
                 self._note_named_parent(msg.close)
                 return self.sync.request_headers(peer)
             raise

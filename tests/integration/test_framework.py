@@ -208,7 +208,8 @@ async def test_a_sibling_held_back_past_its_round_does_not_reorg_the_tip(tmp_pat
             assert n0.chain.tip_hash == tip and n0.rounds is not None and len(n0.rounds.round.commitments) == 1
             # the closer names it: still refused, the tip and round 2's commitment stay
             named, _ = close_round(params, sibling.header, [], key_index=2, timestamp=int(time.time()))
-            await miner.send_and_expect(M.CloseMsg(named, ()))  # close-other-parent: noted, headers asked
+            # not taken (close-other-parent, no blame), the parent it names noted, headers asked
+            await miner.send_and_expect(M.CloseMsg(named, ()), "close-other-parent", disconnected=False)
             await miner.send_and_expect(M.BlockMsg(sibling, held.weights, False), "not-in-reveal-set",
                                         disconnected=False)
             assert n0.chain.tip_hash == tip and len(n0.rounds.round.commitments) == 1
