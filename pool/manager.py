@@ -82,7 +82,10 @@ class ManagerConfig:
     heartbeat_timeout: float = 10.0
     grace: float = 30.0  # seconds a previous job's results are still accepted
     max_share_rate: float = 20.0  # shares per second per member before rate-limited
-    want_timeout: float = 30.0
+    max_address_share_rate: float = 40.0  # shares per second per payout address, all its workers together
+    want_timeout: float = 30.0  # seconds to answer a ``want``: else the share's credit is void
+    max_unanswered: int = 3  # ``want``s a payout address may leave unanswered before it is banned
+    max_verify_queue: int = 256  # shown weights waiting for their check; beyond, left unchecked (counted)
     std_threshold: float = 0.25
     top_k: int = 3  # results that make their subspace's owner a high-reward member
     history: int = 8  # rounds of performance kept per member
@@ -109,7 +112,7 @@ class MemberConn:
     verified: int = 0
     best: int = -1
     jobs: dict[int, tuple[float, list[tuple[int, int]]]] = field(default_factory=dict)  # job -> (sent, ranges)
-    wanted: dict[int, tuple[float, P.Share]] = field(default_factory=dict)  # share id -> (asked, share)
+    wanted: dict[int, tuple[float, P.Share, int]] = field(default_factory=dict)  # share id -> (asked, share, seq)
     pending: dict[int, P.Share] = field(default_factory=dict)  # shares seen, by id, kept for a while
     bucket: float = 0.0
     bucket_t: float = 0.0
@@ -157,12 +160,15 @@ class Manager:
         self._top: list[_Result] = []  # the pool's best verified results, distinct genotypes, best first
         #: shares whose weights are asked for or being checked: (member, id) -> validation
         self._inflight: dict[tuple[str, int], int] = {}
+        self._address_buckets: dict[bytes, list[float]] = {}  # payout address -> [tokens, time counted]
+        self._unanswered: dict[bytes, int] = {}  # payout address -> ``want``s it left unanswered
         #: members that left, were banned or fell silent, newest last (the dashboard's alerts)
         self.departed: deque[dict[str, Any]] = deque(maxlen=DEPARTED_KEPT)
         self._tasks: set[asyncio.Future[None]] = set()  # background bookkeeping (wins, block checks)
         #: the stored shares' prune points (the window's oldest seq) at the last round opens
         self._prune_marks: deque[int] = deque()
-        self._verify: asyncio.Queue[tuple[MemberConn, P.Share, bytes]] = asyncio.Queue()
+        # shown weights waiting for their check, bounded: weights beyond it are not checked
+        self._verify: asyncio.Queue[tuple[MemberConn, P.Share, bytes]] = asyncio.Queue(config.max_verify_queue)
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
         self._client: NodeClient | None = None
@@ -171,7 +177,8 @@ class Manager:
         self._splits: dict[bytes, tuple[dict[bytes, int], bytes | None, int, int]] = {}
         self.split_log: dict[bytes, tuple[dict[bytes, int], bytes | None, int, int]] = {}
         self._last_reward: int | None = None
-        self.stats: dict[str, int] = {"accepted": 0, "rejected": 0, "verified": 0, "banned": 0, "voided": 0, "won": 0}
+        self.stats: dict[str, int] = {"accepted": 0, "rejected": 0, "verified": 0, "banned": 0, "voided": 0, "won": 0,
+                                      "unchecked": 0}
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -501,6 +508,7 @@ class Manager:
                 self.scheduler.heartbeat(m.id, m.last_seen, throughput)
         elif kind == "share":
             if not self._rate_ok(m, m.last_seen):  # before any parsing: floods cost us little
+                # (per worker, then per payout address: five workers of one address share one)
                 m.floods += 1
                 await self._reject(m, data.get("id"), "rate-limited")
                 if m.floods > 50:
@@ -518,7 +526,12 @@ class Manager:
             if shown is None:
                 return  # weights of a share we refused, forgot, or are checking already
             m.wanted.pop(sid, None)
-            self._verify.put_nowait((m, shown, weights))
+            try:
+                self._verify.put_nowait((m, shown, weights))
+            except asyncio.QueueFull:  # our backlog, not the member's fault: its share keeps its credit
+                self._inflight.pop((m.id, sid), None)
+                self.stats["unchecked"] += 1
+                log.warning("verify-queue-full", extra={"member": m.id, "share": sid, "queued": self._verify.qsize()})
         else:
             raise P.ProtocolError("bad-message", f"unknown type {kind!r}")
 
@@ -531,13 +544,27 @@ class Manager:
         await self._send(m, P.encode("reject", id=share_id, reason=reason, **extra))
 
     def _rate_ok(self, m: MemberConn, now: float) -> bool:
-        cap = self.config.max_share_rate
-        m.bucket = min(cap, m.bucket + (now - m.bucket_t) * cap) if m.bucket_t else cap
-        m.bucket_t = now
-        if m.bucket < 1:
+        """A token of the worker's bucket and one of its payout address's, or refused."""
+        worker = self._take([m.bucket, m.bucket_t], self.config.max_share_rate, now)
+        m.bucket, m.bucket_t = worker[0], worker[1]
+        if not worker[2]:
             return False
-        m.bucket -= 1
-        return True
+        state = self._address_buckets.setdefault(m.address, [0.0, 0.0])
+        address = self._take(state, self.config.max_address_share_rate, now)
+        state[0], state[1] = address[0], address[1]
+        if not address[2]:
+            m.bucket += 1  # the worker's token back: the address refused it
+        return address[2]
+
+    @staticmethod
+    def _take(state: list[float], cap: float, now: float) -> tuple[float, float, bool]:
+        """A token bucket of ``cap`` tokens refilled at ``cap`` a second (``state``: tokens and
+        the time they were counted; a fresh bucket is full): (tokens, time, taken)."""
+        tokens, t = state
+        tokens = min(cap, tokens + (now - t) * cap) if t else cap
+        if tokens < 1:
+            return tokens, now, False
+        return tokens - 1, now, True
 
     async def _on_share(self, m: MemberConn, share: P.Share) -> None:
         reason = self._check_share(m, share)
@@ -562,7 +589,7 @@ class Manager:
         better += sum(1 for v in self._inflight.values() if v >= share.validation)
         if better < self.top_results or self.rng.random() < self.config.verify_rate:
             self._inflight[(m.id, share.id)] = share.validation
-            m.wanted[share.id] = (self.clock(), share)
+            m.wanted[share.id] = (self.clock(), share, stored.seq)
             await self._send(m, P.encode("want", id=share.id))
 
     def _check_share(self, m: MemberConn, share: P.Share) -> str | None:
@@ -656,11 +683,29 @@ class Manager:
                     m.silent = True
                     self._depart(m, "silent")
                     log.warning("member-silent", extra={"member": m.id, "silent_s": round(now - m.last_seen, 1)})
+            ban: dict[bytes, MemberConn] = {}
             for m in self.members.values():
-                for sid, (asked, _share) in list(m.wanted.items()):
+                for sid, (asked, _share, seq) in list(m.wanted.items()):
                     if now - asked > self.config.want_timeout:
+                        # no weights in time: the share's credit is void (a share earns its
+                        # credit only if it can be shown), and the address is counted
                         del m.wanted[sid]
+                        m.pending.pop(sid, None)
                         self._inflight.pop((m.id, sid), None)
+                        self._void_share(seq)
+                        n = self._unanswered[m.address] = self._unanswered.get(m.address, 0) + 1
+                        log.warning("want-unanswered", extra={"member": m.id, "share": sid, "unanswered": n})
+                        if n >= self.config.max_unanswered:
+                            ban[m.address] = m
+            for m in ban.values():
+                await self._ban(m, "ignored-want")
+
+    def _void_share(self, seq: int) -> None:
+        """One accepted share's credit taken back (its ``want`` went unanswered)."""
+        if self.store is not None:
+            self.store.void_share(seq)
+        self.window.void_seq(seq)
+        self.stats["voided"] += 1
 
     # --- dashboard ------------------------------------------------------------------------------
 

@@ -136,6 +136,15 @@ class _Window:
         self._total = sum(s.weight for s in kept)
         return removed
 
+    def void_seq(self, seq: int) -> bool:
+        """Remove the share numbered ``seq`` (its credit is void); False if not in the window."""
+        kept = [s for s in self._shares if s.seq != seq]
+        if len(kept) == len(self._shares):
+            return False
+        self._shares = deque(kept)
+        self._total = sum(s.weight for s in kept)
+        return True
+
     def _counted(self) -> list[Share]:
         """The shares in the window, oldest first."""
         return list(self._shares)

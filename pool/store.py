@@ -149,6 +149,14 @@ class PoolStore:
                 wb.delete(b"s" + _u64(seq))
         return len(doomed)
 
+    def void_share(self, seq: int) -> bool:
+        """Delete one share (its member did not show its weights when asked); False if gone."""
+        key = b"s" + _u64(seq)
+        if self.db.get(key) is None:
+            return False
+        self.db.delete(key, sync=True)
+        return True
+
     def prune(self, keep_from_seq: int) -> int:
         """Forget shares older than ``keep_from_seq`` (outside every future PPLNS window; their
         trainings stay :meth:`credited`); returns how many."""

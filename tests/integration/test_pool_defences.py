@@ -333,3 +333,74 @@ def test_a_share_whose_epoch_turns_while_it_is_checked_is_checked_on_its_own_epo
     child = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=Path(__file__).resolve().parents[2],
                            capture_output=True, text=True, timeout=180)
     assert child.returncode == 0 and "scenario passed" in child.stdout, child.stdout[-2000:] + child.stderr[-4000:]
+
+
+async def test_an_unanswered_want_voids_its_share_and_workers_share_their_address_limit(tmp_path: Path) -> None:
+    """Honest books (issue 19): five free workers of one address sent fake shares and ignored
+    the manager's ``want``s, and kept the credit. Now a share whose weights are not shown within
+    ``want_timeout`` loses its credit (the window and the store forget it), and an address that
+    leaves ``max_unanswered`` wants unanswered is banned (``ignored-want``) with all its shares.
+    The share rate is limited per payout address as well as per worker: two workers of one
+    address share the address's bucket (``rate-limited``). The queue of weights to check is
+    bounded: weights past it are left unchecked (counted), their share keeps its credit."""
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), verify_rate=1.0,
+                           want_timeout=0.5, max_unanswered=3, max_share_rate=20.0, max_address_share_rate=30.0,
+                           max_verify_queue=1)
+    fake = [time.time()]
+    async with _started(config, clock=lambda: fake[0]) as manager:
+        now = time.time()
+        manager.prepare(RoundInfo(1, b"\x01" * 32, b"\x02" * 32, "nb201", "regtest", "commit", now, now + 60, None, 0, 4,
+                                  200, None))
+        url = f"ws://127.0.0.1:{manager.port}/ws"
+        async with aiohttp.ClientSession() as http:
+            workers = []
+            for name in ("w1", "w2"):
+                ws = await http.ws_connect(url)
+                assert (await _hello(ws, K, worker=name))["type"] == "welcome"
+                workers.append(ws)
+            jobs = []
+            for ws in workers:  # the newest job of each worker (a second worker re-plans the first's)
+                jobs.append(json.loads(await ws.receive_str(timeout=5)))
+            with contextlib.suppress(asyncio.TimeoutError):
+                while True:
+                    jobs[0] = json.loads(await workers[0].receive_str(timeout=0.5))
+
+            async def shares(ws: Any, job: dict[str, Any], n: int, seed0: int) -> list[str]:
+                start, stop = job["subspaces"][0]["start"], job["subspaces"][0]["stop"]
+                out = []
+                for i in range(n):
+                    await ws.send_str(P.encode("share", id=seed0 + i, job=job["job"],
+                                               genotype=SPACE.encode(start + i % (stop - start)), seed=seed0 + i,
+                                               validation=150, weights_hash="ab" * 32, seconds=0.3))
+                    while True:
+                        msg = json.loads(await ws.receive_str(timeout=5))
+                        if msg["type"] in ("accept", "reject") and msg["id"] == seed0 + i:
+                            out.append("accept" if msg["type"] == "accept" else msg["reason"])
+                            break
+                return out
+
+            # the clock stands still: worker 1 takes 20 of the address's 30 tokens, worker 2 the last 10
+            first = await shares(workers[0], jobs[0], 20, 1000)
+            second = await shares(workers[1], jobs[1], 15, 2000)
+            assert first == ["accept"] * 20 and second == ["accept"] * 10 + ["rate-limited"] * 5
+            assert manager.window.weights_by_member()[K.address] == 30 * manager.window.shares()[0].weight
+            # worker 2 shows the weights of two shares: one is queued for its check (the loop is
+            # not running here), the other finds the queue full and stays unchecked
+            for sid in (2000, 2001):
+                await workers[1].send_str(P.encode("weights", id=sid, weights=base64.b64encode(b"w" * 64).decode()))
+            await asyncio.sleep(0.3)
+            assert manager._verify.qsize() == 1 and manager.stats["unchecked"] == 1
+            # every share was wanted (verify_rate 1) and none answered: past the timeout, each
+            # loses its credit; the third unanswered want bans the address
+            fake[0] += config.want_timeout + 1
+            stop = asyncio.Event()
+            watcher = asyncio.create_task(manager._watch_loop(stop))
+            await asyncio.sleep(1.2)
+            stop.set()
+            await watcher
+            assert manager.store is not None and manager.store.banned(K.address) == "ignored-want"
+            assert K.address not in manager.window.weights_by_member()
+            assert not [s for s in manager.store.shares() if s.address == K.address]
+            assert manager.stats["banned"] == 1 and manager.stats["voided"] == 30  # 28 unanswered, 2 by the ban
+            for ws in workers:
+                await ws.close()
