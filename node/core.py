@@ -151,14 +151,14 @@ class NodeCore:
     def _serve_blocks(self, peer: PeerRef, msg: M.GetBlocks) -> list[Action]:
         out: list[Action] = []
         missing = []
-        candidates = self.rounds.round.candidates if self.rounds is not None else {}
         for h in msg.hashes[:GETBLOCKS_BATCH]:
             block = self.chain.get_block(h)
-            cand = candidates.get(h)
+            # else a candidate of the round, scored or held (a node missing one its reveal set lists)
+            cand = self.rounds.candidate_data(h) if self.rounds is not None else None
             if block is not None:
                 out.append(Send(peer, M.BlockMsg(block, self.chain.get_weights(block.header.weights_hash) or b"", False)))
-            elif cand is not None:  # a candidate of the round (a node missing one its reveal set lists)
-                out.append(Send(peer, M.BlockMsg(cand.block, cand.weights, True)))
+            elif cand is not None:
+                out.append(Send(peer, M.BlockMsg(cand[0], cand[1], True)))
             else:
                 missing.append(h)
         if missing:

@@ -498,6 +498,15 @@ class RoundService:
         self._evaluating = h
         return r.held[h]
 
+    def candidate_data(self, h: bytes) -> tuple[Block, bytes] | None:
+        """A candidate of the current round by block hash, scored or held: (block, weights)."""
+        r = self.round
+        if h in r.candidates:
+            return r.candidates[h].block, r.candidates[h].weights
+        if h in r.held:
+            return r.held[h][0], r.held[h][1]
+        return None
+
     def evaluated(self, block: Block) -> None:
         """A held candidate's model step ended (whatever came of it, whichever round is current)."""
         h = block.header.hash()

@@ -218,20 +218,24 @@ def test_a_listed_candidate_nobody_has_is_given_up_after_closer_timeout(tmp_path
 
 
 def test_a_node_serves_a_listed_candidate_to_a_peer_that_lacks_it(tmp_path: Path) -> None:
+    """Scored or only held (lazy verification), a round's candidate is served as a candidate."""
     t0 = float(GENESIS_TIME + 21)
     with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
         rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
         core = NodeCore(PARAMS, chain, rounds.mempool, rounds, Metrics(), t0)
-        entries, close, commitments = _round(chain, 1)
+        entries, close, commitments = _round(chain, 2)
         assert rounds.add_close(close, commitments, t0)
-        block = reveal(entries[0], close, commitments, 150)
-        rounds.add_candidate(block, entries[0].weights, t0 + 1)
+        scored, held = (reveal(e, close, commitments, 150 + i) for i, e in enumerate(entries))
+        rounds.add_candidate(scored, entries[0].weights, t0 + 1)
+        relayed = core.on_message("other", M.BlockMsg(held, entries[1].weights, True), t0 + 1)  # held, relayed
+        assert [type(a) for a in relayed] == [Broadcast] and held.header.hash() in rounds.round.held
         unknown = bytes(32)
-        out = core.on_message("peer", M.GetBlocks((block.header.hash(), unknown)), t0 + 2)
+        out = core.on_message("peer", M.GetBlocks((scored.header.hash(), held.header.hash(), unknown)), t0 + 2)
+        assert all(isinstance(a, Send) for a in out)
         sent = [a.msg for a in out if isinstance(a, Send)]
-        assert [type(m) for m in sent] == [M.BlockMsg, M.NotFound] == [type(m) for m in sent[:len(out)]]
-        first = sent[0]
-        assert isinstance(first, M.BlockMsg) and first.candidate and first.block == block
+        assert [type(m) for m in sent] == [M.BlockMsg, M.BlockMsg, M.NotFound]
+        for m, block in zip(sent, (scored, held)):
+            assert isinstance(m, M.BlockMsg) and m.candidate and m.block == block
 
 
 def test_candidates_are_scored_in_claim_order_and_only_while_one_may_win(tmp_path: Path) -> None:
