@@ -25,6 +25,7 @@ same process (:func:`solo`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -45,7 +46,7 @@ from pool.driver import RoundDriver
 from pool.rounds import MinerError, RoundInfo, TrainResult
 from pool.schedule import Move, Scheduler
 from pool.shares import DEFAULT_WINDOW_ROUNDS, Share, make_window, split_reward
-from pool.store import CONFIRM_DEPTH, PoolStore
+from pool.store import CONFIRM_DEPTH, PoolStore, StoredShare
 
 if TYPE_CHECKING:
     from consensus.engines.ponas.mnist1d import ChainData
@@ -161,6 +162,13 @@ class Manager:
         #: shares whose weights are asked for or being checked: (member, id) -> validation
         self._inflight: dict[tuple[str, int], int] = {}
         self._address_buckets: dict[bytes, list[float]] = {}  # payout address -> [tokens, time counted]
+        # group commit: shares accepted by the checks, waiting for the one synced batch that
+        # stores them all (written off the event loop); their trainings count as credited
+        self._intake: list[tuple[MemberConn, P.Share, StoredShare]] = []
+        self._intake_keys: set[tuple[str, int]] = set()
+        self._intake_wake = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._committing: asyncio.Future[None] | None = None  # the batch being written, in its thread
         self._unanswered: dict[bytes, int] = {}  # payout address -> ``want``s it left unanswered
         #: members that left, were banned or fell silent, newest last (the dashboard's alerts)
         self.departed: deque[dict[str, Any]] = deque(maxlen=DEPARTED_KEPT)
@@ -193,6 +201,7 @@ class Manager:
         self.store = PoolStore(os.path.join(self.config.datadir, "pool"), self.chain_id)
         for s in self.store.shares():
             self.window.add(Share(s.address, s.weight, s.height, s.seq))
+        self._committer = asyncio.create_task(self._commit_loop())
         app = web.Application()
         app.router.add_get("/ws", self._ws_handler)
         app.router.add_get("/api/pool", self._api_pool)
@@ -228,11 +237,23 @@ class Manager:
             await self.stop()
 
     async def stop(self) -> None:
-        """Undo :meth:`start`: the web server, the store, the node client; safe to call twice."""
+        """Undo :meth:`start`: the web server, the store (the shares still waiting for their
+        group commit written first), the node client; safe to call twice."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._committer is not None:
+            self._committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._committer
+            self._committer = None
+        if self._committing is not None:  # a batch still being written: on disk before the store closes
+            with contextlib.suppress(Exception):
+                await self._committing
+            self._committing = None
         if self.store is not None:
+            self.store.commit_shares([stored for _m, _share, stored in self._intake])
+            self._intake.clear()
             self.store.close()
             self.store = None
         if self._http is not None:
@@ -575,15 +596,55 @@ class Manager:
         from consensus.engines.ponas.recipe import PRESETS
 
         weight = PRESETS[self._task[1]].epochs if self._task else 1
-        stored = self.store.add_share(m.address, m.worker, weight, self._round.height, share.genotype, share.seed,
-                                      share.validation)
-        self.window.add(Share(m.address, weight, self._round.height, stored.seq))
+        stored = self.store.stage_share(m.address, m.worker, weight, self._round.height, share.genotype, share.seed,
+                                        share.validation)
+        self._intake.append((m, share, stored))
+        self._intake_keys.add((share.genotype, share.seed))
+        self._intake_wake.set()
+
+    async def _commit_loop(self) -> None:
+        """Group commit: every share accepted since the last batch is written in one synced
+        LevelDB batch, in a worker thread (the event loop goes on taking shares meanwhile), and
+        only then credited and acknowledged: an ``accept`` is never lost to a crash."""
+        while True:
+            await self._intake_wake.wait()
+            self._intake_wake.clear()
+            batch, self._intake = self._intake, []
+            if not batch or self.store is None:
+                continue
+            store = self.store
+            self._committing = asyncio.ensure_future(
+                asyncio.to_thread(store.commit_shares, [stored for _m, _share, stored in batch]))
+            try:
+                await asyncio.shield(self._committing)  # a stop waits for the write, then closes the store
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the disk: these shares are not stored, nor acknowledged
+                log.exception("share-commit-failed", extra={"shares": len(batch)})
+                for m, share, _stored in batch:
+                    self._intake_keys.discard((share.genotype, share.seed))
+                    await self._reject(m, share.id, "store-failed")
+                continue
+            for m, share, stored in batch:
+                self._intake_keys.discard((share.genotype, share.seed))
+                await self._credit(m, share, stored)
+
+    async def _credit(self, m: MemberConn, share: P.Share, stored: StoredShare) -> None:
+        """A stored share: into the PPLNS window, acknowledged, and its weights asked for when
+        it may enter the pool's best (or by sample). A share of an address banned while it was
+        being written is voided instead."""
+        assert self.store is not None
+        if self.store.banned(m.address) is not None:
+            self.store.void_share(stored.seq)
+            return
+        weight = stored.weight
+        self.window.add(Share(m.address, weight, stored.height, stored.seq))
         m.accepted += 1
         m.pending[share.id] = share
         while len(m.pending) > 256:
             m.pending.pop(next(iter(m.pending)))
         self.stats["accepted"] += 1
-        await self._send(m, P.encode("accept", id=share.id, credit=weight))
+        await self._send(m, f'{{"type":"accept","id":{share.id},"credit":{weight}}}')  # P.encode's bytes, hot path
         # a share that may enter the pool's best results must show its weights; others by sample
         better = sum(1 for r in self._top if r.result.validation >= share.validation)
         better += sum(1 for v in self._inflight.values() if v >= share.validation)
@@ -593,7 +654,7 @@ class Manager:
             await self._send(m, P.encode("want", id=share.id))
 
     def _check_share(self, m: MemberConn, share: P.Share) -> str | None:
-        from consensus.engines.ponas.space import get_space
+        from consensus.engines.ponas.space import GenotypeError, get_space
 
         now = self.clock()
         job = m.jobs.get(share.job)
@@ -603,13 +664,17 @@ class Manager:
         latest = max(m.jobs)
         if share.job != latest and now - m.jobs[latest][0] > self.config.grace:
             return "stale-job"  # replaced by a newer job more than ``grace`` seconds ago
-        space = get_space(self._task[0])
-        if not space.contains(share.genotype):
+        try:
+            index = get_space(self._task[0]).decode(share.genotype)  # parsed once
+        except GenotypeError:
             return "bad-share"
-        index = space.decode(share.genotype)
-        if not any(a <= index < b for a, b in ranges):
+        for a, b in ranges:
+            if a <= index < b:
+                break
+        else:
             return "outside-subspace"
-        if self.store is not None and self.store.credited(share.genotype, share.seed):
+        if (share.genotype, share.seed) in self._intake_keys or \
+                (self.store is not None and self.store.credited(share.genotype, share.seed)):
             return "duplicate"
         from consensus.engines.ponas.data import VALIDATION_SIZE
 

@@ -404,3 +404,58 @@ async def test_an_unanswered_want_voids_its_share_and_workers_share_their_addres
             assert manager.stats["banned"] == 1 and manager.stats["voided"] == 30  # 28 unanswered, 2 by the ban
             for ws in workers:
                 await ws.close()
+
+
+async def test_shares_are_stored_by_group_commit_and_acknowledged_only_once_stored(tmp_path: Path) -> None:
+    """Intake (issue 19): accepted shares are written in groups, one synced batch for all that
+    came while the previous batch was written (in a worker thread, off the event loop), and each
+    is acknowledged only once stored. A second share of a training still waiting for its batch
+    is a ``duplicate``; a manager that stops writes what is waiting before it closes the store."""
+    from pool.store import PoolStore
+
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), max_share_rate=1e6,
+                           max_address_share_rate=1e6)
+    batches: list[int] = []
+    async with _started(config) as manager:
+        assert manager.store is not None
+        plain = manager.store.commit_shares
+
+        def slow_commit(shares: list[Any]) -> None:  # a slow disk: the next shares pile up meanwhile
+            batches.append(len(shares))
+            time.sleep(0.2)
+            plain(shares)
+
+        manager.store.commit_shares = slow_commit  # type: ignore[method-assign]
+        now = time.time()
+        manager.prepare(RoundInfo(1, b"\x01" * 32, b"\x02" * 32, "nb201", "regtest", "commit", now, now + 60, None, 0, 4,
+                                  200, None))
+        url = f"ws://127.0.0.1:{manager.port}/ws"
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            assert (await _hello(ws, K))["type"] == "welcome"
+            job = json.loads(await ws.receive_str(timeout=5))
+            genotype = SPACE.encode(job["subspaces"][0]["start"])
+            for seed in range(40):
+                await ws.send_str(P.encode("share", id=seed, job=job["job"], genotype=genotype, seed=seed,
+                                           validation=150, weights_hash="ab" * 32, seconds=0.3))
+            await ws.send_str(P.encode("share", id=99, job=job["job"], genotype=genotype, seed=39, validation=150,
+                                       weights_hash="ab" * 32, seconds=0.3))  # the last one again, not yet stored
+            answers: dict[int, str] = {}
+            while len(answers) < 41:
+                msg = json.loads(await ws.receive_str(timeout=10))
+                if msg["type"] in ("accept", "reject"):
+                    answers[msg["id"]] = "accept" if msg["type"] == "accept" else msg["reason"]
+                    accepted = sum(1 for v in answers.values() if v == "accept")
+                    assert len(list(manager.store.shares())) >= accepted  # on disk before its accept
+            assert answers[99] == "duplicate" and [answers[i] for i in range(40)] == ["accept"] * 40
+            assert sum(batches) == 40 and len(batches) < 10  # grouped: far fewer fsyncs than shares
+            assert len(list(manager.store.shares())) == 40
+            # shares still waiting when the manager stops are written before the store closes
+            for seed in range(100, 105):
+                await ws.send_str(P.encode("share", id=seed, job=job["job"], genotype=genotype, seed=seed,
+                                           validation=150, weights_hash="ab" * 32, seconds=0.3))
+            await asyncio.sleep(0.1)
+    store = PoolStore(str(tmp_path / "pool" / "pool"), "ponas-test")
+    try:
+        assert len(list(store.shares())) == 45
+    finally:
+        store.close()
