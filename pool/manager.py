@@ -164,7 +164,10 @@ class Manager:
         self._address_buckets: dict[bytes, list[float]] = {}  # payout address -> [tokens, time counted]
         # group commit: shares accepted by the checks, waiting for the one synced batch that
         # stores them all (written off the event loop); their trainings count as credited
-        self._intake: list[tuple[MemberConn, P.Share, StoredShare]] = []
+        self._intake: list[tuple[MemberConn, P.Share, StoredShare, float]] = []
+        #: seconds from a share's arrival to its ``accept`` (the latest 100,000; for the dashboard
+        #: and bench/bench_pool.py, which compares it with what the members see)
+        self.ack_latencies: deque[float] = deque(maxlen=100_000)
         self._intake_keys: set[tuple[str, int]] = set()
         self._intake_wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
@@ -252,7 +255,7 @@ class Manager:
                 await self._committing
             self._committing = None
         if self.store is not None:
-            self.store.commit_shares([stored for _m, _share, stored in self._intake])
+            self.store.commit_shares([stored for _m, _share, stored, _t in self._intake])
             self._intake.clear()
             self.store.close()
             self.store = None
@@ -519,6 +522,7 @@ class Manager:
                 self._send_jobs(moves=moves)
 
     async def _on_message(self, m: MemberConn, data: dict[str, Any]) -> None:
+        arrived = time.perf_counter()
         m.last_seen = self.clock()
         m.silent = False
         kind = data["type"]
@@ -540,7 +544,7 @@ class Manager:
             except P.ProtocolError as exc:  # answered like any refused share; the session goes on
                 await self._reject(m, data.get("id"), exc.reason, exc.detail)
                 return
-            await self._on_share(m, share)
+            await self._on_share(m, share, arrived)
         elif kind == "weights":
             sid, weights = P.parse_weights(data)
             shown = m.pending.pop(sid, None)  # checked once: a second copy is ignored
@@ -587,7 +591,7 @@ class Manager:
             return tokens, now, False
         return tokens - 1, now, True
 
-    async def _on_share(self, m: MemberConn, share: P.Share) -> None:
+    async def _on_share(self, m: MemberConn, share: P.Share, arrived: float) -> None:
         reason = self._check_share(m, share)
         if reason is not None:
             await self._reject(m, share.id, reason)
@@ -598,7 +602,7 @@ class Manager:
         weight = PRESETS[self._task[1]].epochs if self._task else 1
         stored = self.store.stage_share(m.address, m.worker, weight, self._round.height, share.genotype, share.seed,
                                         share.validation)
-        self._intake.append((m, share, stored))
+        self._intake.append((m, share, stored, arrived))
         self._intake_keys.add((share.genotype, share.seed))
         self._intake_wake.set()
 
@@ -614,20 +618,21 @@ class Manager:
                 continue
             store = self.store
             self._committing = asyncio.ensure_future(
-                asyncio.to_thread(store.commit_shares, [stored for _m, _share, stored in batch]))
+                asyncio.to_thread(store.commit_shares, [stored for _m, _share, stored, _t in batch]))
             try:
                 await asyncio.shield(self._committing)  # a stop waits for the write, then closes the store
             except asyncio.CancelledError:
                 raise
             except Exception:  # the disk: these shares are not stored, nor acknowledged
                 log.exception("share-commit-failed", extra={"shares": len(batch)})
-                for m, share, _stored in batch:
+                for m, share, _stored, _t in batch:
                     self._intake_keys.discard((share.genotype, share.seed))
                     await self._reject(m, share.id, "store-failed")
                 continue
-            for m, share, stored in batch:
+            for m, share, stored, arrived in batch:
                 self._intake_keys.discard((share.genotype, share.seed))
                 await self._credit(m, share, stored)
+                self.ack_latencies.append(time.perf_counter() - arrived)
 
     async def _credit(self, m: MemberConn, share: P.Share, stored: StoredShare) -> None:
         """A stored share: into the PPLNS window, acknowledged, and its weights asked for when
