@@ -215,7 +215,7 @@ def _pool_target() -> Target:
 
     def run(data: bytes) -> None:
         msg = p.decode(data)
-        for parse in (lambda d: p.parse_hello(d, chain_id, nonce), p.parse_share, p.parse_heartbeat, p.parse_weights):
+        for parse in (lambda d: p.parse_hello(d, chain_id, nonce, bytes(32)), p.parse_share, p.parse_heartbeat, p.parse_weights):
             try:
                 parse(msg)
             except p.ProtocolError:
@@ -224,7 +224,7 @@ def _pool_target() -> Target:
     def seeds() -> list[bytes]:
         key = _Objects.get().keys[0]
         texts = [
-            p.make_hello(key, chain_id, nonce, "rig-1", 2.5),
+            p.make_hello(key, chain_id, nonce, "rig-1", 2.5, pool=bytes(32)),
             p.encode("share", id=1, job=3, genotype="|none~0|", seed=9, validation=80, weights_hash="ab" * 32, seconds=1.5),
             p.encode("heartbeat", job=3, trainings=12, throughput=0.25),
             p.encode("weights", id=1, weights=base64.b64encode(b"\x00" * 24).decode()),

@@ -282,7 +282,8 @@ class Swarm:
         try:
             challenge = json.loads(await ws.receive_str())
             nonce = bytes.fromhex(challenge["nonce"])
-            await ws.send_str(P.make_hello(c.key, challenge["chain_id"], nonce, f"w{c.idx}", throughput=1.0))
+            await ws.send_str(P.make_hello(c.key, challenge["chain_id"], nonce, f"w{c.idx}", throughput=1.0,
+                                           pool=P.challenge_pool_key(challenge)))
             welcome = json.loads(await ws.receive_str())
             if welcome.get("type") != "welcome":
                 raise P.ProtocolError(str(welcome.get("reason", "refused")))

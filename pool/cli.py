@@ -161,6 +161,9 @@ def register_pool(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     j.add_argument("--wallet", metavar="NAME", help="take the key of ADDR from this wallet (asks its password)")
     j.add_argument("--home", help="wallet home (default $PONAS_HOME or ~/.ponas)")
     j.add_argument("--password-file", metavar="FILE", help="the wallet's password (else $PONAS_WALLET_PASSWORD or a prompt)")
+    j.add_argument("--pool-key", metavar="HEX",
+                   help="the pool's public key (printed by pool serve, shown on its dashboard): a challenge from "
+                        "another pool is refused (wrong-pool), so no pool can relay another's challenge to you")
     j.add_argument("--worker", default="w", help="this machine's name in the pool (default w)")
     j.add_argument("--workers", type=int, default=1, help="trainings in parallel, one connection each (default 1)")
     j.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -259,6 +262,7 @@ def cmd_pool_serve(args: argparse.Namespace) -> int:
             raise _reason(exc) from None
         print(f"pool on ws://{args.host}:{manager.port}/ws (dashboard http://{args.host}:{manager.port}/), "
               f"fee {args.fee}% to {fee_text}, node {args.node}", flush=True)
+        print(f"pool key {manager.key.public_key.hex()} (members: pool join ... --pool-key KEY)", flush=True)
         await manager.run(stop)
 
     logging.getLogger("ponas.pool").setLevel(logging.INFO)
@@ -298,8 +302,17 @@ def cmd_pool_join(args: argparse.Namespace) -> int:
         raise ConsensusError("wrong-key", "the key is not the key of --address")
     seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
     url = args.url if "://" in args.url else f"ws://{args.url}"
+    pool_key = None
+    if args.pool_key is not None:
+        try:
+            pool_key = bytes.fromhex(args.pool_key)
+        except ValueError:
+            pool_key = b""
+        if len(pool_key) != 32:
+            raise ConsensusError("bad-pool-key", "--pool-key is the pool's public key: 64 hex digits")
     members = [Member(url, key, f"{args.worker}{i}" if args.workers > 1 else args.worker, args.strategy, args.device,
-                      random.Random(seed + i), report=lambda line: print(line, flush=True)) for i in range(args.workers)]
+                      random.Random(seed + i), report=lambda line: print(line, flush=True), pool_key=pool_key)
+               for i in range(args.workers)]
 
     async def work(stop: asyncio.Event) -> list[Any]:
         return list(await asyncio.gather(*(m.run(stop) for m in members)))

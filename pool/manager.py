@@ -459,13 +459,14 @@ class Manager:
         nonce = os.urandom(32)
         await ws.send_str(P.encode("challenge", version=P.VERSION, nonce=nonce.hex(), chain_id=self.chain_id,
                                    pool={"fee_ppm": self.config.fee_ppm, "finder_bonus_ppm": self.config.finder_bonus_ppm,
-                                         "address": format_address(self.config.fee_address)}))
+                                         "address": format_address(self.config.fee_address),
+                                         "key": self.key.public_key.hex()}))
         member: MemberConn | None = None
         try:
             msg = await ws.receive(timeout=15)
             if msg.type != WSMsgType.TEXT:
                 return ws
-            hello = P.parse_hello(P.decode(msg.data), self.chain_id, nonce)
+            hello = P.parse_hello(P.decode(msg.data), self.chain_id, nonce, self.key.public_key)
             member = await self._admit(ws, hello)
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -801,7 +802,8 @@ class Manager:
                             "expected_payout": expected.get(m.address) if expected else None,
                             "paid": self.store.paid(m.address) if self.store else 0,
                             "schedule": sched.get(m.id) if isinstance(sched, dict) else None})
-        return {"pool": {"fee_ppm": self.config.fee_ppm, "finder_bonus_ppm": self.config.finder_bonus_ppm,
+        return {"pool": {"key": self.key.public_key.hex(),
+                         "fee_ppm": self.config.fee_ppm, "finder_bonus_ppm": self.config.finder_bonus_ppm,
                          "fee_address": format_address(self.config.fee_address), "window": self.config.window,
                          "window_rounds": self._window_rounds(), "window_units": self.window.total,
                          "min_payout": self.config.min_payout,
@@ -885,8 +887,9 @@ function row(cells,tag){return '<tr>'+cells.map(c=>'<'+(tag||'td')+'>'+c+'</'+(t
 async function load(){const s=await (await fetch('/api/pool')).json();
 document.getElementById('pool').textContent='fee '+s.pool.fee_ppm/1e4+'%  finder bonus '+s.pool.finder_bonus_ppm/1e4+
 '%  PPLNS '+(s.pool.window_rounds?'last '+s.pool.window_rounds+' rounds':'last '+s.pool.window+' units')+
-' ('+s.pool.window_units+' units now)  accepted '+s.pool.accepted+'  rejected '+s.pool.rejected+'  verified '+s.pool.verified+'  won '+s.pool.won+
-(s.round?'  round '+s.round.height+' ('+s.round.phase+')':'')+(s.best?'  best '+s.best.validation+' by '+s.best.member:'');
+' ('+s.pool.window_units+' units now)  accepted '+s.pool.accepted+'  rejected '+s.pool.rejected+'  verified '+s.pool.verified+'  voided '+s.pool.voided+'  won '+s.pool.won+
+(s.round?'  round '+s.round.height+' ('+s.round.phase+')':'')+(s.best?'  best '+s.best.validation+' by '+s.best.member:'')+
+'  pool key '+s.pool.key.slice(0,16)+'…';
 document.getElementById('members').innerHTML=row(['member','throughput/s','trainings','accepted','rejected','verified',
 'window','expected payout','paid','subspaces','backup','high reward','withholding'],'th')+s.members.map(m=>{
 const sc=m.schedule||{};const why=Object.entries(m.rejects||{}).map(([r,n])=>r+' '+n).join(', ');

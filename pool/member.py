@@ -82,9 +82,11 @@ class Member:
         heartbeat: float = 2.0,
         report: Callable[[str], None] | None = None,
         train: Callable[..., TrainResult] = train_one,
+        pool_key: bytes | None = None,
     ) -> None:
         self.url = url if url.endswith("/ws") else url.rstrip("/") + "/ws"
         self.key = key
+        self.pool_key = pool_key  # the pool's public key, if the member was given it: another is refused
         self.worker = worker
         self.strategy_name = strategy
         self.device = device
@@ -148,7 +150,8 @@ class Member:
             chain_id = str(challenge.get("chain_id", ""))
             elapsed = time.monotonic() - self._started
             throughput = self.stats.trainings / elapsed if self.stats.trainings and elapsed > 0 else None
-            await ws.send_str(P.make_hello(self.key, chain_id, nonce, self.worker, throughput))
+            pool = P.challenge_pool_key(challenge, self.pool_key)  # wrong-pool: a relayed challenge
+            await ws.send_str(P.make_hello(self.key, chain_id, nonce, self.worker, throughput, pool=pool))
             welcome = P.decode(await ws.receive_str(timeout=10))
             if welcome.get("type") != "welcome":
                 reason = str(welcome.get("reason", "refused"))

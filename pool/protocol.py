@@ -14,10 +14,10 @@ from typing import Any
 from consensus.crypto import PrivateKey, address_of, format_address, parse_address, signing_digest, verify
 from consensus.errors import ConsensusError
 
-__all__ = ["VERSION", "MAX_FRAME", "ProtocolError", "Hello", "Share", "decode", "encode", "hello_digest",
+__all__ = ["VERSION", "MAX_FRAME", "ProtocolError", "Hello", "Share", "decode", "encode", "hello_digest", "challenge_pool_key",
            "make_hello", "parse_hello", "parse_share", "parse_heartbeat", "parse_weights"]
 
-VERSION = 1
+VERSION = 2  # 2: the hello signs the pool's key (a hello for one pool is refused by every other)
 MAX_FRAME = 2 * 1024 * 1024
 HELLO_DOMAIN = "ponas/pool-hello"
 _WORKER = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -78,8 +78,28 @@ def _hex(data: dict[str, Any], name: str, reason: str, length: int) -> bytes:
     return raw
 
 
-def hello_digest(chain_id: str, nonce: bytes, address: bytes, worker: str) -> bytes:
-    return signing_digest(HELLO_DOMAIN, chain_id, nonce + address + worker.encode("ascii"))
+def hello_digest(chain_id: str, nonce: bytes, address: bytes, worker: str, pool: bytes) -> bytes:
+    """What a member signs: the chain, the pool's challenge, the pool's public key (so that a
+    pool that relays another pool's challenge gets a hello the other pool refuses), its
+    address and its worker."""
+    return signing_digest(HELLO_DOMAIN, chain_id, nonce + pool + address + worker.encode("ascii"))
+
+
+def challenge_pool_key(challenge: dict[str, Any], expected: bytes | None = None) -> bytes:
+    """The pool's public key in its challenge (``challenge.pool.key``); with ``expected`` (the
+    key the member was given for the pool it meant to join), another key is ``wrong-pool``."""
+    pool = challenge.get("pool")
+    raw = pool.get("key") if isinstance(pool, dict) else None
+    try:
+        key = bytes.fromhex(raw) if isinstance(raw, str) else b""
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ProtocolError("bad-message", "the challenge names no pool key")
+    if expected is not None and key != expected:
+        raise ProtocolError("wrong-pool", f"the challenge is from pool {key.hex()[:16]}…, not the pool given "
+                                          f"({expected.hex()[:16]}…): another pool relays it")
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +114,17 @@ class Hello:
         return f"{format_address(self.address)}.{self.worker}"
 
 
-def make_hello(key: PrivateKey, chain_id: str, nonce: bytes, worker: str, throughput: float | None = None) -> str:
+def make_hello(key: PrivateKey, chain_id: str, nonce: bytes, worker: str, throughput: float | None = None,
+               *, pool: bytes) -> str:
     address = key.address
     return encode("hello", version=VERSION, address=format_address(address), pubkey=key.public_key.hex(),
                   worker=worker, throughput=throughput,
-                  signature=key.sign(hello_digest(chain_id, nonce, address, worker)).hex())
+                  signature=key.sign(hello_digest(chain_id, nonce, address, worker, pool)).hex())
 
 
-def parse_hello(data: dict[str, Any], chain_id: str, nonce: bytes) -> Hello:
-    """Check a hello against our challenge: the key signs, and the address is the key's."""
+def parse_hello(data: dict[str, Any], chain_id: str, nonce: bytes, pool: bytes) -> Hello:
+    """Check a hello against our challenge: the key signs it for this pool (``pool``: our public
+    key), and the address is the key's."""
     if data.get("type") != "hello" or data.get("version") != VERSION:
         raise ProtocolError("bad-hello", f"expected hello version {VERSION}")
     worker = data.get("worker")
@@ -116,8 +138,9 @@ def parse_hello(data: dict[str, Any], chain_id: str, nonce: bytes) -> Hello:
     signature = _hex(data, "signature", "bad-hello", 64)
     if address_of(pubkey) != address:
         raise ProtocolError("wrong-address", "the address is not the key's")
-    if not verify(pubkey, hello_digest(chain_id, nonce, address, worker), signature):
-        raise ProtocolError("bad-signature", "the hello is not signed by the address's key for this challenge")
+    if not verify(pubkey, hello_digest(chain_id, nonce, address, worker, pool), signature):
+        raise ProtocolError("bad-signature", "the hello is not signed by the address's key for this challenge "
+                                             "and this pool")
     throughput = data.get("throughput")
     return Hello(address, pubkey, worker, None if throughput is None else _num(data, "throughput", "bad-hello"))
 

@@ -65,6 +65,17 @@ def ponas_argv() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "node"]
 
 
+def _public_key(path: Path) -> str | None:
+    """The public key (hex) of a key file, if it is there (written by ``init``)."""
+    from consensus.errors import ConsensusError
+    from consensus.files import load_key_file
+
+    try:
+        return load_key_file(str(path)).public_key.hex()
+    except ConsensusError:  # no-key-file (a plan made before init wrote the keys): no pin
+        return None
+
+
 def plan_processes(root: Path, topo: Topology, ports: Mapping[str, int], accounts: Mapping[str, str]) -> list[ProcessEntry]:
     """Every process of the devnet, in start order (none started: no pids)."""
     ponas = ponas_argv()
@@ -92,10 +103,12 @@ def plan_processes(root: Path, topo: Topology, ports: Mapping[str, int], account
                              "--token-file", str(root / f"node{pool_node}" / ".cookie")]
             + (["--commit-keys", str(topo.pool_keys)] if topo.pool_keys > 1 else []),
             api=f"http://127.0.0.1:{ports['pool']}")
+        pool_key = _public_key(root / "keys" / "pool.key")
         for i in range(topo.pool_members):
             add(f"member{i}", "member", ["pool", "join", f"ws://127.0.0.1:{ports['pool']}/ws",
                                          "--address", accounts[f"member{i}"],
-                                         "--key", str(root / "keys" / f"member{i}.key"), "--worker", f"member{i}"],
+                                         "--key", str(root / "keys" / f"member{i}.key"), "--worker", f"member{i}"]
+                + (["--pool-key", pool_key] if pool_key else []),
                 nice=MINER_NICE)
     for i in range(topo.solo):
         add(f"solo{i}", "solo", ["mine", "--node", f"http://127.0.0.1:{ports[f'node{solo_node}.api']}",

@@ -36,7 +36,8 @@ SPACE = get_space("nb201")
 
 async def _hello(ws: aiohttp.ClientWebSocketResponse, key: Any, worker: str = "w", sign_with: Any = None) -> dict[str, Any]:
     challenge = json.loads(await ws.receive_str(timeout=5))
-    hello = json.loads(P.make_hello(sign_with or key, challenge["chain_id"], bytes.fromhex(challenge["nonce"]), worker))
+    hello = json.loads(P.make_hello(sign_with or key, challenge["chain_id"], bytes.fromhex(challenge["nonce"]), worker,
+                                    pool=P.challenge_pool_key(challenge)))
     hello["address"] = P.format_address(key.address)
     await ws.send_str(json.dumps(hello))
     return json.loads(await ws.receive_str(timeout=5))

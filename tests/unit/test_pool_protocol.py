@@ -1,5 +1,7 @@
 """The pool protocol's messages (docs/pool-protocol.md): a hello proves the payout address for
-this challenge and chain only; malformed frames, hellos and shares get their reason."""
+this challenge, chain and pool only (a pool that relays another pool's challenge gets a hello
+the other refuses, and a member given the pool's key refuses a challenge of another pool);
+malformed frames, hellos and shares get their reason."""
 
 from __future__ import annotations
 
@@ -11,18 +13,18 @@ from consensus.crypto import format_address
 from pool import protocol as P
 from tests.builders import keys
 
-K, OTHER = keys(2, seed=77)
+K, OTHER, POOL, RELAY = keys(4, seed=77)
 NONCE = bytes(range(32))
 
 
 def hello(**changes: object) -> dict[str, object]:
-    data = P.decode(P.make_hello(K, "ponas-test", NONCE, "rig1", 2.5))
+    data = P.decode(P.make_hello(K, "ponas-test", NONCE, "rig1", 2.5, pool=POOL.public_key))
     data.update(changes)
     return data
 
 
 def test_hello_proves_the_address_for_this_challenge() -> None:
-    got = P.parse_hello(hello(), "ponas-test", NONCE)
+    got = P.parse_hello(hello(), "ponas-test", NONCE, POOL.public_key)
     assert got.address == K.address and got.worker == "rig1" and got.throughput == 2.5
     assert got.member == f"{format_address(K.address)}.rig1"
 
@@ -37,13 +39,36 @@ def test_hello_proves_the_address_for_this_challenge() -> None:
     (hello(worker="a b"), "ponas-test", NONCE, "bad-hello"),
     (hello(worker="x" * 33), "ponas-test", NONCE, "bad-hello"),
     (hello(signature="00"), "ponas-test", NONCE, "bad-hello"),
-    (hello(version=2), "ponas-test", NONCE, "bad-hello"),
+    (hello(version=1), "ponas-test", NONCE, "bad-hello"),  # a member of the protocol before the pool key
     (hello(throughput=-1), "ponas-test", NONCE, "bad-hello"),
 ])
 def test_bad_hellos(data: dict[str, object], chain: str, nonce: bytes, reason: str) -> None:
     with pytest.raises(P.ProtocolError) as err:
-        P.parse_hello(data, chain, nonce)
+        P.parse_hello(data, chain, nonce, POOL.public_key)
     assert err.value.reason == reason
+
+
+def test_a_hello_for_one_pool_is_refused_by_another() -> None:
+    """A malicious pool (RELAY) hands its members the challenge of an honest pool (POOL), to
+    sign in their name there and get them banned. The hello signs the pool's key: the member
+    signs the key the challenge names; if RELAY puts its own key there, POOL refuses the hello
+    (``bad-signature``); if it keeps POOL's key, a member given its pool's key (``pool join
+    --pool-key``) refuses the challenge (``wrong-pool``)."""
+    relayed = {"type": "challenge", "nonce": NONCE.hex(), "chain_id": "ponas-test",
+               "pool": {"key": RELAY.public_key.hex()}}
+    signed = P.decode(P.make_hello(K, "ponas-test", NONCE, "rig1", pool=P.challenge_pool_key(relayed)))
+    with pytest.raises(P.ProtocolError) as err:
+        P.parse_hello(signed, "ponas-test", NONCE, POOL.public_key)  # forwarded to the honest pool
+    assert err.value.reason == "bad-signature"
+    honest = {**relayed, "pool": {"key": POOL.public_key.hex()}}
+    with pytest.raises(P.ProtocolError) as err:
+        P.challenge_pool_key(honest, expected=RELAY.public_key)  # the member joined RELAY, and knows its key
+    assert err.value.reason == "wrong-pool"
+    assert P.challenge_pool_key(honest, expected=POOL.public_key) == POOL.public_key
+    for bad in ({**relayed, "pool": {}}, {**relayed, "pool": {"key": "zz"}}, {**relayed, "pool": "x"}):
+        with pytest.raises(P.ProtocolError) as err:
+            P.challenge_pool_key(bad)
+        assert err.value.reason == "bad-message"
 
 
 def test_frames_and_shares() -> None:
