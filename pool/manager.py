@@ -43,6 +43,7 @@ from consensus.types import Block, Payout
 from nodeclient import NodeClient, session
 from pool import protocol as P
 from pool.driver import RoundDriver
+from pool.errors import PoolError
 from pool.rounds import MinerError, RoundInfo, TrainResult
 from pool.schedule import Move, Scheduler
 from pool.shares import DEFAULT_WINDOW_ROUNDS, Share, make_window, split_reward
@@ -189,7 +190,7 @@ class Manager:
         self.split_log: dict[bytes, tuple[dict[bytes, int], bytes | None, int, int]] = {}
         self._last_reward: int | None = None
         self.stats: dict[str, int] = {"accepted": 0, "rejected": 0, "verified": 0, "banned": 0, "voided": 0, "won": 0,
-                                      "unchecked": 0}
+                                      "unchecked": 0, "bonus_withheld": 0}
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -333,7 +334,14 @@ class Manager:
     def payouts(self, result: TrainResult, reward: int) -> list[Payout]:
         if self.config.solo:
             return [Payout(self.config.fee_address, reward)]
-        finder = next((r.address for r in self._top if r.result is result), None)
+        found = next((r for r in self._top if r.result is result), None)
+        finder = found.address if found is not None else None
+        if found is not None and self._suspect(found.member):
+            # the withholding statistic acts: a member that reports far fewer top results than
+            # its share of the work predicts gets no finder's bonus (it goes to the PPLNS split)
+            finder = None
+            self.stats["bonus_withheld"] += 1
+            log.warning("finder-suspect", extra={"member": found.member})
         weights = self.window.weights_by_member()
         self._last_reward = reward
         last_seq = self.store.next_seq - 1 if self.store is not None else 0
@@ -341,6 +349,15 @@ class Manager:
         return split_reward(reward, weights, fee_address=self.config.fee_address,
                             fee_ppm=self.config.fee_ppm, finder=finder, finder_bonus_ppm=self.config.finder_bonus_ppm,
                             min_payout=self.config.min_payout)
+
+    def _suspect(self, member_id: str) -> bool:
+        """Flagged by the scheduler's withholding statistic (a member it no longer knows is not)."""
+        if self.scheduler is None:
+            return False
+        try:
+            return self.scheduler.flagged(member_id)
+        except PoolError:  # unknown-member: it left
+            return False
 
     def round_opened(self, rnd: RoundInfo) -> None:
         self.window.advance(rnd.height)

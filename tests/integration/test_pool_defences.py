@@ -460,3 +460,49 @@ async def test_shares_are_stored_by_group_commit_and_acknowledged_only_once_stor
         assert len(list(store.shares())) == 45
     finally:
         store.close()
+
+
+async def test_a_member_flagged_as_withholding_gets_no_finders_bonus(tmp_path: Path) -> None:
+    """The withholding statistic acts (issue 19): when the result a block carries was found by a
+    member the scheduler flags (far fewer top results than its share of the work predicts, over
+    enough rounds), the coinbase pays no finder's bonus (it stays in the PPLNS split) and the
+    dashboard counts it; an unflagged finder gets its bonus."""
+    from pool.manager import _Result
+    from pool.rounds import TrainResult
+    from pool.schedule import Scheduler
+    from pool.shares import Share
+
+    withholder, honest = keys(2, seed=72)
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"))
+    async with _started(config) as manager:
+        rng = random.Random(1)
+        s = Scheduler(SPACE, top_k=3)
+        work = {"H": 10, "W": 20}  # W trains twice as much, and keeps its best fifth to itself
+        for member, n in work.items():
+            s.join(member, 0, float(n))
+        for r in range(8):
+            t = 10.0 * r
+            s.plan_round(t, rng)
+            for member, n in work.items():
+                s.heartbeat(member, t + 1, float(n))
+                for _ in range(n):
+                    score = rng.randint(0, 1000)
+                    if member != "W" or score <= 800:
+                        s.record(member, None, score, t + 2)
+            s.end_round(t + 3, [])
+        assert s.flagged("W") and not s.flagged("H")
+        manager.scheduler = s
+        manager.window.add(Share(withholder.address, 10, 1, 1))
+        manager.window.add(Share(honest.address, 10, 1, 2))
+        reward = 50 * 10**8
+
+        def paid(finder: str, address: bytes) -> dict[bytes, int]:
+            result = TrainResult(SPACE.encode(7), 1, 900, bytes(32), b"w", 1.0)
+            manager._top = [_Result(finder, address, result)]
+            return {p.address: p.amount for p in manager.payouts(result, reward)}
+
+        flagged, fair = paid("W", withholder.address), paid("H", honest.address)
+        bonus = reward * config.finder_bonus_ppm // 10**6
+        assert fair[honest.address] - fair[withholder.address] == bonus  # an honest finder: its bonus
+        assert flagged[withholder.address] == flagged[honest.address]  # a suspect finder: none
+        assert manager.stats["bonus_withheld"] == 1
