@@ -164,6 +164,10 @@ def register_pool(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     j.add_argument("--pool-key", metavar="HEX",
                    help="the pool's public key (printed by pool serve, shown on its dashboard): a challenge from "
                         "another pool is refused (wrong-pool), so no pool can relay another's challenge to you")
+    j.add_argument("--check", metavar="NODE_URL",
+                   help="check every block the pool wins on this node: its coinbase must pay you what the pool "
+                        "announced at commit time; an underpayment is logged, reported to the pool, and the "
+                        "command exits with status 3")
     j.add_argument("--worker", default="w", help="this machine's name in the pool (default w)")
     j.add_argument("--workers", type=int, default=1, help="trainings in parallel, one connection each (default 1)")
     j.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -311,7 +315,8 @@ def cmd_pool_join(args: argparse.Namespace) -> int:
         if len(pool_key) != 32:
             raise ConsensusError("bad-pool-key", "--pool-key is the pool's public key: 64 hex digits")
     members = [Member(url, key, f"{args.worker}{i}" if args.workers > 1 else args.worker, args.strategy, args.device,
-                      random.Random(seed + i), report=lambda line: print(line, flush=True), pool_key=pool_key)
+                      random.Random(seed + i), report=lambda line: print(line, flush=True), pool_key=pool_key,
+                      check_node=args.check if i == 0 else None)  # one checker is enough
                for i in range(args.workers)]
 
     async def work(stop: asyncio.Event) -> list[Any]:
@@ -322,4 +327,9 @@ def cmd_pool_join(args: argparse.Namespace) -> int:
     total = sum(s.trainings for s in stats)
     print(f"stopped: {total} trainings, {sum(s.accepted for s in stats)} shares accepted, "
           f"{sum(s.rejected for s in stats)} rejected", flush=True)
+    underpaid = sorted({h for s in stats for h in s.underpaid})
+    if underpaid:
+        print(f"UNDERPAID in blocks {', '.join(map(str, underpaid))}: the coinbase paid less than the pool announced",
+              flush=True)
+        return 3
     return 1 if any(s.banned for s in stats) else 0

@@ -174,6 +174,8 @@ class Manager:
         self._committer: asyncio.Task[None] | None = None
         self._committing: asyncio.Future[None] | None = None  # the batch being written, in its thread
         self._unanswered: dict[bytes, int] = {}  # payout address -> ``want``s it left unanswered
+        #: what members reported (an underpaid block), newest first, for the dashboard
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=50)
         #: members that left, were banned or fell silent, newest last (the dashboard's alerts)
         self.departed: deque[dict[str, Any]] = deque(maxlen=DEPARTED_KEPT)
         self._tasks: set[asyncio.Future[None]] = set()  # background bookkeeping (wins, block checks)
@@ -346,9 +348,16 @@ class Manager:
         self._last_reward = reward
         last_seq = self.store.next_seq - 1 if self.store is not None else 0
         self._splits[result.weights_hash] = (weights, finder, reward, last_seq)
-        return split_reward(reward, weights, fee_address=self.config.fee_address,
-                            fee_ppm=self.config.fee_ppm, finder=finder, finder_bonus_ppm=self.config.finder_bonus_ppm,
-                            min_payout=self.config.min_payout)
+        out = split_reward(reward, weights, fee_address=self.config.fee_address,
+                           fee_ppm=self.config.fee_ppm, finder=finder, finder_bonus_ppm=self.config.finder_bonus_ppm,
+                           min_payout=self.config.min_payout)
+        if self._round is not None:
+            # the pool's word, before anyone knows who wins: a member with a node checks it
+            # against the coinbase of every block the pool wins (pool join --check)
+            text = P.encode_commit(self._round.height, result.weights_hash, [(p.address, p.amount) for p in out])
+            for m in list(self.members.values()):
+                asyncio.ensure_future(self._send(m, text))
+        return out
 
     def _suspect(self, member_id: str) -> bool:
         """Flagged by the scheduler's withholding statistic (a member it no longer knows is not)."""
@@ -563,6 +572,12 @@ class Manager:
                 await self._reject(m, data.get("id"), exc.reason, exc.detail)
                 return
             await self._on_share(m, share, arrived)
+        elif kind == "alert":
+            # a member's own check found a block of the pool that pays it less than announced
+            alert = {"member": m.id, "reason": str(data.get("reason", ""))[:64], "height": data.get("height"),
+                     "detail": str(data.get("detail", ""))[:200], "time": self.clock()}
+            self.alerts.appendleft(alert)
+            log.error("member-alert", extra=alert)
         elif kind == "weights":
             sid, weights = P.parse_weights(data)
             shown = m.pending.pop(sid, None)  # checked once: a second copy is ignored
@@ -831,6 +846,7 @@ class Manager:
                 "members": members,
                 "banned": {format_address(a): r for a, r in (self.store.bans().items() if self.store else [])},
                 "departed": list(self.departed),
+                "alerts": list(self.alerts),
                 "blocks": [{"height": b.height, "hash": b.hash.hex(), "time": b.when, "status": b.status,
                             "payouts": [[format_address(p.address), p.amount] for p in b.payouts]}
                            for b in (self.store.blocks() if self.store else [])]}
@@ -906,7 +922,8 @@ document.getElementById('pool').textContent='fee '+s.pool.fee_ppm/1e4+'%  finder
 '%  PPLNS '+(s.pool.window_rounds?'last '+s.pool.window_rounds+' rounds':'last '+s.pool.window+' units')+
 ' ('+s.pool.window_units+' units now)  accepted '+s.pool.accepted+'  rejected '+s.pool.rejected+'  verified '+s.pool.verified+'  voided '+s.pool.voided+'  won '+s.pool.won+
 (s.round?'  round '+s.round.height+' ('+s.round.phase+')':'')+(s.best?'  best '+s.best.validation+' by '+s.best.member:'')+
-'  pool key '+s.pool.key.slice(0,16)+'…';
+'  pool key '+s.pool.key.slice(0,16)+'…'+
+(s.alerts.length?'  ALERT: '+s.alerts.length+' member report(s), the latest: '+s.alerts[0].member+' '+s.alerts[0].reason+' at height '+s.alerts[0].height:'');
 document.getElementById('members').innerHTML=row(['member','throughput/s','trainings','accepted','rejected','verified',
 'window','expected payout','paid','subspaces','backup','high reward','withholding'],'th')+s.members.map(m=>{
 const sc=m.schedule||{};const why=Object.entries(m.rejects||{}).map(([r,n])=>r+' '+n).join(', ');

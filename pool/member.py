@@ -54,6 +54,8 @@ class MemberStats:
     verified: int = 0
     banned: str | None = None
     reasons: dict[str, int] = field(default_factory=dict)
+    blocks_checked: int = 0  # blocks the pool won whose coinbase paid this member what it announced
+    underpaid: list[int] = field(default_factory=list)  # heights of blocks that paid it less
 
 
 @dataclass
@@ -83,10 +85,15 @@ class Member:
         report: Callable[[str], None] | None = None,
         train: Callable[..., TrainResult] = train_one,
         pool_key: bytes | None = None,
+        check_node: str | None = None,
     ) -> None:
         self.url = url if url.endswith("/ws") else url.rstrip("/") + "/ws"
         self.key = key
         self.pool_key = pool_key  # the pool's public key, if the member was given it: another is refused
+        # the member's own node: every block the pool wins is checked against what the pool
+        # announced at commit time (height -> weights hash -> this member's amount)
+        self.check_node = check_node
+        self._announced: OrderedDict[int, dict[bytes, int]] = OrderedDict()
         self.worker = worker
         self.strategy_name = strategy
         self.device = device
@@ -111,6 +118,7 @@ class Member:
         """Work for the pool until ``stop`` is set or the manager bans us."""
         backoff = Backoff(0.5, 10.0)
         trainer = asyncio.create_task(self._train_loop(stop))
+        checker = asyncio.create_task(self._check_loop(stop)) if self.check_node else None
         try:
             async with aiohttp.ClientSession() as session:
                 while not stop.is_set() and self.stats.banned is None:
@@ -130,6 +138,10 @@ class Member:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), backoff.next())
         finally:
+            if checker is not None:
+                checker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checker
             # a training in its worker thread stops at its next epoch; wait for it, since
             # torch's deterministic mode and thread count are process-wide settings
             self._abort.set()
@@ -214,11 +226,55 @@ class Member:
                 await ws.send_str(P.encode("weights", id=int(data["id"]), weights=base64.b64encode(result.weights).decode()))
         elif kind == "verified":
             self.stats.verified += 1
+        elif kind == "commit":
+            commit = P.parse_commit(data)
+            mine = commit.payouts.get(self.key.address, 0)
+            self._announced.setdefault(commit.height, {})[commit.weights_hash] = mine
+            while len(self._announced) > 64:
+                self._announced.popitem(last=False)
         elif kind in ("banned", "error"):
             if kind == "banned":
                 self.stats.banned = str(data.get("reason"))
                 self.report(f"banned by the pool: {data.get('reason')}")
             log.warning("pool-" + kind, extra={"reason": data.get("reason"), "detail": data.get("detail")})
+
+    async def _check_loop(self, stop: asyncio.Event, every: float = 5.0) -> None:
+        """Check each block the pool won against what it announced at commit time, on the
+        member's own node: the coinbase must pay this member at least the announced amount. An
+        underpayment is logged as an error, reported to the pool (its dashboard shows it) and
+        makes ``pool join --check`` exit with status 3."""
+        from nodeclient import NodeClient, NodeError, session
+
+        async with session() as http:
+            node = NodeClient(http, self.check_node or "")
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), every)
+                try:
+                    tip = int((await node.get("/api/v1/status"))["height"])
+                    for height in [h for h in self._announced if h <= tip]:
+                        block = await node.get(f"/api/v1/blocks/{height}")
+                        await self._check_block(height, block)
+                except (NodeError, KeyError, TypeError, ValueError) as exc:
+                    log.warning("check-node", extra={"node": self.check_node, "reason": getattr(exc, "reason", str(exc))})
+
+    async def _check_block(self, height: int, block: dict[str, Any]) -> None:
+        announced = self._announced.pop(height, {})
+        won = announced.get(bytes.fromhex(str(block["header"]["weights_hash"])))
+        if won is None:
+            return  # the block of this height is not one of the pool's results
+        paid = sum(int(p["amount"]) for p in block["payouts"] if p["address"] == self.address)
+        if paid >= won:
+            self.stats.blocks_checked += 1
+            log.info("paid-as-announced", extra={"height": height, "amount": paid})
+            return
+        self.stats.underpaid.append(height)
+        detail = f"block {height} pays this member {paid} base units, the pool announced {won}"
+        log.error("underpaid", extra={"height": height, "paid": paid, "announced": won})
+        self.report(f"UNDERPAID: {detail}")
+        if self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._ws.send_str(P.encode("alert", reason="underpaid", height=height, detail=detail))
 
     def _strategy_for(self, job: _Job) -> tuple[SearchStrategy, tuple[str, str, int, int]]:
         from consensus.engines.ponas.space import get_space

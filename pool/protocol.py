@@ -146,6 +146,41 @@ def parse_hello(data: dict[str, Any], chain_id: str, nonce: bytes, pool: bytes) 
 
 
 @dataclass(frozen=True, slots=True)
+class Commit:
+    """The pool's word at commit time: if the block of ``height`` carries the result whose
+    weights hash is ``weights_hash``, its coinbase pays ``payouts`` (address -> base units)."""
+
+    height: int
+    weights_hash: bytes
+    payouts: dict[bytes, int]
+
+
+def encode_commit(height: int, weights_hash: bytes, payouts: list[tuple[bytes, int]]) -> str:
+    return encode("commit", height=height, weights_hash=weights_hash.hex(),
+                  payouts=[[format_address(a), amount] for a, amount in payouts])
+
+
+def parse_commit(data: dict[str, Any]) -> Commit:
+    height = data.get("height")
+    if type(height) is not int or height < 1:
+        raise ProtocolError("bad-message", "commit: height is a positive integer")
+    weights_hash = _hex(data, "weights_hash", "bad-message", 32)
+    raw = data.get("payouts")
+    if not isinstance(raw, list) or len(raw) > 10_000:
+        raise ProtocolError("bad-message", "commit: payouts is a list")
+    payouts: dict[bytes, int] = {}
+    for item in raw:
+        if not isinstance(item, list) or len(item) != 2 or type(item[1]) is not int or item[1] < 0:
+            raise ProtocolError("bad-message", "commit: each payout is [address, amount]")
+        try:
+            address = parse_address(item[0])
+        except (ConsensusError, TypeError):
+            raise ProtocolError("bad-message", "commit: a payout's address") from None
+        payouts[address] = payouts.get(address, 0) + item[1]
+    return Commit(height, weights_hash, payouts)
+
+
+@dataclass(frozen=True, slots=True)
 class Share:
     id: int
     job: int

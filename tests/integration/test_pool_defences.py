@@ -506,3 +506,63 @@ async def test_a_member_flagged_as_withholding_gets_no_finders_bonus(tmp_path: P
         assert fair[honest.address] - fair[withholder.address] == bonus  # an honest finder: its bonus
         assert flagged[withholder.address] == flagged[honest.address]  # a suspect finder: none
         assert manager.stats["bonus_withheld"] == 1
+
+
+async def test_a_member_checks_the_coinbase_against_what_the_pool_announced(tmp_path: Path) -> None:
+    """Honest books (issue 19): at commit time the manager tells its members what the block
+    would pay each (``commit``); a member with a node (``pool join --check``) compares every
+    block the pool wins with it: paid as announced is counted, less is an ``underpaid`` error,
+    reported to the pool (its dashboard shows the alert) and the command's exit status 3."""
+    from pool.manager import _Result
+    from pool.member import Member
+    from pool.rounds import TrainResult
+    from pool.shares import Share
+
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"))
+    async with _started(config) as manager:
+        now = time.time()
+        manager.prepare(RoundInfo(7, b"\x01" * 32, b"\x02" * 32, "nb201", "regtest", "commit", now, now + 60, None, 0, 4,
+                                  200, None))
+        url = f"ws://127.0.0.1:{manager.port}/ws"
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            assert (await _hello(ws, K))["type"] == "welcome"
+            manager.window.add(Share(K.address, 10, 7, 1))
+            result = TrainResult(SPACE.encode(3), 1, 900, b"\x0c" * 32, b"w", 1.0)
+            manager._top = [_Result("K", K.address, result)]
+            payouts = manager.payouts(result, 50 * 10**8)
+            while True:
+                msg = json.loads(await ws.receive_str(timeout=5))
+                if msg["type"] == "commit":
+                    break
+            commit = P.parse_commit(msg)
+            assert commit.height == 7 and commit.weights_hash == result.weights_hash
+            assert commit.payouts == {p.address: p.amount for p in payouts}
+            mine = commit.payouts[K.address]
+
+            member = Member(url, K, "w", check_node="http://127.0.0.1:9")
+            await member._handle(None, msg)  # type: ignore[arg-type]
+            await member._handle(None, {**msg, "height": 8})  # type: ignore[arg-type]
+
+            def block(height: int, amount: int) -> dict[str, Any]:
+                return {"header": {"weights_hash": result.weights_hash.hex()},
+                        "payouts": [{"address": P.format_address(K.address), "amount": amount}]}
+
+            await member._check_block(7, block(7, mine))  # paid as announced
+            member._ws = ws  # type: ignore[assignment]
+            await member._check_block(8, block(8, mine - 1))  # one base unit short
+            assert member.stats.blocks_checked == 1 and member.stats.underpaid == [8]
+            await wait_until_alert(manager)
+            assert manager.snapshot()["alerts"][0]["reason"] == "underpaid"
+            assert manager.snapshot()["alerts"][0]["height"] == 8
+            for bad in ({**msg, "height": 0}, {**msg, "weights_hash": "ab"}, {**msg, "payouts": [["pn1x", 5]]},
+                        {**msg, "payouts": [[P.format_address(K.address), -1]]}):
+                with pytest.raises(P.ProtocolError):
+                    P.parse_commit(bad)
+
+
+async def wait_until_alert(manager: Manager) -> None:
+    for _ in range(100):
+        if manager.alerts:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no alert reached the manager")

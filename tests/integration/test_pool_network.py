@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,9 @@ async def test_pool_of_four_wins_and_pays_pplns_then_bans_a_cheater(tmp_path: Pa
     await manager.start()
     ws = f"ws://127.0.0.1:{manager.port}/ws"
     stop, member_stop = asyncio.Event(), asyncio.Event()
-    members = [Member(ws, k, f"m{i}", "random", rng=random.Random(i), heartbeat=1.0) for i, k in enumerate(MEMBERS)]
+    members = [Member(ws, k, f"m{i}", "random", rng=random.Random(i), heartbeat=1.0,
+                      check_node=url if i == 0 else None)  # member 0 checks what the pool announced on the node
+               for i, k in enumerate(MEMBERS)]
     tasks = [asyncio.create_task(manager.run(stop))] + [asyncio.create_task(m.run(member_stop)) for m in members]
     cheater_task = None
     try:
@@ -88,6 +91,9 @@ async def test_pool_of_four_wins_and_pays_pplns_then_bans_a_cheater(tmp_path: Pa
         assert finder in {k.address for k in MEMBERS}
         fee_paid = next(p.amount for p in block.coinbase.payouts if p.address == FEE.address)
         assert fee_paid >= reward * 10_000 // 1_000_000
+        # member 0 found, on its own node, that the block pays it what the pool announced
+        await wait_for(lambda: members[0].stats.blocks_checked >= 1, 30, "member 0's check of the won block", 0.5)
+        assert members[0].stats.underpaid == [] and manager.alerts == deque()
 
         # a cheater joins: its forged best is re-evaluated, it is banned, its shares voided
         cheater = Member(ws, CHEAT, "x", "random", rng=random.Random(9), heartbeat=1.0, train=forged)
