@@ -107,7 +107,9 @@ def plan_processes(root: Path, topo: Topology, ports: Mapping[str, int], account
         for i in range(topo.pool_members):
             add(f"member{i}", "member", ["pool", "join", f"ws://127.0.0.1:{ports['pool']}/ws",
                                          "--address", accounts[f"member{i}"],
-                                         "--key", str(root / "keys" / f"member{i}.key"), "--worker", f"member{i}"]
+                                         "--key", str(root / "keys" / f"member{i}.key"), "--worker", f"member{i}",
+                                         # each block the pool wins checked on the pool's node
+                                         "--check", f"http://127.0.0.1:{ports[f'node{pool_node}.api']}"]
                 + (["--pool-key", pool_key] if pool_key else []),
                 nice=MINER_NICE)
     for i in range(topo.solo):

@@ -73,6 +73,8 @@ def test_every_process_is_a_real_ponas_command_wired_as_the_topology_says(tmp_pa
         m = parsed[f"member{i}"]
         assert m.url == "ws://127.0.0.1:28600/ws" and m.address == accts[f"member{i}"]
         assert m.key == str(tmp_path / "keys" / f"member{i}.key")
+        assert m.check == "http://127.0.0.1:28401"  # each block the pool wins checked on the pool's node
+        assert m.pool_key is None  # (no pool key file in this plan's directory: no pin)
     for i in range(2):
         s = parsed[f"solo{i}"]
         assert s.node == "http://127.0.0.1:28402" and s.token_file == str(tmp_path / "node2" / ".cookie")
@@ -345,3 +347,18 @@ def test_the_devnet_chain_has_the_task_asked_for(tmp_path: Path, task: str) -> N
     manifest = plan.init(tmp_path, topo, plan.plan_ports(topo, 0), lead=5)
     assert load_params(str(tmp_path / "genesis.json")).ponas.task == task
     assert manifest.topology.task == task and mf.load(tmp_path).topology.task == task
+
+
+def test_members_pin_the_pool_key_that_init_wrote(tmp_path: Path) -> None:
+    """With the pool's key file in the devnet directory (``init`` writes it before planning), each
+    member is started with the pool's public key (``--pool-key``): a relayed challenge is refused."""
+    from consensus.crypto import PrivateKey
+    from node.keyfile import save_key
+
+    (tmp_path / "keys").mkdir()
+    pool = PrivateKey.generate()
+    save_key(pool, str(tmp_path / "keys" / "pool.key"))
+    topo = Topology(nodes=2, pool_members=2, solo=0, preset="regtest").check()
+    procs = plan.plan_processes(tmp_path, topo, plan.plan_ports(topo, 28400), accounts(topo))
+    pins = {p.name: parse(p.argv).pool_key for p in procs if p.role == "member"}
+    assert pins == {"member0": pool.public_key.hex(), "member1": pool.public_key.hex()}
