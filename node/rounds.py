@@ -507,12 +507,14 @@ class RoundService:
             return r.held[h][0], r.held[h][1]
         return None
 
-    def evaluated(self, block: Block) -> None:
-        """A held candidate's model step ended (whatever came of it, whichever round is current)."""
+    def evaluated(self, block: Block, *, keep: bool = False) -> None:
+        """A held candidate's model step ended (whatever came of it, whichever round is current);
+        ``keep``: it ended on our own error, so the candidate stays held, to be scored again."""
         h = block.header.hash()
         if self._evaluating == h:
             self._evaluating = None
-        self.round.held.pop(h, None)
+        if not keep:
+            self.round.held.pop(h, None)
 
     # --- the reveal set -----------------------------------------------------------------------
 

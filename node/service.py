@@ -222,8 +222,8 @@ class Node:
         except ConsensusError as exc:
             await self._carry_out(self._core.on_evaluation_failed(action, exc), peer)  # raises for the API
             return None
-        except Exception:  # a bug of ours, not the candidate's: it may be scored again
-            rounds.evaluated(action.block)
+        except Exception:  # a bug of ours, not the candidate's: it stays held, to be scored again
+            rounds.evaluated(action.block, keep=True)
             raise
         await self._carry_out(follow, peer)
         return cand.score
