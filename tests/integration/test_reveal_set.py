@@ -21,6 +21,8 @@ What it proves:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,22 @@ def _round(chain: Any, n: int) -> tuple[list[Any], Any, list[Any]]:
     return entries, close, commitments
 
 
+T0 = float(GENESIS_TIME + 21)  # the close (stamped then) has come
+
+
+@contextlib.contextmanager
+def closed_round(tmp_path: Path, n: int, *, closed: bool = True) -> Iterator[tuple[Any, ...]]:
+    """A node's chain, round service and core (no closer key) with round 1 of ``n`` entries
+    closed by the beacon (``closed``): (chain, rounds, core, entries, close, commitments)."""
+    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: T0) as chain:
+        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), T0)
+        core = NodeCore(PARAMS, chain, rounds.mempool, rounds, Metrics(), T0)
+        entries, close, commitments = _round(chain, n)
+        if closed:
+            assert rounds.add_close(close, commitments, T0)
+        yield chain, rounds, core, entries, close, commitments
+
+
 def test_the_reveal_set_decides_the_round_the_same_on_every_node(tmp_path: Path) -> None:
     t0 = float(GENESIS_TIME + 21)
     with open_noproof_chain(tmp_path / "a", PARAMS, clock=lambda: t0) as ca, \
@@ -117,12 +135,7 @@ def test_the_reveal_set_decides_the_round_the_same_on_every_node(tmp_path: Path)
 
 
 def test_once_decided_a_round_takes_no_other_block(tmp_path: Path) -> None:
-    t0 = float(GENESIS_TIME + 21)
-    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
-        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
-        core = NodeCore(PARAMS, chain, rounds.mempool, rounds, Metrics(), t0)
-        entries, close, commitments = _round(chain, 4)
-        assert rounds.add_close(close, commitments, t0)
+    with closed_round(tmp_path, 4) as (chain, rounds, core, entries, close, commitments):
         low, best, top, held = (reveal(e, close, commitments, s) for e, s in zip(entries, (150, 160, 170, 190)))
         end = float(close.timestamp + PP.reveal_window)
         # a block of the round sent as a block after the window, before the set: a candidate
@@ -132,7 +145,7 @@ def test_once_decided_a_round_takes_no_other_block(tmp_path: Path) -> None:
         assert [type(a) for a in out] == [Broadcast] and low.header.hash() in rounds.round.held
         assert isinstance(out[0], Broadcast) and isinstance(out[0].msg, M.BlockMsg) and out[0].msg.candidate
         rounds.admit_candidate(low, entries[0].weights, rounds.evaluate_candidate(low, entries[0].weights))
-        rounds.add_candidate(best, entries[1].weights, t0 + 2)
+        rounds.add_candidate(best, entries[1].weights, T0 + 2)
         # the set lists top too, which never reaches this node: given up after closer_timeout
         assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [low, best, top]), end + 0.2)
         settle(rounds, end + 0.3)
@@ -161,10 +174,7 @@ def test_once_decided_a_round_takes_no_other_block(tmp_path: Path) -> None:
 
 
 def test_a_reveal_set_that_breaks_a_rule_is_refused(tmp_path: Path) -> None:
-    t0 = float(GENESIS_TIME + 21)
-    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
-        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
-        entries, close, commitments = _round(chain, 2)
+    with closed_round(tmp_path, 2, closed=False) as (chain, rounds, core, entries, close, commitments):
         blocks = [reveal(e, close, commitments, 150 + i) for i, e in enumerate(entries)]
         end = close.timestamp + PP.reveal_window
 
@@ -179,7 +189,7 @@ def test_a_reveal_set_that_breaks_a_rule_is_refused(tmp_path: Path) -> None:
 
         good = reveal_set_for(PARAMS, close, blocks)
         refused("reveal-set-unknown-close", good)  # before its close
-        assert rounds.add_close(close, commitments, t0)
+        assert rounds.add_close(close, commitments, T0)
         e0, e1 = good.entries
         refused("wrong-closer", make_reveal_set(MINERS[0], PARAMS.chain_id, close, [e0], end))
         refused("bad-reveal-set-sig", replace(good, signature=bytes(64)))
@@ -199,14 +209,10 @@ def test_a_reveal_set_that_breaks_a_rule_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_listed_candidate_nobody_has_is_given_up_after_closer_timeout(tmp_path: Path) -> None:
-    t0 = float(GENESIS_TIME + 21)
-    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
-        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
-        entries, close, commitments = _round(chain, 2)
-        assert rounds.add_close(close, commitments, t0)
+    with closed_round(tmp_path, 2) as (chain, rounds, core, entries, close, commitments):
         held = reveal(entries[0], close, commitments, 190)  # listed by the closer, sent to nobody
         honest = reveal(entries[1], close, commitments, 150)
-        rounds.add_candidate(honest, entries[1].weights, t0 + 1)
+        rounds.add_candidate(honest, entries[1].weights, T0 + 1)
         end = float(close.timestamp + PP.reveal_window)
         assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [held, honest]), end)
         fetches = [a for a in settle(rounds, end) if a.kind is AnnounceKind.FETCH]
@@ -219,18 +225,13 @@ def test_a_listed_candidate_nobody_has_is_given_up_after_closer_timeout(tmp_path
 
 def test_a_node_serves_a_listed_candidate_to_a_peer_that_lacks_it(tmp_path: Path) -> None:
     """Scored or only held (lazy verification), a round's candidate is served as a candidate."""
-    t0 = float(GENESIS_TIME + 21)
-    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
-        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
-        core = NodeCore(PARAMS, chain, rounds.mempool, rounds, Metrics(), t0)
-        entries, close, commitments = _round(chain, 2)
-        assert rounds.add_close(close, commitments, t0)
+    with closed_round(tmp_path, 2) as (chain, rounds, core, entries, close, commitments):
         scored, held = (reveal(e, close, commitments, 150 + i) for i, e in enumerate(entries))
-        rounds.add_candidate(scored, entries[0].weights, t0 + 1)
-        relayed = core.on_message("other", M.BlockMsg(held, entries[1].weights, True), t0 + 1)  # held, relayed
+        rounds.add_candidate(scored, entries[0].weights, T0 + 1)
+        relayed = core.on_message("other", M.BlockMsg(held, entries[1].weights, True), T0 + 1)  # held, relayed
         assert [type(a) for a in relayed] == [Broadcast] and held.header.hash() in rounds.round.held
         unknown = bytes(32)
-        out = core.on_message("peer", M.GetBlocks((scored.header.hash(), held.header.hash(), unknown)), t0 + 2)
+        out = core.on_message("peer", M.GetBlocks((scored.header.hash(), held.header.hash(), unknown)), T0 + 2)
         assert all(isinstance(a, Send) for a in out)
         sent = [a.msg for a in out if isinstance(a, Send)]
         assert [type(m) for m in sent] == [M.BlockMsg, M.BlockMsg, M.NotFound]
@@ -244,17 +245,13 @@ def test_candidates_are_scored_in_claim_order_and_only_while_one_may_win(tmp_pat
     stands, a lower claim is never scored (an honest round costs one scoring); a false best
     claim is refused (its miner penalised) and the next is scored; when the one standing fails
     its retrain, the next claim is scored after all; an unlisted candidate never is."""
-    t0 = float(GENESIS_TIME + 21)
-    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
-        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
-        entries, close, commitments = _round(chain, 5)
+    with closed_round(tmp_path, 5) as (chain, rounds, core, entries, close, commitments):
         blocks = [reveal(e, close, commitments, s) for e, s in zip(entries, (150, 160, 170, 180, 190))]
-        assert rounds.add_close(close, commitments, t0)
         for b, e in zip(blocks, entries):
-            assert rounds.check_candidate(b, t0 + 1) is None
+            assert rounds.check_candidate(b, T0 + 1) is None
             rounds.hold_candidate(b, e.weights, "peer")
         end = float(close.timestamp + PP.reveal_window)
-        assert rounds.next_evaluation(t0 + 1) is None and rounds.next_evaluation(end) is None  # no set yet
+        assert rounds.next_evaluation(T0 + 1) is None and rounds.next_evaluation(end) is None  # no set yet
         # the set lists all but 160 and the best claim (190, which reached the closer late)
         assert rounds.add_reveal_set(reveal_set_for(PARAMS, close, [blocks[0], blocks[2], blocks[3]]), end)
         scored: list[int] = []
@@ -290,14 +287,9 @@ def test_without_a_reveal_set_a_late_sibling_is_final(tmp_path: Path) -> None:
     """A round whose closer sends no reveal set is decided on the node's own view after the
     wait (a dispute, ``no-reveal-set``); a sibling of its block pushed a reveal window after the
     round ended is refused (``round-final``), unless a close signed by the closer names it."""
-    t0 = float(GENESIS_TIME + 21)
-    with open_noproof_chain(tmp_path / "b", PARAMS, clock=lambda: t0) as chain:
-        rounds = RoundService(chain, Mempool(PARAMS.chain_id, chain.account), t0)
-        core = NodeCore(PARAMS, chain, rounds.mempool, rounds, Metrics(), t0)
-        entries, close, commitments = _round(chain, 2)
-        assert rounds.add_close(close, commitments, t0)
+    with closed_round(tmp_path, 2) as (chain, rounds, core, entries, close, commitments):
         shown, held = (reveal(e, close, commitments, s) for e, s in zip(entries, (150, 190)))
-        rounds.add_candidate(shown, entries[0].weights, t0 + 1)
+        rounds.add_candidate(shown, entries[0].weights, T0 + 1)
         end = float(close.timestamp + PP.reveal_window)
         settle(rounds, end + PP.closer_timeout - 1)
         assert chain.height == 0  # it waits for the set
