@@ -37,6 +37,9 @@ def test_join_needs_the_key_of_the_address(tmp_path: Path, capsys: pytest.Captur
     code, err = run(capsys, "pool", "join", "ws://127.0.0.1:9", "--address", addr, "--key", str(tmp_path / "k.key"),
                     "--workers", "0")
     assert code == 1 and "error: bad-args" in err
+    for bad in ("zz", "ab" * 31):  # not hex; 31 bytes
+        code, err = run(capsys, "pool", "join", "ws://127.0.0.1:9", "--key", str(tmp_path / "k.key"), "--pool-key", bad)
+        assert code == 1 and err.startswith("error: bad-pool-key:"), err
 
 
 def run_err(reason: str) -> str:

@@ -469,28 +469,14 @@ async def test_a_member_flagged_as_withholding_gets_no_finders_bonus(tmp_path: P
     dashboard counts it; an unflagged finder gets its bonus."""
     from pool.manager import _Result
     from pool.rounds import TrainResult
-    from pool.schedule import Scheduler
     from pool.shares import Share
+    from tests.unit.test_pool_schedule import simulate
 
     withholder, honest = keys(2, seed=72)
     config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"))
     async with _started(config) as manager:
-        rng = random.Random(1)
-        s = Scheduler(SPACE, top_k=3)
-        work = {"H": 10, "W": 20}  # W trains twice as much, and keeps its best fifth to itself
-        for member, n in work.items():
-            s.join(member, 0, float(n))
-        for r in range(8):
-            t = 10.0 * r
-            s.plan_round(t, rng)
-            for member, n in work.items():
-                s.heartbeat(member, t + 1, float(n))
-                for _ in range(n):
-                    score = rng.randint(0, 1000)
-                    if member != "W" or score <= 800:
-                        s.record(member, None, score, t + 2)
-            s.end_round(t + 3, [])
-        assert s.flagged("W") and not s.flagged("H")
+        s = simulate(seed=1, withholder=True)  # W trains twice as much as H1, H2 and keeps its best fifth
+        assert s.flagged("W") and not s.flagged("H1")
         manager.scheduler = s
         manager.window.add(Share(withholder.address, 10, 1, 1))
         manager.window.add(Share(honest.address, 10, 1, 2))
@@ -501,7 +487,7 @@ async def test_a_member_flagged_as_withholding_gets_no_finders_bonus(tmp_path: P
             manager._top = [_Result(finder, address, result)]
             return {p.address: p.amount for p in manager.payouts(result, reward)}
 
-        flagged, fair = paid("W", withholder.address), paid("H", honest.address)
+        flagged, fair = paid("W", withholder.address), paid("H1", honest.address)
         bonus = reward * config.finder_bonus_ppm // 10**6
         assert fair[honest.address] - fair[withholder.address] == bonus  # an honest finder: its bonus
         assert flagged[withholder.address] == flagged[honest.address]  # a suspect finder: none
