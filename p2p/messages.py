@@ -13,7 +13,7 @@ bytes and non-canonical forms) and fails only with :class:`~p2p.errors.ProtocolE
 * ``unknown-message`` - a ``kind`` we do not know;
 * a limit: ``too-many-headers`` (2,000), ``too-many-locator-hashes`` (101),
   ``too-many-blocks`` (16 asked at once), ``too-many-addrs`` (1,000), ``too-many-hashes``
-  (1,000 in a ``notfound``), ``too-many-txs`` (1,000 in a ``txs`` batch), ``too-many-commitments`` (in a close). Limits are checked on the raw
+  (1,000 in a ``notfound``), ``too-many-txs`` (1,000 in a ``txs`` batch), ``too-many-commitments`` (in a close), ``too-many-entries`` (in a reveal set). Limits are checked on the raw
   value before the body is decoded, and again by the constructors, so we cannot build what a
   peer would reject. The counts are Bitcoin Core's where it has one.
 """
@@ -261,16 +261,29 @@ MESSAGE_TYPES: dict[str, type[Any]] = {
 }
 
 #: kind -> (index of the list field in the body, its limit, the reason): checked before decoding.
-_RAW_LIMITS: dict[str, tuple[int, int, str]] = {
-    "close": (1, MAX_CLOSE_COMMITMENTS, "too-many-commitments"),
-    "getheaders": (0, MAX_LOCATOR, "too-many-locator-hashes"),
-    "headers": (0, MAX_HEADERS, "too-many-headers"),
-    "getblocks": (0, MAX_GETBLOCKS, "too-many-blocks"),
-    "addr": (0, MAX_ADDRS, "too-many-addrs"),
-    "notfound": (0, MAX_NOTFOUND, "too-many-hashes"),
-    "txs": (0, MAX_TX_BATCH, "too-many-txs"),
+#: Lists checked against their limit before the body is decoded (a peer cannot make us decode
+#: 10,000 entries to learn that 10,001 are too many): kind -> (path to the list inside the
+#: body, limit, reason).
+_RAW_LIMITS: dict[str, tuple[tuple[int, ...], int, str]] = {
+    "close": ((1,), MAX_CLOSE_COMMITMENTS, "too-many-commitments"),
+    "reveals": ((0, 2), MAX_CLOSE_COMMITMENTS, "too-many-entries"),
+    "getheaders": ((0,), MAX_LOCATOR, "too-many-locator-hashes"),
+    "headers": ((0,), MAX_HEADERS, "too-many-headers"),
+    "getblocks": ((0,), MAX_GETBLOCKS, "too-many-blocks"),
+    "addr": ((0,), MAX_ADDRS, "too-many-addrs"),
+    "notfound": ((0,), MAX_NOTFOUND, "too-many-hashes"),
+    "txs": ((0,), MAX_TX_BATCH, "too-many-txs"),
 }
-LIMIT_REASONS = frozenset(reason for _i, _n, reason in _RAW_LIMITS.values())
+LIMIT_REASONS = frozenset(reason for _p, _n, reason in _RAW_LIMITS.values())
+
+
+def _raw_list(body: object, path: tuple[int, ...]) -> object:
+    """The value at ``path`` inside a raw (decoded but not yet typed) body, or None."""
+    for i in path:
+        if not isinstance(body, list) or len(body) <= i:
+            return None
+        body = body[i]
+    return body
 
 
 def encode_message(msg: Message) -> bytes:
@@ -294,8 +307,8 @@ def decode_message(payload: bytes, max_size: int = MAX_FRAME) -> Message:
     if cls is None:
         raise ProtocolError("unknown-message", repr(kind[:32]))
     limit = _RAW_LIMITS.get(kind)
-    if limit is not None and isinstance(body, list) and len(body) > limit[0]:
-        items = body[limit[0]]
+    if limit is not None:
+        items = _raw_list(body, limit[0])
         if isinstance(items, list) and len(items) > limit[1]:
             raise ProtocolError(limit[2], f"{kind}: {len(items)} > {limit[1]}")
     try:

@@ -168,6 +168,8 @@ def test_every_kind_is_covered() -> None:
         (["addr", [[["h", 1]] * (M.MAX_ADDRS + 1)]], "too-many-addrs"),
         (["notfound", [[H] * (M.MAX_NOTFOUND + 1)]], "too-many-hashes"),
         (["txs", [[[1]] * (M.MAX_TX_BATCH + 1)]], "too-many-txs"),
+        (["reveals", [[3, H, [[H, 170, 0]] * (M.MAX_CLOSE_COMMITMENTS + 1), 1_700_000_030, bytes(32), bytes(64)]]],
+         "too-many-entries"),
     ],
 )
 def test_bad_envelopes_and_limits(value: object, reason: str) -> None:
