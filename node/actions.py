@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 from consensus.types import Block
 from node.chain import Checked
@@ -83,6 +84,16 @@ class Retrain:
     weights: bytes
 
 
-Action = Send | Broadcast | Discourage | Disconnect | Verify | Evaluate | Retrain
+@dataclass(frozen=True, slots=True)
+class StoreRound:
+    """Store the record of round ``height`` (:func:`node.rounds.round_record`: what this node
+    saw of it), so the explorer can show the round after a restart."""
 
-__all__ = ["Action", "Broadcast", "Discourage", "Disconnect", "Evaluate", "PeerRef", "Retrain", "Send", "Verify"]
+    height: int
+    record: dict[str, Any]
+
+
+Action = Send | Broadcast | Discourage | Disconnect | Verify | Evaluate | Retrain | StoreRound
+
+__all__ = ["Action", "Broadcast", "Discourage", "Disconnect", "Evaluate", "PeerRef", "Retrain", "Send", "StoreRound",
+           "Verify"]

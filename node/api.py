@@ -21,11 +21,11 @@ from consensus.amounts import format_amount
 from consensus.crypto import BadAddress, address_of, format_address, parse_address
 from consensus.errors import ConsensusError
 from consensus.params import ChainParams
-from consensus.types import Block, Commitment, Header, Payout, Transfer
+from consensus.types import Block, Commitment, Header, Payout, RevealEntry, Transfer
 from node.chain import Chain, HistoryItem
 from node.mempool import Mempool
 from node.metrics import Metrics
-from node.rounds import RoundService
+from node.rounds import RoundService, Standing, round_record
 from node.storage import StorageError
 from node.storage.schema import ROLE_GENESIS
 
@@ -238,6 +238,8 @@ def make_app(node: NodeView) -> web.Application:
     r.add_get("/api/v1/status", api.status)
     r.add_get("/api/v1/round", api.round)
     r.add_get("/api/v1/round/commitments", api.round_commitments)
+    r.add_get("/api/v1/rounds/{height}", api.round_at)
+    r.add_get("/api/v1/search", api.search)
     r.add_get("/api/v1/blocks", api.blocks)
     r.add_get("/api/v1/blocks/{ref}", api.block)
     r.add_get("/api/v1/blocks/{ref}/weights", api.weights)
@@ -294,6 +296,94 @@ class Api:
         items = r.ordered if r.close is not None else r.commitments.items
         return web.json_response({"height": r.height, "closed": r.close is not None,
                                   "commitments": [c.encode().hex() for c in items]})
+
+    async def round_at(self, request: web.Request) -> web.Response:
+        """The record of round H (the round that produced block H): as this node stored it when
+        the round was decided, the round in progress at its height, or, for a round this node
+        did not follow (it synced the block), what the block carries."""
+        rounds = self.node.rounds
+        if rounds is None:
+            raise ApiError(404, "no-rounds", "this chain's engine has no rounds")
+        text = request.match_info["height"]
+        if not _digits(text) or len(text) > 18:
+            raise ApiError(400, "bad-field", "height must be an integer in [1, 10^18)")
+        height, chain = int(text), self.node.chain
+        current = rounds.round.height
+        if height == current:
+            record = rounds.record(self.node.clock())
+        elif height == 0:
+            raise ApiError(404, "not-found", "the genesis block is not made by a round")
+        elif height > current:
+            raise ApiError(404, "not-found", f"round {height} has not begun: the round in progress is {current}")
+        else:
+            record = chain.round_record(height) or self._round_from_block(height)
+        winner = record.get("winner")
+        record["canonical"] = winner is not None and chain.hash_at(height) == bytes.fromhex(winner)
+        for cand in record.get("candidates", []):
+            cand["known"] = chain.get_header(bytes.fromhex(cand["block"])) is not None
+        record["test_set_size"] = self.node.params.ponas.test_set_size
+        record["task_epoch"] = self.node.params.ponas.task_epoch(height)
+        return web.json_response(record)
+
+    def _round_from_block(self, height: int) -> dict[str, Any]:
+        """A round this node has no record of (it synced the round's block, or ran an older
+        version then): the canonical block's close, its commitment and its score."""
+        block = self._find_block(str(height))
+        proof = block.proof
+        if proof is None:
+            raise ApiError(404, "not-found", f"block {height} has no round seal")
+        h = block.header.hash()
+        record = round_record(
+            height, block.header.parent, status="decided", source="block", attempt=0, close=proof.close,
+            commitments=[], seen={}, reveal_set=None,
+            standings=[Standing(RevealEntry(h, block.header.score, proof.index), "winner", block.header.score)],
+            winner=h, at=float(block.header.timestamp))
+        record["commitments"] = {"count": proof.close.commitments_count, "truncated": True, "items": [
+            {"index": proof.index, "hash": proof.commitment.hash().hex(),
+             "miner": format_address(address_of(proof.commitment.miner)), "key": proof.commitment.miner.hex(),
+             "seq": proof.commitment.seq, "seen": None}]}
+        record["candidates"][0]["miner"] = format_address(address_of(proof.commitment.miner))
+        return record
+
+    async def search(self, request: web.Request) -> web.Response:
+        """What a query is: a height, a block or transaction hash, an address. Answers ``{query,
+        kind, target}`` (kind ``block``, ``tx``, ``address`` or ``round``: the round in progress),
+        404 ``not-found`` for a well-formed query that matches nothing, 400 ``bad-query`` for
+        one that is none of these."""
+        q = request.query.get("q", "").strip()
+        what = "a height, a block or transaction hash (64 hex digits) or an address (pn1…)"
+        if not q or len(q) > 128:
+            raise ApiError(400, "bad-query", f"search for {what}")
+        chain, out = self.node.chain, {"query": q}
+        if _digits(q):
+            height = int(q) if len(q) <= 18 else -1
+            h = chain.hash_at(height)
+            if h is not None:
+                return web.json_response({**out, "kind": "block", "target": h.hex(), "height": height})
+            rounds = self.node.rounds
+            if rounds is not None and height == rounds.round.height:
+                return web.json_response({**out, "kind": "round", "target": str(height), "height": height})
+            raise ApiError(404, "not-found", f"no block at height {q}: the chain's height is {chain.height}")
+        if len(q) == 64 and all(c in "0123456789abcdefABCDEF" for c in q):
+            h = bytes.fromhex(q)
+            header = chain.get_header(h)
+            if header is not None and chain.get_block(h) is not None:
+                return web.json_response({**out, "kind": "block", "target": h.hex(), "height": header.height})
+            found = chain.find_tx(h)
+            if found is not None:
+                block_header = chain.get_header(found[0])
+                return web.json_response({**out, "kind": "tx", "target": h.hex(), "block": found[0].hex(),
+                                          "height": None if block_header is None else block_header.height})
+            if self.node.mempool.get(h) is not None:
+                return web.json_response({**out, "kind": "tx", "target": h.hex(), "block": None, "height": None})
+            raise ApiError(404, "not-found", "no block or transaction has this hash")
+        if q[:3].lower() == "pn1":
+            try:
+                address = parse_address(q)
+            except BadAddress as exc:
+                raise ApiError(400, "bad-query", f"not an address: {exc.detail}") from None
+            return web.json_response({**out, "kind": "address", "target": format_address(address)})
+        raise ApiError(400, "bad-query", f"search for {what}")
 
     def _find_block(self, ref: str) -> Block:
         chain = self.node.chain

@@ -12,11 +12,13 @@ The block index (headers) and the tip's accounts are held in memory, loaded at o
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from typing import Any
 
 from consensus.chain import check_block, connect_block, genesis_block
 from consensus.crypto import address_of
@@ -269,6 +271,28 @@ class Chain:
             height, position = S.parse_history_key(key)
             out.append(HistoryItem(height, position, decode(value)))
         return out
+
+    # --- round records ---------------------------------------------------------------------
+
+    def put_round_record(self, height: int, record: dict[str, Any]) -> None:
+        """Store what this node saw of round ``height`` (:func:`node.rounds.round_record`):
+        a view for people, JSON, replacing an earlier record of the height."""
+        batch = Batch()
+        batch.put(S.round_key(height), json.dumps(record, separators=(",", ":")).encode())
+        self.kv.write(batch, sync=True)
+
+    def round_record(self, height: int) -> dict[str, Any] | None:
+        """The stored record of round ``height``, if this node wrote one."""
+        data = self.kv.get(S.round_key(height))
+        if data is None:
+            return None
+        try:
+            record = json.loads(data)
+        except ValueError:
+            raise StorageError("db-corrupt", f"the record of round {height} is not JSON") from None
+        if not isinstance(record, dict):
+            raise StorageError("db-corrupt", f"the record of round {height} is not an object")
+        return record
 
     # --- importing -------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from typing import Any
 from consensus.errors import ConsensusError, InvalidBlock, InvalidRound, InvalidTransaction
 from consensus.params import ChainParams
 from consensus.types import Block, Commitment, Transfer
-from node.actions import Action, Broadcast, Evaluate, PeerRef, Retrain, Send, Verify
+from node.actions import Action, Broadcast, Evaluate, PeerRef, Retrain, Send, StoreRound, Verify
 from node.chain import Chain, Checked, ImportResult, ImportStatus, Status
 from node.mempool import Mempool
 from node.metrics import Metrics
@@ -394,6 +394,10 @@ class NodeCore:
                 self.mempool.after_import(ann.result)
                 self.relay.mark(ann.block.header.hash(), now)
                 out.append(Broadcast(M.BlockMsg(ann.block, ann.weights, False)))
+                if ann.record is not None:
+                    out.append(StoreRound(ann.block.header.height, ann.record))
+            elif ann.kind is AnnounceKind.RECORD and ann.record is not None:
+                out.append(StoreRound(ann.record["height"], ann.record))
             elif ann.kind is AnnounceKind.RETRAIN and ann.block is not None:
                 out.append(Retrain(ann.block, ann.weights))
             elif ann.kind is AnnounceKind.REVEAL_SET and ann.reveal_set is not None:

@@ -19,7 +19,7 @@ from consensus.crypto import PrivateKey
 from consensus.engines.pow import solve
 from consensus.errors import ConsensusError
 from consensus.params import ChainParams
-from consensus.types import Block, Payout, Transfer
+from consensus.types import Block, Payout, RevealEntry, Transfer
 from node.chain import Chain, ImportResult
 from node.storage.kv import open_datadir
 
@@ -165,4 +165,14 @@ def generate_ponas_round(
         chain.import_block(sealed, weights)
         results.append(Candidate(address, header.genotype, header.seed, val, score, header.hash()))
     winner = next(c for c in results if c.block_hash == chain.tip_hash)
+    # what the round was, for the explorer's round page (as a node's round service records it):
+    # every candidate was scored here, the best is the tip; no reveal set was signed (no network)
+    from node.rounds import Standing, round_record
+
+    standings = [Standing(RevealEntry(c.block_hash, c.score, i), "winner" if c is winner else "scored", c.score)
+                 for i, c in enumerate(results)]
+    chain.put_round_record(parent.height + 1, round_record(
+        parent.height + 1, parent.hash(), status="decided", source="generate", attempt=0, close=close,
+        commitments=collected.items, seen={}, reveal_set=None, standings=standings, winner=winner.block_hash,
+        at=chain.clock()))
     return RoundResult(parent.height + 1, tuple(results), winner, time.monotonic() - started)

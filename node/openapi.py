@@ -54,6 +54,17 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/status": _get("height, tip, peers, round, mempool"),
         "/api/v1/round": _get("the round in progress"),
         "/api/v1/round/commitments": _get("the round's commitments (the close's order once closed)"),
+        "/api/v1/rounds/{height}": _get(
+            "the record of the round that produced block HEIGHT, or of the round in progress at its height: close, "
+            "commitments, reveal set and leaderboard (400 bad-field: not an integer of at most 18 digits; 404 "
+            "not-found: the genesis, or a round not begun; 404 no-rounds: a chain without rounds)",
+            [_path_param("height", "block height (the round in progress: the tip's height plus one)",
+                         {"type": "integer", "minimum": 1, "maximum": 10**18 - 1})]),
+        "/api/v1/search": _get(
+            "what a query is: {query, kind: block | tx | address | round, target, height?, block?} (400 bad-query: "
+            "none of a height, a 64-hex-digit hash or a pn1 address; 404 not-found: well-formed, matches nothing)",
+            [{"name": "q", "in": "query", "required": True, "schema": {"type": "string", "maxLength": 128},
+              "description": "a height, a block or transaction hash, or an address"}]),
         "/api/v1/blocks": _get("canonical blocks", [
             {"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0}},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1},

@@ -8,7 +8,8 @@ when the task's policy wants it (one retrain at a time, the current best; its fu
 comes back through :meth:`RoundService.on_retrained`), and when the window ends imports the
 best candidate with its verdict (a candidate that fails gives way to the next best). A round
 that ends with no valid candidate is closed again, on the same parent, with the beacon's next
-key.
+key. The round's record (:func:`round_record`: its close, commitments, reveal set and every
+candidate's fate) goes out with its block, for the node to store and the explorer to show.
 
 Time is a parameter and nothing here waits: :meth:`RoundService.tick` is called with the
 clock's reading and returns what the node must announce or compute; the expensive model
@@ -20,17 +21,18 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 from consensus.beacon import BeaconChain
 from consensus.chain import block_template, validate_block
-from consensus.crypto import PrivateKey, address_of
+from consensus.crypto import PrivateKey, address_of, format_address
 from consensus.engines.ponas.engine import PonasEngine
 from consensus.engines.ponas.rounds import (
     BUILTIN_TASK,
     MAX_FREE_COMMITMENTS,
+    MAX_ROUND_COMMITMENTS,
     CommitmentSet,
     candidate_rank,
     check_close,
@@ -42,6 +44,7 @@ from consensus.engines.ponas.rounds import (
     make_close,
     make_reveal_set,
     seal_tiebreak,
+    tiebreak,
 )
 from consensus.engines.ponas.verify import Verdict
 from consensus.errors import ConsensusError, InvalidBlock, InvalidRound
@@ -70,6 +73,83 @@ FETCH_EVERY = 2.0
 MAX_DECIDED = 16
 #: Listed candidates asked of the peers in one request (a ``getblocks`` holds 16 at most).
 GETBLOCKS_AT_ONCE = 16
+
+
+#: At most this many commitments, and candidates, in a round's record: the protocol's limit of
+#: commitments in a round (a candidate opens one commitment), so a full round's record stays
+#: within a few MiB.
+MAX_RECORD_ITEMS = MAX_ROUND_COMMITMENTS
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One candidate of a round as a node saw it, for the round's record: its entry (block hash,
+    claimed score, commitment index) and what came of it. ``status``: ``winner`` (the round's
+    block), ``scored`` (its model passed this node's step, and it ranks below the winner),
+    ``refused`` (``reason``: its model step, its retrain or its import failed, or it never
+    came), ``not-listed`` (the reveal set leaves it out) or ``not-scored`` (a claim only: nodes
+    score listed claims best first and stop at the first that holds). ``score``: this node's
+    score of its model on the round's test set, where it computed one."""
+
+    entry: RevealEntry
+    status: str
+    score: int | None = None
+    reason: str | None = None
+
+
+def round_record(
+    height: int, parent: bytes, *, status: str, source: str, attempt: int, close: RoundClose | None,
+    commitments: Sequence[Commitment], seen: dict[bytes, float], reveal_set: RevealSet | None,
+    standings: Sequence[Standing], winner: bytes | None, at: float, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a node saw of a round, as JSON for people (the explorer's round page, ``GET
+    /api/v1/rounds/H``): the close; the commitments in the close's order (before the close: as
+    admitted), each with when this node first saw it; the closer's reveal set; and the
+    leaderboard: every candidate, best claim first by the protocol's rank (claimed score, then
+    the commitment's tie-break), with its status. ``status``: ``decided`` or ``in-progress``;
+    ``source``: ``node`` (this node's round service), ``generate`` (a local ``ponas chain
+    generate`` round) or ``block`` (only what the round's block carries). The lists hold at most
+    :data:`MAX_RECORD_ITEMS` each (``truncated`` says when more were cut)."""
+
+    def miner(index: int) -> str | None:
+        return format_address(address_of(commitments[index].miner)) if 0 <= index < len(commitments) else None
+
+    def rank(s: Standing) -> tuple[int, int, bytes]:
+        e = s.entry
+        if close is not None and 0 <= e.index < len(commitments):
+            return candidate_rank(e.score, tiebreak(close.test_key, commitments[e.index].hash()), e.block_hash)
+        return candidate_rank(e.score, (1 << 32) - 1, e.block_hash)
+
+    listed = None if reveal_set is None else {e.block_hash for e in reveal_set.entries}
+    board = sorted(standings, key=rank)
+    record: dict[str, Any] = {
+        "version": 1, "height": height, "parent": parent.hex(), "status": status, "source": source,
+        "attempt": attempt, "at": at, "winner": None if winner is None else winner.hex(),
+        "close": None if close is None else {
+            "hash": close.hash().hex(), "key_index": close.key_index, "timestamp": close.timestamp,
+            "commitments_count": close.commitments_count, "closer": close.closer.hex(),
+            "test_key": close.test_key.hex(),
+        },
+        "commitments": {
+            "count": len(commitments), "truncated": len(commitments) > MAX_RECORD_ITEMS,
+            "items": [{"index": i, "hash": c.hash().hex(), "miner": format_address(address_of(c.miner)),
+                       "key": c.miner.hex(), "seq": c.seq, "seen": seen.get(c.hash())}
+                      for i, c in enumerate(commitments[:MAX_RECORD_ITEMS])],
+        },
+        "reveal_set": None if reveal_set is None else {
+            "hash": reveal_set.hash().hex(), "timestamp": reveal_set.timestamp, "closer": reveal_set.closer.hex(),
+            "entries": [{"block": e.block_hash.hex(), "score": e.score, "index": e.index}
+                        for e in reveal_set.entries[:MAX_RECORD_ITEMS]],
+        },
+        "candidates": [{"rank": n, "block": s.entry.block_hash.hex(), "miner": miner(s.entry.index),
+                        "index": s.entry.index, "claimed": s.entry.score, "score": s.score, "status": s.status,
+                        "reason": s.reason, "listed": None if listed is None else s.entry.block_hash in listed}
+                       for n, s in enumerate(board[:MAX_RECORD_ITEMS], start=1)],
+        "candidates_truncated": len(board) > MAX_RECORD_ITEMS,
+    }
+    if extra:
+        record.update(extra)
+    return record
 
 
 @dataclass(slots=True)
@@ -133,6 +213,7 @@ class AnnounceKind(Enum):
     RETRAIN = "retrain"  # retrain this candidate (the round's best) off the event loop
     REVEAL_SET = "reveal-set"  # this node (the closer) signed the round's reveal set: send it
     FETCH = "fetch"  # ask the peers for these candidates, listed in the reveal set and missing here
+    RECORD = "record"  # a round this node followed ended with a block from elsewhere: store its record
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +230,8 @@ class Announce:
     result: ImportResult | None = None
     reveal_set: RevealSet | None = None
     hashes: tuple[bytes, ...] = ()
+    #: the round's record (:func:`round_record`) to store: with the round's ``BLOCK``, or alone
+    record: dict[str, Any] | None = None
 
 
 class RoundService:
@@ -283,6 +366,51 @@ class RoundService:
                 "encoded": close.encode().hex(),
             },
         }
+
+    def record(self, now: float) -> dict[str, Any]:
+        """The round in progress as a round record (:func:`round_record`, ``in-progress``):
+        its commitments so far, its reveal set once it came, its candidates so far."""
+        r = self.round
+        return self._record(r, None, now, "in-progress", extra={
+            "phase": self.phase(now), "opened": r.opened, "deadline": r.deadline, "reveal_end": r.reveal_end})
+
+    def _record(self, r: Round, winner: Block | None, now: float, status: str = "decided",
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        commitments = r.ordered if r.close is not None else r.commitments.items
+        win = None if winner is None else winner.header.hash()
+        return round_record(r.height, r.parent, status=status, source="node", attempt=r.attempt, close=r.close,
+                            commitments=commitments, seen=r.arrived, reveal_set=r.reveal_set,
+                            standings=self._standings(r, winner), winner=win, at=now, extra=extra)
+
+    def _standings(self, r: Round, winner: Block | None) -> list[Standing]:
+        """Every candidate of ``r`` this node knows of (listed in the reveal set, received, or
+        scored) and what came of it; the winner's block is one of them even where it came
+        from elsewhere."""
+        listed = self._listed(r)
+        entries: dict[bytes, RevealEntry] = dict(listed or {})
+        for h, (_seen, entry) in r.received.items():
+            entries.setdefault(h, entry)
+        for h, scored in r.candidates.items():
+            if scored.block.proof is not None:
+                entries.setdefault(h, RevealEntry(h, scored.block.header.score, scored.block.proof.index))
+        win = None if winner is None else winner.header.hash()
+        if win is not None and winner is not None and winner.proof is not None:
+            entries.setdefault(win, RevealEntry(win, winner.header.score, winner.proof.index))
+        out = []
+        for h, entry in entries.items():
+            cand = r.candidates.get(h)
+            score = None if cand is None else cand.verdict.score
+            if h == win:
+                out.append(Standing(entry, "winner", score))
+            elif h in r.rejected:
+                out.append(Standing(entry, "refused", score, r.rejected[h]))
+            elif cand is not None and cand.failed is not None:
+                out.append(Standing(entry, "refused", score, cand.failed))
+            elif listed is not None and h not in listed:
+                out.append(Standing(entry, "not-listed", score, "not-in-reveal-set"))
+            else:
+                out.append(Standing(entry, "scored" if cand is not None else "not-scored", score))
+        return out
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -708,6 +836,12 @@ class RoundService:
         out: list[Announce] = []
         r = self.round
         if self.chain.tip_hash != r.parent:  # the tip moved under us (a relayed block, a reorg)
+            close = r.close
+            tip = self.chain.get_block(self.chain.tip_hash) if close is not None else None
+            if close is not None and tip is not None and tip.proof is not None and tip.proof.close.hash() == close.hash():
+                # this round's block came from elsewhere (a close named it, a sync): what this
+                # node saw of the round is still worth keeping
+                out.append(Announce(AnnounceKind.RECORD, record=self._record(r, tip, now)))
             self.round = self._open(now)
             return out
         if r.close is None and now >= r.deadline and not len(r.commitments):
@@ -752,7 +886,7 @@ class RoundService:
                                if r.close is not None else None, "waited_s": round(now - reveal_end, 1)})
         step = self._select(now, out)
         if isinstance(step, Announce):
-            out.append(step)
+            out.append(replace(step, record=self._record(r, step.block, now)))
             if r.reveal_set is not None and r.close is not None and step.block is not None:
                 b = step.block
                 self.decided[r.close.hash()] = (r.reveal_set, b.header.hash(),

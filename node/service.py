@@ -26,7 +26,7 @@ from consensus.errors import ConsensusError, InvalidBlock
 from consensus.files import write_json_atomic, write_text_atomic
 from consensus.params import ChainParams
 from consensus.types import Block, Commitment, Transfer
-from node.actions import Action, Broadcast, Disconnect, Discourage, Evaluate, Retrain, Send, Verify
+from node.actions import Action, Broadcast, Disconnect, Discourage, Evaluate, Retrain, Send, StoreRound, Verify
 from node.api import make_app
 from node.chain import Chain
 from node.config import NodeConfig
@@ -203,6 +203,8 @@ class Node:
                 await self._evaluate(action, peer)
             elif isinstance(action, Retrain):
                 self._retrain(action)
+            elif isinstance(action, StoreRound):
+                self.chain.put_round_record(action.height, action.record)
         if blame is not None:
             raise Misbehaving(blame.reason, blame.detail)
 

@@ -21,6 +21,13 @@ height 0, position 0).
 | ``t`` + transaction hash   | ``[block hash, position]`` for canonical transactions       |
 | ``x`` + address + height + position | ``roles``: the address's history (canonical blocks) |
 | ``w`` + weights hash       | model weights blob (content-addressed)                      |
+| ``r`` + height             | round record: JSON of what this node saw of the round       |
+
+A round record (:func:`node.rounds.round_record`) is a view for people, not consensus data: its
+commitments, reveal set and every candidate's fate, written when this node's round service
+decides the round (or ``ponas chain generate`` plays it), overwritten if the height is decided
+again, left as it was by a reorg (it names its winner; the API says whether that block is still
+canonical). A datadir of an older node simply has none: no schema change.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ UNDO = b"u"
 TX = b"t"
 WEIGHTS = b"w"
 HISTORY = b"x"
+ROUND = b"r"
 
 ROLE_SENDER = 1
 ROLE_RECIPIENT = 2
@@ -70,6 +78,10 @@ def tx_key(tx_hash: bytes) -> bytes:
 
 def weights_key(weights_hash: bytes) -> bytes:
     return WEIGHTS + weights_hash
+
+
+def round_key(height: int) -> bytes:
+    return ROUND + height.to_bytes(8, "big")
 
 
 def history_key(address: bytes, height: int, position: int) -> bytes:

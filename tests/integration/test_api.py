@@ -15,7 +15,7 @@ import pytest
 from consensus.crypto import format_address
 from consensus.types import COIN
 from node.service import Node
-from tests.builders import keys, transfer
+from tests.builders import keys, make_params, transfer
 from tests.framework.nodes import start_node
 from tests.framework.noproof import noproof_engine
 from tests.ponas_builders import ponas_params
@@ -66,6 +66,41 @@ async def test_reads(node: Node) -> None:
     assert status == 200 and "ponas_height" in text
     status, page = await call(node, "GET", "/")
     assert status == 200 and "PoNAS explorer" in page
+
+
+async def test_search_and_the_round_in_progress(node: Node) -> None:
+    """The search says what a query is: a height (a block, or the round in progress), a block or
+    transaction hash (a waiting one too), an address (written either case)."""
+    _, st = await call(node, "GET", "/api/v1/status")
+    status, out = await call(node, "GET", "/api/v1/search?q=0")
+    assert status == 200 and (out["kind"], out["target"], out["height"]) == ("block", st["tip"], 0)
+    status, out = await call(node, "GET", "/api/v1/search?q=%201%20")  # spaces around are cut
+    assert status == 200 and (out["kind"], out["target"]) == ("round", "1")
+    status, out = await call(node, "GET", f"/api/v1/search?q={st['tip'].upper()}")
+    assert status == 200 and (out["kind"], out["target"]) == ("block", st["tip"])
+    address = format_address(K[1].address)
+    for q in (address, address.upper()):
+        status, out = await call(node, "GET", f"/api/v1/search?q={q}")
+        assert status == 200 and (out["kind"], out["target"]) == ("address", address)
+    tx = transfer(PARAMS, K[0], K[1].address, COIN, 0)
+    await call(node, "POST", "/api/v1/transactions", {"tx": tx.encode().hex()})
+    status, out = await call(node, "GET", f"/api/v1/search?q={tx.hash().hex()}")
+    assert status == 200 and (out["kind"], out["target"], out["block"]) == ("tx", tx.hash().hex(), None)
+    status, rnd = await call(node, "GET", "/api/v1/rounds/1")
+    assert status == 200 and (rnd["height"], rnd["status"], rnd["source"]) == (1, "in-progress", "node")
+    assert rnd["phase"] in ("commit", "closing") and rnd["commitments"] == {"count": 0, "truncated": False, "items": []}
+    assert rnd["winner"] is None and not rnd["canonical"] and rnd["test_set_size"] == PARAMS.ponas.test_set_size
+
+
+async def test_a_chain_without_rounds_has_no_round_records(tmp_path: Path) -> None:
+    pow_node = await start_node(tmp_path, "pow", make_params())
+    try:
+        status, out = await call(pow_node, "GET", "/api/v1/rounds/1")
+        assert (status, out["error"]["reason"]) == (404, "no-rounds")
+        status, out = await call(pow_node, "GET", "/api/v1/search?q=0")
+        assert status == 200 and out["kind"] == "block"
+    finally:
+        await pow_node.stop()
 
 
 async def test_transfer_accepted_then_in_mempool(node: Node) -> None:
@@ -149,6 +184,29 @@ async def test_fee_estimate_and_minimum(node: Node) -> None:
         ("POST", "/api/v1/template", {"payouts": [[1]], "genotype": "g", "weights_hash": "00" * 32, "seed": 1}, "good", None, 400, "bad-field"),
         ("POST", "/api/v1/candidates", {"block": "00", "weights": 7}, "good", None, 400, "bad-field"),
         ("POST", "/api/v1/commitments", {"commitment": None}, "good", None, 400, "bad-field"),
+        # a round's record: the height is digits only, at most 18 of them; a round not begun is not found
+        ("GET", "/api/v1/rounds/abc", None, None, None, 400, "bad-field"),
+        ("GET", "/api/v1/rounds/-1", None, None, None, 400, "bad-field"),
+        ("GET", "/api/v1/rounds/1.5", None, None, None, 400, "bad-field"),
+        ("GET", "/api/v1/rounds/%C2%B3", None, None, None, 400, "bad-field"),
+        ("GET", "/api/v1/rounds/" + "9" * 19, None, None, None, 400, "bad-field"),
+        ("GET", "/api/v1/rounds/" + "9" * 300, None, None, None, 400, "bad-field"),
+        ("GET", "/api/v1/rounds/0", None, None, None, 404, "not-found"),  # the genesis
+        ("GET", "/api/v1/rounds/2", None, None, None, 404, "not-found"),  # after the round in progress
+        ("GET", "/api/v1/rounds/" + "9" * 18, None, None, None, 404, "not-found"),
+        # the search: what is none of a height, a hash or an address is a bad query; what is one, not found
+        ("GET", "/api/v1/search", None, None, None, 400, "bad-query"),
+        ("GET", "/api/v1/search?q=", None, None, None, 400, "bad-query"),
+        ("GET", "/api/v1/search?q=%20%20", None, None, None, 400, "bad-query"),
+        ("GET", "/api/v1/search?q=hello", None, None, None, 400, "bad-query"),
+        ("GET", "/api/v1/search?q=-1", None, None, None, 400, "bad-query"),
+        ("GET", "/api/v1/search?q=%C2%B3", None, None, None, 400, "bad-query"),
+        ("GET", "/api/v1/search?q=" + "ab" * 31, None, None, None, 400, "bad-query"),  # 62 hex digits
+        ("GET", "/api/v1/search?q=pn1qqqq", None, None, None, 400, "bad-query"),
+        ("GET", "/api/v1/search?q=" + "x" * 1000, None, None, None, 400, "bad-query"),
+        ("GET", "/api/v1/search?q=2", None, None, None, 404, "not-found"),
+        ("GET", "/api/v1/search?q=" + "9" * 40, None, None, None, 404, "not-found"),
+        ("GET", "/api/v1/search?q=" + "ab" * 32, None, None, None, 404, "not-found"),
     ],
 )
 async def test_bad_input(node: Node, method, path, body, token, raw, status, reason) -> None:  # type: ignore[no-untyped-def]
