@@ -16,7 +16,9 @@ One process holds:
 - the :class:`~pool.store.PoolStore` (LevelDB): the accepted shares still in (or just out of) the
   PPLNS window, every training ever credited (so none is credited twice), bans, payouts, blocks
   won;
-- a dashboard page at ``/``, its data at ``/api/pool`` and Prometheus text at ``/metrics``.
+- the dashboard (``pool/dashboard.py``): a page at ``/`` with its data at ``/api/pool``, a page
+  per worker at ``/worker/{id}`` with its data at ``/api/pool/workers/{id}``, and Prometheus
+  text at ``/metrics``.
 
 Solo mining is a pool of one: ``ponas mine`` runs a manager with no fee and one member in the
 same process (:func:`solo`).
@@ -25,7 +27,9 @@ same process (:func:`solo`).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import json
 import logging
 import os
 import random
@@ -36,12 +40,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from consensus.crypto import PrivateKey, format_address, parse_address
 from consensus.types import Block, Payout
 from nodeclient import NodeClient, session
 from pool import protocol as P
+from pool.dashboard import DASHBOARD_PAGE, RECENT_SHARES, WORKER_PAGE, Series
 from pool.driver import RoundDriver
 from pool.errors import PoolError
 from pool.rounds import MinerError, RoundInfo, TrainResult
@@ -61,6 +66,10 @@ PPM = 1_000_000
 DEPARTED_KEPT = 100
 #: Round opens a stored share outlives the PPLNS window by before it is pruned.
 PRUNE_LAG_ROUNDS = 2
+#: Notices (alerts, flags, departures) the dashboard shows, newest first.
+NOTICES_SHOWN = 30
+#: Seconds an ``/api/pool`` answer is served again (a big pool's snapshot is not free).
+SNAPSHOT_TTL = 1.0
 TOP_RESULTS = 8  # verified results kept to commit per commit key: up to the round's bound per key, best first
 
 
@@ -120,6 +129,18 @@ class MemberConn:
     bucket_t: float = 0.0
     floods: int = 0
     silent: bool = False  # no message for longer than the heartbeat timeout (listed in ``departed``)
+    reported: int | None = None  # the trainings its last heartbeat reported (the chart counts the increase)
+    #: its latest shares for its page, newest last: [time, id, genotype, validation, status, reason]
+    #: (status ``accepted``, ``refused`` with its reason, ``verified`` or ``voided``)
+    recent: deque[list[Any]] = field(default_factory=lambda: deque(maxlen=RECENT_SHARES))
+    gone: tuple[str, float] | None = None  # why and when it was dropped (left, banned)
+
+    def mark(self, share_id: int, status: str) -> None:
+        """A recent accepted share's new status (``verified``, ``voided``)."""
+        for entry in reversed(self.recent):
+            if entry[1] == share_id and entry[4] in ("accepted", "verified"):
+                entry[4] = status
+                return
 
 
 @dataclass
@@ -193,6 +214,13 @@ class Manager:
         self._last_reward: int | None = None
         self.stats: dict[str, int] = {"accepted": 0, "rejected": 0, "verified": 0, "banned": 0, "voided": 0, "won": 0,
                                       "unchecked": 0, "bonus_withheld": 0}
+        #: the dashboard's chart: shares accepted and refused, trainings reported, per 10 s, last hour
+        self.series = Series()
+        self.started = clock()
+        #: workers dropped lately (left, banned), for their pages; as many as ``departed`` lists
+        self._gone: dict[str, MemberConn] = {}
+        self._stopping = False  # stop() has begun
+        self._page_cache: tuple[float, bytes] | None = None  # /api/pool's last answer (monotonic time, JSON)
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -211,8 +239,10 @@ class Manager:
         app = web.Application()
         app.router.add_get("/ws", self._ws_handler)
         app.router.add_get("/api/pool", self._api_pool)
+        app.router.add_get("/api/pool/workers/{id}", self._api_worker)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/", self._page)
+        app.router.add_get("/worker/{id}", self._worker_page)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -238,13 +268,15 @@ class Manager:
         finally:
             verifier.cancel()
             watcher.cancel()
-            for m in list(self.members.values()):
-                await m.ws.close()
-            await self.stop()
+            await self.stop()  # closes the members' connections first
 
     async def stop(self) -> None:
         """Undo :meth:`start`: the web server, the store (the shares still waiting for their
         group commit written first), the node client; safe to call twice."""
+        self._stopping = True  # members dropped now keep their wanted shares' credit
+        for m in list(self.members.values()):  # the server's cleanup would wait for their handlers
+            with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+                await asyncio.wait_for(m.ws.close(code=WSCloseCode.GOING_AWAY, message=b"pool stopping"), 2.0)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -302,6 +334,8 @@ class Manager:
             self._top = []
             self._round = rnd
             self._send_jobs(replan=True)
+        if rnd.reward > 0:  # the node's quote: the dashboard's expected payouts split it
+            self._last_reward = rnd.reward
         if rnd.spent:  # results already in the chain's epoch earn nothing: make room for others
             self._top = [r for r in self._top if (r.result.genotype, r.result.seed) not in rnd.spent]
         self._round = rnd
@@ -522,6 +556,7 @@ class Manager:
         now = self.clock()
         m = MemberConn(hello.member, hello.address, hello.worker, ws, now, now, hello.throughput or 0.0)
         self.members[m.id] = m
+        self._gone.pop(m.id, None)
         await ws.send_str(P.encode("welcome", member=m.id, fee_ppm=self.config.fee_ppm,
                                    finder_bonus_ppm=self.config.finder_bonus_ppm, window=self.config.window,
                                    window_rounds=self._window_rounds(),
@@ -540,6 +575,23 @@ class Manager:
     def _drop(self, m: MemberConn, why: str) -> None:
         self.members.pop(m.id, None)
         self._depart(m, why)
+        m.gone = (why, self.clock())
+        # a share earns its credit only if it can be shown: a worker that leaves with weights
+        # still wanted loses those shares' credit at once (it would keep it otherwise, since the
+        # watchdog times out only connected workers' wants). Not counted towards an
+        # ``ignored-want`` ban: an honest worker's connection may drop, and nothing is gained.
+        # Not when the manager itself stops: its members did nothing wrong.
+        for sid, (_asked, _share, seq) in ({} if self._stopping else m.wanted).items():
+            self._void_share(seq)
+            m.mark(sid, "voided")
+        if m.wanted and not self._stopping:
+            log.warning("wants-dropped", extra={"member": m.id, "voided": len(m.wanted)})
+        m.wanted = {}
+        m.pending = {}  # its weights will not come now; its counters and recent shares stay for its page
+        self._gone.pop(m.id, None)
+        self._gone[m.id] = m
+        while len(self._gone) > DEPARTED_KEPT:
+            del self._gone[next(iter(self._gone))]
         for key in [k for k in self._inflight if k[0] == m.id]:  # its weights will not come now
             del self._inflight[key]
         log.info("member-left", extra={"member": m.id, "why": why})
@@ -555,6 +607,9 @@ class Manager:
         kind = data["type"]
         if kind == "heartbeat":
             _job, trainings, throughput = P.parse_heartbeat(data)
+            if m.reported is not None and trainings > m.reported:  # the first says what it did before joining
+                self.series.trainings(m.last_seen, trainings - m.reported)
+            m.reported = trainings
             m.trainings, m.throughput = trainings, throughput
             if self.scheduler is not None:
                 self.scheduler.heartbeat(m.id, m.last_seen, throughput)
@@ -593,11 +648,20 @@ class Manager:
         else:
             raise P.ProtocolError("bad-message", f"unknown type {kind!r}")
 
-    async def _reject(self, m: MemberConn, share_id: Any, reason: str, detail: str | None = None) -> None:
-        """Refuse a share: counted per member and reason, answered with the reason."""
+    async def _reject(self, m: MemberConn, share_id: Any, reason: str, detail: str | None = None,
+                      share: P.Share | None = None) -> None:
+        """Refuse a share: counted per member and reason (and in the chart), answered with the
+        reason, listed in the member's recent shares (with its genotype and score if ``share``,
+        the parsed share, is given)."""
         m.rejected += 1
         m.rejects[reason] = m.rejects.get(reason, 0) + 1
         self.stats["rejected"] += 1
+        now = self.clock()
+        self.series.refused(now)
+        if share is not None:
+            m.recent.append([now, share.id, share.genotype, share.validation, "refused", reason])
+        else:
+            m.recent.append([now, share_id if type(share_id) is int else None, None, None, "refused", reason])
         extra = {} if detail is None else {"detail": detail}
         await self._send(m, P.encode("reject", id=share_id, reason=reason, **extra))
 
@@ -627,7 +691,7 @@ class Manager:
     async def _on_share(self, m: MemberConn, share: P.Share, arrived: float) -> None:
         reason = self._check_share(m, share)
         if reason is not None:
-            await self._reject(m, share.id, reason)
+            await self._reject(m, share.id, reason, share=share)
             return
         assert self.store is not None and self._round is not None
         from consensus.engines.ponas.recipe import PRESETS
@@ -660,7 +724,7 @@ class Manager:
                 log.exception("share-commit-failed", extra={"shares": len(batch)})
                 for m, share, _stored, _t in batch:
                     self._intake_keys.discard((share.genotype, share.seed))
-                    await self._reject(m, share.id, "store-failed")
+                    await self._reject(m, share.id, "store-failed", share=share)
                 continue
             for m, share, stored, arrived in batch:
                 self._intake_keys.discard((share.genotype, share.seed))
@@ -682,6 +746,9 @@ class Manager:
         while len(m.pending) > 256:
             m.pending.pop(next(iter(m.pending)))
         self.stats["accepted"] += 1
+        now = self.clock()
+        self.series.accepted(now)
+        m.recent.append([now, share.id, share.genotype, share.validation, "accepted", None])
         await self._send(m, f'{{"type":"accept","id":{share.id},"credit":{weight}}}')  # P.encode's bytes, hot path
         # a share that may enter the pool's best results must show its weights; others by sample
         better = sum(1 for r in self._top if r.result.validation >= share.validation)
@@ -742,6 +809,7 @@ class Manager:
                 continue
             assert result is not None
             m.verified += 1
+            m.mark(share.id, "verified")
             self.stats["verified"] += 1
             await self._send(m, P.encode("verified", id=share.id))
             if first == self._task_first_job and self._add_top(_Result(m.id, m.address, result)):
@@ -766,6 +834,11 @@ class Manager:
         self.stats["banned"] += 1
         self.stats["voided"] += voided
         self._top = [r for r in self._top if r.address != m.address]
+        for worker in [*self.members.values(), *self._gone.values()]:
+            if worker.address == m.address:
+                for entry in worker.recent:
+                    if entry[4] in ("accepted", "verified"):
+                        entry[4] = "voided"
         log.warning("member-banned", extra={"member": m.id, "reason": reason, "voided": voided})
         self.report(f"banned {m.id}: {reason}; {voided} shares voided")
         for other in [c for c in self.members.values() if c.address == m.address]:
@@ -796,6 +869,7 @@ class Manager:
                         m.pending.pop(sid, None)
                         self._inflight.pop((m.id, sid), None)
                         self._void_share(seq)
+                        m.mark(sid, "voided")
                         n = self._unanswered[m.address] = self._unanswered.get(m.address, 0) + 1
                         log.warning("want-unanswered", extra={"member": m.id, "share": sid, "unanswered": n})
                         if n >= self.config.max_unanswered:
@@ -815,53 +889,200 @@ class Manager:
     def _window_rounds(self) -> int | None:
         return self.config.window_rounds if self.config.window is None else None
 
+    def _expected(self, weights: dict[bytes, int]) -> dict[bytes, int]:
+        """What each address would get if the pool won now: the split of the last reward the
+        node quoted (subsidy plus fees), without a finder's bonus; empty before a quote."""
+        if self._last_reward is None:
+            return {}
+        return {p.address: p.amount for p in split_reward(
+            self._last_reward, weights, fee_address=self.config.fee_address, fee_ppm=self.config.fee_ppm,
+            finder=None, finder_bonus_ppm=0, min_payout=self.config.min_payout)}
+
     def snapshot(self) -> dict[str, Any]:
+        """The dashboard's data (``/api/pool``); amounts in base units. The keys other tools
+        read stay; ``now`` (the manager's clock: ``last_seen`` and the notices' ``time`` are on
+        it), ``space`` (the map of subspaces), ``series`` (the chart) and ``notices`` (what
+        needs a person's eye) feed the page."""
+        now = self.clock()
         weights = self.window.weights_by_member()
-        # what each address would get if the pool won now: the split of the last reward the
-        # node quoted (subsidy plus fees), without a finder's bonus; unknown before a template
-        expected: dict[bytes, int] = {}
-        if self._last_reward is not None:
-            expected = {p.address: p.amount for p in split_reward(
-                self._last_reward, weights, fee_address=self.config.fee_address, fee_ppm=self.config.fee_ppm,
-                finder=None, finder_bonus_ppm=0, min_payout=self.config.min_payout)}
+        expected = self._expected(weights)
         sched = self.scheduler.stats() if self.scheduler is not None else {}
         members = []
         for m in self.members.values():
-            members.append({"member": m.id, "address": format_address(m.address), "throughput": round(m.throughput, 3),
+            members.append({"member": m.id, "address": format_address(m.address), "worker": m.worker,
+                            "throughput": round(m.throughput, 3),
                             "trainings": m.trainings, "accepted": m.accepted, "rejected": m.rejected,
                             "rejects": dict(sorted(m.rejects.items())),
                             "verified": m.verified, "window_weight": weights.get(m.address, 0),
                             "expected_payout": expected.get(m.address) if expected else None,
                             "paid": self.store.paid(m.address) if self.store else 0,
-                            "schedule": sched.get(m.id) if isinstance(sched, dict) else None})
-        return {"pool": {"key": self.key.public_key.hex(),
+                            "joined": m.joined, "last_seen": m.last_seen, "silent": m.silent,
+                            "schedule": sched.get(m.id)})
+        banned = {format_address(a): r for a, r in (self.store.bans().items() if self.store else [])}
+        rnd = self._round
+        return {"now": now,
+                "pool": {"key": self.key.public_key.hex(), "chain_id": self.chain_id,
                          "fee_ppm": self.config.fee_ppm, "finder_bonus_ppm": self.config.finder_bonus_ppm,
                          "fee_address": format_address(self.config.fee_address), "window": self.config.window,
                          "window_rounds": self._window_rounds(), "window_units": self.window.total,
-                         "min_payout": self.config.min_payout,
+                         "min_payout": self.config.min_payout, "started": self.started,
                          "port": self.port, **self.stats},
-                "round": None if self._round is None else {"height": self._round.height, "phase": self._round.phase},
+                "round": None if rnd is None else {"height": rnd.height, "phase": rnd.phase, "space": rnd.space,
+                                                   "recipe": rnd.recipe, "deadline": rnd.deadline,
+                                                   "reward": self._last_reward},
                 "best": None if self._best is None else {"member": self._best.member, "genotype": self._best.result.genotype,
                                                          "validation": self._best.result.validation},
                 "members": members,
-                "banned": {format_address(a): r for a, r in (self.store.bans().items() if self.store else [])},
+                "banned": banned,
                 "departed": list(self.departed),
                 "alerts": list(self.alerts),
                 "blocks": [{"height": b.height, "hash": b.hash.hex(), "time": b.when, "status": b.status,
+                            "total": sum(p.amount for p in b.payouts),
                             "payouts": [[format_address(p.address), p.amount] for p in b.payouts]}
-                           for b in (self.store.blocks() if self.store else [])]}
+                           for b in (self.store.blocks() if self.store else [])],
+                "space": self._space_map(sched),
+                "series": {"bucket_s": self.series.width,
+                           "buckets": self.series.buckets(now, since=self.started)},
+                "notices": self._notices(sched, banned, now)}
+
+    def _space_map(self, sched: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """The current plan as the dashboard's map: every subspace in the space's order with its
+        primary (None: unassigned), its backup, whether the primary is a high-reward member, and
+        how many of the pool's best verified results lie in it."""
+        if self.scheduler is None:
+            return None
+        space, plan = self.scheduler.space, self.scheduler.plan
+        order = sorted(range(len(plan.subspaces)), key=lambda i: plan.subspaces[i].start)
+        starts = [plan.subspaces[i].start for i in order]
+        best = [0] * len(order)
+        for r in self._top:
+            try:
+                index = space.decode(r.result.genotype)
+            except ValueError:
+                continue
+            pos = bisect.bisect_right(starts, index) - 1
+            if pos >= 0 and plan.subspaces[order[pos]].contains_index(index):
+                best[pos] += 1
+        tiles = []
+        for pos, i in enumerate(order):
+            sub, primary, backup = plan.subspaces[i], plan.primaries[i], plan.backups[i]
+            tiles.append({"start": sub.start, "stop": sub.stop, "primary": primary, "backup": backup,
+                          "high_reward": primary is not None and bool(sched.get(primary, {}).get("high_reward")),
+                          "best": best[pos]})
+        return {"name": space.name, "size": space.size, "plan": plan.number, "subspaces": tiles}
+
+    def _notices(self, sched: dict[str, dict[str, Any]], banned: dict[str, str], now: float) -> list[dict[str, Any]]:
+        """What needs a person's eye, newest first: members' underpaid reports, members the
+        withholding statistic flags, and workers that left, were banned or fell silent."""
+        out: list[dict[str, Any]] = []
+        for a in self.alerts:
+            out.append({"kind": a["reason"] or "alert", "member": a["member"], "time": a["time"],
+                        "text": f"its own check of block {a['height']}: {a['detail']}"})
+        for member_id, st in sched.items():
+            if st["flagged"] and member_id in self.members:
+                out.append({"kind": "withholding", "member": member_id, "time": now,
+                            "text": f"reports far fewer top results than its share of the work predicts "
+                                    f"(p={st['withholding_p']:.1e}): no finder's bonus"})
+        for d in self.departed:
+            why = d["why"]
+            if why == "banned":
+                text = f"banned ({banned.get(d['address'], 'reason unknown')}): its shares are voided"
+            elif why == "silent":
+                text = f"silent for more than {self.config.heartbeat_timeout:g} s: its subspaces moved"
+            else:
+                text = f"left after {_duration(d['connected_s'])}, {d['accepted']} shares accepted"
+            out.append({"kind": why, "member": d["member"], "time": d["at"], "text": text})
+        out.sort(key=lambda n: -n["time"])
+        return out[:NOTICES_SHOWN]
+
+    def worker_snapshot(self, member_id: str) -> dict[str, Any] | None:
+        """A worker's page data (``/api/pool/workers/{id}``): a connected worker, or one dropped
+        lately (the last ``DEPARTED_KEPT``); None for any other id. Payouts and the pending
+        payout are its payout address's (what all its workers earn together)."""
+        m = self.members.get(member_id) or self._gone.get(member_id)
+        if m is None:
+            return None
+        now = self.clock()
+        weights = self.window.weights_by_member()
+        expected = self._expected(weights)
+        sched = self.scheduler.stats().get(m.id) if self.scheduler is not None else None
+        duties = []
+        if self.scheduler is not None:
+            plan = self.scheduler.plan
+            for sub, primary, backup in zip(plan.subspaces, plan.primaries, plan.backups):
+                if m.id in (primary, backup):
+                    duties.append({"start": sub.start, "stop": sub.stop,
+                                   "role": "primary" if primary == m.id else "backup",
+                                   "primary": primary, "backup": backup})
+            duties.sort(key=lambda d: (d["role"] != "primary", d["start"]))
+        payouts = []
+        for b in reversed(self.store.blocks() if self.store else []):
+            amount = sum(p.amount for p in b.payouts if p.address == m.address)
+            if amount:
+                payouts.append({"height": b.height, "hash": b.hash.hex(), "time": b.when, "status": b.status,
+                                "amount": amount})
+        return {"now": now, "member": m.id, "address": format_address(m.address), "worker": m.worker,
+                "connected": self.members.get(m.id) is m, "silent": m.silent,
+                "departed": None if m.gone is None else {"why": m.gone[0], "at": m.gone[1]},
+                "banned": self.store.banned(m.address) if self.store else None,
+                "joined": m.joined, "last_seen": m.last_seen, "throughput": round(m.throughput, 3),
+                "trainings": m.trainings, "accepted": m.accepted, "rejected": m.rejected,
+                "rejects": dict(sorted(m.rejects.items())), "verified": m.verified,
+                "window_weight": weights.get(m.address, 0),
+                "expected_payout": expected.get(m.address) if expected else None,
+                "paid": self.store.paid(m.address) if self.store else 0,
+                "address_workers": sorted(c.id for c in self.members.values() if c.address == m.address),
+                "schedule": sched, "duties": duties,
+                "recent": [{"time": t, "id": sid, "genotype": g, "validation": v, "status": st, "reason": why}
+                           for t, sid, g, v, st, why in reversed(m.recent)],
+                "payouts": payouts}
 
     async def _api_pool(self, request: web.Request) -> web.Response:
-        return web.json_response(self.snapshot())
+        # one snapshot a second however many dashboards poll; encoded off the event loop
+        cached = self._page_cache
+        if cached is None or time.monotonic() - cached[0] > SNAPSHOT_TTL:
+            body = await asyncio.to_thread(_json_bytes, self.snapshot())
+            self._page_cache = cached = (time.monotonic(), body)
+        return web.Response(body=cached[1], content_type="application/json")
+
+    async def _api_worker(self, request: web.Request) -> web.Response:
+        member_id = request.match_info["id"]
+        try:
+            P.parse_member_id(member_id)
+        except P.ProtocolError as exc:
+            return _error(400, exc.reason, exc.detail)
+        view = self.worker_snapshot(member_id)
+        if view is None:
+            return _error(404, "unknown-worker", f"no worker {member_id} is connected or left lately")
+        return web.Response(body=await asyncio.to_thread(_json_bytes, view), content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        s = self.snapshot()
-        lines = [f"ponas_pool_members {len(s['members'])}"]
+        lines = [f"ponas_pool_members {len(self.members)}"]
         lines += [f"ponas_pool_{k} {v}" for k, v in self.stats.items()]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def _page(self, request: web.Request) -> web.Response:
-        return web.Response(text=_PAGE, content_type="text/html")
+        return web.Response(text=DASHBOARD_PAGE, content_type="text/html")
+
+    async def _worker_page(self, request: web.Request) -> web.Response:
+        return web.Response(text=WORKER_PAGE, content_type="text/html")
+
+
+def _json_bytes(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _error(status: int, reason: str, detail: str) -> web.Response:
+    """The node API's error form: ``{"error": {"reason", "detail"}}``, ``reason`` stable."""
+    return web.json_response({"error": {"reason": reason, "detail": detail}}, status=status)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
 
 
 def _check_weights(task: tuple[str, str] | None, share: P.Share, weights: bytes,
@@ -907,35 +1128,3 @@ def _check_weights(task: tuple[str, str] | None, share: P.Share, weights: bytes,
             if abs(validation_score(model2) - share.validation) > 3:
                 return "retrain-mismatch", None
     return None, TrainResult(share.genotype, share.seed, share.validation, share.weights_hash, weights, share.seconds)
-
-
-_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>PoNAS pool</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
-td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}th{background:#f4f4f4}.n{text-align:right}</style>
-</head><body><h1>PoNAS pool</h1><div id="pool"></div><h2>Members</h2><table id="members"></table>
-<h2>Gone recently</h2><table id="departed"></table>
-<h2>Blocks won</h2><table id="blocks"></table><h2>Banned</h2><table id="banned"></table>
-<script>
-function row(cells,tag){return '<tr>'+cells.map(c=>'<'+(tag||'td')+'>'+c+'</'+(tag||'td')+'>').join('')+'</tr>';}
-async function load(){const s=await (await fetch('/api/pool')).json();
-document.getElementById('pool').textContent='fee '+s.pool.fee_ppm/1e4+'%  finder bonus '+s.pool.finder_bonus_ppm/1e4+
-'%  PPLNS '+(s.pool.window_rounds?'last '+s.pool.window_rounds+' rounds':'last '+s.pool.window+' units')+
-' ('+s.pool.window_units+' units now)  accepted '+s.pool.accepted+'  rejected '+s.pool.rejected+'  verified '+s.pool.verified+'  voided '+s.pool.voided+'  won '+s.pool.won+
-(s.round?'  round '+s.round.height+' ('+s.round.phase+')':'')+(s.best?'  best '+s.best.validation+' by '+s.best.member:'')+
-'  pool key '+s.pool.key.slice(0,16)+'…'+
-(s.alerts.length?'  ALERT: '+s.alerts.length+' member report(s), the latest: '+s.alerts[0].member+' '+s.alerts[0].reason+' at height '+s.alerts[0].height:'');
-document.getElementById('members').innerHTML=row(['member','throughput/s','trainings','accepted','rejected','verified',
-'window','expected payout','paid','subspaces','backup','high reward','withholding'],'th')+s.members.map(m=>{
-const sc=m.schedule||{};const why=Object.entries(m.rejects||{}).map(([r,n])=>r+' '+n).join(', ');
-return row([m.member,m.throughput,m.trainings,m.accepted,m.rejected+(why?' ('+why+')':''),m.verified,m.window_weight,
-m.expected_payout,m.paid,JSON.stringify(sc.subspaces||''),JSON.stringify(sc.backup_of||sc.backed_up_by||''),
-sc.high_reward?'yes':'',sc.flagged?'FLAGGED p='+sc.withholding_p.toExponential(1):(sc.withholding_p==null?'':
-'p='+sc.withholding_p.toFixed(2))])}).join('');
-document.getElementById('blocks').innerHTML=row(['height','hash','status','payouts'],'th')+s.blocks.map(b=>row([b.height,
-b.hash.slice(0,16),b.status,b.payouts.length])).join('');
-document.getElementById('departed').innerHTML=row(['member','why','when','connected s','accepted'],'th')+
-s.departed.slice().reverse().map(d=>row([d.member,d.why,new Date(d.at*1000).toLocaleTimeString(),d.connected_s,
-d.accepted])).join('');
-document.getElementById('banned').innerHTML=Object.entries(s.banned).map(([a,r])=>row([a,r])).join('');}
-load();setInterval(load,2000);
-</script></body></html>"""

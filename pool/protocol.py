@@ -15,13 +15,14 @@ from consensus.crypto import PrivateKey, address_of, format_address, parse_addre
 from consensus.errors import ConsensusError
 
 __all__ = ["VERSION", "MAX_FRAME", "ProtocolError", "Hello", "Share", "decode", "encode", "hello_digest", "challenge_pool_key",
-           "make_hello", "parse_hello", "parse_share", "parse_heartbeat", "parse_weights"]
+           "make_hello", "parse_hello", "parse_share", "parse_heartbeat", "parse_weights", "parse_member_id"]
 
 VERSION = 2  # 2: the hello signs the pool's key (a hello for one pool is refused by every other)
 MAX_FRAME = 2 * 1024 * 1024
 HELLO_DOMAIN = "ponas/pool-hello"
 _WORKER = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _MAX_GENOTYPE = 256
+_MAX_MEMBER_ID = 128  # an address (at most 90 characters), a dot, a worker (at most 32)
 
 
 class ProtocolError(ValueError):
@@ -112,6 +113,23 @@ class Hello:
     @property
     def member(self) -> str:
         return f"{format_address(self.address)}.{self.worker}"
+
+
+def parse_member_id(text: str) -> tuple[bytes, str]:
+    """A member's id (:attr:`Hello.member`: ``ADDRESS.WORKER``) -> (address, worker); raises
+    ``bad-worker-id`` for anything else (the dashboard's worker pages take it from their URL)."""
+    if not isinstance(text, str) or len(text) > _MAX_MEMBER_ID or "." not in text:
+        raise ProtocolError("bad-worker-id", "a worker id is ADDRESS.WORKER, as the dashboard lists it")
+    address, worker = text.split(".", 1)  # bech32 has no dot; a worker may
+    try:
+        raw = parse_address(address)
+    except ConsensusError as exc:
+        raise ProtocolError("bad-worker-id", f"address: {exc.reason}") from None
+    if format_address(raw) != address:  # one spelling per member: the one its hello gave
+        raise ProtocolError("bad-worker-id", "the address is not in its canonical (lower-case) form")
+    if not _WORKER.fullmatch(worker):
+        raise ProtocolError("bad-worker-id", "the worker is 1-32 of [A-Za-z0-9_.-]")
+    return raw, worker
 
 
 def make_hello(key: PrivateKey, chain_id: str, nonce: bytes, worker: str, throughput: float | None = None,

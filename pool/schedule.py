@@ -279,6 +279,8 @@ class Scheduler:
         self._results: list[tuple[int, str, str]] = []  # (score, reporter, owner) this round
         self._round_members: set[str] = set()
         self._audits: deque[_Audit] = deque(maxlen=history)
+        #: each member's std_devs, computed once per round (histories change only at its end)
+        self._std_memo: dict[str, dict[str, float]] = {}
 
     # --- members -----------------------------------------------------------------------------
 
@@ -539,6 +541,7 @@ class Scheduler:
         self._audits.append(_Audit(dict(results), dict(top_reported)))
         self._results = []
         self._round_members = {m.id for m in self._members.values() if m.alive}
+        self._std_memo.clear()
         self.rounds += 1
 
     # --- high reward, backups, audits ------------------------------------------------------------
@@ -555,11 +558,14 @@ class Scheduler:
         """Population standard deviation of each metric over the kept rounds that have it (0 with
         fewer than 2)."""
         history = self._get(member_id).history
-        out = {}
-        for name in METRICS:
-            values = [v for v in (r.metric(name) for r in history) if v is not None]
-            out[name] = statistics.pstdev(values) if len(values) >= 2 else 0.0
-        return out
+        out = self._std_memo.get(member_id)
+        if out is None:
+            out = {}
+            for name in METRICS:
+                values = [v for v in (r.metric(name) for r in history) if v is not None]
+                out[name] = statistics.pstdev(values) if len(values) >= 2 else 0.0
+            self._std_memo[member_id] = out
+        return dict(out)
 
     def needs_backup(self, member_id: str) -> bool:
         """High-reward and its largest metric standard deviation above ``std_threshold``."""
@@ -569,9 +575,16 @@ class Scheduler:
         """One-sided binomial p-value that the member reports this few top results given its
         share of the results (module docstring); ``None`` without results or top results."""
         self._get(member_id)
-        mine = sum(a.results.get(member_id, 0) for a in self._audits)
+        return self._withholding(member_id, *self._audit_totals())
+
+    def _audit_totals(self) -> tuple[int, int]:
+        """All recorded results and all top results over the audit window."""
         total = sum(sum(a.results.values()) for a in self._audits)
         tops = sum(sum(a.top.values()) for a in self._audits)
+        return total, tops
+
+    def _withholding(self, member_id: str, total: int, tops: int) -> float | None:
+        mine = sum(a.results.get(member_id, 0) for a in self._audits)
         hits = sum(a.top.get(member_id, 0) for a in self._audits)
         if mine == 0 or total == 0 or tops == 0:
             return None
@@ -580,37 +593,51 @@ class Scheduler:
     def flagged(self, member_id: str, alpha: float = 0.01, min_rounds: int = 4) -> bool:
         """Suspected of withholding: results in at least ``min_rounds`` of the audit window's
         rounds and a :meth:`withholding` p-value below ``alpha``."""
+        return self._flagged(member_id, self.withholding(member_id), alpha, min_rounds)
+
+    def _flagged(self, member_id: str, p: float | None, alpha: float = 0.01, min_rounds: int = 4) -> bool:
         rounds = sum(1 for a in self._audits if a.results.get(member_id, 0) > 0)
-        p = self.withholding(member_id)
         return p is not None and rounds >= min_rounds and p < alpha
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per member (by id), JSON-ready: for the manager's dashboard."""
+        """Per member (by id), JSON-ready: for the manager's dashboard. One pass over the plan
+        and one over the audit window's totals (a big pool's dashboard asks every few seconds)."""
         rate = self._effective()
+        primary: dict[str, list[list[int]]] = {}
+        backup: dict[str, list[list[int]]] = {}
+        backs: dict[str, set[str]] = {}
+        backed: dict[str, set[str]] = {}
+        for sub, p, b in zip(self._subspaces, self._primary, self._backup):
+            if p is not None:
+                primary.setdefault(p, []).append(list(sub.as_range()))
+            if b is not None:
+                backup.setdefault(b, []).append(list(sub.as_range()))
+                if p is not None:
+                    backs.setdefault(b, set()).add(p)
+                    backed.setdefault(p, set()).add(b)
+        totals = self._audit_totals()
         out: dict[str, dict[str, Any]] = {}
         for member_id in sorted(self._members):
             member = self._members[member_id]
-            primary = [self._subspaces[i].as_range() for i, p in enumerate(self._primary) if p == member_id]
-            backup = [self._subspaces[i].as_range() for i, b in enumerate(self._backup) if b == member_id]
-            backs = sorted({p for p, b in zip(self._primary, self._backup) if b == member_id and p is not None})
-            backed = sorted({b for p, b in zip(self._primary, self._backup) if p == member_id and b is not None})
             history = member.history
+            p_value = self._withholding(member_id, *totals)
+            high, std = self.high_reward(member_id), self.std_devs(member_id)
             out[member_id] = {
                 "alive": member.alive,
                 "last_heartbeat": member.last_heartbeat,
                 "throughput": member.throughput,
                 "effective_throughput": rate[member_id],
-                "subspaces": [list(r) for r in primary],
-                "backup_subspaces": [list(r) for r in backup],
-                "high_reward": self.high_reward(member_id),
-                "std": self.std_devs(member_id),
-                "needs_backup": self.needs_backup(member_id),
-                "backup_of": backs or None,
-                "backed_up_by": backed[0] if backed else None,
+                "subspaces": primary.get(member_id, []),
+                "backup_subspaces": backup.get(member_id, []),
+                "high_reward": high,
+                "std": std,
+                "needs_backup": high and max(std.values()) > self.std_threshold,  # needs_backup's rule
+                "backup_of": sorted(backs[member_id]) if member_id in backs else None,
+                "backed_up_by": min(backed[member_id]) if member_id in backed else None,
                 "rounds": len(history),
                 "results": sum(r.results for r in history),
                 "top_results": sum(r.top_results for r in history),
-                "withholding_p": self.withholding(member_id),
-                "flagged": self.flagged(member_id),
+                "withholding_p": p_value,
+                "flagged": self._flagged(member_id, p_value),
             }
         return out

@@ -16,7 +16,6 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +28,12 @@ from pool.manager import Manager, ManagerConfig
 from pool.rounds import MinerError, RoundInfo
 from pool.shares import Share
 from tests.builders import keys
+from tests.framework.pool import hello as _hello
+from tests.framework.pool import made_up_round, send_share
+from tests.framework.pool import started as _started
 
 K, OTHER, FEE, PEER, LATE = keys(5, seed=71)
 SPACE = get_space("nb201")
-
-
-async def _hello(ws: aiohttp.ClientWebSocketResponse, key: Any, worker: str = "w", sign_with: Any = None) -> dict[str, Any]:
-    challenge = json.loads(await ws.receive_str(timeout=5))
-    hello = json.loads(P.make_hello(sign_with or key, challenge["chain_id"], bytes.fromhex(challenge["nonce"]), worker,
-                                    pool=P.challenge_pool_key(challenge)))
-    hello["address"] = P.format_address(key.address)
-    await ws.send_str(json.dumps(hello))
-    return json.loads(await ws.receive_str(timeout=5))
 
 
 async def test_door_and_share_checks(tmp_path: Path) -> None:
@@ -234,18 +227,6 @@ async def test_won_blocks_are_settled_with_the_node(tmp_path: Path) -> None:
         assert manager.snapshot()["blocks"][1]["status"] == "orphaned"
 
 
-@contextlib.asynccontextmanager
-async def _started(config: ManagerConfig, **kw: Any) -> AsyncIterator[Manager]:
-    """A manager started without ``run`` (chain ``ponas-test``, seeded rng, silent), then
-    stopped."""
-    manager = Manager(config, rng=random.Random(1), report=lambda line: None, chain_id="ponas-test", **kw)
-    await manager.start()
-    try:
-        yield manager
-    finally:
-        await manager.stop()
-
-
 async def test_results_already_in_the_epoch_are_not_committed_again(tmp_path: Path) -> None:
     """The round object's ``spent`` pairs (the blocks of the task epoch: the block the pool won
     last round among them) are never offered for commitment again, and leave the pool's best
@@ -407,6 +388,64 @@ async def test_an_unanswered_want_voids_its_share_and_workers_share_their_addres
                 await ws.close()
 
 
+async def test_a_worker_that_leaves_before_showing_wanted_weights_loses_their_credit(tmp_path: Path) -> None:
+    """The reconnect trick: send fake shares, leave before ``want_timeout`` so the watchdog (which
+    times out connected workers' wants) never sees them, come back. The wanted shares' credit
+    goes with the connection; shares never wanted keep theirs (they may be audited later)."""
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), verify_rate=0.0,
+                           want_timeout=30.0)
+    async with _started(config) as manager:
+        manager.prepare(made_up_round())
+        url = f"ws://127.0.0.1:{manager.port}/ws"
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(url)
+            assert (await _hello(ws, K))["type"] == "welcome"
+            job = json.loads(await ws.receive_str(timeout=5))
+            start = job["subspaces"][0]["start"]
+            seen: list[dict[str, Any]] = []
+            # shares that may enter the pool's best 8 are wanted (their weights must be shown);
+            # a ninth, no better, is not (verify_rate 0)
+            top = manager.top_results
+            for i in range(top):
+                assert await send_share(ws, 1 + i, job["job"], SPACE.encode(start + i), seed=1 + i, validation=150,
+                                        seen=seen) == "accept"
+            assert await send_share(ws, 99, job["job"], SPACE.encode(start + top), seed=99, validation=100,
+                                    seen=seen) == "accept"
+            with contextlib.suppress(asyncio.TimeoutError):
+                while True:
+                    seen.append(json.loads(await ws.receive_str(timeout=0.5)))
+            assert [m["id"] for m in seen if m["type"] == "want"] == list(range(1, top + 1))
+            unit = manager.window.shares()[0].weight
+            assert manager.window.weights_by_member()[K.address] == (top + 1) * unit
+            await ws.close()
+            for _ in range(50):
+                if not manager.members:
+                    break
+                await asyncio.sleep(0.05)
+            assert not manager.members
+            assert manager.window.weights_by_member()[K.address] == unit  # the wanted shares' credit is gone
+            assert manager.stats["voided"] == top
+            assert manager.store is not None and len([s for s in manager.store.shares() if s.address == K.address]) == 1
+            assert manager.store.banned(K.address) is None  # a dropped connection is not a ban
+            view = manager.worker_snapshot(f"{P.format_address(K.address)}.w")
+            assert view is not None and [r["status"] for r in view["recent"]] == ["accepted"] + ["voided"] * top
+            # a worker still connected when the manager stops keeps its wanted share: it did nothing wrong
+            other = await http.ws_connect(url)
+            assert (await _hello(other, OTHER))["type"] == "welcome"
+            job = json.loads(await other.receive_str(timeout=5))
+            assert await send_share(other, 1, job["job"], SPACE.encode(job["subspaces"][0]["start"]), seed=500,
+                                    validation=200) == "accept"
+            await manager.stop()
+            await other.close()
+    from pool.store import PoolStore
+
+    store = PoolStore(str(tmp_path / "pool" / "pool"), "ponas-test")
+    try:
+        assert [s.seed for s in store.shares() if s.address == OTHER.address] == [500]
+    finally:
+        store.close()
+
+
 async def test_shares_are_stored_by_group_commit_and_acknowledged_only_once_stored(tmp_path: Path) -> None:
     """Intake (issue 19): accepted shares are written in groups, one synced batch for all that
     came while the previous batch was written (in a worker thread, off the event loop), and each
@@ -441,8 +480,11 @@ async def test_shares_are_stored_by_group_commit_and_acknowledged_only_once_stor
             await ws.send_str(P.encode("share", id=99, job=job["job"], genotype=genotype, seed=39, validation=150,
                                        weights_hash="ab" * 32, seconds=0.3))  # the last one again, not yet stored
             answers: dict[int, str] = {}
+            wanted: set[int] = set()
             while len(answers) < 41:
                 msg = json.loads(await ws.receive_str(timeout=10))
+                if msg["type"] == "want":
+                    wanted.add(msg["id"])
                 if msg["type"] in ("accept", "reject"):
                     answers[msg["id"]] = "accept" if msg["type"] == "accept" else msg["reason"]
                     accepted = sum(1 for v in answers.values() if v == "accept")
@@ -455,9 +497,18 @@ async def test_shares_are_stored_by_group_commit_and_acknowledged_only_once_stor
                 await ws.send_str(P.encode("share", id=seed, job=job["job"], genotype=genotype, seed=seed,
                                            validation=150, weights_hash="ab" * 32, seconds=0.3))
             await asyncio.sleep(0.1)
+            with contextlib.suppress(asyncio.TimeoutError):
+                while True:
+                    msg = json.loads(await ws.receive_str(timeout=0.3))
+                    if msg["type"] == "want":
+                        wanted.add(msg["id"])
+        # the member left without showing the weights the manager wanted: those shares lose
+        # their credit (and leave the store); the others are all there after the stop
+        await asyncio.sleep(0.2)
+        assert wanted and manager.stats["voided"] == len(wanted)
     store = PoolStore(str(tmp_path / "pool" / "pool"), "ponas-test")
     try:
-        assert len(list(store.shares())) == 45
+        assert len(list(store.shares())) == 45 - len(wanted)
     finally:
         store.close()
 
