@@ -31,8 +31,11 @@ task epoch 0):
   means the core was not shared). The one-time first-training warm-up of a process (torch's lazy
   initialisation) is measured apart and left out;
 * **per round**: a verifier derives the test set, scores candidates and retrains the best one;
-  a miner trains continuously, so its cost per round is the commit window's seconds of one
-  core (``trainings/window`` = how many trainings of mean length fit in it). A node verifies
+  a miner trains continuously (pool members train all the time: their results carry over the
+  rounds of a task epoch, and a solo miner is a pool of one), so its cost per round is the
+  round's seconds of one core, at least its commit and reveal windows (``trainings/round`` =
+  how many trainings of mean length fit in them; the ratio to the commit window alone is shown
+  beside it). A node verifies
   lazily (protocol v2): once the reveal set has come it scores the listed claims best first and
   stops at the first that holds, so an honest round costs one scoring (row ``lazy``); row
   ``all`` is every candidate scored (each claim above the winner false: each costs its miner's
@@ -108,8 +111,19 @@ class Result:
         rt = max(self.retrain_s) if worst else statistics.fmean(self.retrain_s)
         return self.test_set_ms / 1000 + scored * ev / 1000 + rt
 
+    def round_s(self) -> int:
+        """One miner's round: the least a round lasts, its commit and reveal windows. Miners
+        train through both (``pool/manager.py``: members train all the time, results carry over
+        the rounds of a task epoch; a solo miner is a pool of one)."""
+        return self.params.commit_window + self.params.reveal_window
+
     def ratio(self, scored: float, worst: bool = False) -> float:
-        return self.verifier_s(scored, worst) / self.params.commit_window
+        return self.verifier_s(scored, worst) / self.round_s()
+
+    def commit_ratio(self, scored: float) -> float:
+        """The same against the commit window alone (what earlier runs of this benchmark took as
+        a miner's round; shown beside it)."""
+        return self.verifier_s(scored) / self.params.commit_window
 
 
 def lazy_scored(candidates: int) -> float:
@@ -249,11 +263,11 @@ def print_report(results: list[Result], seed: int, warmup_s: float, quick: bool,
             f"{len(r.retrain_s):>2}  {cpu_wall:>8.2f}"
         )
     print()
-    print(f"{'preset':7}  {'window s':>8}  {'trainings/window':>16}  {'C':>3}  {'scoring':>7}  {'scored':>6}  "
-          f"{'verifier s/round':>16}  {'ratio':>6}  {'worst':>6}")
+    print(f"{'preset':7}  {'round s':>7}  {'trainings/round':>15}  {'C':>3}  {'scoring':>7}  {'scored':>6}  "
+          f"{'verifier s/round':>16}  {'ratio':>6}  {'worst':>6}  {'commit-window ratio':>19}")
     passed = True
     for r in results:
-        fits = r.params.commit_window / statistics.fmean(r.retrain_s)
+        fits = r.round_s() / statistics.fmean(r.retrain_s)
         for c in sorted({4, r.params.max_commitments_per_key * MINERS}):
             for mode, scored in (("lazy", lazy_scored(c)), ("all", float(c))):
                 ratio = r.ratio(scored)
@@ -263,14 +277,16 @@ def print_report(results: list[Result], seed: int, warmup_s: float, quick: bool,
                     passed = passed and ok
                     mark = "  PASS" if ok else "  FAIL"
                 print(
-                    f"{r.preset:7}  {r.params.commit_window:>8}  {fits:>16.1f}  {c:>3}  {mode:>7}  {scored:>6.1f}  "
-                    f"{r.verifier_s(scored):>16.2f}  {ratio:>6.1%}  {r.ratio(scored, worst=True):>6.1%}{mark}"
+                    f"{r.preset:7}  {r.round_s():>7}  {fits:>15.1f}  {c:>3}  {mode:>7}  {scored:>6.1f}  "
+                    f"{r.verifier_s(scored):>16.2f}  {ratio:>6.1%}  {r.ratio(scored, worst=True):>6.1%}  "
+                    f"{r.commit_ratio(scored):>19.1%}{mark}"
                 )
     print()
-    print(f"target: devnet lazy verifier cost per honest round < {TARGET:.0%} of one miner's (the commit window on "
-          f"one core), C up to {MINERS} miners x max_commitments_per_key, mean costs: {'PASS' if passed else 'FAIL'}")
-    print("(ratio: mean eval and retrain; worst: the slowest measured of each; a miner that also trains through "
-          "the reveal window spends commit + reveal seconds, which lowers every ratio)")
+    print(f"target: devnet lazy verifier cost per honest round < {TARGET:.0%} of one miner's (a round's commit and "
+          f"reveal windows on one core: miners train through both), C up to {MINERS} miners x "
+          f"max_commitments_per_key, mean costs: {'PASS' if passed else 'FAIL'}")
+    print("(ratio: mean eval and retrain; worst: the slowest measured of each; commit-window ratio: against the "
+          "commit window alone, as measured before)")
     return passed
 
 

@@ -29,11 +29,12 @@ sample of the same seed). Tables (``build_table.build``, resumable) under ``--di
 ``bench/paper/correlation_mnist1d/``): the recipe (``--recipe``, default ``mnist1d-devnet``) with
 training seeds ``--seeds A B`` (default 0 1) on task epoch ``--epochs[0]``; the top ``--top``
 cells (default 20, by seed A's validation score, as a miner picks) retrained with seed A and
-scored on a second held-out set from another key (``--test-keys``: the first names the tables'
-key, the second the other one; training is exact, so the retrained validation scores must equal
-the first ones, which is checked); and seed A on each further epoch of ``--epochs``. Scores
-are the held-out test counts (``--test-size`` samples, 5,000 by default: what decides a round);
-validation scores give an extra rho. Printed, each against the issue's target:
+scored on held-out sets of two keys (``--test-keys``: the first also names the tables' key) of
+``--keys-test-size`` samples (default: the preset's round test set, 20,000 on devnet; training
+is exact, so the retrained validation scores must equal the first ones, which is checked); and
+seed A on each further epoch of ``--epochs``. Scores are the held-out test counts
+(``--test-size`` samples, 5,000 by default, for the tables; the sampling error of 5,000 samples
+is a small part of two seeds' difference); validation scores give an extra rho. Printed, each against the issue's target:
 
 - ``rho(seed A, seed B)`` over the sample (target >= 0.8), and within the top quarter by seed
   A (target >= 0.5);
@@ -216,8 +217,12 @@ def main_mnist1d(args: argparse.Namespace) -> int:
     base = bt.mnist1d_data(epochs[0], args.data_preset, key_a, args.test_size)
     print(f"data: {args.data_preset} preset's genesis {base.genesis}, epochs {epochs}", flush=True)
 
-    def table(seed: int, epoch: int, key: str, cells: Sequence[int]) -> dict[int, bt.Row]:
-        data = dataclasses.replace(base, epoch=epoch, test_key=key)
+    from consensus.params import preset_params
+
+    keys_size = args.keys_test_size or preset_params(args.data_preset, task="mnist1d").ponas.test_set_size
+
+    def table(seed: int, epoch: int, key: str, cells: Sequence[int], size: int | None = None) -> dict[int, bt.Row]:
+        data = dataclasses.replace(base, epoch=epoch, test_key=key, test_size=size or base.test_size)
         out = args.dir / bt.default_out(recipe, data, seed).name
         return bt.build(recipe, out, cells, workers=args.workers, seed=seed, data=data)
 
@@ -225,7 +230,9 @@ def main_mnist1d(args: argparse.Namespace) -> int:
         a = table(seed_a, epochs[0], key_a, indices)
         b = table(seed_b, epochs[0], key_a, indices)
         top = top_cells(a, indices, min(args.top, len(indices)), by="val")
-        other_key = table(seed_a, epochs[0], key_b, top)
+        # the top cells, retrained, on two test sets of the chain's size (a round's test set)
+        key_a_top = table(seed_a, epochs[0], key_a, top, keys_size)
+        other_key = table(seed_a, epochs[0], key_b, top, keys_size)
         by_epoch = {epochs[0]: a}
         for e in epochs[1:]:
             by_epoch[e] = table(seed_a, e, key_a, indices)
@@ -234,8 +241,10 @@ def main_mnist1d(args: argparse.Namespace) -> int:
 
     res = seed_metrics(a, b, indices)
     res["top_by_val"] = len(top)
-    res["rho_test_keys_top"] = test_rho(a, other_key, top)
-    res["retrain_identical"] = all(a[i].val_correct == other_key[i].val_correct for i in top)
+    res["rho_test_keys_top"] = test_rho(key_a_top, other_key, top)
+    res["keys_test_size"] = keys_size
+    res["retrain_identical"] = all(a[i].val_correct == other_key[i].val_correct == key_a_top[i].val_correct
+                                   for i in top)
     if len(epochs) > 1:
         res["epochs"] = epoch_metrics(by_epoch, indices)
 
@@ -255,8 +264,9 @@ def main_mnist1d(args: argparse.Namespace) -> int:
                 "rho_seeds_top_quarter": "the same within seed A's top quarter (selection lowers it)",
                 "top_tenth_points": "mean accuracy on seed B of seed A's top tenth minus the median cell's "
                 "accuracy on seed B, in percentage points",
-                "rho_test_keys_top": "seed A's top cells by validation score, retrained (exact), scored on a "
-                "held-out set of another key: rho between the two test sets' scores",
+                "rho_test_keys_top": "seed A's top cells by validation score, retrained (exact), scored on "
+                "held-out sets of two keys of keys_test_size samples (the chain's round test set): rho between "
+                "the two test sets' scores",
                 "epochs": "seed A per task epoch: overlap of the top 10 cells by test score, and rho",
             },
             "data_preset": args.data_preset,
@@ -286,7 +296,8 @@ def main_mnist1d(args: argparse.Namespace) -> int:
         (f"rho(seed {seed_a}, seed {seed_b}), top quarter ({res['top_quarter']})", res["rho_seeds_top_quarter"],
          "rho_seeds_top_quarter"),
         (f"top tenth ({res['top_tenth']}) above the median, points", res["top_tenth_points"], "top_tenth_points"),
-        (f"rho(key {key_a}, key {key_b}), top {len(top)} by val", res["rho_test_keys_top"], "rho_test_keys_top"),
+        (f"rho(key {key_a}, key {key_b}), top {len(top)} by val, {keys_size} samples", res["rho_test_keys_top"],
+         "rho_test_keys_top"),
     ]
     print(f"  {'measure':<52} {'value':>8} {'target':>7}  result")
     for label, value, name in lines:
@@ -327,7 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--test-keys", nargs=2, default=[bt.TEST_KEY, f"{bt.TEST_KEY}-2"], help="two held-out key names")
     m.add_argument("--top", type=int, default=20, help="cells retrained for the second test key (default 20)")
     m.add_argument("--data-preset", choices=("devnet", "regtest"), default="devnet")
-    m.add_argument("--test-size", type=int, default=bt.TEST_SIZE)
+    m.add_argument("--test-size", type=int, default=bt.TEST_SIZE, help="held-out samples of the tables")
+    m.add_argument("--keys-test-size", type=int, default=0,
+                   help="held-out samples of the two test keys' sets for the top cells (default: the preset's "
+                        "round test set)")
     args = p.parse_args(argv)
     if args.task == "mnist1d":
         args.dir = args.dir or bt.HERE / "correlation_mnist1d"

@@ -56,8 +56,9 @@ def test_a_genesis_without_a_backup_hashes_as_before() -> None:
     from bench.paper.build_table import PAPER_GENESIS_TIME
 
     paper = preset_params("devnet", task="mnist1d", genesis_time=PAPER_GENESIS_TIME)
-    # the reference chain of bench/paper's mnist1d tables (their meta files name this genesis)
-    assert genesis_block(paper).header.hash().hex().startswith("f3ce2041006bcf80")
+    # the reference chain of bench/paper's mnist1d tables (their meta files name this genesis;
+    # it changed with the devnet test set's size, 5,000 -> 20,000, not with the backup field)
+    assert genesis_block(paper).header.hash().hex().startswith("020caa3940bedf1d")
     named = replace(paper, ponas=replace(paper.ponas, backup_pubkey=BACKUP.public_key))
     assert genesis_block(named).header.hash() != genesis_block(paper).header.hash()
     assert PonasParams.from_value(named.ponas.to_value()) == named.ponas

@@ -57,7 +57,7 @@ def test_presets_select_the_task() -> None:
     assert (digits.ponas.task, digits.ponas.space, digits.ponas.score_tolerance) == ("digits", "nb201", 3)
     dev = mnist1d_params("devnet").ponas
     assert (dev.task, dev.space, dev.recipe, dev.score_tolerance) == ("mnist1d", "nb201-1d", "mnist1d-devnet", 0)
-    assert (dev.train_size, dev.test_set_size) == (4000, 5000) and dev.epoch_rounds >= 1
+    assert (dev.train_size, dev.test_set_size) == (4000, 20_000) and dev.epoch_rounds >= 1
     reg = mnist1d_params().ponas
     assert reg.recipe in RECIPES and reg.train_size < 1000 and reg.epoch_rounds >= 1
     assert RECIPES["mnist1d-devnet"].epochs == 3 and RECIPES["mnist1d-devnet"].batch_size == 64

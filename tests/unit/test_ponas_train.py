@@ -78,6 +78,23 @@ def test_recipe_wire_roundtrip_and_presets() -> None:
         assert Recipe.from_list(items) == recipe
     assert PRESETS == {"regtest": REGTEST, "devnet": DEVNET, "mnist1d-regtest": MNIST1D_REGTEST,
                        "mnist1d-devnet": MNIST1D_DEVNET}
+
+
+def test_later_recipe_fields_keep_the_old_wire_form_while_zero() -> None:
+    """``average_epochs`` and ``bn_recompute`` were added later: at 0 they are left out of the
+    wire form (a recipe made before them reads and writes as it did); set, they are written; a
+    later field written at its default is refused (one wire form per recipe)."""
+    assert len(REGTEST.to_list()) == 9 and Recipe.from_list(REGTEST.to_list()) == REGTEST
+    averaged = dataclasses.replace(REGTEST, average_epochs=1)
+    assert averaged.to_list() == [*REGTEST.to_list(), 1] and Recipe.from_list(averaged.to_list()) == averaged
+    both = dataclasses.replace(REGTEST, average_epochs=1, bn_recompute=1)
+    assert both.to_list() == [*REGTEST.to_list(), 1, 1] and Recipe.from_list(both.to_list()) == both
+    bn_only = dataclasses.replace(REGTEST, bn_recompute=1)
+    assert bn_only.to_list() == [*REGTEST.to_list(), 0, 1]
+    for bad in ([*REGTEST.to_list(), 0], [*REGTEST.to_list(), 1, 0], [*REGTEST.to_list(), 1, 1, 1],
+                [*REGTEST.to_list(), 4], [*REGTEST.to_list(), 0, 2]):
+        with pytest.raises(RecipeError):
+            Recipe.from_list(bad)
     with pytest.raises(RecipeError):
         Recipe.from_list(REGTEST.to_list()[:-1])
 

@@ -48,6 +48,15 @@ class Recipe:
     - ``seed``: the recipe's own seed (0..2**64-1), mixed with the miner's declared training
       seed (see :func:`.train.derive_seed`).
     - ``train_subset``: train on the first ``train_subset`` training samples only (0 = all).
+    - ``average_epochs``: 0, or the model's parameters are replaced after training by their
+      mean over every optimiser step of the last ``average_epochs`` epochs (stochastic weight
+      averaging, Izmailov et al. 2018; at most ``epochs``).
+    - ``bn_recompute``: 0, or 1: after training (and averaging) the BatchNorm running statistics
+      are recomputed as exact means over the training set in the training order of batches
+      (one pass in train mode without gradients, cumulative average).
+
+    The last two were added later (:data:`LATER_FIELDS`): a recipe that leaves them at 0 has the
+    wire form it had before they existed, so the score tables' recipes stay what they were.
     """
 
     epochs: int
@@ -59,6 +68,8 @@ class Recipe:
     seed: int
     schedule: str = "constant"
     train_subset: int = 0
+    average_epochs: int = 0
+    bn_recompute: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -82,6 +93,10 @@ class Recipe:
             raise RecipeError("bad-recipe", "momentum or weight decay out of range")
         if self.seed > _MAX_SEED:
             raise RecipeError("bad-recipe", "seed above 2**64-1")
+        if self.average_epochs > self.epochs:
+            raise RecipeError("bad-recipe", f"average_epochs {self.average_epochs} > epochs {self.epochs}")
+        if self.bn_recompute not in (0, 1):
+            raise RecipeError("bad-recipe", f"bn_recompute {self.bn_recompute}")
 
     @property
     def lr(self) -> float:
@@ -103,16 +118,29 @@ class Recipe:
         return self.lr_ppm / PPM
 
     def to_list(self) -> list[int | str]:
-        """The wire form: field values in declaration order."""
-        return [getattr(self, f.name) for f in fields(self)]
+        """The wire form: field values in declaration order, without the trailing
+        :data:`LATER_FIELDS` that are at their default (0)."""
+        items = [getattr(self, f.name) for f in fields(self)]
+        base = len(items) - LATER_FIELDS
+        while len(items) > base and items[-1] == 0:
+            items.pop()
+        return items
 
     @classmethod
     def from_list(cls, items: list[int | str]) -> Recipe:
         """Inverse of :meth:`to_list`; raises ``bad-recipe`` on a wrong length or field."""
         names = [f.name for f in fields(cls)]
-        if not isinstance(items, (list, tuple)) or len(items) != len(names):
-            raise RecipeError("bad-recipe", f"expected {len(names)} fields")
-        return cls(**dict(zip(names, items)))  # type: ignore[arg-type]
+        if not isinstance(items, (list, tuple)) or not len(names) - LATER_FIELDS <= len(items) <= len(names):
+            raise RecipeError("bad-recipe", f"expected {len(names) - LATER_FIELDS} to {len(names)} fields")
+        recipe = cls(**dict(zip(names, items)))  # type: ignore[arg-type]
+        if recipe.to_list() != list(items):  # one wire form per recipe: no trailing zeros of later fields
+            raise RecipeError("bad-recipe", "a later field written at its default")
+        return recipe
+
+
+LATER_FIELDS = 2
+"""Trailing fields added after the first recipes (``average_epochs``, ``bn_recompute``): omitted
+from the wire form while 0."""
 
 
 REGTEST = Recipe(

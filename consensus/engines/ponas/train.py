@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .data import Dataset, digits_splits, to_tensors
 from .exact import exact_cpu
@@ -230,9 +231,15 @@ def _fit(
     steps_per_epoch = n // batch
     total = steps_per_epoch * recipe.epochs
     step = 0
+    params = list(model.parameters())
+    averaged: list[torch.Tensor] | None = None
+    averaged_steps = 0
     for epoch in range(recipe.epochs):
         order = torch.randperm(n, generator=generator).to(device)
         loss_sum = 0.0
+        average = recipe.average_epochs > 0 and epoch >= recipe.epochs - recipe.average_epochs
+        if average and averaged is None:
+            averaged = [torch.zeros_like(p) for p in params]
         for b in range(steps_per_epoch):
             idx = order[b * batch : (b + 1) * batch]
             for group in optimiser.param_groups:
@@ -243,11 +250,41 @@ def _fit(
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimiser.step()
                 loss_sum += float(loss.detach())
+                if average and averaged is not None:
+                    with torch.no_grad():
+                        for a, p in zip(averaged, params):
+                            a.add_(p)
+                    averaged_steps += 1
             step += 1
         if progress is not None:
             progress(epoch + 1, recipe.epochs, loss_sum / max(1, steps_per_epoch))
+    with torch.no_grad():
+        if averaged is not None and averaged_steps:
+            for a, p in zip(averaged, params):
+                p.copy_(a / averaged_steps)
+        if recipe.bn_recompute:
+            _recompute_batchnorm(model, x, batch)
     model = model.to("cpu").eval()
     return model, serialize_weights(model)
+
+
+def _recompute_batchnorm(model: nn.Module, x: torch.Tensor, batch: int) -> None:
+    """BatchNorm running statistics as exact means over ``x`` (in order, full batches of
+    ``batch``): reset, one pass in train mode without gradients with cumulative averaging
+    (``momentum=None``), then each layer's momentum as it was."""
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    if not layers:
+        return
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for start in range(0, len(x) - batch + 1, batch):
+        with MODEL_TURNS.turn():
+            model(x[start : start + batch])
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
 
 
 def _sequence_arrays(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
