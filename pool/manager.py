@@ -51,6 +51,7 @@ from pool.driver import RoundDriver
 from pool.errors import PoolError
 from pool.rounds import MinerError, RoundInfo, TrainResult
 from pool.schedule import Move, Scheduler
+from pool.search import SharedSearch
 from pool.shares import DEFAULT_WINDOW_ROUNDS, Share, make_window, split_reward
 from pool.store import CONFIRM_DEPTH, PoolStore, StoredShare
 
@@ -103,6 +104,8 @@ class ManagerConfig:
     max_members: int = 2000
     solo: bool = False  # a pool of one: the whole coinbase to ``fee_address``
     commit_keys: int = 1  # keys the pool commits under (pool.driver.commit_keys)
+    shared_search: bool = True  # one evolution over the space fed by every member (pool.search.SharedSearch)
+    proposals_queued: int = 2  # shared proposals each member holds at once (topped up per accepted share)
 
 
 @dataclass
@@ -130,6 +133,9 @@ class MemberConn:
     floods: int = 0
     silent: bool = False  # no message for longer than the heartbeat timeout (listed in ``departed``)
     reported: int | None = None  # the trainings its last heartbeat reported (the chart counts the increase)
+    #: genotypes of the pool's shared search handed to it and not yet trained (it may train them
+    #: outside its subspaces): genotype -> the job they came with
+    proposed: dict[str, int] = field(default_factory=dict)
     #: its latest shares for its page, newest last: [time, id, genotype, validation, status, reason]
     #: (status ``accepted``, ``refused`` with its reason, ``verified`` or ``voided``)
     recent: deque[list[Any]] = field(default_factory=lambda: deque(maxlen=RECENT_SHARES))
@@ -220,6 +226,8 @@ class Manager:
         #: workers dropped lately (left, banned), for their pages; as many as ``departed`` lists
         self._gone: dict[str, MemberConn] = {}
         self._stopping = False  # stop() has begun
+        #: the pool's one search of the current task (None: members search their subspaces alone)
+        self.shared: SharedSearch | None = None
         self._page_cache: tuple[float, bytes] | None = None  # /api/pool's last answer (monotonic time, JSON)
 
     # --- life cycle --------------------------------------------------------------------------
@@ -332,6 +340,9 @@ class Manager:
             for m in self.members.values():
                 self.scheduler.join(m.id, self.clock(), m.throughput or None)
             self._top = []
+            self.shared = SharedSearch(space, self.rng) if self.config.shared_search else None
+            for m in self.members.values():
+                m.proposed.clear()
             self._round = rnd
             self._send_jobs(replan=True)
         if rnd.reward > 0:  # the node's quote: the dashboard's expected payouts split it
@@ -588,6 +599,9 @@ class Manager:
             log.warning("wants-dropped", extra={"member": m.id, "voided": len(m.wanted)})
         m.wanted = {}
         m.pending = {}  # its weights will not come now; its counters and recent shares stay for its page
+        if self.shared is not None and m.proposed:
+            self.shared.release(list(m.proposed))  # someone else may train them
+        m.proposed = {}
         self._gone.pop(m.id, None)
         self._gone[m.id] = m
         while len(self._gone) > DEPARTED_KEPT:
@@ -750,6 +764,10 @@ class Manager:
         self.series.accepted(now)
         m.recent.append([now, share.id, share.genotype, share.validation, "accepted", None])
         await self._send(m, f'{{"type":"accept","id":{share.id},"credit":{weight}}}')  # P.encode's bytes, hot path
+        if self.shared is not None and share.job >= self._task_first_job:
+            m.proposed.pop(share.genotype, None)
+            self.shared.observe(share.genotype, share.validation, m.id)
+            await self._propose(m)
         # a share that may enter the pool's best results must show its weights; others by sample
         better = sum(1 for r in self._top if r.result.validation >= share.validation)
         better += sum(1 for v in self._inflight.values() if v >= share.validation)
@@ -757,6 +775,24 @@ class Manager:
             self._inflight[(m.id, share.id)] = share.validation
             m.wanted[share.id] = (self.clock(), share, stored.seq)
             await self._send(m, P.encode("want", id=share.id))
+
+    async def _propose(self, m: MemberConn) -> None:
+        """Top up ``m``'s proposals from the pool's shared search (once it has learned enough):
+        genotypes nobody in the pool has trained in this task, each a mutation of one of the
+        pool's recent good results, which ``m`` trains before its own subspaces' and may
+        train outside them."""
+        if self.shared is None or not self.shared.ready or not m.jobs:
+            return
+        job = max(m.jobs)
+        fresh = []
+        while len(m.proposed) < self.config.proposals_queued:
+            genotype = self.shared.propose()
+            if genotype is None:
+                break
+            m.proposed[genotype] = job
+            fresh.append(genotype)
+        if fresh:
+            await self._send(m, P.encode("propose", job=job, genotypes=fresh))
 
     def _check_share(self, m: MemberConn, share: P.Share) -> str | None:
         from consensus.engines.ponas.space import GenotypeError, get_space
@@ -777,7 +813,8 @@ class Manager:
             if a <= index < b:
                 break
         else:
-            return "outside-subspace"
+            if m.proposed.get(share.genotype, -1) < self._task_first_job:
+                return "outside-subspace"  # neither its subspaces nor a proposal of this task
         if (share.genotype, share.seed) in self._intake_keys or \
                 (self.store is not None and self.store.credited(share.genotype, share.seed)):
             return "duplicate"
@@ -834,6 +871,8 @@ class Manager:
         self.stats["banned"] += 1
         self.stats["voided"] += voided
         self._top = [r for r in self._top if r.address != m.address]
+        if self.shared is not None:  # its claimed scores no longer steer the pool's search
+            self.shared.forget({w.id for w in [*self.members.values(), *self._gone.values()] if w.address == m.address})
         for worker in [*self.members.values(), *self._gone.values()]:
             if worker.address == m.address:
                 for entry in worker.recent:

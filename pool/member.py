@@ -20,7 +20,7 @@ import logging
 import random
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -54,6 +54,7 @@ class MemberStats:
     verified: int = 0
     banned: str | None = None
     reasons: dict[str, int] = field(default_factory=dict)
+    proposals: int = 0  # genotypes the pool's shared search handed us
     blocks_checked: int = 0  # blocks the pool won whose coinbase paid this member what it announced
     underpaid: list[int] = field(default_factory=list)  # heights of blocks that paid it less
 
@@ -109,6 +110,9 @@ class Member:
         self._kept: OrderedDict[int, TrainResult] = OrderedDict()
         self._next_id = 0
         self._best: dict[int, int] = {}  # job -> best validation sent
+        #: genotypes the pool's shared search handed us, trained before our own subspaces' (oldest
+        #: first); dropped when the task changes
+        self._proposals: deque[str] = deque(maxlen=P.MAX_PROPOSALS)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._job_ready = asyncio.Event()
         self._abort = threading.Event()
@@ -206,8 +210,12 @@ class Member:
                 from consensus.engines.ponas.mnist1d import ChainData
 
                 chain_data = ChainData.from_json(data["data"])  # DataError (a ValueError): bad-message
-            self._job = _Job(int(data["job"]), str(data["space"]), str(data["recipe"]), subs, chain_data,
-                             int(data.get("epoch", 0)))
+            job = _Job(int(data["job"]), str(data["space"]), str(data["recipe"]), subs, chain_data,
+                       int(data.get("epoch", 0)))
+            old = self._job
+            if old is None or (old.space, old.recipe, old.data, old.epoch) != (job.space, job.recipe, job.data, job.epoch):
+                self._proposals.clear()  # another task: the pool's search starts afresh
+            self._job = job
             self.stats.jobs += 1
             if subs:
                 self._job_ready.set()
@@ -224,6 +232,10 @@ class Member:
             result = self._kept.get(int(data.get("id", -1)))
             if result is not None:
                 await ws.send_str(P.encode("weights", id=int(data["id"]), weights=base64.b64encode(result.weights).decode()))
+        elif kind == "propose":
+            _job, genotypes = P.parse_propose(data)
+            self._proposals.extend(genotypes)
+            self.stats.proposals += len(genotypes)
         elif kind == "verified":
             self.stats.verified += 1
         elif kind == "commit":
@@ -298,8 +310,12 @@ class Member:
                 waiter.cancel()
                 stopper.cancel()
                 continue
-            strategy, _k = self._strategy_for(job)
-            genotype = strategy.propose()
+            strategy: SearchStrategy | None = None
+            if self._proposals:  # the pool's shared search first
+                genotype = self._proposals.popleft()
+            else:
+                strategy, _k = self._strategy_for(job)
+                genotype = strategy.propose()
             seed = self.rng.getrandbits(32)
             try:
                 # a mnist1d job trains exactly on its epoch's data (train_one pins the kernels)
@@ -308,7 +324,8 @@ class Member:
                                                  self._abort, **extra)
             except _Aborted:
                 return
-            strategy.observe(genotype, result.validation)
+            if strategy is not None:
+                strategy.observe(genotype, result.validation)
             self.stats.trainings += 1
             await self._send_share(job, result)
 

@@ -15,7 +15,8 @@ from consensus.crypto import PrivateKey, address_of, format_address, parse_addre
 from consensus.errors import ConsensusError
 
 __all__ = ["VERSION", "MAX_FRAME", "ProtocolError", "Hello", "Share", "decode", "encode", "hello_digest", "challenge_pool_key",
-           "make_hello", "parse_hello", "parse_share", "parse_heartbeat", "parse_weights", "parse_member_id"]
+           "make_hello", "parse_hello", "parse_share", "parse_heartbeat", "parse_weights", "parse_member_id",
+           "parse_propose", "MAX_PROPOSALS"]
 
 VERSION = 2  # 2: the hello signs the pool's key (a hello for one pool is refused by every other)
 MAX_FRAME = 2 * 1024 * 1024
@@ -216,6 +217,18 @@ def parse_share(data: dict[str, Any]) -> Share:
     return Share(_int(data, "id", "bad-share"), _int(data, "job", "bad-share"), genotype,
                  _int(data, "seed", "bad-share", 0, 2**64 - 1), _int(data, "validation", "bad-share"),
                  _hex(data, "weights_hash", "bad-share", 32), _num(data, "seconds", "bad-share", 0.0))
+
+
+MAX_PROPOSALS = 16  # genotypes in one ``propose``
+
+
+def parse_propose(data: dict[str, Any]) -> tuple[int, list[str]]:
+    """A ``propose`` (manager to member): (job, genotypes the pool's shared search hands it)."""
+    genotypes = data.get("genotypes")
+    if not isinstance(genotypes, list) or not 0 < len(genotypes) <= MAX_PROPOSALS or not all(
+            isinstance(g, str) and 0 < len(g) <= _MAX_GENOTYPE for g in genotypes):
+        raise ProtocolError("bad-message", f"genotypes is a list of 1 to {MAX_PROPOSALS} genotype strings")
+    return _int(data, "job", "bad-message"), list(genotypes)
 
 
 def parse_heartbeat(data: dict[str, Any]) -> tuple[int, int, float]:
