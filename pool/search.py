@@ -214,8 +214,9 @@ class SharedSearch:
     :meth:`propose` gives None and members explore their assigned subspaces, which the
     partition keeps disjoint.
 
-    The update per result is O(31 x 31) (sums of outer products); a proposal solves a 31 x 31
-    system and scores all 15,625 cells by table lookups (about a millisecond). Results carry their member's id,
+    A result costs O(1) (per-cell counts and sums); a proposal builds the model's 31 x 31 sums
+    from them by bincounts, solves the system and scores all 15,625 cells by table lookups
+    (a few milliseconds). Results carry their member's id,
     so a member found lying (banned) is taken out of the model (:meth:`forget`). All randomness
     comes from ``rng``. Works on the NAS-Bench-201 spaces (``nb201``, ``nb201-1d``).
     """
@@ -240,9 +241,11 @@ class SharedSearch:
         # each cell's feature positions: edge e's operation d is feature e * n_ops + d (edge 0
         # is the index's most significant digit); the last feature is the constant
         self._cols = np.stack([e * n_ops + (index // n_ops ** (n_edges - 1 - e)) % n_ops for e in range(n_edges)])
-        dim = n_edges * n_ops + 1
-        self._xtx = np.zeros((dim, dim))
-        self._xty = np.zeros(dim)
+        self._n_ops, self._n_edges = n_ops, n_edges
+        # per cell: results and their score sums (a result costs O(1); the model's sums are
+        # built from these when a proposal is asked for)
+        self._count = np.zeros(space.size)
+        self._sum = np.zeros(space.size)
         self._yy = 0.0
         self._n = 0
         self._seen = np.zeros(space.size, dtype=bool)  # evaluated or proposed in this task
@@ -263,15 +266,33 @@ class SharedSearch:
         return bool(self._seen[self.space.decode(genotype)])
 
     def _add(self, i: int, score: float, sign: float) -> None:
-        import numpy as np
-
-        x = np.zeros(len(self._xty))
-        x[self._cols[:, i]] = 1.0
-        x[-1] = 1.0
-        self._xtx += sign * (x[:, None] * x[None, :])
-        self._xty += sign * score * x
+        """Add (``sign`` 1) or take out (-1) one result of cell ``i``: O(1), for this runs for
+        every accepted share."""
+        self._count[i] += sign
+        self._sum[i] += sign * score
         self._yy += sign * score * score
         self._n += int(sign)
+
+    def _sums(self) -> tuple[Any, Any]:
+        """X'X and X'y of every result so far, from the per-cell counts and sums (bincounts:
+        no matrix product over the space)."""
+        import numpy as np
+
+        k, edges = self._n_ops, self._n_edges
+        dim = k * edges + 1
+        xtx, xty = np.zeros((dim, dim)), np.zeros(dim)
+        cells = np.flatnonzero(self._count)  # the cells with results (few, against the space)
+        count, total = self._count[cells], self._sum[cells]
+        local = self._cols[:, cells] - (np.arange(edges) * k)[:, None]  # each edge's operation, 0..k-1
+        for e in range(edges):
+            xty[e * k:(e + 1) * k] = np.bincount(local[e], weights=total, minlength=k)
+            xtx[-1, e * k:(e + 1) * k] = xtx[e * k:(e + 1) * k, -1] = np.bincount(local[e], weights=count, minlength=k)
+            for f in range(edges):
+                pair = np.bincount(local[e] * k + local[f], weights=count, minlength=k * k)
+                xtx[e * k:(e + 1) * k, f * k:(f + 1) * k] = pair.reshape(k, k)
+        xtx[-1, -1] = self._n
+        xty[-1] = self._sum.sum()
+        return xtx, xty
 
     def observe(self, genotype: str, score: int, member: str) -> None:
         if isinstance(score, bool) or not isinstance(score, int):
@@ -303,12 +324,12 @@ class SharedSearch:
         """The posterior mean of the weights and its covariance (numpy arrays)."""
         import numpy as np
 
-        dim = self._xtx.shape[0]
-        precision = self._xtx + self.prior * np.eye(dim)
+        xtx, xty = self._sums()
+        precision = xtx + self.prior * np.eye(len(xty))
         cov = np.linalg.inv(precision)
-        mean = cov @ self._xty
+        mean = cov @ xty
         n = max(self._n, 1)
-        resid = max(self._yy - float(mean @ self._xty), 0.0) / n + 1.0  # noise variance, at least one unit
+        resid = max(self._yy - float(mean @ xty), 0.0) / n + 1.0  # noise variance, at least one unit
         return mean, resid * cov
 
     def propose(self) -> str | None:
