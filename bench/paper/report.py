@@ -36,6 +36,7 @@ SECTIONS = (
     ("churn", "4. Churn: backup members"),
     ("network", "5. The real network against the simulation"),
     ("strategy", "6. Search strategy: random search against regularised evolution"),
+    ("collaboration", "7. Collaboration: a pool with one shared search"),
 )
 
 
@@ -293,6 +294,26 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str]]:
             + (f"Evolution lowers the pool's share by more than two standard errors at N = "
                f"{', '.join(str(r['n']) for r in lo)}: there the partition costs the search its hill-climbing."
                if lo else "Evolution never lowers the pool's share by more than two standard errors.")))
+    collab = _rows(res, "collaboration")
+    if collab:
+        at_half = [r for r in collab if r["shared"] >= 0.5]
+        steady = [r for r in collab if r["member_cv"] < r["solo_cv"]]
+        fair_and_steady = [r for r in collab if r in at_half and r in steady]
+        exp = res["collaboration"]
+        out.append((
+            "A pool whose members share one search wins at least its fair share (50%) against N solo miners of the "
+            "same compute, and its members' income is steadier than a solo miner's (issue 19).",
+            "holds" if len(fair_and_steady) == len(collab) else "holds in part" if fair_and_steady else "does not hold",
+            f"Tasks of {exp.get('task_rounds', '?')} rounds, a cell winning once per task, the solo miners running "
+            f"regularised evolution; the pool's share with its shared search under N keys (spread over its best "
+            f"{exp.get('pool_distinct', '?')} results): " + "; ".join(
+                f"N = {r['n']}: {pct(r['shared'])} (all distinct {pct(r['shared_distinct'])}, one key "
+                f"{pct(r['shared_1key'])}, one evolution per member and subspace {pct(r['evolution'])}; member CV "
+                f"{f2(r['member_cv'])} against {f2(r['solo_cv'])})" for r in collab) + "."
+            + (f" Below half at N = {', '.join(str(r['n']) for r in collab if r not in at_half)}." if len(at_half) < len(collab)
+               else "")
+            + (f" Members' income is not steadier at N = {', '.join(str(r['n']) for r in collab if r not in steady)}."
+               if len(steady) < len(collab) else "")))
     return out
 
 
@@ -374,7 +395,9 @@ def build(results: Path, page_dir: Path, meta_path: Path = TABLE_META, corr_path
         f"- Runs: N = {', '.join(map(str, plan['ns']))}; {plan['rounds']:,} rounds per race in experiments 1 and 2; "
         f"search sweep with N = {plan['search_n']} at c = {', '.join(map(str, plan['search_computes']))}; churn with "
         f"N = {plan['churn_n']}, p = {', '.join(f'{p:g}' for p in plan['churn_ps'])}, {plan['churn_rounds']:,} "
-        f"rounds; search strategies with N = {', '.join(map(str, plan.get('strategy_ns', ())))}; seed {report['seed']}; test noise {setup['test_noise']:g} images unless a table says otherwise. "
+        f"rounds; search strategies with N = {', '.join(map(str, plan.get('strategy_ns', ())))}; collaboration with N = "
+        f"{', '.join(map(str, plan.get('collab_ns', ())))}, {plan.get('collab_rounds', '?')} rounds in tasks of "
+        f"{plan.get('collab_task_rounds', '?')}; seed {report['seed']}; test noise {setup['test_noise']:g} images unless a table says otherwise. "
         f"The run took {report['timings_s']['total']:.0f} s.",
         ""]
     for name, title in SECTIONS:

@@ -3,13 +3,14 @@ solo miners, and do backup members keep its high-reward subspaces searched under
 
 Usage (from the repo root)::
 
-    python bench/paper/simulate.py                       # full run: about 6 minutes on 2 busy cores
+    python bench/paper/simulate.py                       # full run: about 6 minutes on 2 busy cores,
+                                                         # and some 5 more for experiment 7
     python bench/paper/simulate.py --quick --out /tmp/q  # a small run, under 30 s
     python bench/paper/simulate.py --table PATH --out DIR --seed N --rounds N
 
 Outputs in ``--out`` (default ``docs/results/``): ``simulate.json`` (every number and the setup),
 one markdown table per experiment (``competitiveness.md``, ``income.md``, ``search.md``,
-``churn.md``, ``network.md``) and a PNG plot each. ``bench/paper/report.py`` turns them into
+``churn.md``, ``network.md``, ``strategy.md``, ``collaboration.md``) and a PNG plot each. ``bench/paper/report.py`` turns them into
 ``docs/results.md`` (``make bench-paper`` runs both). Progress lines go to stderr. Same table,
 same arguments, same seed: same numbers.
 
@@ -57,6 +58,17 @@ draws among the known indices inside it. The number of rows is printed and recor
   per subspace per round, :class:`pool.search.RegularizedEvolution` (population 10) hardly
   leaves its random phase within a round. Over tasks of several rounds it does, so experiment 6
   (:func:`exp_strategy`) runs the tasks of experiment 1 with the project's evolution too.
+- Strategy ``"shared"`` (:func:`run_race`, experiment 7): the pool runs ONE search over the
+  whole space fed by every member's results (:class:`Shared`: by default an additive model of
+  the space, refitted before every evaluation slot, whose best-ranked cells the slot's members
+  evaluate; or one regularised evolution), instead of one per member and subspace. Until the
+  pool has ``Shared.explore`` results in the task, each member draws at random in its own
+  assigned subspaces, as above (the partition: no duplicates); then each member evaluates the
+  search's proposal in its slot. A slot's proposals come from what the pool knew before the
+  slot (its members train at the same time), and never repeat a cell the pool evaluated in the
+  task or gave another member in the slot (the manager deduplicates) while the table has one
+  left. The solo miners run the project's regularised evolution over the whole space (the
+  miners' default) in a ``"shared"`` race, as in an ``"evolution"`` one.
 - The pool follows the manager's call order (``pool/manager.py``): members ``join`` with their
   throughput ``c / 45`` trainings per second; at every round start ``end_round(t0, pool_best)``
   (the pool's ``top_k`` best of the round just ended) and then ``plan_round(t0, rng)``; every
@@ -67,8 +79,22 @@ draws among the known indices inside it. The number of rows is printed and recor
   in a random order.
 - At the deadline a party commits its best 8 distinct results by validation (ties: the earlier
   result) and reveals the one with the best test score. A pool that commits under ``pool_keys``
-  keys (a what-if of experiment 1) commits its best ``8 * pool_keys``. The round's winner is
-  the best revealed score over the parties, ties broken at random.
+  keys (a what-if of experiment 1; the manager's ``commit_keys``) commits its best
+  ``8 * pool_keys``; with ``pool_distinct`` d it spreads its ``8 * pool_keys`` commitments
+  round robin over its best d results by validation (several keys commit the same result).
+  The round's winner is the best revealed score over the parties, ties broken at random: the
+  chain gives a tie to the lower hash of the round's test key and the commitment, a ticket per
+  commitment, so a party's priority is the best of one uniform draw per commitment of the
+  result it reveals (a pool result committed under m keys: the maximum of m draws).
+- Spent work (``won_once``; by default on when the table's task, read from its ``.meta.json``,
+  has epochs, or is unknown; off for ``digits``): on a task with epochs (``mnist1d``, the
+  default task) a (genotype, seed) pair that already won a block in the epoch earns nothing
+  again, and the table has one seed per cell, so a cell that won a round cannot win again in
+  its task (a task of the simulation stands for an epoch: 20 rounds on the devnet).
+  Every party drops it from its kept results (the manager's ``spent``: the place goes to a
+  later result) and never keeps it again in the task, so it reveals its best remaining
+  commitment; the "unbounded" diagnostic leaves it out too. With tasks of one round the rule
+  never acts.
 - Test noise (``--test-noise SIGMA``, default 0 = off): each round, every row's test score gets
   an independent normal perturbation of standard deviation SIGMA test images (of 500), the same
   for every party (one test set per round). The real round test set (300 key-chosen, key-perturbed
@@ -89,9 +115,10 @@ draws among the known indices inside it. The number of rows is printed and recor
 
 **Experiments** (each a function writing its table and plot): :func:`exp_competitiveness`,
 :func:`exp_income`, :func:`exp_search`, :func:`exp_churn`, :func:`exp_network` (the
-real-network runs of ``bench/paper/network/`` against the simulation of their setup) and
-:func:`exp_strategy` (random search against regularised evolution); their docstrings define
-their numbers.
+real-network runs of ``bench/paper/network/`` against the simulation of their setup),
+:func:`exp_strategy` (random search against regularised evolution) and
+:func:`exp_collaboration` (a pool with one shared search against N solo miners running
+evolution, on tasks of 20 rounds); their docstrings define their numbers.
 """
 
 from __future__ import annotations
@@ -125,7 +152,7 @@ from consensus.params import preset_params  # noqa: E402
 from consensus.types import COIN  # noqa: E402
 from pool.manager import ManagerConfig  # noqa: E402
 from pool.schedule import Scheduler  # noqa: E402
-from pool.search import SearchStrategy, make_strategy  # noqa: E402
+from pool.search import RegularizedEvolution, SearchStrategy, make_strategy  # noqa: E402
 from pool.shares import Share, make_window, split_reward  # noqa: E402
 
 __all__ = [
@@ -138,15 +165,55 @@ __all__ = [
     "exp_income",
     "exp_search",
     "exp_churn",
+    "exp_strategy",
+    "exp_collaboration",
+    "Shared",
     "run_all",
     "main",
 ]
 
 SPACE = get_space("nb201")
+
+
+class _MemoSpace(type(SPACE)):  # type: ignore[misc]
+    """``SPACE`` with its pure conversions memoised (``encode``, ``decode``, ``neighbours``):
+    the same answers, so the same searches draw for draw, several times faster (the project's
+    evolution spends most of its time re-encoding the 24 neighbours of a mutated cell).
+    Strategies of the simulation search regions of :data:`FAST` (equal to ``SPACE`` in all but
+    speed); the Scheduler's plan keeps ``SPACE``."""
+
+    __slots__ = ()
+
+    def encode(self, index: int) -> str:
+        g = _ENCODED.get(index)
+        if g is None:
+            g = _ENCODED[index] = super().encode(index)
+        return g
+
+    def decode(self, genotype: str) -> int:
+        i = _DECODED.get(genotype)
+        if i is None:
+            i = super().decode(genotype)  # raises on a bad genotype: nothing cached
+            _DECODED[genotype] = i
+        return i
+
+    def neighbours(self, genotype: str) -> tuple[str, ...]:
+        out = _NEIGHBOURS.get(genotype)
+        if out is None:
+            out = _NEIGHBOURS[genotype] = super().neighbours(genotype)
+        return out
+
+
+_ENCODED: dict[int, str] = {}
+_DECODED: dict[str, int] = {}
+_NEIGHBOURS: dict[str, tuple[str, ...]] = {}
+FAST = _MemoSpace()
 DEFAULT_TABLE = HERE / "nb201_digits_devnet.csv.gz"
 DEFAULT_OUT = REPO / "docs" / "results"
 DEFAULT_NETWORK = HERE / "network"
-EXPERIMENTS = ("competitiveness", "income", "search", "churn", "network", "strategy")
+EXPERIMENTS = ("competitiveness", "income", "search", "churn", "network", "strategy", "collaboration")
+#: Search strategies of :func:`run_race`.
+STRATEGIES = ("random", "evolution", "shared")
 FEE_ADDRESS = b"\xff" * 20
 NO_BACKUP = 1.0  # std_threshold that no metric can exceed: every metric is in 0..1, so pstdev <= 0.5
 
@@ -165,6 +232,7 @@ class Table:
     test: tuple[int, ...]
     val_total: int
     test_total: int
+    task: str | None = None  # the task it was trained on (its .meta.json), None when unknown
 
     @property
     def rows(self) -> int:
@@ -185,8 +253,28 @@ def load_table(path: str | Path) -> Table:
     if len(totals) != 1:
         raise ValueError(f"{path}: rows with different split sizes {sorted(totals)}")
     (val_total, test_total), = totals
+    task = None
+    meta = Path(f"{path}.meta.json")
+    if meta.exists():
+        try:
+            task = json.loads(meta.read_text()).get("task")
+        except (OSError, ValueError, AttributeError):
+            task = None
     return Table(str(path), tuple(order), tuple(rows[i].val_correct for i in order),
-                 tuple(rows[i].test_correct for i in order), val_total, test_total)
+                 tuple(rows[i].test_correct for i in order), val_total, test_total,
+                 task if isinstance(task, str) else None)
+
+
+def has_epochs(task: str | None) -> bool:
+    """Whether the devnet preset's ``task`` has task epochs (``mnist1d``: the spent-work rule
+    acts; ``digits``: it does not). True for an unknown task (the default task's rule)."""
+    if task is None:
+        return True
+    try:
+        ponas = preset_params("devnet", data_split_hash=bytes(32), genesis_time=0, task=task).ponas
+    except (ValueError, KeyError, TypeError):
+        return True
+    return ponas is not None and ponas.task_epoch(1) is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,14 +351,18 @@ def _address(i: int) -> bytes:
 
 class _Top:
     """The ``k`` best distinct results by validation (ties: the earlier), as the manager's
-    ``_add_top``: entries ``(-val, seq, pos, who)`` sorted, best first."""
+    ``_add_top``: entries ``(-val, seq, pos, who)`` sorted, best first. ``banned``: positions
+    that may not enter (cells that already won a round of the task: the manager's ``spent``),
+    shared with the caller; :meth:`drop` removes one that is kept (the manager makes room for
+    others: a later result fills the place)."""
 
-    __slots__ = ("k", "entries", "held")
+    __slots__ = ("k", "entries", "held", "banned")
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, banned: set[int] | None = None) -> None:
         self.k = k
         self.entries: list[tuple[int, int, int, int]] = []
         self.held: set[int] = set()
+        self.banned: set[int] = set() if banned is None else banned
 
     def __bool__(self) -> bool:
         return bool(self.entries)
@@ -283,24 +375,32 @@ class _Top:
         entries = self.entries
         if len(entries) >= self.k and -val >= entries[-1][0]:
             return
-        if pos in self.held:
-            return  # the same architecture, same score: nothing new
+        if pos in self.held or pos in self.banned:
+            return  # the same architecture, same score: nothing new (or spent work)
         bisect.insort(entries, (-val, seq, pos, who))
         self.held.add(pos)
         if len(entries) > self.k:
             self.held.discard(entries.pop()[2])
 
+    def drop(self, pos: int) -> None:
+        """Forget ``pos`` if it is kept."""
+        if pos in self.held:
+            self.held.discard(pos)
+            self.entries = [e for e in self.entries if e[2] != pos]
 
-def _reveal(top: _Top, test: Sequence[float], by_validation: bool = False) -> tuple[float, int, int]:
+
+def _reveal(top: _Top, test: Sequence[float], by_validation: bool = False,
+            limit: int | None = None) -> tuple[float, int, int]:
     """The committed result with the best test score (ties: the first): (score, pos, who). With
-    ``by_validation``, the best by validation instead (the first entry), whatever its test score."""
+    ``by_validation``, the best by validation instead (the first entry), whatever its test score.
+    ``limit``: only the best ``limit`` by validation are committed. ``(-inf, -1, -1)`` when
+    nothing is committed."""
     best = None
-    for _neg, _seq, pos, who in top.entries[:1] if by_validation else top.entries:
+    for _neg, _seq, pos, who in top.entries[:1] if by_validation else top.entries[:limit]:
         score = test[pos]
         if best is None or score > best[0]:
             best = (score, pos, who)
-    assert best is not None
-    return best
+    return best if best is not None else (-math.inf, -1, -1)
 
 
 def _draw(rng: random.Random, n: int, drawn: set[int]) -> int:
@@ -326,14 +426,224 @@ def _evolve(strategy: SearchStrategy, table: Table, pos_of: dict[int, int], rng:
     to ``EVOLVE_TRIES`` times, then a random known row of the region ``[lo, lo + size)`` stands in."""
     for _ in range(EVOLVE_TRIES):
         genotype = strategy.propose()
-        pos = pos_of.get(SPACE.decode(genotype))
+        pos = pos_of.get(FAST.decode(genotype))
         if pos is not None:
             break
     else:
         pos = lo + rng.randrange(size)
-        genotype = SPACE.encode(table.index[pos])
+        genotype = FAST.encode(table.index[pos])
     strategy.observe(genotype, table.val[pos])
     return pos
+
+
+#: The models :class:`Shared` knows.
+SHARED_MODELS = ("additive", "evolution")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shared:
+    """The pool's one search over the whole space (strategy ``"shared"`` of :func:`run_race`).
+
+    ``explore``: evaluations of the exploration phase; until the pool has that many results in
+    the task, each member draws at random in its own assigned subspaces (the plan's partition:
+    no duplicates). Then every proposal comes from one search fed by every member's results:
+
+    - ``"additive"`` (the default): a model of the space. Validation is fitted as a sum of one
+      effect per (edge, operation) (30 one-hot features and a constant; ridge regression with
+      penalty ``ridge`` on the counts clipped from below at their median, so the many broken
+      cells do not drown the differences among good ones), refitted on everything the pool
+      evaluated in the task before each evaluation slot; the slot's members evaluate the cells
+      the model ranks best among those the pool has not evaluated, best first; ``greedy`` of
+      them (a fraction) come from the ranking, the rest are mutations of the pool's best
+      results (a one-edit neighbour of one of its ``elite`` best cells, uniformly).
+    - ``"evolution"``: :class:`pool.search.RegularizedEvolution` (``population``, ``sample``)
+      over the whole space, fed every member's results; ``elite``: when not 0, tournaments
+      draw from the pool's ``elite`` best results in the task instead of the aged population
+      (members mutate from the pool's best).
+
+    Proposals never repeat a cell the pool evaluated in the task or handed to another member in
+    the same slot (the manager deduplicates). A proposal the table lacks is proposed again, up
+    to ``EVOLVE_TRIES`` times, then a random known row the pool has not evaluated stands in (as
+    :func:`_evolve`). The search ranks and proposes among the table's rows: the table is a
+    uniform sample of the space, and the known rows are the simulation's space (as for random
+    search).
+    """
+
+    model: str = "additive"
+    explore: int = 10
+    population: int = 10
+    sample: int = 3
+    ridge: float = 1.0
+    greedy: float = 1.0
+    elite: int = 0
+
+    def __post_init__(self) -> None:
+        if self.model not in SHARED_MODELS:
+            raise ValueError(f"unknown shared model {self.model!r}")
+        if self.explore < 1 or self.population < 1 or self.sample < 1 or self.elite < 0:
+            raise ValueError("explore, population and sample must be at least 1, elite at least 0")
+        if not 0.0 <= self.greedy <= 1.0 or self.ridge <= 0:
+            raise ValueError("greedy is a fraction, ridge positive")
+
+
+def _features(table: Table) -> np.ndarray:
+    """One-hot (edge, operation) features of every row and a constant: rows x 31."""
+    radix, edges = 5, 6
+    x = np.zeros((table.rows, radix * edges + 1))
+    idx = np.asarray(table.index)
+    for e in range(edges):
+        digit = (idx // radix ** (edges - 1 - e)) % radix
+        x[np.arange(table.rows), e * radix + digit] = 1.0
+    x[:, -1] = 1.0
+    return x
+
+
+class _SharedSearch:
+    """The state of a :class:`Shared` search for one task (one per pool and task)."""
+
+    def __init__(self, cfg: Shared, table: Table, pos_of: dict[int, int], feats: np.ndarray,
+                 rng: random.Random) -> None:
+        self.cfg, self.table, self.pos_of, self.feats, self.rng = cfg, table, pos_of, feats, rng
+        self.seen: list[int] = []  # positions observed, in order
+        self.unique: dict[int, None] = {}  # the distinct ones, in order
+        self.exhausted = False  # every row was evaluated (a finite table: repeats from now on)
+        self.best: list[tuple[int, int]] = []  # (-val, pos) of the pool's best, sorted
+        self.evo = RegularizedEvolution(FAST.full(), rng, cfg.population, cfg.sample) \
+            if cfg.model == "evolution" else None
+        self.ranking: list[int] = []
+        self.cursor = 0
+        self.stale = True
+
+    @property
+    def exploring(self) -> bool:
+        return len(self.seen) < self.cfg.explore
+
+    def begin_slot(self) -> None:
+        """A new slot: its first proposal refits the model on everything observed so far."""
+        self.stale = True
+
+    def _fit(self) -> None:
+        self.stale = False
+        self.ranking, self.cursor = [], 0
+        if not self.seen:
+            return
+        seen = list(self.unique)
+        x = self.feats[seen]
+        y = np.asarray([self.table.val[p] for p in seen], dtype=float)
+        y = np.maximum(y, np.median(y))
+        y -= y.mean()
+        # einsum, not BLAS: these small products are slower threaded on a busy machine
+        a = np.einsum("ij,ik->jk", x, x) + self.cfg.ridge * np.eye(x.shape[1])
+        w = np.linalg.solve(a, np.einsum("ij,i->j", x, y))
+        pred = np.einsum("ij,j->i", self.feats, w)
+        jitter = np.asarray([self.rng.random() for _ in range(self.table.rows)]) * 1e-9
+        self.ranking = np.lexsort((jitter, -pred)).tolist()
+        self.cursor = 0
+
+    def _random_new(self, taken: Callable[[int], bool]) -> int:
+        rows = self.table.rows
+        if self.exhausted:
+            return self.rng.randrange(rows)
+        for _ in range(64):
+            pos = self.rng.randrange(rows)
+            if not taken(pos):
+                return pos
+        free = [p for p in range(rows) if not taken(p)]
+        if free:
+            return self.rng.choice(free)
+        self.exhausted = len(self.unique) >= rows
+        return self.rng.randrange(rows)
+
+    def _mutant(self, parent: int, taken: Callable[[int], bool]) -> int | None:
+        genotype = FAST.encode(self.table.index[parent])
+        cands = [pos for g in FAST.neighbours(genotype) if (pos := self.pos_of.get(FAST.decode(g))) is not None
+                 and not taken(pos)]
+        return self.rng.choice(cands) if cands else None
+
+    def propose(self, taken: Callable[[int], bool]) -> int:
+        """A position to evaluate that ``taken`` does not hold (unless every row is taken)."""
+        cfg = self.cfg
+        if cfg.model == "additive":
+            if self.stale:
+                self._fit()
+            if cfg.greedy < 1.0 and self.best and self.rng.random() >= cfg.greedy:
+                elite = self.best[: cfg.elite or len(self.best)]
+                for _ in range(EVOLVE_TRIES):
+                    pos = self._mutant(elite[self.rng.randrange(len(elite))][1], taken)
+                    if pos is not None:
+                        return pos
+            while self.cursor < len(self.ranking):
+                pos = self.ranking[self.cursor]
+                self.cursor += 1
+                if not taken(pos):
+                    return pos
+            return self._random_new(taken)
+        assert self.evo is not None
+        for _ in range(EVOLVE_TRIES):
+            if cfg.elite and len(self.best) >= 1 and not self.exploring:
+                elite = self.best[: cfg.elite]
+                drawn = [elite[self.rng.randrange(len(elite))] for _ in range(cfg.sample)]
+                parent = min(drawn)[1]
+                genotype = FAST.mutate(FAST.encode(self.table.index[parent]), self.rng)
+            else:
+                genotype = self.evo.propose()
+            pos = self.pos_of.get(FAST.decode(genotype))
+            if pos is not None and not taken(pos):
+                return pos
+        return self._random_new(taken)
+
+    def observe(self, pos: int) -> None:
+        v = self.table.val[pos]
+        self.seen.append(pos)
+        if pos not in self.unique:
+            self.unique[pos] = None
+            bisect.insort(self.best, (-v, pos))
+        if self.evo is not None:
+            self.evo.observe(FAST.encode(self.table.index[pos]), v)
+
+
+def _draw_new(rng: random.Random, lo: int, size: int, taken: Callable[[int], bool]) -> int | None:
+    """A uniformly random position of ``[lo, lo + size)`` that ``taken`` does not hold, or None."""
+    for _ in range(8):
+        pos = lo + rng.randrange(size)
+        if not taken(pos):
+            return pos
+    free = [p for p in range(lo, lo + size) if not taken(p)]
+    return rng.choice(free) if free else None
+
+
+def _shared_slot(search: _SharedSearch, working: Sequence[int], assign: Sequence[Sequence[int]],
+                 sub_span: Sequence[tuple[int, int]], turn: list[int], evaluated: set[int],
+                 rng: random.Random) -> dict[int, int]:
+    """One evaluation slot of a pool with a shared search: member -> the position it evaluates.
+    While the search explores, a member draws at random among the known rows of its assigned
+    subspaces (round robin, as ``pool/member.py``) that the pool has not evaluated; a member
+    whose subspaces are all done, and every member after the exploration, evaluates the shared
+    search's proposal. No two members of a slot get the same row, and no row the pool evaluated
+    in the task comes again while another is left."""
+    pending: set[int] = set()
+
+    def taken(pos: int) -> bool:
+        return pos in evaluated or pos in pending
+
+    exploring = search.exploring
+    search.begin_slot()
+    picks: dict[int, int] = {}
+    for i in working:
+        pos = None
+        if exploring:
+            mine = assign[i]
+            for _ in range(len(mine)):
+                s = mine[turn[i] % len(mine)]
+                turn[i] += 1
+                lo, size = sub_span[s]
+                if size and (pos := _draw_new(rng, lo, size, taken)) is not None:
+                    break
+        if pos is None:
+            pos = search.propose(taken)
+        pending.add(pos)
+        picks[i] = pos
+    return picks
 
 
 def _assignments(sched: Scheduler, member_of: dict[str, int], sub_at: dict[tuple[int, int], int]) -> list[list[int]]:
@@ -368,6 +678,9 @@ def run_race(
     pool_keys: int = 1,
     reveal_by_validation: bool = False,
     strategy: str = "random",
+    shared: Shared = Shared(),
+    won_once: bool | None = None,
+    pool_distinct: int | None = None,
 ) -> dict[str, Any]:
     """A pool of ``n`` members against ``solos`` (default ``n``) solo miners, for ``rounds``
     rounds (model in the module docstring). Returns per-round numpy arrays (keys below) and,
@@ -381,10 +694,16 @@ def run_race(
     ``pool_keys * commit_k`` results (a what-if: the project's manager commits under one key).
     ``reveal_by_validation``: every party reveals its best result by validation, not the best
     of its commitments on the test set (a what-if of a protocol rule that would leave no choice
-    on the test set). ``strategy``: ``"random"`` (draws without replacement, the model above) or
+    on the test set). ``strategy``: ``"random"`` (draws without replacement, the model above),
     ``"evolution"``: every solo miner runs :class:`pool.search.RegularizedEvolution` over the
     space and every member one per assigned subspace (as ``pool/member.py``), proposals and
-    observations through the project's class, its state kept for the task (:func:`_evolve`).
+    observations through the project's class, its state kept for the task (:func:`_evolve`), or
+    ``"shared"``: the solo miners as in ``"evolution"``, the pool one search fed by every
+    member (``shared``, a :class:`Shared`; module docstring). ``won_once``: a cell that won a
+    round cannot be kept, committed or revealed again by anyone in the task (module docstring);
+    None (the default): when the table's task has epochs (:func:`has_epochs`).
+    ``pool_distinct``: the pool spreads its commitments over its best that many results (None:
+    all distinct).
 
     Per round: ``pool_score``, ``pool_val``, ``pool_evals``, ``pool_distinct`` (evaluations of
     rows the pool had not evaluated before in the task), ``pool_idle``;
@@ -394,6 +713,7 @@ def run_race(
     taken together, committed as one party: independent search); ``win_all`` (-1 the pool, else
     the winning solo: pool against every solo) and ``win_one`` (-1 the pool, 0 solo 0: the
     pool against solo 0 alone), both with ties to a random priority drawn per party and round;
+    ``win_pos``: the table position of the winning result (-1 nobody);
     ``pool_oracle``, ``solo_oracle`` and ``win_oracle``: the same contest if every party could
     reveal the best test score among *everything* it evaluated in the task (no bound of ``commit_k``
     commitments per key; a diagnostic, not the protocol); ``backups``, ``takeovers``, ``moves``, ``online``,
@@ -406,12 +726,17 @@ def run_race(
     rows = table.rows
     val, test_exact = table.val, table.test
     k = setup.commit_k
-    if task_rounds < 1 or pool_keys < 1:
-        raise ValueError("task_rounds and pool_keys must be at least 1")
-    if strategy not in ("random", "evolution"):
+    if task_rounds < 1 or pool_keys < 1 or (pool_distinct is not None and pool_distinct < 1):
+        raise ValueError("task_rounds, pool_keys and pool_distinct must be at least 1")
+    if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}")
-    evolve = strategy == "evolution"
+    if won_once is None:
+        won_once = has_epochs(table.task)
+    evolve = strategy == "evolution"  # members: one evolution per assigned subspace
+    pooled = strategy == "shared"  # members: the pool's one search (Shared)
+    solo_evolve = strategy in ("evolution", "shared")
     pos_of = {index: pos for pos, index in enumerate(table.index)}
+    feats = _features(table) if pooled and shared.model == "additive" else np.zeros((0, 0))
     hb = setup.heartbeat
     ticks = int(round(setup.round_seconds / hb))
     slot_time = [(j + 0.5) * setup.commit_window / c for j in range(c)]
@@ -426,6 +751,7 @@ def run_race(
     rng_churn = random.Random(_seed(seed, "churn", n, p_drop))
     rng_solo_churn = random.Random(_seed(seed, "solo-churn", n_solo, p_drop))
     rng_ties = random.Random(_seed(seed, "ties", n, n_solo, c, p_drop, threshold))
+    rng_shared = random.Random(_seed(seed, "shared", n, c, p_drop, threshold, task_rounds, pool_keys, shared))
     np_noise = np.random.default_rng(_seed(seed, "noise"))
 
     sched = Scheduler(SPACE, subspaces_per_member=setup.subspaces_per_member, std_threshold=threshold,
@@ -455,6 +781,7 @@ def run_race(
     out["win_oracle"] = np.zeros(rounds, dtype=np.int64)
     out["solo_oracle"] = np.full((rounds, n_solo), -np.inf)
     out["pool_oracle"] = np.full(rounds, -np.inf)
+    out["win_pos"] = np.full(rounds, -1, dtype=np.int64)  # the winning row's table position
     income = [np.zeros((rounds, n), dtype=np.int64) for _ in windows]
     split_ok = True
 
@@ -463,15 +790,17 @@ def run_race(
         for w in pplns:
             w.advance(r)  # the round opens (the manager's round_opened)
         if r % task_rounds == 0:  # a new task: every party starts afresh
-            top = _Top(k * pool_keys)
+            won: set[int] = set()  # cells that won a round of the task (spent work)
+            top = _Top(k * pool_keys, won)
             drawn: dict[tuple[int, tuple[int, int]], set[int]] = {}
             member_evo: dict[tuple[int, tuple[int, int]], SearchStrategy] = {}
-            solo_evo = [make_strategy("evolution", SPACE, rng_solo) for _ in range(n_solo)] if evolve else []
+            solo_evo = [make_strategy("evolution", FAST, rng_solo) for _ in range(n_solo)] if solo_evolve else []
             evaluated: set[int] = set()
-            solo_top = [_Top(k) for _ in range(n_solo)]
+            search = _SharedSearch(shared, table, pos_of, feats, rng_shared) if pooled else None
+            solo_top = [_Top(k, won) for _ in range(n_solo)]
             solo_seen: list[set[int]] = [set() for _ in range(n_solo)]  # its search state (cycles)
             solo_all: list[set[int]] = [set() for _ in range(n_solo)]  # everything it evaluated
-            union_top = _Top(k)
+            union_top = _Top(k, won)
             union: set[int] = set()
         # --- churn draws (independent of the pool's decisions) and comebacks
         drop_at = [math.inf] * n
@@ -501,6 +830,7 @@ def run_race(
         high = {m for m in sched.live() if sched.high_reward(m)}
         sub_at = {sub.as_range(): i for i, sub in enumerate(plan.subspaces)}
         sub_key = [sub.as_range() for sub in plan.subspaces]
+        sub_starts = [key[0] for key in sub_key]
         sub_span = []
         for sub in plan.subspaces:
             rng_ = sub.as_range()
@@ -536,35 +866,45 @@ def run_race(
                 ts = t0 + slot_time[j]
                 order = list(range(n))
                 rng_pool.shuffle(order)
+                picks: dict[int, int] = {}
+                if search is not None:  # the slot's proposals, from what the pool knew before it
+                    picks = _shared_slot(search, [i for i in order if online[i] and drop_at[i] > ts], assign,
+                                         sub_span, turn, evaluated, rng_pool)
                 for i in order:
                     if not online[i] or drop_at[i] <= ts:
                         continue
-                    mine = assign[i]
-                    for _ in range(len(mine)):
-                        s = mine[turn[i] % len(mine)]
-                        turn[i] += 1
-                        if sub_span[s][1] > 0:
-                            break
+                    if search is not None:
+                        pos = picks[i]
+                        s = bisect.bisect_right(sub_starts, table.index[pos]) - 1
                     else:
-                        idle += 1
-                        continue
-                    lo, size = sub_span[s]
-                    if evolve:
-                        evo = member_evo.get((i, sub_key[s]))
-                        if evo is None:
-                            evo = member_evo[i, sub_key[s]] = make_strategy("evolution", plan.subspaces[s], rng_pool)
-                        pos = _evolve(evo, table, pos_of, rng_pool, lo, size)
-                    else:
-                        seen = drawn.setdefault((i, sub_key[s]), set())
-                        off = _draw(rng_pool, size, seen)
-                        seen.add(off)
-                        pos = lo + off
+                        mine = assign[i]
+                        for _ in range(len(mine)):
+                            s = mine[turn[i] % len(mine)]
+                            turn[i] += 1
+                            if sub_span[s][1] > 0:
+                                break
+                        else:
+                            idle += 1
+                            continue
+                        lo, size = sub_span[s]
+                        if evolve:
+                            evo = member_evo.get((i, sub_key[s]))
+                            if evo is None:
+                                region = FAST.subspace(*sub_key[s])
+                                evo = member_evo[i, sub_key[s]] = make_strategy("evolution", region, rng_pool)
+                            pos = _evolve(evo, table, pos_of, rng_pool, lo, size)
+                        else:
+                            seen = drawn.setdefault((i, sub_key[s]), set())
+                            off = _draw(rng_pool, size, seen)
+                            seen.add(off)
+                            pos = lo + off
                     v = val[pos]
                     evals += 1
                     if pos not in evaluated:
                         new += 1
                         evaluated.add(pos)
-                    done[s].add(pos)
+                    if 0 <= s < len(done) and sub_key[s][0] <= table.index[pos] < sub_key[s][1]:
+                        done[s].add(pos)
                     seq += 1
                     for w in pplns:
                         w.add(Share(addrs[i], setup.share_weight, r, seq))
@@ -573,6 +913,10 @@ def run_race(
                         sched.record(ids[i], table.index[pos], v, ts)
                         if better < top.k:
                             top.add(v, seq, pos, i)
+                if search is not None:
+                    for i in order:
+                        if i in picks:
+                            search.observe(picks[i])
             for i in range(n):
                 if online[i] and drop_at[i] > now:
                     sched.heartbeat(ids[i], now, throughput)
@@ -595,12 +939,17 @@ def run_race(
         else:
             test = test_exact
         pool_score = -math.inf
-        finder = -1
+        finder = pool_pos = -1
+        copies = 1  # commitments of the revealed result (one tiebreak ticket each)
         if top:
-            pool_score, _pos, finder = _reveal(top, test, reveal_by_validation)
+            pool_score, pool_pos, finder = _reveal(top, test, reveal_by_validation, pool_distinct)
             out["pool_val"][r] = -top.entries[0][0]
+            if pool_distinct is not None:  # the 8 K places go round robin over the best d results
+                d = min(pool_distinct, len(top.entries))
+                rank = next(j for j, e in enumerate(top.entries) if e[2] == pool_pos)
+                copies = top.k // d + (1 if rank < top.k % d else 0)
         out["pool_score"][r] = pool_score
-        pool_oracle = max((test[pos] for pos in evaluated), default=-math.inf)
+        pool_oracle = max((test[pos] for pos in evaluated if pos not in won), default=-math.inf)
         out["pool_oracle"][r] = pool_oracle
         out["pool_evals"][r] = evals
         out["pool_distinct"][r] = new
@@ -628,12 +977,13 @@ def run_race(
 
         # solo miners: each its own search; together, the independent search of exp_search
         solo_evals = union_new = 0
+        solo_pos = [-1] * n_solo
         for i in range(n_solo):
             if not solo_online[i]:
                 continue
             seen_i, top_i = solo_seen[i], solo_top[i]
             for _ in range(c):
-                if evolve:
+                if solo_evolve:
                     pos = _evolve(solo_evo[i], table, pos_of, rng_solo, 0, rows)
                 else:
                     pos = _draw(rng_solo, rows, seen_i)
@@ -649,9 +999,11 @@ def run_race(
             if solo_drop[i]:
                 solo_online[i] = False  # dropped during the round: no candidate
                 continue
-            out["solo_scores"][r, i] = _reveal(top_i, test, reveal_by_validation)[0]
+            if not top_i:
+                continue  # everything it kept won already
+            out["solo_scores"][r, i], solo_pos[i], _who = _reveal(top_i, test, reveal_by_validation)
             out["solo_val"][r, i] = -top_i.entries[0][0]
-            out["solo_oracle"][r, i] = max(test[pos] for pos in solo_all[i])
+            out["solo_oracle"][r, i] = max((test[pos] for pos in solo_all[i] if pos not in won), default=-math.inf)
         out["solo_evals"][r] = solo_evals
         out["union_evals"][r] = solo_evals
         out["union_distinct"][r] = union_new
@@ -664,9 +1016,17 @@ def run_race(
         # --- the winners: best score, ties by a random priority per party and round (the same
         # in every contest of the round, so the contests agree)
         priority = [rng_ties.random() for _ in range(n_solo + 1)]  # [0] the pool, [i + 1] solo i
+        priority[0] **= 1.0 / copies  # the best of its copies' tickets: the max of ``copies`` uniforms
         out["win_all"][r] = _winner(pool_score, out["solo_scores"][r], priority)
         out["win_one"][r] = _winner(pool_score, out["solo_scores"][r, :1], priority)
         out["win_oracle"][r] = _winner(pool_oracle, out["solo_oracle"][r], priority)
+        w_ = int(out["win_all"][r])
+        if w_ != -2:
+            out["win_pos"][r] = pool_pos if w_ == -1 else solo_pos[w_]
+            if won_once and task_rounds > 1:  # spent work: nobody commits the cell again in the task
+                won.add(int(out["win_pos"][r]))
+                for kept in (top, union_top, *solo_top):
+                    kept.drop(int(out["win_pos"][r]))
 
         # --- the pool's coinbase when it wins against every solo miner
         if out["win_all"][r] == -1:
@@ -1085,6 +1445,143 @@ def exp_strategy(table: Table, setup: Setup, ns: Sequence[int], rounds: int, see
     return {"rounds": rounds, "carry_rounds": carry_rounds, "rows": rows_out}
 
 
+#: How many distinct results a pool that commits under several keys spreads its commitments
+#: over in :func:`exp_collaboration` (``pool_distinct`` of :func:`run_race`): its best 32 by
+#: validation, each under ``8 K / 32`` keys (all distinct while ``8 K`` <= 32).
+POOL_DISTINCT = 32
+
+#: The races of :func:`exp_collaboration` per N: label -> keyword arguments of :func:`run_race`
+#: (``pool_keys`` is N unless given; ``None`` in ``pool_distinct`` = :data:`POOL_DISTINCT`).
+COLLAB_RACES: dict[str, dict[str, Any]] = {
+    "shared": {"strategy": "shared", "pool_distinct": None},
+    "shared_distinct": {"strategy": "shared"},
+    "evolution": {"strategy": "evolution", "pool_distinct": None},
+    "evolution_distinct": {"strategy": "evolution"},
+    "shared_1key": {"strategy": "shared", "pool_keys": 1},
+    "shared_evo": {"strategy": "shared", "pool_distinct": None, "shared": Shared(model="evolution")},
+}
+
+
+def _task_se(won: np.ndarray, task_rounds: int) -> float:
+    """Standard error of a share of rounds whose tasks are independent but whose rounds are not:
+    the standard deviation of the per-task shares over the square root of the number of tasks."""
+    per_task = np.asarray(won, dtype=float)[: len(won) // task_rounds * task_rounds].reshape(-1, task_rounds)
+    tasks = per_task.shape[0]
+    return float(per_task.mean(axis=1).std(ddof=1) / math.sqrt(tasks)) if tasks > 1 else float("nan")
+
+
+def exp_collaboration(table: Table, setup: Setup, ns: Sequence[int], rounds: int, seed: int, out: Path,
+                      cache: Cache | None = None, task_rounds: int = 20) -> dict[str, Any]:
+    """Experiment 7. Collaboration that pays: a pool of N members against N solo miners of the
+    same total compute on tasks of ``task_rounds`` rounds (a devnet task epoch: every party keeps
+    its results across the task, and a cell that won a round cannot win again in the task).
+    The solo miners run the project's regularised evolution over the whole space (the miners'
+    default) in every race; the pool (:data:`COLLAB_RACES`):
+
+    - ``shared``: the pool's one search (:class:`Shared`, the additive model) fed by every
+      member's results, committing under N keys (as many commitments as the N solo miners)
+      spread over its best :data:`POOL_DISTINCT` results; ``shared_distinct``: the same search,
+      its best 8 N distinct results committed (the manager's rule today);
+    - ``evolution`` / ``evolution_distinct``: the old way, one evolution per member and assigned
+      subspace, with the same two commitment rules;
+    - ``shared_1key``: the shared search under one key (8 commitments);
+    - ``shared_evo``: the shared search with the solo miners' own algorithm
+      (:class:`pool.search.RegularizedEvolution` over the space, fed by every member), N keys
+      spread as ``shared``: what pooling alone does, with no better model.
+
+    Numbers per N: each race's share of rounds won by the pool (± one standard error over
+    tasks: :func:`_task_se`), the share of rounds ``shared`` tied the best solo miner's score,
+    and, in ``shared``, the income per round of a member (``split_reward`` over the pool's
+    default PPLNS window) and of a solo miner: mean and coefficient of variation.
+    """
+    cache = cache or Cache()
+    coin = float(COIN)
+    rows_out = []
+    for n in ns:
+        t = time.perf_counter()
+        row: dict[str, Any] = {"n": n}
+        for label, spec in COLLAB_RACES.items():
+            kw = dict(spec)
+            kw.setdefault("pool_keys", n)
+            if "pool_distinct" in kw:
+                kw["pool_distinct"] = POOL_DISTINCT
+            if label == "shared":
+                kw["windows"] = _windows(setup)
+            race = cache.race(table, setup, n, rounds, seed, task_rounds=task_rounds, **kw)
+            won = race["win_all"] == -1
+            row[label] = float(np.mean(won))
+            row[f"{label}_se"] = _task_se(won, task_rounds)
+            row[f"{label}_val"] = _mean(race["pool_val"])
+            if label == "shared":
+                best_solo = race["solo_scores"].max(axis=1)
+                row["shared_tied"] = float(np.mean(race["pool_score"] == best_solo))
+                row["shared_solo_val"] = _finite_mean(race["solo_val"].max(axis=1))
+                row["shared_dup"] = float(1 - np.sum(race["pool_distinct"]) / max(1.0, np.sum(race["pool_evals"])))
+                win = race["win_all"]
+                solo_inc = np.zeros((rounds, n))
+                for r in np.flatnonzero(win >= 0):
+                    solo_inc[r, win[r]] = setup.reward / coin
+                row["solo_mean"], row["solo_cv"], row["solo_paid"] = _income_stats(solo_inc)
+                inc = race["income"][_windows(setup)[0]] / coin
+                row["member_mean"], row["member_cv"], row["member_paid"] = _income_stats(inc)
+        rows_out.append(row)
+        _log(f"  collaboration N={n}: shared {row['shared']:.3f} (distinct {row['shared_distinct']:.3f}, 1 key "
+             f"{row['shared_1key']:.3f}, shared evolution {row['shared_evo']:.3f}), member evolution "
+             f"{row['evolution']:.3f} ({row['evolution_distinct']:.3f}); member CV {row['member_cv']:.2f} vs solo "
+             f"{row['solo_cv']:.2f} [{time.perf_counter() - t:.1f} s]")
+    tasks = rounds // task_rounds
+    md = _md_table(
+        ["N", "shared, N keys", "shared, N keys distinct", "member evolution, N keys",
+         "member evolution, N keys distinct", "shared, 1 key", "shared evolution, N keys", "ties (shared)",
+         "member mean", "member CV", "solo mean", "solo CV", "pool val (shared)", "best solo val"],
+        [[r["n"], _pct(r["shared"], r["shared_se"]), _pct(r["shared_distinct"], r["shared_distinct_se"]),
+          _pct(r["evolution"], r["evolution_se"]), _pct(r["evolution_distinct"], r["evolution_distinct_se"]),
+          _pct(r["shared_1key"], r["shared_1key_se"]), _pct(r["shared_evo"], r["shared_evo_se"]),
+          _pct(r["shared_tied"]), f"{r['member_mean']:.4f}", f"{r['member_cv']:.2f}", f"{r['solo_mean']:.4f}",
+          f"{r['solo_cv']:.2f}", f"{r['shared_val']:.2f}", f"{r['shared_solo_val']:.2f}"] for r in rows_out])
+    _write(out / "collaboration.md", "Collaboration: a pool with one shared search against N solo miners",
+           _setup_line(table, setup, rounds, seed), md,
+           f"Tasks of {task_rounds} rounds ({tasks} tasks per race; ± one standard error over tasks); a cell that "
+           "won a round cannot win again in its task. Every column is the pool's share of rounds against N solo "
+           "miners of the same total compute, who run regularised evolution over the whole space (the miners' "
+           "default). 'shared' = the pool's one search fed by every member's results (an additive model of the "
+           "space; 'shared evolution': one regularised evolution instead, the solo miners' algorithm, pooled); "
+           "'member evolution' = one evolution per member and assigned subspace (pool/member.py today). 'N keys' = "
+           f"the pool commits under N keys ({setup.commit_k} N commitments, as many as the N solo miners), spread "
+           f"over its best {POOL_DISTINCT} results by validation; 'distinct' = its best {setup.commit_k} N distinct "
+           f"results instead (the manager's rule today). 'ties' = rounds where the pool's revealed score equalled "
+           "the best solo miner's (the chain's tiebreak: one ticket per commitment). Income: coins per round of a "
+           f"member (the pool's default PPLNS window, {_window_name(*_windows(setup)[0])}) and of a solo miner in "
+           "the 'shared' races; CV = standard deviation / mean over member-rounds (solo-rounds). 'val' = mean best "
+           f"validation count kept at the deadline (of {table.val_total}).")
+
+    def plot(ax: Any, ax2: Any) -> None:
+        x = [r["n"] for r in rows_out]
+        for label, mark, name in (("shared", "o-", "shared, N keys"), ("shared_distinct", "o--", "shared, distinct"),
+                                  ("evolution", "d-", "member evolution, N keys"),
+                                  ("evolution_distinct", "d--", "member evolution, distinct"),
+                                  ("shared_1key", "s:", "shared, 1 key"), ("shared_evo", "^-", "shared evolution")):
+            ax.errorbar(x, [r[label] for r in rows_out], yerr=[r[f"{label}_se"] for r in rows_out], fmt=mark,
+                        capsize=2, label=name)
+        ax.axhline(0.5, color="k", ls=":", lw=0.8, label="fair share (50%)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("members N (and solo miners)")
+        ax.set_ylabel("pool's share of rounds won")
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize=7)
+        ax2.plot(x, [r["member_cv"] for r in rows_out], "o-", label="member")
+        ax2.plot(x, [r["solo_cv"] for r in rows_out], "s-", label="solo miner")
+        ax2.set_xscale("log", base=2)
+        ax2.set_yscale("log")
+        ax2.set_xlabel("members N (and solo miners)")
+        ax2.set_ylabel("coefficient of variation of income per round")
+        ax2.legend(fontsize=8)
+
+    _plot(out / "collaboration.png", plot, "Collaboration that pays")
+    return {"rounds": rounds, "task_rounds": task_rounds, "tasks": tasks, "pool_distinct": POOL_DISTINCT,
+            "shared": dataclasses.asdict(Shared()), "rows": rows_out}
+
+
 def exp_churn(table: Table, setup: Setup, n: int, ps: Sequence[float], thresholds: Sequence[float], rounds: int,
               seed: int, out: Path, cache: Cache | None = None) -> dict[str, Any]:
     """Experiment 4. A pool of ``n`` members against ``n`` solo miners, both under churn
@@ -1424,21 +1921,30 @@ class RunPlan:
     carry_rounds: int = 12
     network_reps: int = 500
     strategy_ns: tuple[int, ...] = (2, 4, 8, 16)
+    collab_ns: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256)
+    collab_rounds: int = 200
+    collab_task_rounds: int = 20
 
 
 def make_plan(quick: bool, rounds: int | None) -> RunPlan:
-    """Full: N = 2..256, 1,000 rounds (``--rounds``); search sweeps 1/4 of that, churn 1/2.
-    Quick: N = 1..16, 60 rounds."""
+    """Full: N = 2..256, 1,000 rounds (``--rounds``); search sweeps 1/4 of that, churn 1/2; the
+    collaboration experiment 200 rounds (10 tasks of 20), or ``--rounds`` cut to whole tasks.
+    Quick: N = 1..16, 60 rounds (collaboration: N = 2, one task)."""
+    task = RunPlan.collab_task_rounds
+
+    def whole_tasks(r: int) -> int:
+        return max(task, r // task * task)
+
     if quick:
         r = rounds or 60
         return RunPlan(ns=(1, 2, 4, 8, 16), rounds=r, search_n=8, search_computes=(1, 4, 16, 64), search_rounds=max(1, r // 2),
                     churn_n=8, churn_ps=(0.0, 0.2), churn_thresholds=(NO_BACKUP, 0.25, 0.0), churn_rounds=r,
-                    network_reps=20, strategy_ns=(2, 4))
+                    network_reps=20, strategy_ns=(2, 4), collab_ns=(2,), collab_rounds=whole_tasks(rounds or task))
     r = rounds or 1000
     return RunPlan(ns=(2, 4, 8, 16, 32, 64, 128, 256), rounds=r, search_n=32,
                 search_computes=(1, 2, 4, 8, 16, 32, 64, 128), search_rounds=max(1, r // 4),
                 churn_n=32, churn_ps=(0.0, 0.05, 0.1, 0.2, 0.3), churn_thresholds=(NO_BACKUP, 0.25, 0.1, 0.05, 0.0),
-                churn_rounds=max(1, r // 2))
+                churn_rounds=max(1, r // 2), collab_rounds=whole_tasks(rounds or 200))
 
 
 def run_all(table: Table, setup: Setup, plan: RunPlan, seed: int, out: Path,
@@ -1462,6 +1968,8 @@ def run_all(table: Table, setup: Setup, plan: RunPlan, seed: int, out: Path,
         "network": lambda: exp_network(table, setup, runs, plan.network_reps, seed, out, cache=cache),
         "strategy": lambda: exp_strategy(table, setup, plan.strategy_ns, plan.rounds, seed, out, cache,
                                          plan.carry_rounds),
+        "collaboration": lambda: exp_collaboration(table, setup, plan.collab_ns, plan.collab_rounds, seed, out, cache,
+                                                   plan.collab_task_rounds),
     }
     for name in experiments:
         t = time.perf_counter()
@@ -1491,7 +1999,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default docs/results/)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, help="rounds of experiments 1 and 2 (default 1000, quick 60); "
-                    "experiment 3 runs a quarter of that, experiment 4 half")
+                    "experiment 3 runs a quarter of that, experiment 4 half, experiment 7 that many cut to whole "
+                    "tasks of 20 (default 200)")
     ap.add_argument("--quick", action="store_true", help="a small run (under 30 s)")
     ap.add_argument("--compute", default="auto", help="evaluations per member per round (default auto: 20 x rows/15625)")
     ap.add_argument("--test-noise", type=float, default=0.0, help="std of the per-round test noise, in test images")

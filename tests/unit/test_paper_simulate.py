@@ -171,14 +171,18 @@ def test_quick_run_writes_everything_and_is_deterministic(table: sim.Table, tmp_
     s = sim.make_setup(table)
     plan = sim.make_plan(quick=True, rounds=20)
     a = sim.run_all(table, s, plan, 11, tmp_path / "a")
-    for name in ("competitiveness", "income", "search", "churn", "strategy"):
+    for name in ("competitiveness", "income", "search", "churn", "strategy", "collaboration"):
         assert (tmp_path / "a" / f"{name}.md").read_text().startswith("# ")
         assert (tmp_path / "a" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "a" / "simulate.json").read_text())
     assert saved["table"]["rows"] == ROWS and saved["seed"] == 11
     assert [r["n"] for r in saved["results"]["competitiveness"]["rows"]] == list(plan.ns)
-    b = sim.run_all(table, s, plan, 11, tmp_path / "b")
-    c = sim.run_all(table, s, plan, 12, tmp_path / "c")
+    assert [r["n"] for r in saved["results"]["collaboration"]["rows"]] == list(plan.collab_ns)
+    # the rest twice more (collaboration's determinism: test_the_shared_search_never_evaluates_...)
+    fewer = tuple(e for e in sim.EXPERIMENTS if e != "collaboration")
+    b = sim.run_all(table, s, plan, 11, tmp_path / "b", experiments=fewer)
+    c = sim.run_all(table, s, plan, 12, tmp_path / "c", experiments=fewer)
+    del a["results"]["collaboration"]
     assert json.dumps(sim._json_safe(a["results"])) == json.dumps(sim._json_safe(b["results"]))
     assert json.dumps(sim._json_safe(a["results"])) != json.dumps(sim._json_safe(c["results"]))
     assert (tmp_path / "a" / "churn.md").read_text() == (tmp_path / "b" / "churn.md").read_text()
@@ -196,11 +200,11 @@ def test_cli_quick(tmp_path: pathlib.Path) -> None:
 def test_results_carry_over_the_rounds_of_a_task(table: sim.Table) -> None:
     s = sim.make_setup(table, compute=2)
     T, rounds = 5, 20
-    race = sim.run_race(table, s, 2, rounds, seed=4, task_rounds=T, std_threshold=sim.NO_BACKUP)
+    race = sim.run_race(table, s, 2, rounds, seed=4, task_rounds=T, std_threshold=sim.NO_BACKUP, won_once=False)
     fresh = sim.run_race(table, s, 2, rounds, seed=4, std_threshold=sim.NO_BACKUP)
     for key in ("pool_val", "union_val", "pool_oracle"):
         by_task = race[key].reshape(rounds // T, T)
-        assert np.all(np.diff(by_task, axis=1) >= 0), key  # what a party found stays found
+        assert np.all(np.diff(by_task, axis=1) >= 0), key  # what a party found stays found (unless it won)
     assert np.any(np.diff(fresh["pool_val"]) < 0)  # a fresh search every round forgets
     assert race["union_distinct"].sum() <= race["union_evals"].sum() == 2 * 2 * rounds
     # a member or a solo miner never evaluates a row twice in a task (40 draws of 300 rows); in a
@@ -234,7 +238,7 @@ def test_evolution_searches_through_the_projects_strategy(table: sim.Table, monk
 
     monkeypatch.setattr(sim, "make_strategy", counting)
     s = sim.make_setup(table, compute=3)
-    race = sim.run_race(table, s, 2, 12, seed=4, task_rounds=12, strategy="evolution")
+    race = sim.run_race(table, s, 2, 12, seed=4, task_rounds=12, strategy="evolution", won_once=False)
     assert all(isinstance(e, RegularizedEvolution) for e in made)
     whole = [e for e in made if e.region.size == SPACE.size]
     # members: one per (member, subspace) pair met in the task (the plan may hand a subspace to
@@ -307,8 +311,8 @@ def test_report_states_a_verdict_per_claim(table: sim.Table, tmp_path: pathlib.P
     sim.run_all(table, s, sim.make_plan(quick=True, rounds=10), 5, tmp_path / "res", network=tmp_path / "net")
     page = report.build(tmp_path / "res", tmp_path)
     claims = report.verdicts(json.loads((tmp_path / "res" / "simulate.json").read_text()))
-    assert len(claims) == 7 and all(v in page for _c, v, _t in [(c, v.capitalize(), t) for c, v, t in claims])
-    for name in ("competitiveness", "income", "search", "churn", "network", "strategy"):
+    assert len(claims) == 8 and all(v in page for _c, v, _t in [(c, v.capitalize(), t) for c, v, t in claims])
+    for name in ("competitiveness", "income", "search", "churn", "network", "strategy", "collaboration"):
         assert f"](res/{name}.png)" in page
     assert "300 of 15,625" in page
     # bad inputs: a clear error with a stable reason, and nothing written
@@ -395,3 +399,108 @@ def test_network_run_records_nothing_when_the_devnet_fails(tmp_path: pathlib.Pat
     code = network_run.main(["--rounds", "10", "--members", "99", "--dir", str(tmp_path / "d"),
                              "--out", str(tmp_path / "net")])
     assert code != 0 and not (tmp_path / "net").exists()
+
+
+def test_the_shared_search_never_evaluates_a_cell_twice_in_a_task(table: sim.Table) -> None:
+    # 4 members x 3 evaluations x 10 rounds = 120 of 300 rows a task: all distinct; 8 members x 5 x 10
+    # = 400: every row once, then repeats (a finite table)
+    s = sim.make_setup(table, compute=3)
+    race = sim.run_race(table, s, 4, 20, seed=1, task_rounds=10, strategy="shared", solos=1, pool_keys=20)
+    assert np.array_equal(race["pool_distinct"], race["pool_evals"]) and race["pool_evals"].sum() == 4 * 3 * 20
+    assert np.all(race["pool_idle"] == 0)
+    # a pool that commits everything it evaluated reveals its best test score (the model of the reveal)
+    assert np.array_equal(race["pool_score"], race["pool_oracle"])
+    again = sim.run_race(table, s, 4, 20, seed=1, task_rounds=10, strategy="shared", solos=1, pool_keys=20)
+    assert all(np.array_equal(race[key], again[key]) for key in race if isinstance(race[key], np.ndarray))
+    for shared in (sim.Shared(), sim.Shared(model="evolution", explore=5), sim.Shared(greedy=0.5, elite=4)):
+        big = sim.run_race(table, sim.make_setup(table, compute=20), 4, 5, seed=2, task_rounds=5, strategy="shared",
+                           shared=shared, solos=1)
+        new = np.cumsum(big["pool_distinct"])
+        evals = np.cumsum(big["pool_evals"])
+        assert evals[-1] > ROWS and np.array_equal(new, np.minimum(evals, ROWS)), shared  # no repeat while a row is left
+    with pytest.raises(ValueError):
+        sim.Shared(model="annealing")
+
+
+def test_members_explore_their_own_subspaces_then_follow_the_shared_search(table: sim.Table) -> None:
+    pos_of = {index: pos for pos, index in enumerate(table.index)}
+    spans = [table.span(0, 4000), table.span(4000, 8000), table.span(8000, 12000), table.span(12000, SPACE.size)]
+    sub_span = [(lo, hi - lo) for lo, hi in spans]
+    assign = [[0, 1], [2, 3]]
+    search = sim._SharedSearch(sim.Shared(explore=40), table, pos_of, sim._features(table), random.Random(1))
+    evaluated: set[int] = set()
+    turn = [0, 0]
+    for _slot in range(20):  # 40 results: the exploration phase, round robin over each member's subspaces
+        picks = sim._shared_slot(search, [0, 1], assign, sub_span, turn, evaluated, random.Random(_slot))
+        for i, pos in picks.items():
+            s_ = turn[i] - 1  # the subspace it just drew in
+            lo, size = sub_span[assign[i][s_ % 2]]
+            assert lo <= pos < lo + size
+        assert len(set(picks.values())) == 2 and not set(picks.values()) & evaluated
+        for pos in picks.values():
+            evaluated.add(pos)
+            search.observe(pos)
+    assert not search.exploring
+    # then the model's proposals: new rows, best predicted first (the ranking refitted per slot)
+    picks = sim._shared_slot(search, [0, 1], assign, sub_span, turn, evaluated, random.Random(99))
+    assert turn == [20, 20] and not set(picks.values()) & evaluated
+    assert [picks[0], picks[1]] == [p for p in search.ranking if p not in evaluated][:2]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> sim.Table:
+    """60 rows: every party can see all of them in a round."""
+    return sim.load_table(write_table(tmp_path_factory.mktemp("small") / "s.csv.gz", rows=60, seed=12))
+
+
+def test_a_shared_pool_of_one_does_at_least_what_a_solo_miner_does(table: sim.Table, small: sim.Table) -> None:
+    # one member against one solo miner (evolution) of the same compute over tasks of 10 rounds: the
+    # pool never evaluates a row twice while one is left, so it has seen at least as many rows as the
+    # solo miner by every deadline
+    s = sim.make_setup(table, compute=2)
+    race = sim.run_race(table, s, 1, 60, seed=3, task_rounds=10, strategy="shared")
+    seen_pool = np.cumsum(race["pool_distinct"].reshape(6, 10), axis=1)
+    seen_solo = np.cumsum(race["union_distinct"].reshape(6, 10), axis=1)
+    assert np.all(seen_pool >= seen_solo) and np.any(seen_pool > seen_solo)
+    assert float(np.mean(race["win_all"] == -1)) >= 0.5
+    # with a round's compute as large as the table, the pool has every row by the first deadline
+    # (the solo miner's evolution repeats some): committing all, it never reveals less
+    full = sim.run_race(small, sim.make_setup(small, compute=small.rows), 1, 3, seed=3, task_rounds=3,
+                        strategy="shared", pool_keys=small.rows // 8 + 1)
+    assert full["pool_distinct"][0] == small.rows and full["union_distinct"][0] < small.rows
+    assert np.all(full["pool_score"] >= full["solo_scores"][:, 0])
+
+
+def test_a_cell_wins_once_per_task(small: sim.Table) -> None:
+    s = sim.make_setup(small, compute=small.rows)  # everyone finds the best cells: without the rule they win again
+    T = 10
+    race = sim.run_race(small, s, 2, 20, seed=5, task_rounds=T, pool_keys=2)
+    free = sim.run_race(small, s, 2, 20, seed=5, task_rounds=T, pool_keys=2, won_once=False)
+    for task in race["win_pos"].reshape(-1, T):
+        assert np.all(task >= 0) and len(set(task.tolist())) == T  # ten rounds, ten different cells
+    assert any(len(set(task.tolist())) < T for task in free["win_pos"].reshape(-1, T))
+    for r in range(20):  # the winner revealed its winning cell's test score
+        w = race["win_all"][r]
+        score = race["pool_score"][r] if w == -1 else race["solo_scores"][r, w]
+        assert score == small.test[race["win_pos"][r]]
+    # by default the rule acts where the table's task has epochs (mnist1d; a table without a meta
+    # file: the default task's rule), not on digits
+    assert small.task is None and sim.has_epochs(None) and sim.has_epochs("mnist1d") and not sim.has_epochs("digits")
+    # tasks of one round: the rule never acts
+    a = sim.run_race(small, s, 2, 6, seed=5)
+    b = sim.run_race(small, s, 2, 6, seed=5, won_once=False)
+    assert np.array_equal(a["win_all"], b["win_all"]) and np.array_equal(a["pool_score"], b["pool_score"])
+
+
+def test_copies_under_several_keys_win_ties(small: sim.Table) -> None:
+    # both parties see every row and reveal their best by validation: the same cell, a tie every round
+    s = sim.make_setup(small, compute=4 * small.rows)
+    kw = dict(std_threshold=sim.NO_BACKUP, reveal_by_validation=True, pool_keys=4)
+    one = sim.run_race(small, s, 1, 30, seed=6, **kw)
+    copies = sim.run_race(small, s, 1, 30, seed=6, pool_distinct=1, **kw)
+    for race in (one, copies):
+        assert np.array_equal(race["pool_score"], race["solo_scores"][:, 0])
+    assert 7 < np.sum(one["win_all"] == -1) < 23  # one ticket each: about half
+    assert np.sum(copies["win_all"] == -1) >= 27  # 32 tickets against one: about 32/33 of the ties
+    with pytest.raises(ValueError):
+        sim.run_race(small, s, 1, 2, seed=6, pool_distinct=0)
