@@ -39,7 +39,7 @@ task epoch 0):
   lazily (protocol v2): once the reveal set has come it scores the listed claims best first and
   stops at the first that holds, so an honest round costs one scoring (row ``lazy``); row
   ``all`` is every candidate scored (each claim above the winner false: each costs its miner's
-  key 20 rounds of commitments, and keys without a coin share 64 places a round). The ratio is printed for C = 4 and C = ``max_commitments_per_key`` x
+  key 20 rounds of commitments, and keys without a coin share 16 places a round). The ratio is printed for C = 4 and C = ``max_commitments_per_key`` x
   4 miners, with the mean costs (and with the worst measured eval and retrain). Target
   (PASS/FAIL): on devnet the lazy verifier of an honest round stays under 10% of one miner's
   cost per round, with the mean costs; the ``all`` rows are shown beside it.

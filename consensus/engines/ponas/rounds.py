@@ -48,8 +48,11 @@ MAX_ROUND_COMMITMENTS = 4096
 FUNDED_BALANCE = 10**8
 #: The most commitments a round takes from keys that are not funded: all that a flood of fresh
 #: keys can take (the rest of the round's places are for funded keys), and so a bound on the
-#: false claims such a flood can make every node score. A close with more is refused.
-MAX_FREE_COMMITMENTS = 64
+#: false claims such a flood can make every node score. A close with more is refused. Each false
+#: claim costs a node one scoring (about 1.9 s of one core on a devnet round's 20,000 samples,
+#: bench/bench_verify.py), so 16 bound a flood to about 30 s a round, 40% of a 75-second devnet
+#: round; it was 64 while rounds tested on 5,000 samples (64 x 1.9 s would exceed the round).
+MAX_FREE_COMMITMENTS = 16
 
 
 # --- commitments ----------------------------------------------------------------------------
