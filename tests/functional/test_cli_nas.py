@@ -133,7 +133,7 @@ def test_info_describes_the_default_task(capsys: pytest.CaptureFixture[str]) -> 
     code, out, err = run(capsys, "nas", "info")
     assert code == 0, err
     assert re.search(r"^task\s+mnist1d: 40-point sequences", out, re.M)
-    assert re.search(r"^devnet\s+train 4,000, validation 1,000, test_set 5,000; recipe mnist1d-devnet; 20 rounds", out, re.M)
+    assert re.search(r"^devnet\s+train 4,000, validation 1,000, test_set 20,000; recipe mnist1d-devnet; 20 rounds", out, re.M)
     assert re.search(r"^space\s+nb201-1d$", out, re.M) and re.search(r"^scoring\s+exact", out, re.M)
     code, out, err = run(capsys, "nas", "info", "--task", "digits", "--json")
     info = json.loads(out)
