@@ -340,7 +340,9 @@ class Manager:
             for m in self.members.values():
                 self.scheduler.join(m.id, self.clock(), m.throughput or None)
             self._top = []
-            self.shared = SharedSearch(space, self.rng) if self.config.shared_search else None
+            # one model of the space for the pool (NAS-Bench-201 cells; other spaces: none)
+            self.shared = SharedSearch(space, self.rng) if self.config.shared_search and SharedSearch.supports(space) \
+                else None
             for m in self.members.values():
                 m.proposed.clear()
             self._round = rnd

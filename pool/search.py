@@ -231,7 +231,7 @@ class SharedSearch:
         if not prior > 0:
             raise SearchError("bad-strategy", f"prior must be positive, got {prior!r}")
         n_ops, n_edges = len(NB201_OPS), len(NB201_EDGES)
-        if space.size != n_ops ** n_edges:
+        if not self.supports(space):
             raise SearchError("bad-strategy", f"the shared search models NAS-Bench-201 cells, not {space.name}")
         self.space = space
         self._rng = rng
@@ -253,6 +253,13 @@ class SharedSearch:
         self._by_member: dict[str, list[tuple[int, float]]] = {}
         self.proposed = 0
         self.best: tuple[int, str] | None = None  # the best score observed and its genotype
+
+    @staticmethod
+    def supports(space: SearchSpace) -> bool:
+        """Whether the shared search models ``space`` (the NAS-Bench-201 cell spaces)."""
+        from consensus.engines.ponas.space import NB201_EDGES, NB201_OPS
+
+        return bool(space.size == len(NB201_OPS) ** len(NB201_EDGES) and space.name.startswith("nb201"))
 
     @property
     def ready(self) -> bool:

@@ -211,6 +211,9 @@ def test_shared_search_forgets_a_liars_results_and_takes_back_untrained_proposal
     assert not search.seen(g) and search.seen(NB201.encode(10))
     with pytest.raises(SearchError):
         SharedSearch(NB201, random.Random(1), warmup=0)
+    assert SharedSearch.supports(get_space("nb201-1d")) and not SharedSearch.supports(get_space("mlp"))
+    with pytest.raises(SearchError):  # the pool's manager then runs without one
+        SharedSearch(get_space("mlp"), random.Random(1))
     with pytest.raises(GenotypeError):
         search.observe("|nope~0|", 1, "x")
 
