@@ -205,18 +205,19 @@ class SharedSearch:
 
     A model of the space, not N isolated searches: Bayesian linear regression of the score on
     the cell's operations (one indicator per edge and operation: 6 x 5 = 30, and a constant;
-    ridge prior ``prior``), fed by every result of every member in the task. A proposal is
-    Thompson sampling: one draw of the weights from the posterior, the best cell by that draw
-    among the cells nobody in the pool has evaluated or been handed in the task (so nothing is
-    proposed twice). The more results the model has, the surer its draws: a pool of N members
+    ridge prior ``prior``), fed by every result of every member in the task. Proposals are
+    Thompson sampling: a draw of the weights from the posterior ranks the cells nobody in the
+    pool has evaluated or been handed in the task (so nothing is proposed twice), and the next
+    proposals take them best first until the model has grown enough for a new draw. The more results the model has, the surer its draws: a pool of N members
     feeds it N times the results a solo miner's model gets, which is the collaboration that
     pays (the same class runs a solo miner: a pool of one). Until ``warmup`` results are in,
     :meth:`propose` gives None and members explore their assigned subspaces, which the
     partition keeps disjoint.
 
-    A result costs O(1) (per-cell counts and sums); a proposal builds the model's 31 x 31 sums
-    from them by bincounts, solves the system and scores all 15,625 cells by table lookups
-    (a few milliseconds). Results carry their member's id,
+    A result costs O(1) (per-cell counts and sums); a draw builds the model's 31 x 31 sums from
+    them by bincounts, solves the system and scores all 15,625 cells by table lookups (a few
+    milliseconds), and serves the proposals until the model has grown by ``max(8, 5%)``
+    results (a tenth of a millisecond a proposal). Results carry their member's id,
     so a member found lying (banned) is taken out of the model (:meth:`forget`). All randomness
     comes from ``rng``. Works on the NAS-Bench-201 spaces (``nb201``, ``nb201-1d``).
     """
@@ -252,6 +253,9 @@ class SharedSearch:
         self._evaluated = np.zeros(space.size, dtype=bool)
         self._by_member: dict[str, list[tuple[int, float]]] = {}
         self.proposed = 0
+        self.draws = 0
+        self._ranking: list[int] = []  # the current draw's best unseen cells, worst first
+        self._drawn_at = 0  # results the model had at the current draw
         self.best: tuple[int, str] | None = None  # the best score observed and its genotype
 
     @staticmethod
@@ -340,22 +344,37 @@ class SharedSearch:
         return mean, resid * cov
 
     def propose(self) -> str | None:
-        """The best unseen cell under one draw from the posterior, or None (fewer than
-        ``warmup`` results, or every cell seen)."""
+        """The best unseen cell under the current draw from the posterior, or None (fewer than
+        ``warmup`` results, or every cell seen). A draw ranks the cells once and serves the
+        next proposals in its order; a new draw is made when the model has grown by
+        ``max(8, 5%)`` results since the last one (or the ranking is used up), so a big pool's
+        stream of proposals costs a few draws a second, not one per share."""
         import numpy as np
 
         if not self.ready or self._seen.all():
             return None
-        mean, cov = self.predict()
-        chol = np.linalg.cholesky(cov + 1e-9 * np.eye(len(mean)))
-        z = np.array([self._rng.gauss(0.0, 1.0) for _ in range(len(mean))])
-        w = mean + chol @ z
-        scores = w[-1] + w[self._cols].sum(axis=0)  # every cell's score under this draw (no BLAS: cheap)
-        scores[self._seen] = -np.inf
-        i = int(np.argmax(scores))
-        self._seen[i] = True
-        self.proposed += 1
-        return self.space.encode(i)
+        if not self._ranking or self._n - self._drawn_at >= max(8, self._n // 20):
+            mean, cov = self.predict()
+            chol = np.linalg.cholesky(cov + 1e-9 * np.eye(len(mean)))
+            z = np.array([self._rng.gauss(0.0, 1.0) for _ in range(len(mean))])
+            w = mean + chol @ z
+            scores = w[-1] + w[self._cols].sum(axis=0)  # every cell's score under this draw (no BLAS: cheap)
+            scores[self._seen] = -np.inf
+            top = np.argpartition(-scores, min(RANKED, len(scores) - 1))[:RANKED]
+            self._ranking = [int(i) for i in top[np.lexsort((top, -scores[top]))] if scores[i] > -np.inf][::-1]
+            self._drawn_at = self._n
+            self.draws += 1
+        while self._ranking:
+            i = self._ranking.pop()  # best first (the list is kept worst first)
+            if not self._seen[i]:
+                self._seen[i] = True
+                self.proposed += 1
+                return self.space.encode(i)
+        return self.propose() if not self._seen.all() else None
+
+
+#: Cells one posterior draw ranks for the proposals that follow it.
+RANKED = 64
 
 
 def make_strategy(
