@@ -301,3 +301,25 @@ def test_without_a_reveal_set_a_late_sibling_is_final(tmp_path: Path) -> None:
         named, _ = close_round(PARAMS, held.header, [], key_index=2, timestamp=int(at))
         core.on_message("peer", M.CloseMsg(named, ()), at)
         assert [type(a).__name__ for a in core.on_block("peer", held, entries[1].weights, at)] == ["Verify"]
+
+
+def test_a_reveal_entry_that_misstates_its_block_is_passed_over_as_the_closers_fault(tmp_path: Path) -> None:
+    """The closer lists a candidate with a claim its block does not make (here: above it, to put
+    it first): the node does not take the set's word for the block's score. The candidate is
+    passed over (``reveal-entry-mismatch``, a dispute with the closer, not the miner's fault: its
+    key is not barred) and the next listed candidate that holds is the round's block."""
+    with closed_round(tmp_path, 2) as (chain, rounds, core, entries, close, commitments):
+        c0, c1 = (reveal(e, close, commitments, s) for e, s in zip(entries, (150, 160)))
+        end = float(close.timestamp + PP.reveal_window)
+        rounds.add_candidate(c0, entries[0].weights, T0 + 1)
+        rounds.add_candidate(c1, entries[1].weights, T0 + 1)
+        honest = reveal_set_for(PARAMS, close, [c0, c1])
+        e0, e1 = honest.entries
+        lying = make_reveal_set(BEACON, PARAMS.chain_id, close, [replace(e0, score=999), e1], int(end))
+        assert rounds.add_reveal_set(lying, end + 0.5)
+        out = settle(rounds, end + 0.5)
+        assert [a.kind for a in out if a.kind is AnnounceKind.BLOCK] == [AnnounceKind.BLOCK]
+        assert chain.tip_hash == c1.header.hash()
+        assert [d["kind"] for d in rounds.disputes] == ["reveal-entry-mismatch"]
+        assert rounds.disputes[0]["candidate"] == c0.header.hash().hex()
+        assert MINERS[0].public_key not in rounds._penalised  # the closer misstated it, not its miner
