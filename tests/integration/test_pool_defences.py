@@ -603,3 +603,33 @@ async def wait_until_alert(manager: Manager) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("no alert reached the manager")
+
+
+async def test_shares_a_failed_write_did_not_store_are_refused_and_not_credited(tmp_path: Path) -> None:
+    """The disk fails under a group commit: every share of that batch is answered ``store-failed``
+    and earns nothing (an ``accept`` means stored); the same trainings sent again once the disk
+    is back are accepted (a failed write does not mark them credited)."""
+    config = ManagerConfig("http://127.0.0.1:9", FEE.address, str(tmp_path / "pool"), verify_rate=0.0,
+                           max_share_rate=1e6, max_address_share_rate=1e6)
+    async with _started(config) as manager:
+        assert manager.store is not None
+        plain = manager.store.commit_shares
+        failing = [True]
+
+        def flaky(shares: list[Any]) -> None:
+            if failing[0]:
+                raise OSError("disk full")
+            plain(shares)
+
+        manager.store.commit_shares = flaky  # type: ignore[method-assign]
+        manager.prepare(made_up_round())
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://127.0.0.1:{manager.port}/ws") as ws:
+            assert (await _hello(ws, K))["type"] == "welcome"
+            job = json.loads(await ws.receive_str(timeout=5))
+            genotype = SPACE.encode(job["subspaces"][0]["start"])
+            assert await send_share(ws, 1, job["job"], genotype, seed=7) == "store-failed"
+            assert not manager.window.weights_by_member() and manager.stats["accepted"] == 0
+            assert not list(manager.store.shares())
+            failing[0] = False
+            assert await send_share(ws, 2, job["job"], genotype, seed=7) == "accept"
+            assert len(list(manager.store.shares())) == 1 and K.address in manager.window.weights_by_member()
