@@ -254,7 +254,7 @@ def cmd_pool_serve(args: argparse.Namespace) -> int:
                            finder_bonus_ppm=percent_ppm(args.finder_bonus, "finder-bonus"),
                            **check_window(args.window, args.window_rounds), min_payout=parse_amount(args.min_payout),
                            host=args.host, port=args.port, token=token, token_file=args.token_file,
-                           commit_keys=check_commit_keys(args.commit_keys))
+                           commit_keys=check_commit_keys(args.commit_keys), freeze_gc=True)
     if config.fee_ppm + config.finder_bonus_ppm > 1_000_000:
         raise ConsensusError("bad-args", "--fee plus --finder-bonus exceed 100%")
 
