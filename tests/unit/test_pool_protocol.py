@@ -90,3 +90,16 @@ def test_frames_and_shares() -> None:
     assert P.parse_weights({"id": 4, "weights": "aGk="}) == (4, b"hi")
     with pytest.raises(P.ProtocolError):
         P.parse_weights({"id": 4, "weights": "!!"})
+
+
+def test_a_malformed_propose_is_a_bad_message() -> None:
+    """A member takes ``propose`` only as 1 to 16 genotype strings under a job number; a manager
+    that sends anything else (a flood, a non-string, no job) is refused, not trained."""
+    g = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    assert P.parse_propose({"type": "propose", "job": 3, "genotypes": [g]}) == (3, [g])
+    for bad in ({"job": 3, "genotypes": []}, {"job": 3, "genotypes": [g] * (P.MAX_PROPOSALS + 1)},
+                {"job": 3, "genotypes": [7]}, {"job": 3, "genotypes": ["x" * 1000]}, {"job": 3, "genotypes": g},
+                {"genotypes": [g]}, {"job": -1, "genotypes": [g]}):
+        with pytest.raises(P.ProtocolError) as err:
+            P.parse_propose({"type": "propose", **bad})
+        assert err.value.reason == "bad-message"
