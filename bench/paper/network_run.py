@@ -3,12 +3,14 @@ compute on a local devnet (real nodes, real training, no table).
 
 Usage (from the repo root)::
 
-    python bench/paper/network_run.py --rounds 15                   # a pool of 3 against 3 solo miners
+    python bench/paper/network_run.py --rounds 30 --pool-keys 3     # a pool of 3 against 3 solo miners
     python bench/paper/network_run.py --rounds 12 --members 4 --solo 4 --dir /tmp/net
 
-It runs ``ponas devnet up --preset devnet --fresh --base-port 0`` (every member and every solo
-miner is one process with one training thread, so they have equal compute), then writes
-``bench/paper/network/devnet-poolM[-keysK]-soloS-DATE[-N].json``: the command, the machine, the
+It runs ``ponas devnet up --preset devnet --fresh --base-port 0`` (the default task, MNIST-1D;
+every member and every solo miner is one process with one training thread, so they have equal
+compute; every committing key starts with the same coins), then writes
+``bench/paper/network_mnist1d/devnet-poolM[-keysK]-soloS-DATE[-N].json`` (``--out``; the
+digits runs of 2026-11-24 are in ``network/``): the command, the machine, the
 trainings each miner process made (its ``share`` log lines: one per finished training) and the
 devnet's ``summary.json`` (every block's winner, score and payouts). ``simulate.py``'s
 experiment 5 simulates each such file's setup and compares. The devnet's progress is shown as
@@ -34,7 +36,8 @@ if str(HERE) not in sys.path:
 
 from build_table import cpu_name  # noqa: E402
 
-DEFAULT_FOLDER = HERE / "network"
+#: Runs of the default task (mnist1d); ``network/`` holds the digits runs of 2026-11-24.
+DEFAULT_FOLDER = HERE / "network_mnist1d"
 SHARE_LINE = re.compile(r"\bmsg=share\b")
 
 

@@ -3,12 +3,13 @@ solo miners, and do backup members keep its high-reward subspaces searched under
 
 Usage (from the repo root)::
 
-    python bench/paper/simulate.py                       # full run: about 6 minutes on 2 busy cores,
-                                                         # and some 5 more for experiment 7
+    python bench/paper/simulate.py                       # full run on the MNIST-1D table: about 20 minutes
+                                                         # on 2 cores
     python bench/paper/simulate.py --quick --out /tmp/q  # a small run, under 30 s
     python bench/paper/simulate.py --table PATH --out DIR --seed N --rounds N
 
-Outputs in ``--out`` (default ``docs/results/``): ``simulate.json`` (every number and the setup),
+Outputs in ``--out`` (default ``docs/results/mnist1d/``; ``make bench-paper`` also runs the
+digits table into ``docs/results/digits/``, the baseline): ``simulate.json`` (every number and the setup),
 one markdown table per experiment (``competitiveness.md``, ``income.md``, ``search.md``,
 ``churn.md``, ``network.md``, ``strategy.md``, ``collaboration.md``) and a PNG plot each. ``bench/paper/report.py`` turns them into
 ``docs/results.md`` (``make bench-paper`` runs both). Progress lines go to stderr. Same table,
@@ -18,21 +19,24 @@ same arguments, same seed: same numbers.
 indices, ``partition``), :class:`pool.schedule.Scheduler` (join, heartbeat, check, plan_round,
 record, end_round; high reward, standard deviations and backups), :func:`pool.shares.make_window`,
 :class:`pool.shares.Share` and :func:`pool.shares.split_reward`. The constants come from the
-project too: the devnet preset (``preset_params("devnet")``: a 45 s commit window and a 15 s
-reveal window, 8 commitments per key, a 50-coin subsidy), the devnet recipe's 20 epochs (the
-weight of one share) and :class:`pool.manager.ManagerConfig`'s defaults (fee 1 %, finder bonus
+project too: the devnet preset of the table's task (``preset_params("devnet", task=...)``: a
+45 s commit window and a 30 s reveal window on MNIST-1D, 15 s on digits, 8 commitments per key,
+a 50-coin subsidy), the task's devnet recipe's epochs (the weight of one share: 3 on MNIST-1D,
+20 on digits) and :class:`pool.manager.ManagerConfig`'s defaults (fee 1 %, finder bonus
 0.5 %, PPLNS over the last 3 rounds' shares, heartbeat 2 s, heartbeat timeout 10 s, ``std_threshold`` 0.25,
 ``top_k`` 3, ``history`` 8, a quarter of the shares verified by sample).
 
-**The table** is ``bench/paper/nb201_digits_devnet.csv.gz`` read with ``build_table.read_table``.
+**The table** is ``bench/paper/nb201_mnist1d_devnet_e0.csv.gz`` (``--table``; the digits
+baseline: ``nb201_digits_devnet.csv.gz``) read with ``build_table.read_table``; its task comes
+from its ``.meta.json``, and with it the devnet preset's windows and recipe.
 It may be partial (a uniform random sample of the space): the searchable space is the set of
 indices in the table, and a miner searching a subspace (an index range of the Scheduler's plan)
 draws among the known indices inside it. The number of rows is printed and recorded.
 
 **The model of a round.**
 
-- Discrete rounds of ``round_seconds`` = 60 s (commit window 45 s, then the reveal window). Round
-  ``r`` starts at ``t0 = 60 r``. Rounds are grouped in *tasks* of ``task_rounds`` T rounds
+- Discrete rounds of ``round_seconds`` (commit window 45 s, then the reveal window: 75 s on
+  MNIST-1D, 60 s on digits). Round ``r`` starts at ``t0 = round_seconds * r``. Rounds are grouped in *tasks* of ``task_rounds`` T rounds
   (:func:`run_race`): within a task every party keeps what it evaluated, its best results and
   its search state, as the project's manager and miners do on an unchanging task; a new task
   starts every party afresh (as if a new task with this table's landscape were posted). T = 1
@@ -43,8 +47,10 @@ draws among the known indices inside it. The number of rows is printed and recor
   window. An evaluation is the lookup of one table row: the miner sees the validation count;
   the test count stands for the score on the round's secret test set. ``--compute auto`` (the
   default) is ``round(20 * rows / 15625)`` (at least 1): a devnet member trains about 20
-  architectures per 45 s window on one core (2.2 s each), and scaling by the table's coverage
-  keeps the ratio of compute to space of the whole space (3 evaluations on 2,561 rows).
+  architectures a round on one core (digits: 2.2 s each in a 45 s commit window; MNIST-1D:
+  3.9 s each, training through the 75 s round, since results carry over the rounds of an
+  epoch), and scaling by the table's coverage keeps the ratio of compute to space of the whole
+  space (3 evaluations on 2,561 rows).
 - A solo miner searches the whole table: uniform draws without replacement (the law of
   :class:`pool.search.RandomSearch`, restricted to the known rows; a new cycle only after all
   rows were drawn).
@@ -152,7 +158,7 @@ from consensus.params import preset_params  # noqa: E402
 from consensus.types import COIN  # noqa: E402
 from pool.manager import ManagerConfig  # noqa: E402
 from pool.schedule import Scheduler  # noqa: E402
-from pool.search import RegularizedEvolution, SearchStrategy, make_strategy  # noqa: E402
+from pool.search import RegularizedEvolution, SearchStrategy, SharedSearch, make_strategy  # noqa: E402
 from pool.shares import Share, make_window, split_reward  # noqa: E402
 
 __all__ = [
@@ -208,9 +214,15 @@ _ENCODED: dict[int, str] = {}
 _DECODED: dict[str, int] = {}
 _NEIGHBOURS: dict[str, tuple[str, ...]] = {}
 FAST = _MemoSpace()
-DEFAULT_TABLE = HERE / "nb201_digits_devnet.csv.gz"
-DEFAULT_OUT = REPO / "docs" / "results"
+DEFAULT_TABLE = HERE / "nb201_mnist1d_devnet_e0.csv.gz"
+DEFAULT_OUT = REPO / "docs" / "results" / "mnist1d"
 DEFAULT_NETWORK = HERE / "network"
+
+
+def default_network(table: Table) -> Path:
+    """The real-network runs of the table's task: ``network/`` (digits, or an unknown task),
+    ``network_TASK/`` for another."""
+    return DEFAULT_NETWORK if table.task in (None, "digits") else HERE / f"network_{table.task}"
 EXPERIMENTS = ("competitiveness", "income", "search", "churn", "network", "strategy", "collaboration")
 #: Search strategies of :func:`run_race`.
 STRATEGIES = ("random", "evolution", "shared")
@@ -300,6 +312,9 @@ class Setup:
     reward: int
     test_noise: float
     p_back: float = 0.5
+    #: each party's own training seed (:class:`SeedNoise`), or None: every party gets the table's
+    #: row (the table's one seed for all)
+    seed_noise: SeedNoise | None = None
 
 
 def auto_compute(rows: int) -> int:
@@ -307,9 +322,10 @@ def auto_compute(rows: int) -> int:
     return max(1, round(20 * rows / SPACE.size))
 
 
-def make_setup(table: Table, compute: int | None = None, test_noise: float = 0.0) -> Setup:
+def make_setup(table: Table, compute: int | None = None, test_noise: float = 0.0,
+               seed_noise: SeedNoise | None = None) -> Setup:
     """The model's constants, from the devnet preset, the devnet recipe and ``ManagerConfig``."""
-    params = preset_params("devnet", data_split_hash=bytes(32), genesis_time=0, task="digits")
+    params = preset_params("devnet", data_split_hash=bytes(32), genesis_time=0, task=table.task or "digits")
     ponas = params.ponas
     assert ponas is not None
     manager = ManagerConfig(node_url="", fee_address=FEE_ADDRESS, datadir="")
@@ -333,7 +349,134 @@ def make_setup(table: Table, compute: int | None = None, test_noise: float = 0.0
         share_weight=RECIPES[ponas.recipe].epochs,
         reward=params.subsidy(1),
         test_noise=float(test_noise),
+        seed_noise=seed_noise,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedNoise:
+    """What a party's own training seed does to a cell's scores, measured: the table holds one
+    training (seed 0) per cell, but every party trains a cell with its own seed, and two seeds
+    of one cell differ by much more than nothing (on mnist1d, about as much as the top
+    quarter's cells differ from each other). A party's result for a cell is the table's row plus
+    ``(dv, dt)``: a normal pair with the standard deviations and correlation of ``bins`` (one
+    per range of the row's validation count: ``(upper, sd_val, sd_test, corr)``, the first
+    whose ``upper`` is at least the row's count), rounded to counts and clipped to the split.
+    :func:`seed_noise_from` measures the bins from two tables of the same cells trained with
+    two seeds: each seed's deviation is the seeds' difference over sqrt(2), so two parties'
+    results differ as two seeds do."""
+
+    bins: tuple[tuple[float, float, float, float], ...]
+    source: str = ""
+
+    def params(self, val: int) -> tuple[float, float, float]:
+        for upper, sd_v, sd_t, corr in self.bins:
+            if val <= upper:
+                return sd_v, sd_t, corr
+        return self.bins[-1][1:]
+
+
+def seed_noise_from(path_a: str | Path, path_b: str | Path, bins: int = 4) -> SeedNoise:
+    """:class:`SeedNoise` from two tables of the same cells trained with two seeds: ``bins``
+    ranges of equal count by seed A's validation count. ``ValueError`` when they share fewer
+    than 8 rows per bin or have other split sizes."""
+    a, b = bt.read_table(Path(path_a)), bt.read_table(Path(path_b))
+    keys = sorted(set(a) & set(b))
+    if len(keys) < 8 * bins:
+        raise ValueError(f"{path_a}, {path_b}: {len(keys)} common rows, fewer than {8 * bins}")
+    if {(a[i].val_total, a[i].test_total) for i in keys} != {(b[i].val_total, b[i].test_total) for i in keys}:
+        raise ValueError(f"{path_a}, {path_b}: different split sizes")
+    va = np.array([a[i].val_correct for i in keys], dtype=float)
+    dv = (np.array([b[i].val_correct for i in keys]) - va) / math.sqrt(2)
+    dt = (np.array([b[i].test_correct for i in keys]) - np.array([a[i].test_correct for i in keys])) / math.sqrt(2)
+    order = np.argsort(va, kind="stable")
+    out = []
+    for j, part in enumerate(np.array_split(order, bins)):
+        upper = math.inf if j == bins - 1 else float(va[part].max())
+        corr = float(np.corrcoef(dv[part], dt[part])[0, 1]) if dv[part].std() > 0 and dt[part].std() > 0 else 0.0
+        out.append((upper, round(float(dv[part].std()), 3), round(float(dt[part].std()), 3), round(corr, 3)))
+    return SeedNoise(tuple(out), f"{Path(path_a).name} vs {Path(path_b).name}, {len(keys)} cells")
+
+
+#: The seed pairs :func:`default_seed_noise` measures the model from, by task (the
+#: correlation samples of ``bench/paper/correlate.py``: seed 0 and seed 1 of the same cells).
+SEED_PAIRS = {
+    "mnist1d": (HERE / "correlation_mnist1d" / "nb201_mnist1d_devnet_e0.csv.gz",
+                HERE / "correlation_mnist1d" / "nb201_mnist1d_devnet_e0_seed1.csv.gz"),
+}
+
+
+def default_seed_noise(table: Table) -> SeedNoise | None:
+    """The seed model of the table's task (:data:`SEED_PAIRS`) when its split sizes match the
+    table's, else None."""
+    pair = SEED_PAIRS.get(table.task or "")
+    if pair is None or not all(p.exists() for p in pair):
+        return None
+    rows = bt.read_table(pair[0])
+    if {(r.val_total, r.test_total) for r in rows.values()} != {(table.val_total, table.test_total)}:
+        return None
+    return seed_noise_from(*pair)
+
+
+class _Seeds:
+    """One party's trainings in one task (:class:`SeedNoise`). Each training of a cell is a
+    new seed: a result (an *item*: ``pos`` for the party's first training of the cell at table
+    position ``pos``, ``pos + rows * k`` for its k-th next) with its own deviation, kept for the
+    task (a party keeps its trained weights). Without a model, every training of a cell is the
+    table's row: one item, ``pos``."""
+
+    __slots__ = ("table", "model", "rng", "dev", "trained", "last")
+
+    def __init__(self, table: Table, model: SeedNoise | None, rng: np.random.Generator) -> None:
+        self.table, self.model, self.rng = table, model, rng
+        self.dev: dict[int, tuple[float, float]] = {}
+        self.trained: dict[int, int] = {}  # pos -> trainings so far
+        self.last = -1  # the item of the last :meth:`evaluate`
+
+    def train(self, pos: int) -> int:
+        """A new training of the cell at ``pos``: its item."""
+        if self.model is None:
+            return pos
+        k = self.trained.get(pos, 0)
+        self.trained[pos] = k + 1
+        return pos + self.table.rows * k
+
+    def evaluate(self, pos: int) -> int:
+        """Train the cell at ``pos`` (:meth:`train`, the item in :attr:`last`): its validation count."""
+        self.last = self.train(pos)
+        return self.val(self.last)
+
+    def _dev(self, item: int) -> tuple[float, float]:
+        d = self.dev.get(item)
+        if d is None:
+            assert self.model is not None
+            sd_v, sd_t, corr = self.model.params(self.table.val[item % self.table.rows])
+            z1, z2 = self.rng.standard_normal(2).tolist()
+            d = self.dev[item] = (sd_v * z1, sd_t * (corr * z1 + math.sqrt(max(0.0, 1 - corr * corr)) * z2))
+        return d
+
+    def val(self, item: int) -> int:
+        if self.model is None:
+            return self.table.val[item]
+        pos = item % self.table.rows
+        return min(self.table.val_total, max(0, round(self.table.val[pos] + self._dev(item)[0])))
+
+    def test(self, test: Sequence[float]) -> Sequence[float]:
+        """The party's test scores this round (``test``: the table's, this round's noise included)."""
+        return test if self.model is None else _TestView(self, test)
+
+
+class _TestView:
+    """``seeds``'s test scores over the round's ``test``: indexable like it."""
+
+    __slots__ = ("seeds", "test")
+
+    def __init__(self, seeds: _Seeds, test: Sequence[float]) -> None:
+        self.seeds, self.test = seeds, test
+
+    def __getitem__(self, item: int) -> float:
+        t = self.seeds.table
+        return min(t.test_total, max(0, round(self.test[item % t.rows] + self.seeds._dev(item)[1])))
 
 
 def _seed(*parts: object) -> int:
@@ -389,15 +532,16 @@ class _Top:
             self.entries = [e for e in self.entries if e[2] != pos]
 
 
-def _reveal(top: _Top, test: Sequence[float], by_validation: bool = False,
+def _reveal(top: _Top, test: Sequence[float] | Callable[[int], Sequence[float]], by_validation: bool = False,
             limit: int | None = None) -> tuple[float, int, int]:
     """The committed result with the best test score (ties: the first): (score, pos, who). With
     ``by_validation``, the best by validation instead (the first entry), whatever its test score.
     ``limit``: only the best ``limit`` by validation are committed. ``(-inf, -1, -1)`` when
-    nothing is committed."""
+    nothing is committed. ``test``: the scores, or a function of the result's party (``who``)
+    giving that party's scores (the solo miners' results taken together, each its own seed)."""
     best = None
     for _neg, _seq, pos, who in top.entries[:1] if by_validation else top.entries[:limit]:
-        score = test[pos]
+        score = test(who)[pos] if callable(test) else test[pos]
         if best is None or score > best[0]:
             best = (score, pos, who)
     return best if best is not None else (-math.inf, -1, -1)
@@ -420,10 +564,11 @@ EVOLVE_TRIES = 20
 
 
 def _evolve(strategy: SearchStrategy, table: Table, pos_of: dict[int, int], rng: random.Random, lo: int,
-            size: int) -> int:
+            size: int, val_of: Callable[[int], int] | None = None) -> int:
     """One evaluation by a search strategy: its proposal's table position, observed with the
-    row's validation count. A proposal the table lacks (a partial table) is proposed again, up
-    to ``EVOLVE_TRIES`` times, then a random known row of the region ``[lo, lo + size)`` stands in."""
+    row's validation count (``val_of(pos)``: the party's own, :class:`_Seeds`). A proposal the
+    table lacks (a partial table) is proposed again, up to ``EVOLVE_TRIES`` times, then a
+    random known row of the region ``[lo, lo + size)`` stands in."""
     for _ in range(EVOLVE_TRIES):
         genotype = strategy.propose()
         pos = pos_of.get(FAST.decode(genotype))
@@ -432,12 +577,12 @@ def _evolve(strategy: SearchStrategy, table: Table, pos_of: dict[int, int], rng:
     else:
         pos = lo + rng.randrange(size)
         genotype = FAST.encode(table.index[pos])
-    strategy.observe(genotype, table.val[pos])
+    strategy.observe(genotype, table.val[pos] if val_of is None else val_of(pos))
     return pos
 
 
 #: The models :class:`Shared` knows.
-SHARED_MODELS = ("additive", "evolution")
+SHARED_MODELS = ("project", "additive", "evolution")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -448,6 +593,10 @@ class Shared:
     the task, each member draws at random in its own assigned subspaces (the plan's partition:
     no duplicates). Then every proposal comes from one search fed by every member's results:
 
+    - ``"project"`` (the default): the manager's own search, :class:`pool.search.SharedSearch`
+      (Bayesian linear regression on the cell's operations, Thompson draws; ``explore`` is its
+      ``warmup``), limited to the table's rows, fed every member's result as the manager feeds
+      it every accepted share; its proposals never repeat a cell;
     - ``"additive"`` (the default): a model of the space. Validation is fitted as a sum of one
       effect per (edge, operation) (30 one-hot features and a constant; ridge regression with
       penalty ``ridge`` on the counts clipped from below at their median, so the many broken
@@ -469,13 +618,14 @@ class Shared:
     search).
     """
 
-    model: str = "additive"
+    model: str = "project"
     explore: int = 10
     population: int = 10
     sample: int = 3
     ridge: float = 1.0
     greedy: float = 1.0
     elite: int = 0
+    retrain_power: float = 1.0
 
     def __post_init__(self) -> None:
         if self.model not in SHARED_MODELS:
@@ -510,6 +660,10 @@ class _SharedSearch:
         self.best: list[tuple[int, int]] = []  # (-val, pos) of the pool's best, sorted
         self.evo = RegularizedEvolution(FAST.full(), rng, cfg.population, cfg.sample) \
             if cfg.model == "evolution" else None
+        self.project = SharedSearch(FAST, rng, warmup=cfg.explore, cells=table.index,
+                                    retrain_power=cfg.retrain_power) \
+            if cfg.model == "project" else None
+        self.vals: dict[int, int] = {}  # position -> the validation count the pool observed
         self.ranking: list[int] = []
         self.cursor = 0
         self.stale = True
@@ -529,7 +683,7 @@ class _SharedSearch:
             return
         seen = list(self.unique)
         x = self.feats[seen]
-        y = np.asarray([self.table.val[p] for p in seen], dtype=float)
+        y = np.asarray([self.vals[p] for p in seen], dtype=float)
         y = np.maximum(y, np.median(y))
         y -= y.mean()
         # einsum, not BLAS: these small products are slower threaded on a busy machine
@@ -563,6 +717,15 @@ class _SharedSearch:
     def propose(self, taken: Callable[[int], bool]) -> int:
         """A position to evaluate that ``taken`` does not hold (unless every row is taken)."""
         cfg = self.cfg
+        if self.project is not None:
+            retrains = self.project.retrains
+            while (genotype := self.project.propose()) is not None:
+                pos = self.pos_of[FAST.decode(genotype)]
+                if self.project.retrains > retrains:
+                    return pos  # every row seen: a new training (seed) of one of the pool's best
+                if not taken(pos):
+                    return pos
+            return self._random_new(taken)
         if cfg.model == "additive":
             if self.stale:
                 self._fit()
@@ -592,8 +755,11 @@ class _SharedSearch:
                 return pos
         return self._random_new(taken)
 
-    def observe(self, pos: int) -> None:
-        v = self.table.val[pos]
+    def observe(self, pos: int, v: int, member: int) -> None:
+        """``member`` evaluated ``pos`` and saw validation count ``v``."""
+        self.vals[pos] = v
+        if self.project is not None:
+            self.project.observe(FAST.encode(self.table.index[pos]), v, str(member))
         self.seen.append(pos)
         if pos not in self.unique:
             self.unique[pos] = None
@@ -713,7 +879,8 @@ def run_race(
     taken together, committed as one party: independent search); ``win_all`` (-1 the pool, else
     the winning solo: pool against every solo) and ``win_one`` (-1 the pool, 0 solo 0: the
     pool against solo 0 alone), both with ties to a random priority drawn per party and round;
-    ``win_pos``: the table position of the winning result (-1 nobody);
+    ``win_pos``: the table position of the winning result (-1 nobody), ``win_item`` the result
+    itself (``win_pos`` plus ``rows`` times the winner's earlier trainings of it: its seed);
     ``pool_oracle``, ``solo_oracle`` and ``win_oracle``: the same contest if every party could
     reveal the best test score among *everything* it evaluated in the task (no bound of ``commit_k``
     commitments per key; a diagnostic, not the protocol); ``backups``, ``takeovers``, ``moves``, ``online``,
@@ -724,7 +891,8 @@ def run_race(
     n_solo = n if solos is None else solos
     threshold = setup.std_threshold if std_threshold is None else std_threshold
     rows = table.rows
-    val, test_exact = table.val, table.test
+    test_exact = table.test
+    noise = setup.seed_noise
     k = setup.commit_k
     if task_rounds < 1 or pool_keys < 1 or (pool_distinct is not None and pool_distinct < 1):
         raise ValueError("task_rounds, pool_keys and pool_distinct must be at least 1")
@@ -782,6 +950,7 @@ def run_race(
     out["solo_oracle"] = np.full((rounds, n_solo), -np.inf)
     out["pool_oracle"] = np.full(rounds, -np.inf)
     out["win_pos"] = np.full(rounds, -1, dtype=np.int64)  # the winning row's table position
+    out["win_item"] = np.full(rounds, -1, dtype=np.int64)  # the winning result (the row's training: _Seeds)
     income = [np.zeros((rounds, n), dtype=np.int64) for _ in windows]
     split_ok = True
 
@@ -791,13 +960,20 @@ def run_race(
             w.advance(r)  # the round opens (the manager's round_opened)
         if r % task_rounds == 0:  # a new task: every party starts afresh
             won: set[int] = set()  # cells that won a round of the task (spent work)
-            top = _Top(k * pool_keys, won)
+            # each party's own trainings (seeds) in the task; with them a win spends only the
+            # winner's (genotype, seed): every party has its own set of spent cells
+            task_no = r // task_rounds
+            pool_seeds = _Seeds(table, noise, np.random.default_rng(_seed(seed, "seeds", task_no, "pool", n)))
+            solo_seeds = [_Seeds(table, noise, np.random.default_rng(_seed(seed, "seeds", task_no, "solo", i)))
+                          for i in range(n_solo)]
+            top = _Top(k * pool_keys, set() if noise else won)
             drawn: dict[tuple[int, tuple[int, int]], set[int]] = {}
             member_evo: dict[tuple[int, tuple[int, int]], SearchStrategy] = {}
             solo_evo = [make_strategy("evolution", FAST, rng_solo) for _ in range(n_solo)] if solo_evolve else []
             evaluated: set[int] = set()
+            pool_items: set[int] = set()  # the pool's results (items) in the task
             search = _SharedSearch(shared, table, pos_of, feats, rng_shared) if pooled else None
-            solo_top = [_Top(k, won) for _ in range(n_solo)]
+            solo_top = [_Top(k, set() if noise else won) for _ in range(n_solo)]
             solo_seen: list[set[int]] = [set() for _ in range(n_solo)]  # its search state (cycles)
             solo_all: list[set[int]] = [set() for _ in range(n_solo)]  # everything it evaluated
             union_top = _Top(k, won)
@@ -867,6 +1043,7 @@ def run_race(
                 order = list(range(n))
                 rng_pool.shuffle(order)
                 picks: dict[int, int] = {}
+                slot_items: dict[int, int] = {}  # member -> the result (item) of its training
                 if search is not None:  # the slot's proposals, from what the pool knew before it
                     picks = _shared_slot(search, [i for i in order if online[i] and drop_at[i] > ts], assign,
                                          sub_span, turn, evaluated, rng_pool)
@@ -892,13 +1069,18 @@ def run_race(
                             if evo is None:
                                 region = FAST.subspace(*sub_key[s])
                                 evo = member_evo[i, sub_key[s]] = make_strategy("evolution", region, rng_pool)
-                            pos = _evolve(evo, table, pos_of, rng_pool, lo, size)
+                            pos = _evolve(evo, table, pos_of, rng_pool, lo, size, pool_seeds.evaluate)
                         else:
                             seen = drawn.setdefault((i, sub_key[s]), set())
                             off = _draw(rng_pool, size, seen)
                             seen.add(off)
                             pos = lo + off
-                    v = val[pos]
+                    if not evolve:
+                        pool_seeds.evaluate(pos)
+                    item = pool_seeds.last
+                    slot_items[i] = item
+                    pool_items.add(item)
+                    v = pool_seeds.val(item)
                     evals += 1
                     if pos not in evaluated:
                         new += 1
@@ -912,11 +1094,11 @@ def run_race(
                     if better < top.k or rng_pool.random() < setup.verify_rate:
                         sched.record(ids[i], table.index[pos], v, ts)
                         if better < top.k:
-                            top.add(v, seq, pos, i)
+                            top.add(v, seq, item, i)
                 if search is not None:
                     for i in order:
                         if i in picks:
-                            search.observe(picks[i])
+                            search.observe(picks[i], pool_seeds.val(slot_items[i]), i)
             for i in range(n):
                 if online[i] and drop_at[i] > now:
                     sched.heartbeat(ids[i], now, throughput)
@@ -941,15 +1123,16 @@ def run_race(
         pool_score = -math.inf
         finder = pool_pos = -1
         copies = 1  # commitments of the revealed result (one tiebreak ticket each)
+        pool_test = pool_seeds.test(test)
         if top:
-            pool_score, pool_pos, finder = _reveal(top, test, reveal_by_validation, pool_distinct)
+            pool_score, pool_pos, finder = _reveal(top, pool_test, reveal_by_validation, pool_distinct)
             out["pool_val"][r] = -top.entries[0][0]
             if pool_distinct is not None:  # the 8 K places go round robin over the best d results
                 d = min(pool_distinct, len(top.entries))
                 rank = next(j for j, e in enumerate(top.entries) if e[2] == pool_pos)
                 copies = top.k // d + (1 if rank < top.k % d else 0)
         out["pool_score"][r] = pool_score
-        pool_oracle = max((test[pos] for pos in evaluated if pos not in won), default=-math.inf)
+        pool_oracle = max((pool_test[it] for it in pool_items if it not in top.banned), default=-math.inf)
         out["pool_oracle"][r] = pool_oracle
         out["pool_evals"][r] = evals
         out["pool_distinct"][r] = new
@@ -984,32 +1167,38 @@ def run_race(
             seen_i, top_i = solo_seen[i], solo_top[i]
             for _ in range(c):
                 if solo_evolve:
-                    pos = _evolve(solo_evo[i], table, pos_of, rng_solo, 0, rows)
+                    pos = _evolve(solo_evo[i], table, pos_of, rng_solo, 0, rows, solo_seeds[i].evaluate)
                 else:
                     pos = _draw(rng_solo, rows, seen_i)
                     seen_i.add(pos)
-                solo_all[i].add(pos)
+                    solo_seeds[i].evaluate(pos)
+                item = solo_seeds[i].last
+                solo_all[i].add(item)
                 useq += 1
-                top_i.add(val[pos], useq, pos, i)
+                v = solo_seeds[i].val(item)
+                top_i.add(v, useq, item, i)
                 if pos not in union:
                     union_new += 1
                     union.add(pos)
-                union_top.add(val[pos], useq, pos, i)
+                union_top.add(v, useq, item, i)
             solo_evals += c
             if solo_drop[i]:
                 solo_online[i] = False  # dropped during the round: no candidate
                 continue
             if not top_i:
                 continue  # everything it kept won already
-            out["solo_scores"][r, i], solo_pos[i], _who = _reveal(top_i, test, reveal_by_validation)
+            solo_test = solo_seeds[i].test(test)
+            out["solo_scores"][r, i], solo_pos[i], _who = _reveal(top_i, solo_test, reveal_by_validation)
             out["solo_val"][r, i] = -top_i.entries[0][0]
-            out["solo_oracle"][r, i] = max((test[pos] for pos in solo_all[i] if pos not in won), default=-math.inf)
+            out["solo_oracle"][r, i] = max((solo_test[it] for it in solo_all[i] if it not in top_i.banned),
+                                           default=-math.inf)
         out["solo_evals"][r] = solo_evals
         out["union_evals"][r] = solo_evals
         out["union_distinct"][r] = union_new
         if union_top:
             out["union_val"][r] = -union_top.entries[0][0]
-            out["union_score"][r] = _reveal(union_top, test, reveal_by_validation)[0]
+            views = [sd.test(test) for sd in solo_seeds]  # each solo miner's own trainings
+            out["union_score"][r] = _reveal(union_top, views.__getitem__, reveal_by_validation)[0]
         else:
             out["union_score"][r] = -math.inf
 
@@ -1022,11 +1211,19 @@ def run_race(
         out["win_oracle"][r] = _winner(pool_oracle, out["solo_oracle"][r], priority)
         w_ = int(out["win_all"][r])
         if w_ != -2:
-            out["win_pos"][r] = pool_pos if w_ == -1 else solo_pos[w_]
+            wp = pool_pos if w_ == -1 else solo_pos[w_]  # the winning result (item)
+            out["win_pos"][r] = wp % rows
+            out["win_item"][r] = wp
             if won_once and task_rounds > 1:  # spent work: nobody commits the cell again in the task
-                won.add(int(out["win_pos"][r]))
-                for kept in (top, union_top, *solo_top):
-                    kept.drop(int(out["win_pos"][r]))
+                won.add(wp)
+                if noise:  # ... trained with the winner's seed: the others' trainings of it still count
+                    winner_top = top if w_ == -1 else solo_top[w_]
+                    winner_top.banned.add(wp)
+                    winner_top.drop(wp)
+                    union_top.drop(wp)
+                else:
+                    for kept in (top, union_top, *solo_top):
+                        kept.drop(wp)
 
         # --- the pool's coinbase when it wins against every solo miner
         if out["win_all"][r] == -1:
@@ -1686,11 +1883,14 @@ def load_network_runs(folder: Path) -> list[dict[str, Any]]:
     return runs
 
 
-NETWORK_MODELS = ("tasks of R rounds", "fresh every round", "tasks of R rounds, evolution")
+NETWORK_MODELS = ("tasks of R rounds", "fresh every round", "tasks of R rounds, evolution",
+                  "tasks of R rounds, shared search")
 #: Per model: rounds per task (None: the run's R), search strategy, and the share of ``reps``
 #: simulated (the project's evolution costs about 0.15 ms an evaluation, so it runs fewer).
+#: The last is the pool as the manager runs it today (``ManagerConfig.shared_search``: one
+#: :class:`pool.search.SharedSearch` for the pool, the solo miners evolving).
 _NETWORK_MODEL_RUNS = {NETWORK_MODELS[0]: (None, "random", 1), NETWORK_MODELS[1]: (1, "random", 1),
-                       NETWORK_MODELS[2]: (None, "evolution", 5)}
+                       NETWORK_MODELS[2]: (None, "evolution", 5), NETWORK_MODELS[3]: (None, "shared", 5)}
 
 
 def exp_network(table: Table, setup: Setup, runs: Sequence[dict[str, Any]], reps: int, seed: int, out: Path,
@@ -1705,7 +1905,8 @@ def exp_network(table: Table, setup: Setup, runs: Sequence[dict[str, Any]], reps
 
     A third model keeps results across the run like the first, with the miners' regularised
     evolution (the devnet's default strategy) instead of random search, over a fifth as many
-    simulated runs.
+    simulated runs; a fourth has the pool run one shared search (the manager's
+    ``shared_search``, on by default since 2026-12-06) against the solo miners' evolution.
 
     Numbers: the pool's share of rounds and one solo miner's mean share; the directions a real
     run is compared on (the pool against the solo miners together, the same total compute when
@@ -1863,6 +2064,8 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def _setup_line(table: Table, setup: Setup, rounds: int, seed: int) -> str:
     return (f"Table `{Path(table.path).name}`: {table.rows} rows of {SPACE.size}; compute c = {setup.compute} "
             f"evaluations per member per round; {rounds} rounds; seed {seed}; test noise {setup.test_noise:g} images; "
+            + (f"each party's own training seed ({setup.seed_noise.source}); " if setup.seed_noise else
+               "one training seed (the table's) for every party; ") +
             f"commit {setup.commit_k} per key; fee {setup.fee_ppm / 1e4:g}%, finder bonus "
             f"{setup.finder_bonus_ppm / 1e4:g}%; Scheduler: {setup.subspaces_per_member} subspaces per member, "
             f"top_k {setup.top_k}, history {setup.history}, heartbeat {setup.heartbeat:g} s, timeout "
@@ -1979,7 +2182,8 @@ def run_all(table: Table, setup: Setup, plan: RunPlan, seed: int, out: Path,
         _log(f"{name}: {timings[name]:.1f} s")
     timings["total"] = round(time.perf_counter() - started, 2)
     report = {
-        "table": {"path": table.path, "rows": table.rows, "space_size": SPACE.size, "val_total": table.val_total,
+        "table": {"path": table.path, "task": table.task, "rows": table.rows, "space_size": SPACE.size,
+                  "val_total": table.val_total,
                   "test_total": table.test_total, "best_val": max(table.val), "best_test": max(table.test)},
         "seed": seed,
         "setup": dataclasses.asdict(setup),
@@ -1996,7 +2200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table", default=str(DEFAULT_TABLE), help="the score table (gzip CSV)")
-    ap.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default docs/results/)")
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default docs/results/mnist1d/)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, help="rounds of experiments 1 and 2 (default 1000, quick 60); "
                     "experiment 3 runs a quarter of that, experiment 4 half, experiment 7 that many cut to whole "
@@ -2004,16 +2208,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a small run (under 30 s)")
     ap.add_argument("--compute", default="auto", help="evaluations per member per round (default auto: 20 x rows/15625)")
     ap.add_argument("--test-noise", type=float, default=0.0, help="std of the per-round test noise, in test images")
+    ap.add_argument("--seed-noise", choices=("auto", "off"), default="auto",
+                    help="auto (default): every party trains with its own seed, modelled from the task's two-seed "
+                         "correlation sample (SEED_PAIRS) where there is one; off: every party gets the table's row")
     ap.add_argument("--only", nargs="+", choices=EXPERIMENTS, help="run only these experiments")
-    ap.add_argument("--network", default=str(DEFAULT_NETWORK),
-                    help="folder of the real-network runs (JSON) that experiment 5 simulates")
+    ap.add_argument("--network", help="folder of the real-network runs (JSON) that experiment 5 simulates "
+                    "(default bench/paper/network/ for the digits task, bench/paper/network_TASK/ for another)")
     args = ap.parse_args(argv)
     try:
         table = load_table(args.table)
         compute = None if args.compute == "auto" else int(args.compute)
-        setup = make_setup(table, compute, args.test_noise)
+        noise = default_seed_noise(table) if args.seed_noise == "auto" else None
+        setup = make_setup(table, compute, args.test_noise, noise)
         plan = make_plan(args.quick, args.rounds)
-        run_all(table, setup, plan, args.seed, Path(args.out), args.only or EXPERIMENTS, Path(args.network))
+        network = Path(args.network) if args.network else default_network(table)
+        run_all(table, setup, plan, args.seed, Path(args.out), args.only or EXPERIMENTS, network)
     except (OSError, ValueError, bt.TableError) as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2

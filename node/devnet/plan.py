@@ -23,6 +23,13 @@ DEFAULT_BASE_PORT = 28400  # node i: API base+i, P2P base+100+i; pool: base+200
 PASSWORD = "devnet"  # the demo wallets' password, also in DIR/home/password: this is a devnet
 DEMO_WALLETS = ("alice", "bob")
 DEMO_COINS = 1000
+#: Coins the genesis gives every key that commits (the pool's commit keys, each solo miner's):
+#: a key with less than one coin shares the round's 16 free places with every other empty key
+#: (consensus/engines/ponas/rounds.py ``FUNDED_BALANCE``), so without this the devnet's first
+#: commitments of a round would take the places first come, and a solo miner, paid to its own
+#: key, would leave the race for them after its first block while the pool's keys (its members
+#: are paid, not its keys) never would. Every party starts funded alike.
+MINER_COINS = 10
 BACKUP_KEY = "beacon-backup.key"  # the backup closer's key, beside the beacon's; node1 runs it
 MINER_NICE = 10  # miners yield the CPU to nodes
 
@@ -140,6 +147,7 @@ def init(root: Path, topo: Topology, ports: Mapping[str, int], lead: float, now:
         (root / sub).mkdir(mode=0o700, exist_ok=True)
     accounts: dict[str, str] = {}
     aliases: dict[str, str] = {}  # the pool's other commit keys' addresses -> "pool"
+    committing: list[bytes] = []  # the keys that commit: funded by the genesis (MINER_COINS)
     names = ["pool", "pool-fee"] if topo.pool_members else []
     names += [f"member{i}" for i in range(topo.pool_members)] + [f"solo{i}" for i in range(topo.solo)]
     for name in names:
@@ -148,8 +156,10 @@ def init(root: Path, topo: Topology, ports: Mapping[str, int], lead: float, now:
         accounts[name] = format_address(key.address)
         if name == "pool":
             aliases.update({format_address(derived_key(key, i).address): "pool" for i in range(1, topo.pool_keys)})
+        if name == "pool" or name.startswith("solo"):
+            committing += [derived_key(key, i).address for i in range(topo.pool_keys if name == "pool" else 1)]
     home = root / "home"
-    prefunds: dict[bytes, int] = {}
+    prefunds: dict[bytes, int] = {address: MINER_COINS * COIN for address in committing}
     for name in DEMO_WALLETS:
         store = Keystore.create(str(home), name, new_mnemonic(), PASSWORD)
         accounts[name] = format_address(store.addresses[0])

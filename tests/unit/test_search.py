@@ -197,6 +197,39 @@ def test_shared_search_proposes_only_after_warmup_and_never_a_cell_twice() -> No
     assert [again.propose() for _ in range(300)] == proposals
 
 
+def test_shared_search_limited_to_cells_proposes_those_then_retrains_the_best() -> None:
+    cells = random.Random(3).sample(range(NB201.size), 40)
+    search = SharedSearch(NB201, random.Random(4), warmup=3, cells=cells, retrain_top=4, retrain_power=0)
+    for g in (NB201.encode(i) for i in cells[:3]):
+        search.observe(g, _additive(NB201.decode(g)), "m0")
+    proposals = [NB201.decode(search.propose() or "") for _ in range(37)]
+    assert sorted(proposals) == sorted(cells[3:]) and search.retrains == 0  # every other allowed cell once
+    for i in proposals:
+        search.observe(NB201.encode(i), _additive(i), "m1")
+    # every cell trained: new trainings (new seeds) of the 4 best by mean score, in turn
+    best = sorted(cells, key=lambda i: (-_additive(i), i))[:4]
+    again = [NB201.decode(search.propose() or "") for _ in range(8)]
+    assert again == best + best and search.retrains == 8
+    # a cell's mean counts every training: a bad second seed of the best cell moves it down
+    search.observe(NB201.encode(best[0]), _additive(best[0]) - 1000, "m1")
+    assert NB201.decode(search.propose() or "") == best[1] and best[0] not in [
+        NB201.decode(search.propose() or "") for _ in range(3)]
+    for bad in ({"retrain_top": 0}, {"retrain_power": -1}, {"retrain_power": "1"}):
+        with pytest.raises(SearchError):
+            SharedSearch(NB201, random.Random(4), **bad)  # type: ignore[arg-type]
+
+
+def test_shared_search_retrains_in_proportion_to_the_coverage() -> None:
+    cells = random.Random(5).sample(range(NB201.size), 1000)
+    search = SharedSearch(NB201, random.Random(6), warmup=3, cells=cells)  # retrain_power 1
+    for i in cells[:500]:  # half of the cells trained: about half of the proposals are retrains
+        search.observe(NB201.encode(i), _additive(i), "m0")
+    proposals = [NB201.decode(search.propose() or "") for _ in range(200)]
+    again = [i for i in proposals if i in set(cells[:500])]
+    assert 70 <= search.retrains == len(again) <= 130
+    assert len(set(proposals) - set(again)) == 200 - len(again)  # the others: new cells, once each
+
+
 def test_shared_search_forgets_a_liars_results_and_takes_back_untrained_proposals() -> None:
     search = SharedSearch(NB201, random.Random(1), warmup=2)
     search.observe(NB201.encode(10), 50, "honest")
