@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -76,6 +77,22 @@ TOP_RESULTS = 8  # verified results kept to commit per commit key: up to the rou
 #: members at 6,000 shares/s: without freezing, a full collection every 2-4 s as the heap grows,
 #: each 50-150 ms with 150,000-450,000 objects, the open-loop p99 of bench/bench_pool.py).
 GC_FULL_EVERY = 600.0
+#: Shares of a stored batch credited and acknowledged before the event loop takes its other
+#: work again (bench_pool, 1,000 members: a batch of hundreds of shares credited at once held the
+#: loop for 20-150 ms, and the shares that came meanwhile made the next batch bigger).
+CREDIT_CHUNK = 32
+#: An address's bech32 text, remembered: the dashboard's snapshot writes every member's, at about
+#: 0.1-0.2 ms each (1,000 members: 100-200 ms of the event loop a second while a page is open).
+_address_text = functools.lru_cache(maxsize=1 << 14)(format_address)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _cell_index(space: str, genotype: str) -> int:
+    """A genotype's index in its space (``GenotypeError`` if none), remembered: every share is
+    checked (a parse costs 15-20 µs), and a pool trains the same cells again under other seeds."""
+    from consensus.engines.ponas.space import get_space
+
+    return get_space(space).decode(genotype)
 
 
 @dataclass
@@ -520,8 +537,10 @@ class Manager:
     def _send_job(self, m: MemberConn, assignments: list[Any], rnd: RoundInfo) -> None:
         self._job_id += 1
         ranges = [a.subspace.as_range() for a in assignments]
-        m.jobs[self._job_id] = (self.clock(), ranges)
-        for old in [j for j, (sent, _) in m.jobs.items() if sent < self.clock() - self.config.grace - 60]:
+        now = self.clock()
+        m.jobs[self._job_id] = (now, ranges)
+        cutoff = now - self.config.grace - 60  # (one clock read: a re-plan sends a job to every member)
+        for old in [j for j, (sent, _) in m.jobs.items() if sent < cutoff]:
             del m.jobs[old]
         subspaces = [{"start": a.subspace.start, "stop": a.subspace.stop, "role": a.role, "primary": a.primary}
                      for a in assignments]
@@ -545,7 +564,7 @@ class Manager:
         nonce = os.urandom(32)
         await ws.send_str(P.encode("challenge", version=P.VERSION, nonce=nonce.hex(), chain_id=self.chain_id,
                                    pool={"fee_ppm": self.config.fee_ppm, "finder_bonus_ppm": self.config.finder_bonus_ppm,
-                                         "address": format_address(self.config.fee_address),
+                                         "address": _address_text(self.config.fee_address),
                                          "key": self.key.public_key.hex()}))
         member: MemberConn | None = None
         try:
@@ -594,7 +613,7 @@ class Manager:
         return m
 
     def _depart(self, m: MemberConn, why: str) -> None:
-        self.departed.append({"member": m.id, "address": format_address(m.address), "why": why,
+        self.departed.append({"member": m.id, "address": _address_text(m.address), "why": why,
                               "at": round(self.clock(), 1), "connected_s": round(self.clock() - m.joined, 1),
                               "accepted": m.accepted})
 
@@ -735,18 +754,27 @@ class Manager:
     async def _commit_loop(self) -> None:
         """Group commit: every share accepted since the last batch is written in one synced
         LevelDB batch, in a worker thread (the event loop goes on taking shares meanwhile), and
-        only then credited and acknowledged: an ``accept`` is never lost to a crash."""
+        only then credited and acknowledged: an ``accept`` is never lost to a crash. A written
+        batch is credited while the next one is being written, :data:`CREDIT_CHUNK` shares at a
+        time with the event loop's other work in between: a big batch is no long pause."""
+        written: list[tuple[MemberConn, P.Share, StoredShare, float]] | None = None  # stored, not yet credited
         while True:
-            await self._intake_wake.wait()
+            if written is None:
+                await self._intake_wake.wait()
             self._intake_wake.clear()
             batch, self._intake = self._intake, []
-            if not batch or self.store is None:
-                continue
             store = self.store
-            self._committing = asyncio.ensure_future(
-                asyncio.to_thread(store.commit_shares, [stored for _m, _share, stored, _t in batch]))
+            writing = None
+            if batch and store is not None:  # submitted to the worker thread now, before the credit below
+                writing = self._committing = asyncio.get_running_loop().run_in_executor(
+                    None, store.commit_shares, [stored for _m, _share, stored, _t in batch])
+            if written is not None:  # in order: the previous batch's accepts go before this one's
+                await self._credit_batch(written)
+                written = None
+            if writing is None:
+                continue
             try:
-                await asyncio.shield(self._committing)  # a stop waits for the write, then closes the store
+                await asyncio.shield(writing)  # a stop waits for the write, then closes the store
             except asyncio.CancelledError:
                 raise
             except Exception:  # the disk: these shares are not stored, nor acknowledged
@@ -755,11 +783,18 @@ class Manager:
                     self._intake_keys.discard((share.genotype, share.seed))
                     await self._reject(m, share.id, "store-failed", share=share)
                 continue
-            for m, share, stored, arrived in batch:
-                self._intake_keys.discard((share.genotype, share.seed))
-                await self._credit(m, share, stored)
-                self.ack_latencies.append(time.perf_counter() - arrived)
-            self._gc_step()
+            written = batch
+
+    async def _credit_batch(self, batch: list[tuple[MemberConn, P.Share, StoredShare, float]]) -> None:
+        """Credit and acknowledge a stored batch, in order, yielding to the event loop every
+        :data:`CREDIT_CHUNK` shares."""
+        for i, (m, share, stored, arrived) in enumerate(batch):
+            if i and i % CREDIT_CHUNK == 0:
+                await asyncio.sleep(0)  # the messages that came meanwhile (shares, heartbeats) are read now
+            self._intake_keys.discard((share.genotype, share.seed))
+            await self._credit(m, share, stored)
+            self.ack_latencies.append(time.perf_counter() - arrived)
+        self._gc_step()
 
     def _gc_step(self) -> None:
         """With ``freeze_gc``: freeze what is alive now (at most once a second), so the cyclic
@@ -804,18 +839,30 @@ class Manager:
             self.shared.observe(share.genotype, share.validation, m.id)
             await self._propose(m)
         # a share that may enter the pool's best results must show its weights; others by sample
-        better = sum(1 for r in self._top if r.result.validation >= share.validation)
-        better += sum(1 for v in self._inflight.values() if v >= share.validation)
-        if better < self.top_results or self.rng.random() < self.config.verify_rate:
+        if self._may_enter_top(share.validation) or self.rng.random() < self.config.verify_rate:
             self._inflight[(m.id, share.id)] = share.validation
             m.wanted[share.id] = (self.clock(), share, stored.seq)
             await self._send(m, P.encode("want", id=share.id))
 
+    def _may_enter_top(self, validation: int) -> bool:
+        """Fewer than ``top_results`` verified results and shares whose weights are asked for
+        score ``validation`` or more. Counted up to that bound only: a big pool has thousands
+        of shares waiting for their check (a sample of every share), asked for every share."""
+        better = sum(1 for r in self._top if r.result.validation >= validation)
+        if better >= self.top_results:
+            return False
+        for v in self._inflight.values():
+            if v >= validation:
+                better += 1
+                if better >= self.top_results:
+                    return False
+        return True
+
     async def _propose(self, m: MemberConn) -> None:
         """Top up ``m``'s proposals from the pool's shared search (once it has learned enough):
-        genotypes nobody in the pool has trained in this task, each a mutation of one of the
-        pool's recent good results, which ``m`` trains before its own subspaces' and may
-        train outside them."""
+        the cells its model ranks best among those nobody in the pool has trained in this task
+        (once every cell is trained: the pool's best cells again, with ``m``'s own new seeds),
+        which ``m`` trains before its own subspaces' and may train outside them."""
         if self.shared is None or not self.shared.ready or not m.jobs:
             return
         job = max(m.jobs)
@@ -830,7 +877,7 @@ class Manager:
             await self._send(m, P.encode("propose", job=job, genotypes=fresh))
 
     def _check_share(self, m: MemberConn, share: P.Share) -> str | None:
-        from consensus.engines.ponas.space import GenotypeError, get_space
+        from consensus.engines.ponas.space import GenotypeError
 
         now = self.clock()
         job = m.jobs.get(share.job)
@@ -841,7 +888,7 @@ class Manager:
         if share.job != latest and now - m.jobs[latest][0] > self.config.grace:
             return "stale-job"  # replaced by a newer job more than ``grace`` seconds ago
         try:
-            index = get_space(self._task[0]).decode(share.genotype)  # parsed once
+            index = _cell_index(self._task[0], share.genotype)  # parsed once
         except GenotypeError:
             return "bad-share"
         for a, b in ranges:
@@ -983,7 +1030,7 @@ class Manager:
         sched = self.scheduler.stats() if self.scheduler is not None else {}
         members = []
         for m in self.members.values():
-            members.append({"member": m.id, "address": format_address(m.address), "worker": m.worker,
+            members.append({"member": m.id, "address": _address_text(m.address), "worker": m.worker,
                             "throughput": round(m.throughput, 3),
                             "trainings": m.trainings, "accepted": m.accepted, "rejected": m.rejected,
                             "rejects": dict(sorted(m.rejects.items())),
@@ -992,12 +1039,12 @@ class Manager:
                             "paid": self.store.paid(m.address) if self.store else 0,
                             "joined": m.joined, "last_seen": m.last_seen, "silent": m.silent,
                             "schedule": sched.get(m.id)})
-        banned = {format_address(a): r for a, r in (self.store.bans().items() if self.store else [])}
+        banned = {_address_text(a): r for a, r in (self.store.bans().items() if self.store else [])}
         rnd = self._round
         return {"now": now,
                 "pool": {"key": self.key.public_key.hex(), "chain_id": self.chain_id,
                          "fee_ppm": self.config.fee_ppm, "finder_bonus_ppm": self.config.finder_bonus_ppm,
-                         "fee_address": format_address(self.config.fee_address), "window": self.config.window,
+                         "fee_address": _address_text(self.config.fee_address), "window": self.config.window,
                          "window_rounds": self._window_rounds(), "window_units": self.window.total,
                          "min_payout": self.config.min_payout, "started": self.started,
                          "port": self.port, **self.stats},
@@ -1012,7 +1059,7 @@ class Manager:
                 "alerts": list(self.alerts),
                 "blocks": [{"height": b.height, "hash": b.hash.hex(), "time": b.when, "status": b.status,
                             "total": sum(p.amount for p in b.payouts),
-                            "payouts": [[format_address(p.address), p.amount] for p in b.payouts]}
+                            "payouts": [[_address_text(p.address), p.amount] for p in b.payouts]}
                            for b in (self.store.blocks() if self.store else [])],
                 "space": self._space_map(sched),
                 "series": {"bucket_s": self.series.width,
@@ -1095,7 +1142,7 @@ class Manager:
             if amount:
                 payouts.append({"height": b.height, "hash": b.hash.hex(), "time": b.when, "status": b.status,
                                 "amount": amount})
-        return {"now": now, "member": m.id, "address": format_address(m.address), "worker": m.worker,
+        return {"now": now, "member": m.id, "address": _address_text(m.address), "worker": m.worker,
                 "connected": self.members.get(m.id) is m, "silent": m.silent,
                 "departed": None if m.gone is None else {"why": m.gone[0], "at": m.gone[1]},
                 "banned": self.store.banned(m.address) if self.store else None,

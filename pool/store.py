@@ -28,6 +28,7 @@ schema 1 read as ``pending``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from typing import NamedTuple
 
 import plyvel
 
-from consensus.encoding import decode, encode
+from consensus.encoding import decode, encode, encode_checked
 from consensus.types import Payout
 
 SCHEMA = 2
@@ -83,8 +84,13 @@ def _won(height: int, value: bytes) -> WonBlock:
     return WonBlock(height, fields[0], fields[1], [Payout(a, n) for a, n in fields[2]], status)
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _credited_key(genotype: str, seed: int) -> bytes:
-    return b"d" + hashlib.blake2b(encode([genotype, seed]), digest_size=16).digest()
+    """A training's ``d`` key. Remembered for the latest trainings: a share's key is needed for
+    its duplicate check (on the event loop), its write and its filter bit (in the group commit's
+    thread), so it is computed once, not three times (``genotype`` a str, ``seed`` an int in
+    ``0..2**64-1``, as :func:`pool.protocol.parse_share` checks)."""
+    return b"d" + hashlib.blake2b(encode_checked([genotype, seed]), digest_size=16).digest()
 
 
 class _Bloom:
@@ -97,16 +103,22 @@ class _Bloom:
         self.array = bytearray(bits // 8)
 
     def _positions(self, key: bytes) -> list[int]:
-        h = int.from_bytes(key[1:17], "little")
-        h1, h2 = h & 0xFFFF_FFFF_FFFF_FFFF, (h >> 64) | 1
-        return [(h1 + i * h2) % self.bits for i in range(self.k)]
+        # the key's two little-endian 64-bit halves (double hashing): h1 + i * h2
+        h1, h2 = int.from_bytes(key[1:9], "little"), int.from_bytes(key[9:17], "little") | 1
+        bits = self.bits
+        return [(h1 + i * h2) % bits for i in range(self.k)]
 
     def add(self, key: bytes) -> None:
+        array = self.array
         for i in self._positions(key):
-            self.array[i >> 3] |= 1 << (i & 7)
+            array[i >> 3] |= 1 << (i & 7)
 
     def __contains__(self, key: bytes) -> bool:
-        return all(self.array[i >> 3] >> (i & 7) & 1 for i in self._positions(key))
+        array = self.array
+        for i in self._positions(key):
+            if not array[i >> 3] >> (i & 7) & 1:
+                return False  # checked for every share: most are new, and stop at the first bit
+        return True
 
 
 class PoolStore:
@@ -170,9 +182,9 @@ class PoolStore:
         if not shares:
             return
         with self.db.write_batch(sync=True) as wb:
-            for share in shares:
-                wb.put(b"s" + _u64(share.seq), encode([share.address, share.worker, share.weight, share.height,
-                                                        share.genotype, share.seed, share.validation]))
+            for share in shares:  # fields typed by stage_share: no type walk (encode_checked)
+                wb.put(b"s" + _u64(share.seq), encode_checked([share.address, share.worker, share.weight, share.height,
+                                                                share.genotype, share.seed, share.validation]))
                 wb.put(_credited_key(share.genotype, share.seed), b"")
             wb.put(b"M", encode([SCHEMA, self.chain_id, shares[-1].seq + 1]))
         for share in shares:  # once written: a check that misses the filter misses the store too

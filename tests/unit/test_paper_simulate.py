@@ -421,14 +421,22 @@ def test_the_shared_search_never_evaluates_a_cell_twice_in_a_task(table: sim.Tab
     # 4 members x 3 evaluations x 10 rounds = 120 of 300 rows a task: all distinct; 8 members x 5 x 10
     # = 400: every row once, then repeats (a finite table)
     s = sim.make_setup(table, compute=3)
-    race = sim.run_race(table, s, 4, 20, seed=1, task_rounds=10, strategy="shared", solos=1, pool_keys=20)
+    once = sim.Shared(retrain_power=0)  # no new trainings of cells it has (SharedSearch's retrain_power)
+    race = sim.run_race(table, s, 4, 20, seed=1, task_rounds=10, strategy="shared", solos=1, pool_keys=20,
+                        shared=once)
     assert np.array_equal(race["pool_distinct"], race["pool_evals"]) and race["pool_evals"].sum() == 4 * 3 * 20
     assert np.all(race["pool_idle"] == 0)
     # a pool that commits everything it evaluated reveals its best test score (the model of the reveal)
     assert np.array_equal(race["pool_score"], race["pool_oracle"])
-    again = sim.run_race(table, s, 4, 20, seed=1, task_rounds=10, strategy="shared", solos=1, pool_keys=20)
+    again = sim.run_race(table, s, 4, 20, seed=1, task_rounds=10, strategy="shared", solos=1, pool_keys=20,
+                         shared=once)
     assert all(np.array_equal(race[key], again[key]) for key in race if isinstance(race[key], np.ndarray))
-    for shared in (sim.Shared(), sim.Shared(model="evolution", explore=5), sim.Shared(greedy=0.5, elite=4)):
+    # by default it trains some of its best cells again (new seeds), the more the more it has seen
+    default = sim.run_race(table, s, 4, 20, seed=1, task_rounds=10, strategy="shared", solos=1, pool_keys=20)
+    repeats = (default["pool_evals"] - default["pool_distinct"]).reshape(2, 10)
+    assert repeats.sum() > 0 and np.all(repeats[:, :5].sum(axis=1) < repeats[:, 5:].sum(axis=1))
+    for shared in (once, sim.Shared(model="additive"), sim.Shared(model="evolution", explore=5),
+                   sim.Shared(model="additive", greedy=0.5, elite=4)):
         big = sim.run_race(table, sim.make_setup(table, compute=20), 4, 5, seed=2, task_rounds=5, strategy="shared",
                            shared=shared, solos=1)
         new = np.cumsum(big["pool_distinct"])
@@ -475,7 +483,7 @@ def test_a_shared_pool_of_one_does_at_least_what_a_solo_miner_does(table: sim.Ta
     # pool never evaluates a row twice while one is left, so it has seen at least as many rows as the
     # solo miner by every deadline
     s = sim.make_setup(table, compute=2)
-    race = sim.run_race(table, s, 1, 60, seed=3, task_rounds=10, strategy="shared")
+    race = sim.run_race(table, s, 1, 60, seed=3, task_rounds=10, strategy="shared", shared=sim.Shared(retrain_power=0))
     seen_pool = np.cumsum(race["pool_distinct"].reshape(6, 10), axis=1)
     seen_solo = np.cumsum(race["union_distinct"].reshape(6, 10), axis=1)
     assert np.all(seen_pool >= seen_solo) and np.any(seen_pool > seen_solo)
@@ -485,7 +493,7 @@ def test_a_shared_pool_of_one_does_at_least_what_a_solo_miner_does(table: sim.Ta
     # with a round's compute as large as the table, the pool has every row by the first deadline
     # (the solo miner's evolution repeats some): committing all, it never reveals less
     full = sim.run_race(small, sim.make_setup(small, compute=small.rows), 1, 3, seed=3, task_rounds=3,
-                        strategy="shared", pool_keys=small.rows // 8 + 1)
+                        strategy="shared", pool_keys=small.rows // 8 + 1, shared=sim.Shared(retrain_power=0))
     assert full["pool_distinct"][0] == small.rows and full["union_distinct"][0] < small.rows
     assert np.all(full["pool_score"] >= full["solo_scores"][:, 0])
 
