@@ -1675,10 +1675,10 @@ def exp_collaboration(table: Table, setup: Setup, ns: Sequence[int], rounds: int
     The solo miners run the project's regularised evolution over the whole space (the miners'
     default) in every race; the pool (:data:`COLLAB_RACES`):
 
-    - ``shared``: the pool's one search (:class:`Shared`, the additive model) fed by every
+    - ``shared``: the pool's one search (:class:`Shared`, the manager's SharedSearch) fed by every
       member's results, committing under N keys (as many commitments as the N solo miners)
       spread over its best :data:`POOL_DISTINCT` results; ``shared_distinct``: the same search,
-      its best 8 N distinct results committed (the manager's rule today);
+      its best 8 N distinct results committed (the manager's rule: the pool as built);
     - ``evolution`` / ``evolution_distinct``: the old way, one evolution per member and assigned
       subspace, with the same two commitment rules;
     - ``shared_1key``: the shared search under one key (8 commitments);
@@ -1741,12 +1741,13 @@ def exp_collaboration(table: Table, setup: Setup, ns: Sequence[int], rounds: int
            f"Tasks of {task_rounds} rounds ({tasks} tasks per race; ± one standard error over tasks); a cell that "
            "won a round cannot win again in its task. Every column is the pool's share of rounds against N solo "
            "miners of the same total compute, who run regularised evolution over the whole space (the miners' "
-           "default). 'shared' = the pool's one search fed by every member's results (an additive model of the "
-           "space; 'shared evolution': one regularised evolution instead, the solo miners' algorithm, pooled); "
-           "'member evolution' = one evolution per member and assigned subspace (pool/member.py today). 'N keys' = "
+           "default). 'shared' = the pool's one search fed by every member's results (the manager's "
+           "pool.search.SharedSearch: a model of the space, Thompson-sampled, new seeds of its best cells as it covers "
+           "the space; 'shared evolution': one regularised evolution instead, the solo miners' algorithm, pooled); "
+           "'member evolution' = one evolution per member and assigned subspace (the pool before its shared search). 'N keys' = "
            f"the pool commits under N keys ({setup.commit_k} N commitments, as many as the N solo miners), spread "
            f"over its best {POOL_DISTINCT} results by validation; 'distinct' = its best {setup.commit_k} N distinct "
-           f"results instead (the manager's rule today). 'ties' = rounds where the pool's revealed score equalled "
+           f"results instead (the manager's rule: the pool as built). 'ties' = rounds where the pool's revealed score equalled "
            "the best solo miner's (the chain's tiebreak: one ticket per commitment). Income: coins per round of a "
            f"member (the pool's default PPLNS window, {_window_name(*_windows(setup)[0])}) and of a solo miner in "
            "the 'shared' races; CV = standard deviation / mean over member-rounds (solo-rounds). 'val' = mean best "

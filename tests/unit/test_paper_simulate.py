@@ -338,7 +338,8 @@ def test_report_states_a_verdict_per_claim(table: sim.Table, tmp_path: pathlib.P
     assert both.startswith(page.split("## Setup")[0]) and "## What changed from the digits baseline, and why" in both
     assert "## Baseline: the digits task" in both and both.count("](res/collaboration.png)") == 2
     first = next(r for r in saved_rows(tmp_path / "res", "collaboration"))
-    assert f"| the pool as built vs N solo miners (shared search, N keys, distinct), N = {first['n']} |" in both
+    assert "| N | the paper's pool (random search, 1 key): digits | the paper's pool (random search, 1 key): digits |" in both
+    assert f"\n| {first['n']} | " in both.split("## What changed")[1].split("## Setup")[0]
     with pytest.raises(report.ReportError):
         report.build(tmp_path / "res", tmp_path, tmp_path / "nothing")
     # a pool that never won has no income CV: simulate.json holds null, and the page says where
