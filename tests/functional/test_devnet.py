@@ -287,12 +287,14 @@ def test_stale_and_foreign_directories(tmp_path: Path) -> None:
             assert (root / "genesis.json").read_text() == genesis
     fresh = run("devnet", "init", "--dir", str(root), "--preset", "regtest", "--base-port", "0", "--fresh")
     assert fresh.returncode == 0 and (root / "genesis.json").read_text() != genesis
-    # what init wrote: keys, wallets, a genesis that prefunds the wallets
+    # what init wrote: keys, wallets, a genesis that prefunds the wallets and every committing key
+    # (the pool's one key and the solo miner's: 10 coins each), and nobody else (not the members)
     manifest = mf.load(root)
     for name in ("pool", "pool-fee", "member0", "member1", "member2", "solo0"):
         assert (root / "keys" / f"{name}.key").stat().st_mode & 0o777 == 0o600
     prefunds = json.loads((root / "genesis.json").read_text())["prefunds"]
-    assert prefunds == {manifest.accounts["alice"]: 1000 * 10**8, manifest.accounts["bob"]: 1000 * 10**8}
+    assert prefunds == {manifest.accounts["alice"]: 1000 * 10**8, manifest.accounts["bob"]: 1000 * 10**8,
+                        manifest.accounts["pool"]: 10 * 10**8, manifest.accounts["solo0"]: 10 * 10**8}
     # a directory that is not a devnet is never touched
     other = tmp_path / "other"
     other.mkdir()
