@@ -225,6 +225,7 @@ class Manager:
         self._intake_wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self._committing: asyncio.Future[None] | None = None  # the batch being written, in its thread
+        self._pruning: asyncio.Future[int] | None = None  # old shares being pruned, in a thread
         self._unanswered: dict[bytes, int] = {}  # payout address -> ``want``s it left unanswered
         #: what members reported (an underpaid block), newest first, for the dashboard
         self.alerts: deque[dict[str, Any]] = deque(maxlen=50)
@@ -323,6 +324,10 @@ class Manager:
             with contextlib.suppress(Exception):
                 await self._committing
             self._committing = None
+        if self._pruning is not None:
+            with contextlib.suppress(Exception):
+                await self._pruning
+            self._pruning = None
         if self.store is not None:
             self.store.commit_shares([stored for _m, _share, stored, _t in self._intake])
             self._intake.clear()
@@ -459,15 +464,31 @@ class Manager:
 
     def _prune(self) -> None:
         """Forget stored shares that left the PPLNS window ``PRUNE_LAG_ROUNDS`` round opens ago
-        (the lag keeps the shares of the last blocks' splits for a while, for audits)."""
+        (the lag keeps the shares of the last blocks' splits for a while, for audits). In a
+        worker thread when the event loop runs (a round's shares, each with its training's
+        credited mark: tens of milliseconds per 10,000), after the previous prune."""
         if self.store is None:
             return
         oldest = self.window.oldest_seq
         self._prune_marks.append(self.store.next_seq if oldest is None else oldest)
-        if len(self._prune_marks) > PRUNE_LAG_ROUNDS:
-            pruned = self.store.prune(self._prune_marks.popleft())
-            if pruned:
-                log.info("shares-pruned", extra={"pruned": pruned})
+        if len(self._prune_marks) <= PRUNE_LAG_ROUNDS:
+            return
+        mark, store = self._prune_marks.popleft(), self.store
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside the loop (tests): now
+            self._pruned(store.prune(mark))
+            return
+        if self._pruning is not None and not self._pruning.done():
+            self._prune_marks.appendleft(mark)  # the previous one is still running: at the next round
+            return
+        self._pruning = loop.run_in_executor(None, store.prune, mark)
+        self._pruning.add_done_callback(lambda f: f.cancelled() or f.exception() or self._pruned(f.result()))
+
+    @staticmethod
+    def _pruned(n: int) -> None:
+        if n:
+            log.info("shares-pruned", extra={"pruned": n})
 
     def committed(self, rnd: RoundInfo, result: TrainResult, block: Block) -> None:
         if result.weights_hash in self._splits:

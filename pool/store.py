@@ -4,9 +4,9 @@ Keys (one prefix byte each; integers 8-byte big-endian so iteration follows thei
 
 | key                  | value                                                            |
 |----------------------|------------------------------------------------------------------|
-| ``M``                | ``[schema, chain_id, next_share_seq]``                            |
+| ``M``                | ``[schema, chain_id, next_share_seq]`` (a floor: see below)       |
 | ``s`` + seq          | a share ``[address, worker, weight, height, genotype, seed, validation]`` |
-| ``d`` + digest       | empty: a training ``(genotype, seed)`` the pool has credited (16-byte BLAKE2b) |
+| ``d`` + digest       | empty: a training ``(genotype, seed)`` credited once whose share is gone (pruned or voided; 16-byte BLAKE2b) |
 | ``x`` + address      | ``[reason, time]``: a banned address                              |
 | ``p`` + address      | total paid to the address by the pool's won blocks (base units)   |
 | ``b`` + height       | a block won ``[hash, time, [[address, amount], ...], status]``    |
@@ -14,11 +14,22 @@ Keys (one prefix byte each; integers 8-byte big-endian so iteration follows thei
 Each change is one synced batch, so a restarted manager has every share and payout it
 acknowledged (a share is acknowledged to the member only after its batch is written).
 
+The hot path writes keys in order: a batch of new shares is ``s`` keys above every stored one
+and nothing else, so LevelDB's compactions of them are trivial moves of whole files. (Schema 2
+also wrote each share's ``d`` key, random by construction, and the next ``seq`` in ``M``: the
+background compactions of those random keys took about a third of a core for a third of a
+second every few seconds at 7,000 shares/s, and on two cores that was the tail of the
+acknowledgement latency, ``bench/bench_pool.py``.) A stored share's training counts as credited
+by the share itself (a set of their keys in memory, built on open); its ``d`` key is written
+when the share leaves, in the batch that deletes it (prune, void), so a training the pool
+credited once is never credited again, however old, at about 20 bytes per training and
+without holding old ones in memory. ``M`` is rewritten by every batch that deletes shares, so
+on open the next ``seq`` is past both ``M`` and the last stored share: a number is never
+given to two shares. Schemas 1 and 2 are upgraded in place on open (the schema number only:
+their ``d`` keys, if any, mean the same).
+
 Shares older than every future PPLNS window are pruned (:meth:`PoolStore.prune`, the manager
-does it as rounds open), so the store and a restart's replay stay as small as the window. The
-``d`` keys outlive them: a training the pool credited once is never credited again, however
-old, at about 20 bytes per share and without holding them in memory. Schema 1 (without ``d``
-keys) is upgraded in place on open, its shares' keys written in the same batch as the schema.
+does it as rounds open), so the store and a restart's replay stay as small as the window.
 
 A won block is ``pending`` until the node shows it canonical under ``CONFIRM_DEPTH`` blocks
 (``confirmed``) or off the canonical chain that deep (``orphaned``); an orphaned block's payouts
@@ -40,7 +51,7 @@ import plyvel
 from consensus.encoding import decode, encode, encode_checked
 from consensus.types import Payout
 
-SCHEMA = 2
+SCHEMA = 3
 
 
 class StoreError(RuntimeError):
@@ -87,8 +98,8 @@ def _won(height: int, value: bytes) -> WonBlock:
 @functools.lru_cache(maxsize=1 << 14)
 def _credited_key(genotype: str, seed: int) -> bytes:
     """A training's ``d`` key. Remembered for the latest trainings: a share's key is needed for
-    its duplicate check (on the event loop), its write and its filter bit (in the group commit's
-    thread), so it is computed once, not three times (``genotype`` a str, ``seed`` an int in
+    its duplicate check (on the event loop) and its credited mark (in the group commit's
+    thread), so it is computed once, not twice (``genotype`` a str, ``seed`` an int in
     ``0..2**64-1``, as :func:`pool.protocol.parse_share` checks)."""
     return b"d" + hashlib.blake2b(encode_checked([genotype, seed]), digest_size=16).digest()
 
@@ -136,24 +147,26 @@ class PoolStore:
             self.db.put(b"M", encode([SCHEMA, chain_id, 1]), sync=True)
         else:
             schema, stored_chain, self.next_seq = decode(meta)
-            if schema not in (1, SCHEMA) or stored_chain != chain_id:
+            if schema not in (1, 2, SCHEMA) or stored_chain != chain_id:
                 self.db.close()
                 raise StoreError("wrong-chain", f"{path} holds pool data of chain {stored_chain} (schema {schema})")
-            if schema == 1:
-                self._upgrade_from_1()
+            with self.db.iterator(prefix=b"s", reverse=True, include_value=False) as it:
+                last = next(it, None)
+            if last is not None:  # M is a floor: the shares written since it are past it
+                self.next_seq = max(self.next_seq, int.from_bytes(last[1:], "big") + 1)
+            if schema != SCHEMA:  # 1 and 2: their shares and d keys mean the same in 3
+                self.db.put(b"M", self._meta(), sync=True)
         with self.db.iterator(prefix=b"x") as it:
             self._bans: dict[bytes, str] = {key[1:]: str(decode(value)[0]) for key, value in it}
-        self._credited = _Bloom()
+        self._credited = _Bloom()  # the d keys: trainings whose shares are gone
         with self.db.iterator(prefix=b"d", include_value=False) as it:
             for key in it:
                 self._credited.add(key)
+        # the stored shares' trainings (their d keys are written when they leave)
+        self._stored: set[bytes] = {_credited_key(s.genotype, s.seed) for s in self.shares()}
 
-    def _upgrade_from_1(self) -> None:
-        """Schema 1 -> 2: a ``d`` key for every stored share, with the new schema, in one batch."""
-        with self.db.write_batch(sync=True) as wb:
-            for share in self.shares():
-                wb.put(_credited_key(share.genotype, share.seed), b"")
-            wb.put(b"M", encode([SCHEMA, self.chain_id, self.next_seq]))
+    def _meta(self) -> bytes:
+        return encode([SCHEMA, self.chain_id, self.next_seq])
 
     def close(self) -> None:
         if not self.db.closed:
@@ -177,24 +190,44 @@ class PoolStore:
         return share
 
     def commit_shares(self, shares: list[StoredShare]) -> None:
-        """Write staged shares, in order, with their credited marks, in one synced batch. Safe to
-        call from another thread than the one that staged them (LevelDB is thread-safe)."""
+        """Write staged shares, in order, in one synced batch of ``s`` keys only (in order, above
+        every stored one). Safe to call from another thread than the one that staged them
+        (LevelDB is thread-safe; the set of stored trainings is changed under the GIL)."""
         if not shares:
             return
         with self.db.write_batch(sync=True) as wb:
             for share in shares:  # fields typed by stage_share: no type walk (encode_checked)
                 wb.put(b"s" + _u64(share.seq), encode_checked([share.address, share.worker, share.weight, share.height,
                                                                 share.genotype, share.seed, share.validation]))
-                wb.put(_credited_key(share.genotype, share.seed), b"")
-            wb.put(b"M", encode([SCHEMA, self.chain_id, shares[-1].seq + 1]))
-        for share in shares:  # once written: a check that misses the filter misses the store too
-            self._credited.add(_credited_key(share.genotype, share.seed))
+        stored = self._stored
+        for share in shares:  # once written
+            stored.add(_credited_key(share.genotype, share.seed))
 
     def credited(self, genotype: str, seed: int) -> bool:
-        """Whether a share of this training was ever accepted (pruned or voided ones included);
-        a training the filter has never seen is not read from the store."""
+        """Whether a share of this training was ever accepted (pruned or voided ones included):
+        a stored share's, or a ``d`` key (a training the filter has never seen is not read)."""
         key = _credited_key(genotype, seed)
-        return key in self._credited and self.db.get(key) is not None
+        return key in self._stored or (key in self._credited and self.db.get(key) is not None)
+
+    def _delete_shares(self, doomed: list[tuple[bytes, bytes]]) -> None:
+        """Delete shares (``s`` key, stored value) in one synced batch with their trainings'
+        ``d`` keys and ``M``; then their marks move from the stored set to the filter (added
+        first: a concurrent check never misses)."""
+        if not doomed:
+            return
+        keys = []
+        with self.db.write_batch(sync=True) as wb:
+            for skey, value in doomed:
+                fields = decode(value)
+                key = _credited_key(fields[4], fields[5])
+                keys.append(key)
+                wb.delete(skey)
+                wb.put(key, b"")
+            wb.put(b"M", self._meta())
+        for key in keys:
+            self._credited.add(key)
+        for key in keys:
+            self._stored.discard(key)
 
     def shares(self, reverse: bool = False) -> Iterator[StoredShare]:
         with self.db.iterator(prefix=b"s", reverse=reverse) as it:
@@ -203,32 +236,34 @@ class PoolStore:
                 yield StoredShare(int.from_bytes(key[1:], "big"), a, w, weight, height, g, seed, v)
 
     def void(self, address: bytes) -> int:
-        """Delete every share of ``address`` (a banned member's shares are never paid)."""
-        doomed = [s.seq for s in self.shares() if s.address == address]
-        with self.db.write_batch(sync=True) as wb:
-            for seq in doomed:
-                wb.delete(b"s" + _u64(seq))
+        """Delete every share of ``address`` (a banned member's shares are never paid; their
+        trainings stay :meth:`credited`)."""
+        with self.db.iterator(prefix=b"s") as it:
+            doomed = [(key, value) for key, value in it if decode(value)[0] == address]
+        self._delete_shares(doomed)
         return len(doomed)
 
     def void_share(self, seq: int) -> bool:
-        """Delete one share (its member did not show its weights when asked); False if gone."""
+        """Delete one share (its member did not show its weights when asked; its training stays
+        :meth:`credited`); False if gone."""
         key = b"s" + _u64(seq)
-        if self.db.get(key) is None:
+        value = self.db.get(key)
+        if value is None:
             return False
-        self.db.delete(key, sync=True)
+        self._delete_shares([(key, value)])
         return True
 
     def prune(self, keep_from_seq: int) -> int:
         """Forget shares older than ``keep_from_seq`` (outside every future PPLNS window; their
         trainings stay :meth:`credited`); returns how many."""
-        n = 0
-        with self.db.write_batch(sync=True) as wb, self.db.iterator(prefix=b"s", include_value=False) as it:
-            for key in it:
+        doomed = []
+        with self.db.iterator(prefix=b"s") as it:
+            for key, value in it:
                 if int.from_bytes(key[1:], "big") >= keep_from_seq:
                     break
-                wb.delete(key)
-                n += 1
-        return n
+                doomed.append((key, value))
+        self._delete_shares(doomed)
+        return len(doomed)
 
     # --- bans, payouts, blocks ---------------------------------------------------------------
 

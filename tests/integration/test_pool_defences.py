@@ -163,6 +163,8 @@ async def test_stored_shares_are_pruned_two_round_opens_after_they_leave_the_win
         for h in range(1, 9):
             manager.round_opened(RoundInfo(h, b"\x01" * 32, b"\x02" * 32, "nb201", "regtest", "commit", now, now + 60,
                                            None, 0, 4, 200, None))
+            if manager._pruning is not None:  # the prune runs in a worker thread
+                await manager._pruning
             for k in range(2):  # two shares found for round h
                 stored = store.add_share(K.address, "w", 20, h, SPACE.encode(10 * h + k), k, 150)
                 manager.window.add(Share(stored.address, stored.weight, stored.height, stored.seq))
