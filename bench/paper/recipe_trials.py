@@ -10,7 +10,11 @@ absolute seed gap in points, the mean score and the seconds per training. Varian
 - ``base``: the recipe as it is (``mnist1d-devnet``);
 - ``bnr``: then the BatchNorm statistics recomputed on the training set (cumulative averages);
 - ``swa``: the weights averaged over every step of the last epoch, then ``bnr``;
-- ``swa2``: the weights averaged over the last two epochs (of 4, from 0.05), then ``bnr``.
+- ``swa2``: the weights averaged over the last two epochs (of 4, from 0.05), then ``bnr``;
+- ``e4``: 4 epochs;
+- ``n6k-e2``, ``n12k-e1``: the same number of steps as the recipe over a larger training set
+  (6,000 samples twice, 12,000 once) instead of 4,000 three times: EcoNAS (CVPR 2020) found that
+  at a fixed budget more samples and fewer epochs keep rankings more consistent.
 
     python bench/paper/recipe_trials.py --cells 48 --workers 2 --variants base bnr swa
 
@@ -35,12 +39,15 @@ import build_table as bt  # noqa: E402
 import correlate as c  # noqa: E402
 
 VARIANTS = {
-    # name: (epochs, average over the last `avg` epochs (0 = none), recompute BN statistics)
-    "base": (3, 0, False),
-    "bnr": (3, 0, True),
-    "swa": (3, 1, True),
-    "swa2": (4, 2, True),
-    "e4": (4, 0, False),
+    # name: (epochs, average over the last `avg` epochs (0 = none), recompute BN statistics,
+    # training samples (0: the chain's))
+    "base": (3, 0, False, 0),
+    "bnr": (3, 0, True, 0),
+    "swa": (3, 1, True, 0),
+    "swa2": (4, 2, True, 0),
+    "e4": (4, 0, False, 0),
+    "n6k-e2": (2, 0, False, 6000),
+    "n12k-e1": (1, 0, False, 12000),
 }
 
 
@@ -108,8 +115,8 @@ def work(job: tuple[str, int, int]) -> tuple[str, int, int, dict[str, int], floa
     from consensus.engines.ponas.train import derive_seed, score_sequences
 
     data = bt.mnist1d_data(0)
-    chain = ChainData(bytes.fromhex(data.genesis), data.train_size, data.validation_size, 5000, 1)
-    epochs, avg_epochs, bnr = VARIANTS[name]
+    epochs, avg_epochs, bnr, train_size = VARIANTS[name]
+    chain = ChainData(bytes.fromhex(data.genesis), train_size or data.train_size, data.validation_size, 5000, 1)
     recipe = dataclasses.replace(PRESETS["mnist1d-devnet"], epochs=epochs)
     xa, ya = chain.train(0)
     genotype = get_space("nb201-1d").encode(index)
