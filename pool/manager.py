@@ -483,7 +483,17 @@ class Manager:
             self._prune_marks.appendleft(mark)  # the previous one is still running: at the next round
             return
         self._pruning = loop.run_in_executor(None, store.prune, mark)
-        self._pruning.add_done_callback(lambda f: f.cancelled() or f.exception() or self._pruned(f.result()))
+        self._pruning.add_done_callback(self._prune_done)
+
+    @staticmethod
+    def _prune_done(future: asyncio.Future[int]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:  # the disk: the shares stay (and count as credited); the next round tries again
+            log.error("shares-prune-failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return
+        Manager._pruned(future.result())
 
     @staticmethod
     def _pruned(n: int) -> None:
