@@ -37,7 +37,7 @@ bench: $(STAMP)
 
 # The paper's claims measured on the score tables (bench/paper/): the simulations on the
 # default task (MNIST-1D) and on the digits baseline, then docs/results.md with their tables,
-# plots, a verdict per claim and the two side by side. About 40 minutes on 2 cores.
+# plots, a verdict per claim and the two side by side. About 70 minutes on 2 cores (MNIST-1D 25, digits 42).
 bench-paper: $(STAMP)
 	$(PY) bench/paper/simulate.py --table bench/paper/nb201_mnist1d_devnet_e0.csv.gz --out docs/results/mnist1d
 	$(PY) bench/paper/simulate.py --table bench/paper/nb201_digits_devnet.csv.gz --out docs/results/digits
