@@ -428,7 +428,9 @@ class Manager:
             log.warning("finder-suspect", extra={"member": found.member})
         weights = self.window.weights_by_member()
         self._last_reward = reward
-        last_seq = self.store.next_seq - 1 if self.store is not None else 0
+        # the last share the split counts: the window's, not the store's next number (shares
+        # staged or being written by the group commit are not credited yet)
+        last_seq = self.window.last_seq
         self._splits[result.weights_hash] = (weights, finder, reward, last_seq)
         out = split_reward(reward, weights, fee_address=self.config.fee_address,
                            fee_ppm=self.config.fee_ppm, finder=finder, finder_bonus_ppm=self.config.finder_bonus_ppm,

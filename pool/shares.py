@@ -147,6 +147,12 @@ class _Window:
         self._count(share, -1)
         return share
 
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last share added (0 before any): a split over the window counts the
+        shares up to it, however many more are stored but not yet credited."""
+        return self._last_seq or 0
+
     def add(self, share: Share) -> None:
         """Append a verified share and evict the shares that fall out of the window."""
         if not isinstance(share, Share):

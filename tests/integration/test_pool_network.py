@@ -149,7 +149,7 @@ async def test_backup_covers_a_killed_high_reward_member_and_the_round_commits(t
     node = await start_node(tmp_path, "n0", params, closer=True, engine=noproof_engine(params))
     config = ManagerConfig(f"http://127.0.0.1:{node.api_port}", FEE.address, str(tmp_path / "pool"), window=120,
                            token=node.token, verify_rate=0.2, retrain_rate=0.0, std_threshold=0.0, top_k=1000,
-                           heartbeat_timeout=3.0)
+                           heartbeat_timeout=3.0, shared_search=False)  # members train their own subspaces only
     manager = Manager(config, rng=random.Random(8), report=lambda line: None)
     await manager.start()
     ws = f"ws://127.0.0.1:{manager.port}/ws"

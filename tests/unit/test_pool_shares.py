@@ -71,7 +71,9 @@ def test_window_straddle_and_eviction() -> None:
 
 def test_window_refuses_out_of_order() -> None:
     w = PPLNSWindow(10)
+    assert w.last_seq == 0
     w.add(Share(A, 1, 0, 5))
+    assert w.last_seq == 5
     for seq in (5, 4):
         with pytest.raises(PoolError) as err:
             w.add(Share(A, 1, 0, seq))
