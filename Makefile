@@ -39,7 +39,7 @@ bench: $(STAMP)
 # default task (MNIST-1D) and on the digits baseline, then docs/results.md with their tables,
 # plots, a verdict per claim and the two side by side. About 70 minutes on 2 cores (MNIST-1D 25, digits 42).
 bench-paper: $(STAMP)
-	$(PY) bench/paper/simulate.py --table bench/paper/nb201_mnist1d_devnet_e0.csv.gz --out docs/results/mnist1d
+	$(PY) bench/paper/simulate.py --table bench/paper/v1/nb201_mnist1d_devnet_e0.csv.gz --out docs/results/mnist1d
 	$(PY) bench/paper/simulate.py --table bench/paper/nb201_digits_devnet.csv.gz --out docs/results/digits
 	$(PY) bench/paper/report.py --results docs/results/mnist1d --baseline docs/results/digits --out docs/results.md
 

@@ -373,6 +373,7 @@ def cmd_nas_train(args: argparse.Namespace) -> int:
     print(
         f"recipe         {r.preset}: {recipe['epochs']} epochs, batch {recipe['batch_size']}, "
         f"{recipe['optimiser']} lr {recipe['lr_ppm'] / 1e6:g} ({recipe['schedule']}), seed {r.seed}"
+        + (" (orders the samples; the initial weights are the epoch's)" if recipe.get("shared_init") else "")
     )
     print(f"validation     {r.validation_correct} / {r.validation_total} correct ({r.validation_percent:.2f}%)")
     print(f"parameters     {r.parameters:,}")

@@ -26,7 +26,8 @@ a 50-coin subsidy), the task's devnet recipe's epochs (the weight of one share: 
 0.5 %, PPLNS over the last 3 rounds' shares, heartbeat 2 s, heartbeat timeout 10 s, ``std_threshold`` 0.25,
 ``top_k`` 3, ``history`` 8, a quarter of the shares verified by sample).
 
-**The table** is ``bench/paper/nb201_mnist1d_devnet_e0.csv.gz`` (``--table``; the digits
+**The table** is ``bench/paper/v1/nb201_mnist1d_devnet_e0.csv.gz`` (``--table``; the table of the
+recipe before ``shared_init``, until the current recipe's is built; the digits
 baseline: ``nb201_digits_devnet.csv.gz``) read with ``build_table.read_table``; its task comes
 from its ``.meta.json``, and with it the devnet preset's windows and recipe.
 It may be partial (a uniform random sample of the space): the searchable space is the set of
@@ -214,7 +215,7 @@ _ENCODED: dict[int, str] = {}
 _DECODED: dict[str, int] = {}
 _NEIGHBOURS: dict[str, tuple[str, ...]] = {}
 FAST = _MemoSpace()
-DEFAULT_TABLE = HERE / "nb201_mnist1d_devnet_e0.csv.gz"
+DEFAULT_TABLE = HERE / "v1" / "nb201_mnist1d_devnet_e0.csv.gz"
 DEFAULT_OUT = REPO / "docs" / "results" / "mnist1d"
 DEFAULT_NETWORK = HERE / "network"
 
@@ -398,19 +399,25 @@ def seed_noise_from(path_a: str | Path, path_b: str | Path, bins: int = 4) -> Se
     return SeedNoise(tuple(out), f"{Path(path_a).name} vs {Path(path_b).name}, {len(keys)} cells")
 
 
-#: The seed pairs :func:`default_seed_noise` measures the model from, by task (the
-#: correlation samples of ``bench/paper/correlate.py``: seed 0 and seed 1 of the same cells).
+#: The seed pairs :func:`default_seed_noise` measures the model from, by task: the correlation
+#: samples of ``bench/paper/correlate.py`` (seed 0 and seed 1 of the same cells), in the folder
+#: beside the table (so a table of an older recipe, ``bench/paper/v1/``, gets its own recipe's).
 SEED_PAIRS = {
-    "mnist1d": (HERE / "correlation_mnist1d" / "nb201_mnist1d_devnet_e0.csv.gz",
-                HERE / "correlation_mnist1d" / "nb201_mnist1d_devnet_e0_seed1.csv.gz"),
+    "mnist1d": ("correlation_mnist1d/nb201_mnist1d_devnet_e0.csv.gz", "correlation_mnist1d/nb201_mnist1d_devnet_e0_seed1.csv.gz"),
 }
 
 
 def default_seed_noise(table: Table) -> SeedNoise | None:
-    """The seed model of the table's task (:data:`SEED_PAIRS`) when its split sizes match the
-    table's, else None."""
-    pair = SEED_PAIRS.get(table.task or "")
-    if pair is None or not all(p.exists() for p in pair):
+    """The seed model of the table's task (:data:`SEED_PAIRS`, beside the table) when its
+    split sizes and recipe match the table's, else None."""
+    names = SEED_PAIRS.get(table.task or "")
+    if names is None:
+        return None
+    pair = tuple(Path(table.path).parent / n for n in names)
+    if not all(p.exists() for p in pair):
+        return None
+    recipes = [bt.meta_path(Path(p)) for p in (table.path, pair[0])]
+    if all(m.exists() for m in recipes) and len({json.dumps(json.loads(m.read_text()).get("recipe")) for m in recipes}) != 1:
         return None
     rows = bt.read_table(pair[0])
     if {(r.val_total, r.test_total) for r in rows.values()} != {(table.val_total, table.test_total)}:

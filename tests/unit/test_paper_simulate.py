@@ -571,3 +571,23 @@ def test_each_party_trains_with_its_own_seed(small: sim.Table, tmp_path: pathlib
     assert [seeds[0].val(p) for p in range(60)] == [seeds[0].val(p) for p in range(60)]
     assert [seeds[0].val(p) for p in range(60)] != [seeds[1].val(p) for p in range(60)]
     assert sim._Seeds(small, None, np.random.default_rng(1)).val(3) == small.val[3]
+
+
+def test_the_seed_model_comes_from_the_pair_beside_the_table_and_of_its_recipe(tmp_path: pathlib.Path) -> None:
+    """A table's seed model is the ``correlation_mnist1d/`` pair in its own folder, and only when
+    that pair was trained with the table's recipe (a table of an older recipe keeps its own)."""
+    def meta(path: pathlib.Path, recipe: list[object]) -> None:
+        bt.meta_path(path).write_text(json.dumps({"task": "mnist1d", "recipe": recipe}))
+
+    table_path = write_table(tmp_path / "t.csv.gz", rows=120, seed=3)
+    meta(table_path, [3, 64])
+    assert sim.default_seed_noise(sim.load_table(table_path)) is None  # no pair beside it
+    (tmp_path / "correlation_mnist1d").mkdir()
+    pair = [tmp_path / n for n in sim.SEED_PAIRS["mnist1d"]]
+    for p in pair:
+        write_table(p, rows=120, seed=3)
+        meta(p, [3, 64])
+    noise = sim.default_seed_noise(sim.load_table(table_path))
+    assert noise is not None and "120 cells" in noise.source
+    meta(pair[0], [3, 64, 1])  # the pair of another recipe
+    assert sim.default_seed_noise(sim.load_table(table_path)) is None

@@ -81,7 +81,7 @@ def test_recipe_wire_roundtrip_and_presets() -> None:
 
 
 def test_later_recipe_fields_keep_the_old_wire_form_while_zero() -> None:
-    """``average_epochs`` and ``bn_recompute`` were added later: at 0 they are left out of the
+    """``average_epochs``, ``bn_recompute`` and ``shared_init`` were added later: at 0 they are left out of the
     wire form (a recipe made before them reads and writes as it did); set, they are written; a
     later field written at its default is refused (one wire form per recipe)."""
     assert len(REGTEST.to_list()) == 9 and Recipe.from_list(REGTEST.to_list()) == REGTEST
@@ -91,8 +91,12 @@ def test_later_recipe_fields_keep_the_old_wire_form_while_zero() -> None:
     assert both.to_list() == [*REGTEST.to_list(), 1, 1] and Recipe.from_list(both.to_list()) == both
     bn_only = dataclasses.replace(REGTEST, bn_recompute=1)
     assert bn_only.to_list() == [*REGTEST.to_list(), 0, 1]
-    for bad in ([*REGTEST.to_list(), 0], [*REGTEST.to_list(), 1, 0], [*REGTEST.to_list(), 1, 1, 1],
-                [*REGTEST.to_list(), 4], [*REGTEST.to_list(), 0, 2]):
+    shared = dataclasses.replace(REGTEST, shared_init=1)
+    assert shared.to_list() == [*REGTEST.to_list(), 0, 0, 1] and Recipe.from_list(shared.to_list()) == shared
+    assert MNIST1D_DEVNET.shared_init == 1 and MNIST1D_REGTEST.shared_init == 1
+    for bad in ([*REGTEST.to_list(), 0], [*REGTEST.to_list(), 1, 0], [*REGTEST.to_list(), 1, 1, 0],
+                [*REGTEST.to_list(), 4], [*REGTEST.to_list(), 0, 2], [*REGTEST.to_list(), 0, 0, 2],
+                [*REGTEST.to_list(), 1, 1, 1, 1]):
         with pytest.raises(RecipeError):
             Recipe.from_list(bad)
     with pytest.raises(RecipeError):
@@ -117,6 +121,38 @@ def test_linear_schedule_is_exact() -> None:
     r = dataclasses.replace(REGTEST, lr_ppm=100_000, schedule="linear")
     assert r.lr_at(0, 10) == 0.1 and r.lr_at(5, 10) == 0.05 and r.lr_at(9, 10) == 0.01
     assert dataclasses.replace(r, schedule="constant").lr_at(9, 10) == 0.1
+
+
+def test_shared_init_draws_the_weights_from_the_training_set_and_the_seed_only_orders_it() -> None:
+    """``shared_init``: two declared seeds start from the same weights (so their trainings differ
+    only by the order of the samples), another training set starts from other weights, and the
+    seed of the initial draw is the documented formula."""
+    from consensus.engines.ponas.model import build_model
+    from consensus.engines.ponas.train import _generators, init_seed, train_sequences
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(-4000, 4000, (64, 40), dtype=np.int16)
+    y = rng.integers(0, 10, 64, dtype=np.uint8)
+    recipe = dataclasses.replace(MNIST1D_REGTEST, epochs=1)
+    x_le = hashlib.sha256(x.astype("<i2").tobytes()).digest()
+    expect = hashlib.sha256(b"ponas/init-seed/v1" + recipe.seed.to_bytes(8, "big") + x_le
+                            + hashlib.sha256(y.tobytes()).digest()).digest()
+    assert init_seed(recipe.seed, x, y) == int.from_bytes(expect[:8], "big") >> 1
+    assert init_seed(recipe.seed, x.astype(">i2"), y) == init_seed(recipe.seed, x, y)  # byte order is fixed
+    x2 = x.copy()
+    x2[0, 0] += 1
+    assert init_seed(recipe.seed, x2, y) != init_seed(recipe.seed, x, y)
+
+    def first_weights(r: Recipe, seed: int, xs: np.ndarray) -> torch.Tensor:
+        init, _ = _generators(r, seed, xs, y)
+        return next(build_model("nb201-1d", GENOTYPE, 10, (1, 1, 40), generator=init).parameters()).detach().clone()
+
+    assert torch.equal(first_weights(recipe, 1, x), first_weights(recipe, 2, x))
+    assert not torch.equal(first_weights(recipe, 1, x), first_weights(recipe, 1, x2))
+    old = dataclasses.replace(recipe, shared_init=0)
+    assert not torch.equal(first_weights(old, 1, x), first_weights(old, 2, x))
+    (_, w1), (_, w2) = (train_sequences(GENOTYPE, recipe, s, x, y, exact=False) for s in (1, 2))
+    assert w1 != w2  # the seed still orders the samples
 
 
 def test_derive_seed_formula() -> None:

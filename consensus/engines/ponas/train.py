@@ -7,7 +7,10 @@ Training is a pure function of (space, genotype, recipe, declared seed, training
   in the process ends (the settings are process-global);
 - one ``torch.Generator`` seeded with :func:`derive_seed` (sha256 of the recipe seed and the
   declared seed) initialises the weights (:func:`.model.initialize`) and then draws the
-  per-epoch shuffles (``torch.randperm``); torch's global RNG is never read;
+  per-epoch shuffles (``torch.randperm``); torch's global RNG is never read. With
+  ``recipe.shared_init`` a generator seeded with :func:`init_seed` (the recipe seed and the
+  training set) initialises the weights instead, and the declared seed's generator draws only
+  the shuffles;
 - each epoch visits the samples in a fresh random order in batches of ``batch_size``; the last
   partial batch of an epoch is dropped when the data holds at least one full batch (the next
   shuffle reaches those samples), because a tiny last batch makes BatchNorm statistics noisy;
@@ -55,6 +58,7 @@ __all__ = [
     "ProgressCallback",
     "deterministic_cpu",
     "derive_seed",
+    "init_seed",
     "train",
     "train_sequences",
     "Trained",
@@ -169,6 +173,30 @@ def derive_seed(recipe_seed: int, seed: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def init_seed(recipe_seed: int, x: np.ndarray, y: np.ndarray) -> int:
+    """The initial weights' generator seed of a ``shared_init`` recipe: first 8 bytes
+    (big-endian) of ``sha256(b"ponas/init-seed/v1" || uint64_be(recipe_seed) || sha256(x) ||
+    sha256(y))``, top bit clear, where ``x`` and ``y`` are the training inputs and labels as
+    little-endian bytes (C order) after ``train_subset``. The training set is the task epoch's,
+    so every cell starts from a draw of its epoch, whatever seed a miner declares."""
+    if not 0 <= recipe_seed < 1 << 64:
+        raise ValueError("seeds must be in 0..2**64-1")
+    digest = hashlib.sha256(b"ponas/init-seed/v1" + recipe_seed.to_bytes(8, "big"))
+    for a in (x, y):
+        arr = np.ascontiguousarray(a)
+        digest.update(hashlib.sha256(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()).digest())
+    return int.from_bytes(digest.digest()[:8], "big") >> 1
+
+
+def _generators(recipe: Recipe, seed: int, x: np.ndarray, y: np.ndarray) -> tuple[torch.Generator, torch.Generator]:
+    """(the initial weights' generator, the shuffles' generator) of a training: one generator
+    for both unless ``recipe.shared_init``."""
+    shuffles = torch.Generator().manual_seed(derive_seed(recipe.seed, seed))
+    if not recipe.shared_init:
+        return shuffles, shuffles
+    return torch.Generator().manual_seed(init_seed(recipe.seed, x, y)), shuffles
+
+
 def _make_optimiser(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     params = list(model.parameters())
     if recipe.optimiser == "sgd":
@@ -202,15 +230,15 @@ def train(
     data = (train_data if train_data is not None else digits_splits().train).subset(
         recipe.train_subset
     )
-    generator = torch.Generator().manual_seed(derive_seed(recipe.seed, seed))
+    init, shuffles = _generators(recipe, seed, np.asarray(data.x), np.asarray(data.y))
     on_cpu = torch.device(device).type == "cpu"
     guard = deterministic_cpu() if on_cpu else contextlib.nullcontext()
     with guard:
         model = build_model(
-            space_name, genotype, 10, data.shape, generator=generator
+            space_name, genotype, 10, data.shape, generator=init
         )
         x, y = to_tensors(data, device)
-        return _fit(model, x, y, recipe, generator, device, progress)
+        return _fit(model, x, y, recipe, shuffles, device, progress)
 
 
 def _fit(
@@ -222,8 +250,8 @@ def _fit(
     device: str,
     progress: ProgressCallback | None,
 ) -> tuple[nn.Module, bytes]:
-    """The training loop of :func:`train` (see the module docstring); ``generator`` has already
-    initialised ``model`` and goes on to draw the shuffles."""
+    """The training loop of :func:`train` (see the module docstring); ``generator`` draws the
+    shuffles (it has initialised ``model`` first unless the recipe shares the initial draw)."""
     model.to(device).train()
     optimiser = _make_optimiser(model, recipe)
     n = len(y)
@@ -319,11 +347,11 @@ def train_sequences(
         xa, ya = xa[: recipe.train_subset], ya[: recipe.train_subset]
     guard = exact_cpu() if exact else deterministic_cpu()
     with guard:
-        generator = torch.Generator().manual_seed(derive_seed(recipe.seed, seed))
-        model = build_model(space_name, genotype, 10, (1, 1, xa.shape[1]), generator=generator)
+        init, shuffles = _generators(recipe, seed, xa, ya)
+        model = build_model(space_name, genotype, 10, (1, 1, xa.shape[1]), generator=init)
         xt = sequence_input(xa)
         yt = torch.from_numpy(ya.astype(np.int64))
-        return _fit(model, xt, yt, recipe, generator, "cpu", progress)
+        return _fit(model, xt, yt, recipe, shuffles, "cpu", progress)
 
 
 def score_sequences(
