@@ -151,7 +151,7 @@ def work(job: tuple[str, int, int]) -> tuple[str, int, int, dict[str, int], floa
     v = VARIANTS[name]
     chain = ChainData(bytes.fromhex(data.genesis), v.train_size or data.train_size, data.validation_size, 5000, 1)
     base = PRESETS["mnist1d-devnet"]
-    recipe = dataclasses.replace(base, epochs=v.epochs, batch_size=v.batch or base.batch_size,
+    recipe = dataclasses.replace(base, shared_init=0, epochs=v.epochs, batch_size=v.batch or base.batch_size,
                                  lr_ppm=v.lr_ppm or base.lr_ppm)
     xa, ya = chain.train(0)
     genotype = get_space("nb201-1d").encode(index)
